@@ -1,0 +1,170 @@
+"""
+# Backfill Controller
+
+Backfill any DAG of this Airflow: a window of dates (`start_date`..`end_date`, inclusive, exactly
+the dates `airflow backfill create` would make) or an explicit list of `dates`.
+
+1. **plan** validates the request against the live target (exists, unpaused, dates fit its
+   schedule, conf fits its Params) and decides per date: *triggered* (no run yet), *cleared*
+   (existing run re-run under its own run_id, per `reprocess`) or *skipped* (why is reported).
+   A bad request fails here and nothing is created or changed.
+2. **trigger** (one mapped task instance per date) creates or clears the target runs chunk by
+   chunk, at most `max_active_runs` of them queued or running at once; once `max_failed_dates`
+   dates have failed no new chunk starts.
+3. **wait** (one sensor per chunk, deferrable) waits for every run of its chunk.
+4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
+   date acted on ended `success`.
+
+Set **dry_run** to see the plan without changing anything.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Param
+
+from include.backfill.request import DATE_PATTERN
+from include.backfill.settings import Limits
+from include.controller.operators import BackfillChunkSensor, BackfillTriggerOperator
+from include.controller.tasks import list_chunks, plan_backfill, report_backfill
+
+LIMITS = Limits.from_env()
+TRIGGER_CONCURRENCY = 16  # trigger task instances at once; the gate, not this, bounds target runs
+
+with DAG(
+    dag_id="backfill_controller",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=8,
+    doc_md=__doc__,
+    tags=["backfill", "ops"],
+    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=10)},
+    params={
+        "dag_id": Param(
+            type="string",
+            minLength=1,
+            pattern=r"^[A-Za-z0-9_.\-]+$",
+            title="Target DAG",
+            description="dag_id of the DAG to backfill.",
+            section="What",
+        ),
+        "start_date": Param(
+            None,
+            type=["null", "string"],
+            pattern=DATE_PATTERN,
+            title="Start date",
+            description="First logical date, inclusive. YYYY-MM-DD or ISO-8601; naive means UTC.",
+            section="What",
+        ),
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            pattern=DATE_PATTERN,
+            title="End date",
+            description="Last logical date, inclusive.",
+            section="What",
+        ),
+        "dates": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "pattern": DATE_PATTERN},
+            minItems=1,
+            maxItems=LIMITS.max_dates_per_request,
+            title="Explicit dates",
+            description="Instead of a window: the logical dates to run. For DAGs with schedule=None any dates.",
+            section="What",
+        ),
+        "reprocess": Param(
+            "missing",
+            type="string",
+            enum=["missing", "failed", "all", "none", "completed"],
+            values_display={
+                "missing": "missing: only dates with no run",
+                "failed": "failed: also dates whose run failed",
+                "all": "all: every date",
+                "none": "none (native name of missing)",
+                "completed": "completed (native name of all)",
+            },
+            title="Re-process",
+            description="Which existing runs to re-run. Queued or running runs are never touched.",
+            section="What",
+        ),
+        "conf": Param(
+            {},
+            type="object",
+            title="Run conf",
+            description="Passed to every target run; validated against the target's Params.",
+            section="What",
+        ),
+        "reason": Param(
+            "",
+            type="string",
+            maxLength=1000,
+            title="Reason",
+            description="Recorded as the note of every run created or cleared, and in the report.",
+            section="What",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Only report what would happen to each date; change nothing.",
+            section="How",
+        ),
+        "run_backwards": Param(
+            False, type="boolean", title="Newest first", description="Run the newest date first.", section="How"
+        ),
+        "max_active_runs": Param(
+            10,
+            type="integer",
+            minimum=1,
+            maximum=LIMITS.max_active_runs,
+            title="Max active runs",
+            description="Most target runs of this backfill queued or running at once.",
+            section="How",
+        ),
+        "chunk_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=LIMITS.max_active_runs,
+            title="Chunk size",
+            description="Dates per chunk (unit of triggering, waiting, progress, failure budget). "
+            "Default: max_active_runs.",
+            section="How",
+        ),
+        "max_failed_dates": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Max failed dates",
+            description="After this many failed dates start no new chunk; the rest are cancelled. Empty: no limit.",
+            section="How",
+        ),
+    },
+) as dag:
+    plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
+    chunks = PythonOperator(task_id="chunks", python_callable=list_chunks)
+
+    trigger = BackfillTriggerOperator.partial(
+        task_id="trigger",
+        max_active_tis_per_dagrun=TRIGGER_CONCURRENCY,
+        map_index_template="{{ task.logical_date }}",
+        retries=1,
+    ).expand_kwargs(plan.output)
+
+    wait = BackfillChunkSensor.partial(
+        task_id="wait",
+        trigger_rule="all_done",
+        timeout=7 * 24 * 3600,
+        map_index_template="chunk {{ task.chunk_index }}",
+    ).expand(chunk_index=chunks.output)
+
+    report = PythonOperator(
+        task_id="report", python_callable=report_backfill, trigger_rule="all_done", retries=0
+    )
+
+    plan >> chunks
+    trigger >> wait >> report

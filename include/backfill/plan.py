@@ -1,0 +1,156 @@
+"""What the controller does to each date: trigger a new run, clear an existing one, or skip it.
+
+A plan is decided once, from the scheduled dates and the target's existing runs, before anything
+changes; it is then carried out chunk by chunk.
+
+Chunking, worked through: 7 dates, ``chunk_size=3``, ``max_active_runs=6``. The chunks are
+``[d0 d1 d2] [d3 d4 d5] [d6]`` and two chunks may be in flight (6 // 3). Chunks 0 and 1 are
+triggered at once; chunk 2 starts when every run of chunk 0 has finished, so never more than six
+runs of this backfill are queued or running. Before a chunk starts, the failed dates so far are
+counted against ``max_failed_dates``; once it is reached, no further chunk starts and the dates
+left are ``cancelled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pendulum import DateTime
+
+from include.backfill.request import BackfillRequest, Reprocess, parse_datetime
+from include.backfill.schedule import ScheduledDate
+
+#: Prefix of the run_id of every run the controller creates: ``backfill_controller__<logical date ISO>``.
+RUN_ID_PREFIX = "backfill_controller__"
+
+IN_FLIGHT_STATES = frozenset({"queued", "running"})
+FINISHED_STATES = frozenset({"success", "failed"})
+
+
+class Action(StrEnum):
+    TRIGGERED = "triggered"
+    """No run existed: a new one is created."""
+    CLEARED = "cleared"
+    """An existing run is cleared and runs again under its own run_id."""
+    SKIPPED = "skipped"
+    """Left alone (the report says why)."""
+    CANCELLED = "cancelled"
+    """Planned, but not started because the failure budget ran out."""
+
+
+ACTING = frozenset({Action.TRIGGERED, Action.CLEARED})
+
+
+@dataclass(frozen=True)
+class ExistingRun:
+    run_id: str
+    state: str
+    logical_date: DateTime
+    end_date: str | None = None
+
+
+@dataclass(frozen=True)
+class DatePlan:
+    """The decision for one logical date."""
+
+    date: ScheduledDate
+    run_id: str
+    action: Action
+    why: str = ""
+    existing_state: str | None = None
+    existing_end_date: str | None = None
+
+    @property
+    def logical_date(self) -> DateTime:
+        return self.date.logical_date
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.date.to_dict(),
+            "run_id": self.run_id,
+            "action": self.action.value,
+            "why": self.why,
+            "existing_state": self.existing_state,
+            "existing_end_date": self.existing_end_date,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatePlan:
+        return cls(
+            date=ScheduledDate.from_dict(dict(data)),
+            run_id=data["run_id"],
+            action=Action(data["action"]),
+            why=data.get("why", ""),
+            existing_state=data.get("existing_state"),
+            existing_end_date=data.get("existing_end_date"),
+        )
+
+
+def new_run_id(logical_date: DateTime) -> str:
+    """The run_id of a run the controller creates; deterministic, so a retry finds its own run.
+
+    >>> new_run_id(parse_datetime("2024-01-31"))
+    'backfill_controller__2024-01-31T00:00:00+00:00'
+    """
+    return f"{RUN_ID_PREFIX}{logical_date.in_timezone('UTC').isoformat()}"
+
+
+def decide(
+    dates: Sequence[ScheduledDate],
+    existing: Mapping[DateTime, ExistingRun],
+    request: BackfillRequest,
+) -> list[DatePlan]:
+    """Decide each date's action, in the order the dates will be run."""
+    plans = [_decide_one(d, existing.get(d.logical_date), request.reprocess) for d in dates]
+    plans.sort(key=lambda p: p.logical_date, reverse=request.run_backwards)
+    return plans
+
+
+def _decide_one(date: ScheduledDate, run: ExistingRun | None, reprocess: Reprocess) -> DatePlan:
+    if run is None:
+        return DatePlan(date, new_run_id(date.logical_date), Action.TRIGGERED, "no run yet")
+    def existing(action: Action, why: str) -> DatePlan:
+        return DatePlan(date, run.run_id, action, why, run.state, run.end_date)
+
+    if run.state in IN_FLIGHT_STATES:
+        return existing(Action.SKIPPED, f"in flight: its run is {run.state}; not touched")
+    if run.state == "failed" and reprocess in (Reprocess.FAILED, Reprocess.ALL):
+        return existing(Action.CLEARED, f"run failed (reprocess={reprocess})")
+    if run.state == "success" and reprocess is Reprocess.ALL:
+        return existing(Action.CLEARED, "reprocess=all")
+    hint = {"failed": "reprocess=failed or all re-runs it", "success": "reprocess=all re-runs it"}
+    return existing(Action.SKIPPED, f"run exists ({run.state}); {hint.get(run.state, 'left as it is')}")
+
+
+def acting(plans: Sequence[DatePlan]) -> list[DatePlan]:
+    """The dates the controller triggers or clears, in run order (their index is the map index)."""
+    return [p for p in plans if p.action in ACTING]
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """
+    >>> chunk_count(7, 3), chunk_count(6, 3), chunk_count(0, 3)
+    (3, 2, 0)
+    """
+    return -(-size // chunk_size)
+
+
+def chunk_bounds(chunk_index: int, chunk_size: int, total: int) -> range:
+    """Indexes (into :func:`acting`) of one chunk; the last chunk may be short.
+
+    >>> list(chunk_bounds(2, 3, 7))
+    [6]
+    """
+    return range(chunk_index * chunk_size, min(total, (chunk_index + 1) * chunk_size))
+
+
+def must_be_finished_before(chunk_index: int, chunks_in_flight: int, chunk_size: int) -> int:
+    """How many leading dates must have finished before chunk ``chunk_index`` may start.
+
+    >>> [must_be_finished_before(k, 2, 3) for k in range(4)]
+    [0, 0, 3, 6]
+    """
+    return max(0, chunk_index - chunks_in_flight + 1) * chunk_size

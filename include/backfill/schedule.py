@@ -1,0 +1,159 @@
+"""Which logical dates a backfill covers, computed with the target DAG's own timetable.
+
+A window is expanded exactly as ``airflow backfill create --from-date --to-date`` does it
+(``airflow/models/backfill.py``: ``dag.iter_dagrun_infos_between`` with both ends inclusive, then
+only intervals whose end is in the past). Each date carries the ``run_after`` native backfill
+gives its run; triggering with that ``run_after`` makes Airflow infer the same data interval.
+
+Unscheduled targets (``schedule=None``, ``@once``, assets) have no dates of their own: they take
+an explicit list, and each run's data interval is the one Airflow infers for a manual run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pendulum import DateTime
+
+from include.backfill.request import BackfillRequest
+
+
+class ScheduleError(ValueError):
+    """The requested dates do not fit the target's schedule; ``field`` is the conf key to blame."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True, order=True)
+class ScheduledDate:
+    """One logical date of the target and what its run needs to match a native backfill run."""
+
+    logical_date: DateTime
+    run_after: DateTime
+    data_interval_start: DateTime
+    data_interval_end: DateTime
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "logical_date": self.logical_date.isoformat(),
+            "run_after": self.run_after.isoformat(),
+            "data_interval_start": self.data_interval_start.isoformat(),
+            "data_interval_end": self.data_interval_end.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> ScheduledDate:
+        from include.backfill.request import parse_datetime
+
+        return cls(**{k: parse_datetime(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def expand(timetable: Any, request: BackfillRequest, now: DateTime) -> list[ScheduledDate]:
+    """The dates a request covers, oldest first (``run_backwards`` is applied when planning)."""
+    if request.dates is not None:
+        return dates_from_list(timetable, request.dates, now)
+    assert request.start_date is not None and request.end_date is not None
+    return dates_in_window(timetable, request.start_date, request.end_date, now)
+
+
+def dates_in_window(timetable: Any, start: DateTime, end: DateTime, now: DateTime) -> list[ScheduledDate]:
+    """Every logical date of ``timetable`` in ``[start, end]`` whose interval has ended by ``now``.
+
+    Raises :class:`ScheduleError` for timetables without periodic dates (schedule=None, @once,
+    assets), which native backfill refuses too.
+    """
+    _require_periodic(timetable)
+    return [d for d in _iter_window(timetable, start, end) if d.data_interval_end < now]
+
+
+def dates_from_list(timetable: Any, dates: Sequence[DateTime], now: DateTime) -> list[ScheduledDate]:
+    """Check an explicit list against the schedule and return it as scheduled dates.
+
+    For a periodic timetable every date must be one of its logical dates, else the error names
+    the nearest valid ones. For any other timetable every date is accepted as a manual run.
+    """
+    if not _is_periodic(timetable):
+        return [_manual(timetable, d) for d in sorted(dates)]
+    wanted = sorted(dates)
+    valid = {d.logical_date: d for d in _iter_window(timetable, wanted[0], wanted[-1])}
+    result = []
+    for date in wanted:
+        if date not in valid:
+            before, after = nearest_valid(timetable, date)
+            near = " or ".join(d.isoformat() for d in (before, after) if d is not None)
+            raise ScheduleError(
+                "dates",
+                f"{date.isoformat()} is not a logical date of the target's schedule"
+                + (f"; nearest valid: {near}" if near else ""),
+            )
+        scheduled = valid[date]
+        if scheduled.data_interval_end >= now:
+            raise ScheduleError(
+                "dates",
+                f"{date.isoformat()} has not ended yet (its data interval ends "
+                f"{scheduled.data_interval_end.isoformat()})",
+            )
+        result.append(scheduled)
+    return result
+
+
+def nearest_valid(timetable: Any, date: DateTime) -> tuple[DateTime | None, DateTime | None]:
+    """The schedule's logical dates just before and just after ``date`` (either may be None)."""
+    after = next(iter(_iter_window(timetable, date, None)), None)
+    step = (after.logical_date - date) if after else timedelta(days=1)
+    step = max(step, timedelta(minutes=1))
+    before = None
+    for _ in range(40):  # doubling look-back: bounded even for sparse schedules
+        candidates = [d for d in _iter_window(timetable, date - step, date) if d.logical_date < date]
+        if candidates:
+            before = candidates[-1]
+            break
+        step *= 2
+    return (before.logical_date if before else None, after.logical_date if after else None)
+
+
+def _iter_window(timetable: Any, start: DateTime, end: DateTime | None) -> Iterator[ScheduledDate]:
+    from airflow.timetables.base import TimeRestriction
+
+    restriction = TimeRestriction(start, end, catchup=True)
+    info = None
+    while True:
+        info = timetable.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction)
+        if info is None or info.data_interval is None:
+            return
+        yield ScheduledDate(
+            logical_date=info.logical_date,
+            run_after=info.run_after,
+            data_interval_start=info.data_interval.start,
+            data_interval_end=info.data_interval.end,
+        )
+
+
+def _manual(timetable: Any, date: DateTime) -> ScheduledDate:
+    interval = timetable.infer_manual_data_interval(run_after=date)
+    return ScheduledDate(
+        logical_date=date, run_after=date, data_interval_start=interval.start, data_interval_end=interval.end
+    )
+
+
+def _is_periodic(timetable: Any) -> bool:
+    return bool(getattr(timetable, "periodic", False)) and not getattr(timetable, "partitioned", False)
+
+
+def _require_periodic(timetable: Any) -> None:
+    if not _is_periodic(timetable):
+        summary = getattr(timetable, "summary", type(timetable).__name__)
+        raise ScheduleError(
+            "start_date",
+            f"the target has no periodic schedule ({summary}), so a window has no dates; "
+            "list the logical dates to run in `dates` instead",
+        )
+
+
+def describe(dates: Iterable[ScheduledDate]) -> list[dict[str, str]]:
+    return [d.to_dict() for d in dates]

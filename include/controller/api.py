@@ -1,0 +1,161 @@
+"""The public REST API, as the controller's tasks use it (a task has no database access).
+
+Base URL and credentials come only from an Airflow connection (default ``airflow_api``, e.g.
+``AIRFLOW_CONN_AIRFLOW_API=http://admin:secret@localhost:8080``). The password is exchanged for a
+JWT at ``POST /auth/token`` and never logged. Calls go through the official ``apache-airflow-client``;
+the plugin's schedule endpoint, which the client does not know, through the same session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import airflow_client.client as af
+import requests
+from airflow_client.client.exceptions import ApiException, NotFoundException
+from urllib3.util.retry import Retry
+
+from include.backfill.plan import ExistingRun
+from include.backfill.request import parse_datetime
+from include.backfill.schedule import ScheduledDate
+from include.backfill.settings import api_conn_id
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+PLUGIN_PREFIX = "/backfill-controller"
+_TIMEOUT = 30
+
+
+class ApiError(RuntimeError):
+    """The REST API refused a call; ``status`` is its HTTP status, ``detail`` its explanation."""
+
+    def __init__(self, status: int, detail: Any):
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status}: {detail}")
+
+
+@dataclass(frozen=True)
+class TargetDag:
+    dag_id: str
+    is_paused: bool
+    timetable_summary: str | None
+    params: dict[str, Any]
+    task_ids: tuple[str, ...] = ()
+
+
+class AirflowApi:
+    def __init__(self, base_url: str, username: str, password: str):
+        self.base_url = base_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.mount("http", requests.adapters.HTTPAdapter(max_retries=_retry()))
+        response = self._session.post(
+            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=_TIMEOUT
+        )
+        if response.status_code not in (200, 201):
+            raise ApiError(response.status_code, f"could not log in to {self.base_url} as {username!r}")
+        token = response.json()["access_token"]
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        config = af.Configuration(host=self.base_url, access_token=token, retries=_retry())
+        self._client = af.ApiClient(config)
+
+    @classmethod
+    def from_connection(cls, conn_id: str | None = None) -> AirflowApi:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id or api_conn_id())
+        scheme = "https" if (conn.conn_type or "").lower() in ("https",) or conn.schema == "https" else "http"
+        host = conn.host or "localhost"
+        if "://" in host:
+            base = host
+        else:
+            base = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+        return cls(base, conn.login or "", conn.password or "")
+
+    def get_dag(self, dag_id: str) -> TargetDag | None:
+        """The target DAG, or None if Airflow does not know it."""
+        response = self._session.get(f"{self.base_url}/api/v2/dags/{dag_id}/details", timeout=_TIMEOUT)
+        if response.status_code == 404:
+            return None
+        _raise_for(response)
+        body = response.json()
+        return TargetDag(
+            dag_id=body["dag_id"],
+            is_paused=bool(body.get("is_paused")),
+            timetable_summary=body.get("timetable_summary"),
+            params=body.get("params") or {},
+        )
+
+    def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
+        """The target's logical dates for a request, from the plugin (which reads its timetable)."""
+        response = self._session.post(
+            f"{self.base_url}{PLUGIN_PREFIX}/api/dags/{dag_id}/dates", json=request_conf, timeout=120
+        )
+        _raise_for(response)
+        return [ScheduledDate.from_dict(d) for d in response.json()["dates"]]
+
+    def iter_runs(self, dag_id: str, first: Any, last: Any) -> Iterator[ExistingRun]:
+        """Every run of ``dag_id`` with a logical date in ``[first, last]``, page by page."""
+        runs = af.DagRunApi(self._client)
+        offset = 0
+        while True:
+            page = _call(
+                runs.get_dag_runs,
+                dag_id,
+                logical_date_gte=first,
+                logical_date_lte=last,
+                limit=PAGE_SIZE,
+                offset=offset,
+                order_by=["logical_date"],
+            )
+            for run in page.dag_runs:
+                if run.logical_date is not None:
+                    state = run.state.value if hasattr(run.state, "value") else str(run.state)
+                    end = run.end_date.isoformat() if run.end_date else None
+                    yield ExistingRun(
+                        run.dag_run_id, state, parse_datetime(run.logical_date.isoformat()), _utc_iso(end)
+                    )
+            offset += len(page.dag_runs)
+            if not page.dag_runs or offset >= page.total_entries:
+                return
+
+    def set_note(self, dag_id: str, run_id: str, note: str) -> None:
+        body = af.DAGRunPatchBody(note=note[:1000])
+        _call(af.DagRunApi(self._client).patch_dag_run, dag_id, run_id, body, update_mask=["note"])
+
+
+def _utc_iso(value: str | None) -> str | None:
+    return parse_datetime(value).isoformat() if value else None
+
+
+def _retry() -> Retry:
+    # The api-server may restart or SQLite may be briefly locked: retry with backoff, bounded.
+    return Retry(
+        total=6,
+        backoff_factor=0.5,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except NotFoundException as exc:
+        raise ApiError(404, exc.body) from None
+    except ApiException as exc:
+        raise ApiError(exc.status or 0, exc.body) from None
+
+
+def _raise_for(response: requests.Response) -> None:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ApiError(response.status_code, detail)

@@ -1,0 +1,156 @@
+"""The controller's operators: a gated ``TriggerDagRunOperator`` and a sensor that reports every run.
+
+``BackfillTriggerOperator`` is mapped over the dates to act on (one task instance triggers or
+clears one run, as ``TriggerDagRunOperator`` does). Before it triggers, a date waits for its
+chunk's turn: chunk *k* starts when the chunks that must finish before it have finished (see
+:func:`include.backfill.plan.must_be_finished_before`) and the failure budget is not spent. It
+waits deferred, in the triggerer, so waiting costs no worker slot.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSkipException
+
+from include.backfill.plan import chunk_bounds, must_be_finished_before
+from include.backfill.report import PENDING, failed_count
+from include.backfill.request import parse_datetime
+from include.backfill.settings import poll_interval
+from include.controller.progress import BackfillProgressTrigger, Watch, observe
+
+PLAN_TASK_ID = "plan"
+
+
+def _watch(context: Any, target_dag_id: str, indexes: range) -> Watch:
+    ti = context["ti"]
+    run_ids = ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
+    return Watch(ti.dag_id, ti.run_id, target_dag_id, [(i, run_ids[i]) for i in indexes])
+
+
+def _gate(context: Any) -> dict[str, Any]:
+    return context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="gate")
+
+
+class BackfillTriggerOperator(TriggerDagRunOperator):
+    """Trigger (or clear and re-run) one target run once its chunk may start.
+
+    :param chunk_index: which chunk this date belongs to (0-based, in run order).
+    :param note: run note for the target run; set on cleared runs too.
+    All other parameters are ``TriggerDagRunOperator``'s. Nothing is templated: every value comes
+    from the plan, and user text (conf, reason) must never be rendered as a Jinja template.
+    """
+
+    template_fields = ()
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, chunk_index: int = 0, planned_end_date: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("openlineage_inject_parent_info", False)
+        super().__init__(**kwargs)
+        self.chunk_index = chunk_index
+        self.planned_end_date = planned_end_date
+
+    def _already_done(self) -> bool:
+        """True when an earlier try of this task already created or cleared the run.
+
+        Makes retries safe (a worker killed after triggering, or a task whose success could not be
+        recorded): a new run exists under our deterministic run_id; a cleared run is queued or
+        running again, or has finished again since planning (its end_date changed).
+        """
+        from airflow.sdk.execution_time.comms import _fetch_dag_run
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        run_id = str(self.trigger_run_id)
+        if not self.reset_dag_run:
+            return RTI.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]) > 0
+        run = _fetch_dag_run(dag_id=self.trigger_dag_id, run_id=run_id)
+        state = str(getattr(run.state, "value", run.state))
+        end_date = parse_datetime(run.end_date.isoformat()).isoformat() if run.end_date else None
+        planned = self.planned_end_date
+        return state in ("queued", "running") or (planned is not None and end_date != planned)
+
+    def execute(self, context: Any) -> None:
+        self._wait_for_turn(context)
+        if self._already_done():
+            self.log.info("run %s was already triggered or cleared by this backfill", self.trigger_run_id)
+            context["ti"].xcom_push(key="trigger_run_id", value=self.trigger_run_id)
+            return
+        if self.reset_dag_run and self.note:
+            # The Execution API clears an existing run without touching its note: set it first.
+            from include.controller.api import AirflowApi
+
+            AirflowApi.from_connection().set_note(self.trigger_dag_id, str(self.trigger_run_id), self.note)
+        super().execute(context)
+
+    def execute_after_turn(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        self.execute(context)
+
+    def _wait_for_turn(self, context: Any) -> None:
+        if self.chunk_index == 0:
+            return
+        gate = _gate(context)
+        size = gate["chunk_size"]
+        earlier = _watch(context, self.trigger_dag_id, range(self.chunk_index * size))
+        outcomes = observe(earlier)
+        budget = gate.get("max_failed_dates")
+        if budget is not None and failed_count(outcomes) >= budget:
+            raise AirflowSkipException(
+                f"cancelled: {failed_count(outcomes)} dates failed and max_failed_dates is {budget}"
+            )
+        need = must_be_finished_before(self.chunk_index, gate["chunks_in_flight"], size)
+        waiting = {r for _, r in earlier.entries[:need] if outcomes[r] == PENDING}
+        if waiting:
+            self.log.info("chunk %d waits for %d earlier runs to finish", self.chunk_index, len(waiting))
+            self.defer(
+                trigger=BackfillProgressTrigger(**earlier.only(waiting).to_kwargs(), poll_interval=poll_interval()),
+                method_name="execute_after_turn",
+            )
+
+
+class BackfillChunkSensor(BaseSensorOperator):
+    """Wait until every run of one chunk has finished; returns ``{run_id: outcome}``.
+
+    :param chunk_index: the chunk to watch.
+    :param deferrable: wait in the triggerer (default) instead of holding a worker slot.
+    """
+
+    template_fields = ()
+    ui_color = "#eef3fb"
+
+    def __init__(self, *, chunk_index: int, deferrable: bool = True, **kwargs: Any):
+        kwargs.setdefault("poke_interval", poll_interval())
+        super().__init__(**kwargs)
+        self.chunk_index = chunk_index
+        self.deferrable = deferrable
+
+    def _chunk(self, context: Any) -> Watch:
+        gate = _gate(context)
+        return _watch(
+            context, gate["target_dag_id"], chunk_bounds(self.chunk_index, gate["chunk_size"], gate["total"])
+        )
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        outcomes = observe(self._chunk(context))
+        return PokeReturnValue(is_done=PENDING not in outcomes.values(), xcom_value=outcomes)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        watch = self._chunk(context)
+        outcomes = observe(watch)
+        waiting = {r for r, o in outcomes.items() if o == PENDING}
+        if not waiting:
+            return outcomes
+        self.defer(
+            trigger=BackfillProgressTrigger(**watch.only(waiting).to_kwargs(), poll_interval=self.poke_interval),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, str]:
+        outcomes = observe(self._chunk(context))
+        self.log.info("chunk %d finished: %s", self.chunk_index, outcomes)
+        return outcomes

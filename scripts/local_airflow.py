@@ -1,0 +1,714 @@
+"""Run a real local Airflow 3 (api-server, scheduler, dag-processor, triggerer) without Docker.
+
+Used by the integration tests (``tests/conftest.py``) and by ``make up``::
+
+    python -m scripts.local_airflow up --backend sqlite --home .airflow-demo [--port 8080]
+
+Backends: ``sqlite`` (a file in AIRFLOW_HOME) or ``postgres`` (a throwaway PostgreSQL server started
+with initdb/pg_ctl, its data directory inside AIRFLOW_HOME; as root it runs as the ``postgres`` user).
+Every process gets the same environment (``LocalAirflow.env``), so ``airflow`` CLI commands run with
+it talk to the same metadata database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import glob
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+FINAL_RUN_STATES = frozenset({"success", "failed"})
+BACKENDS = ("sqlite", "postgres")
+_DAGBAG_MARK = "LOCAL_AIRFLOW_DAGBAG="
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+# Settings that make a local Airflow react quickly in tests. Override any of them with ``extra_env``.
+SPEED_SETTINGS = {
+    # look for new/removed DAG files every 5 s (default 300 s)
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    # re-parse each DAG file at most every 5 s (default 30 s)
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+    # scheduler sleeps 0.5 s between idle loops (default 1 s)
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+}
+
+
+def free_port(exclude: Iterable[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that is free right now (and not in ``exclude``)."""
+    excluded = set(exclude)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in excluded:
+            return port
+
+
+def airflow_executable() -> str:
+    """The ``airflow`` script of the running interpreter's environment (else the one on PATH)."""
+    candidate = Path(sys.executable).parent / "airflow"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("airflow")
+    if not found:
+        raise FileNotFoundError("no `airflow` executable next to the interpreter or on PATH")
+    return found
+
+
+def find_postgres_bin() -> Path:
+    """Directory holding initdb/pg_ctl: $PG_BIN, else the newest Debian-style install, else PATH."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    if found:
+
+        def version(path: str) -> tuple[int, ...]:
+            name = Path(path).parent.parent.name
+            return tuple(int(p) for p in name.split(".") if p.isdigit())
+
+        return Path(max(found, key=version)).parent
+    which = shutil.which("initdb")
+    if which:
+        return Path(which).parent
+    raise FileNotFoundError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them with "
+        "`apt-get install postgresql` or set PG_BIN to the folder holding them"
+    )
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            lines = fh.read().decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"<{path.name}: no log yet>"
+    return "\n".join(lines[-n:])
+
+
+class _Postgres:
+    """A throwaway PostgreSQL server: initdb (trust auth), pg_ctl start on a free port, createdb airflow."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.as_root = os.geteuid() == 0
+        self.data = home / "pgdata"
+        self.log_file = home / "logs" / "postgres.log"
+        self._outside_dir: Path | None = None
+        self._bin: Path | None = None
+        self.started = False
+
+    @property
+    def bin(self) -> Path:
+        if self._bin is None:
+            self._bin = find_postgres_bin()
+        return self._bin
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/airflow"
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if self.as_root:  # PostgreSQL refuses to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=str(self.data.parent), check=False
+        )
+
+    def _postgres_can_use(self, path: Path) -> bool:
+        result = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(path)], check=False)
+        return result.returncode == 0
+
+    def _prepare_dirs(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if not self.as_root:
+            self.data.mkdir(mode=0o700, exist_ok=True)
+            return
+        self.data.mkdir(mode=0o700, exist_ok=True)
+        shutil.chown(self.data, "postgres", "postgres")
+        # the postgres user must be able to traverse AIRFLOW_HOME (search permission only)
+        self.home.chmod(self.home.stat().st_mode | 0o011)
+        if not self._postgres_can_use(self.data):
+            # a parent of AIRFLOW_HOME is closed to other users: use a private dir in the temp folder
+            self._outside_dir = Path(tempfile.mkdtemp(prefix="local-airflow-pg-"))
+            shutil.chown(self._outside_dir, "postgres", "postgres")
+            self.data = self._outside_dir / "pgdata"
+            self.data.mkdir(mode=0o700)
+            shutil.chown(self.data, "postgres", "postgres")
+            (self.home / "pgdata.location").write_text(f"{self.data}\n")
+        # pg_ctl writes its log as the postgres user
+        self.log_file.touch()
+        shutil.chown(self.log_file, "postgres", "postgres")
+        if not self._postgres_can_use(self.log_file):
+            self.log_file = self.data.parent / "postgres.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self._prepare_dirs()
+        if not (self.data / "PG_VERSION").exists():
+            res = self._run(
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            )
+            if res.returncode != 0:
+                raise RuntimeError(f"initdb failed:\n{res.stdout}\n{res.stderr}")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            "-c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        res = self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+            timeout=timeout + 10,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(
+                f"pg_ctl start failed:\n{res.stdout}\n{res.stderr}\n{_tail(self.log_file, 30)}"
+            )
+        self.started = True
+        res = subprocess.run(
+            [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+            + ["airflow"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if res.returncode != 0 and "already exists" not in res.stderr:
+            raise RuntimeError(f"createdb failed:\n{res.stdout}\n{res.stderr}")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists() or self.started:
+            pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30"]
+            res = self._run(*pg_ctl, "-m", "fast", "stop")
+            if res.returncode != 0 and (self.data / "postmaster.pid").exists():
+                self._run(*pg_ctl, "-m", "immediate", "stop")
+        self.started = False
+        if self._outside_dir is not None:
+            shutil.rmtree(self._outside_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.home / "pgdata.location").unlink()
+            self._outside_dir = None
+
+
+class LocalAirflow:
+    """A real Airflow 3 started as four processes with LocalExecutor, for tests and demos.
+
+    Use as a context manager, or call ``start()`` and ``stop()``. ``env`` is the full environment
+    of every process (run ``airflow`` CLI commands with it, or use ``airflow_cli``).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        backend: str = "sqlite",
+        port: int | None = None,
+        dags_folder: Path | None = None,
+        plugins_folder: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        password: str = "admin",
+        username: str = "admin",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        self.home = Path(home).resolve()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.backend = backend
+        self.port = port or free_port()
+        self.dags_folder = Path(dags_folder or REPO_ROOT / "dags").resolve()
+        self.plugins_folder = Path(plugins_folder or REPO_ROOT / "plugins").resolve()
+        self.username = username
+        self.password = password
+        self.url = f"http://localhost:{self.port}"
+        self.logs_dir = self.home / "logs"
+        self.passwords_file = self.home / "passwords.json"
+        self.env_file = self.home / "env.sh"  # `source` it to use the airflow CLI against this instance
+        used = {self.port}
+        self.worker_log_port = free_port(used)
+        used.add(self.worker_log_port)
+        self.trigger_log_port = free_port(used)
+        used.add(self.trigger_log_port)
+        self._pg = _Postgres(self.home, free_port(used)) if backend == "postgres" else None
+        self.extra_env = dict(extra_env or {})
+        self.settings = self._settings()
+        self.env = self._full_env()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._session = requests.Session()
+        self._token: str | None = None
+        self._running = False
+
+    # ------------------------------------------------------------------ configuration
+    def _secrets(self) -> dict[str, str]:
+        """Fernet key, JWT secret and API secret key: generated once per home, then reused."""
+        path = self.home / "local_airflow_secrets.json"
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        values = {
+            "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "jwt_secret": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "api_secret_key": base64.urlsafe_b64encode(os.urandom(16)).decode(),
+        }
+        path.write_text(json.dumps(values, indent=2) + "\n")
+        path.chmod(0o600)
+        return values
+
+    @property
+    def sql_alchemy_conn(self) -> str:
+        if self._pg is not None:
+            return self._pg.url
+        return f"sqlite:///{self.home / 'airflow.db'}"
+
+    def _settings(self) -> dict[str, str]:
+        """Only what this class sets (AIRFLOW_* and PYTHONPATH), without the inherited environment."""
+        secrets = self._secrets()
+        credentials = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+        settings = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__FERNET_KEY": secrets["fernet_key"],
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__SECRET_KEY": secrets["api_secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets["jwt_secret"],
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+            "AIRFLOW_CONN_AIRFLOW_API": f"http://{credentials}@localhost:{self.port}",
+            **SPEED_SETTINGS,
+        }
+        pythonpath = [str(REPO_ROOT)]
+        if os.environ.get("PYTHONPATH"):
+            pythonpath.append(os.environ["PYTHONPATH"])
+        settings["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        settings.update(self.extra_env)
+        return settings
+
+    def _full_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # the interpreter's bin dir first, so `airflow` and `python` are this environment's
+        path = [str(Path(sys.executable).parent)]
+        if env.get("PATH"):
+            path.append(env["PATH"])
+        env["PATH"] = os.pathsep.join(path)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.settings)
+        return env
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 180) -> LocalAirflow:
+        """Migrate the DB, start the four services and wait until /api/v2/monitor/health is all healthy."""
+        if self._running:
+            return self
+        deadline = time.monotonic() + timeout
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.passwords_file.write_text(json.dumps({self.username: self.password}) + "\n")
+        self.passwords_file.chmod(0o600)
+        self.env_file.write_text(
+            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.settings.items()))
+        )
+        self._running = True
+        atexit.register(self.stop)
+        try:
+            if self._pg is not None:
+                self._pg.start()
+            self._migrate(deadline)
+            for service in SERVICES:
+                self._spawn(service)
+            self._wait_healthy(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _migrate(self, deadline: float) -> None:
+        log = self.logs_dir / "db-migrate.log"
+        with open(log, "ab") as out:
+            res = subprocess.run(
+                [airflow_executable(), "db", "migrate"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.home,
+                timeout=max(deadline - time.monotonic(), 1),
+                check=False,
+            )
+        if res.returncode != 0:
+            raise RuntimeError(f"`airflow db migrate` failed ({res.returncode}):\n{_tail(log, 40)}")
+
+    def _spawn(self, service: str) -> None:
+        args = [airflow_executable(), service]
+        if service == "api-server":
+            args += ["--port", str(self.port), "--host", "127.0.0.1"]
+        with open(self.logs_dir / f"{service}.log", "ab") as out:
+            self.processes[service] = subprocess.Popen(
+                args,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.home,
+                start_new_session=True,
+            )
+
+    def check_alive(self) -> None:
+        """Raise RuntimeError (with the log tail) if a service process has exited."""
+        for service, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"airflow {service} exited with code {proc.returncode}; last log lines:\n"
+                    f"{self.log_tail(service, 40)}"
+                )
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            resp = self._session.get(f"{self.url}/api/v2/monitor/health", timeout=5)
+        except requests.RequestException:
+            return None
+        return dict(resp.json()) if resp.status_code == 200 else None
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last: dict[str, Any] | None = None
+        while True:
+            self.check_alive()
+            last = self.health()
+            if last and all((last.get(c) or {}).get("status") == "healthy" for c in HEALTH_COMPONENTS):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Airflow at {self.url} not healthy in time; last health: {last}")
+            time.sleep(1)
+
+    def stop(self, grace: float = 20) -> None:
+        """Terminate every service (and anything they started), then stop PostgreSQL."""
+        sessions = {proc.pid for proc in self.processes.values()}
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        end = time.monotonic() + grace
+        for proc in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(end - time.monotonic(), 0.1))
+        # whatever is left in the services' sessions (task runners use their own process groups)
+        for _ in range(3):
+            leftovers = _pids_in_sessions(sessions)
+            if not leftovers:
+                break
+            for pid in leftovers:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.processes.clear()
+        if self._pg is not None:
+            self._pg.stop()
+        self._token = None
+        self._running = False
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> LocalAirflow:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ REST API
+    def token(self, refresh: bool = False) -> str:
+        """A JWT for the public REST API (POST /auth/token with the admin credentials)."""
+        if self._token is None or refresh:
+            resp = self._session.post(
+                f"{self.url}/auth/token",
+                json={"username": self.username, "password": self.password},
+                timeout=30,
+            )
+            resp.raise_for_status()
+            self._token = str(resp.json()["access_token"])
+        return self._token
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Call the REST API with a bearer token; ``path`` like "/api/v2/dags". Does not raise on errors."""
+        kwargs.setdefault("timeout", 30)
+        headers = dict(kwargs.pop("headers", None) or {})
+        for attempt in range(2):
+            headers["Authorization"] = f"Bearer {self.token(refresh=attempt > 0)}"
+            resp = self._session.request(method, f"{self.url}{path}", headers=headers, **kwargs)
+            if resp.status_code != 401:
+                break
+        return resp
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.api(method, path, **kwargs)
+        if resp.status_code >= 400:
+            raise requests.HTTPError(
+                f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:2000]}", response=resp
+            )
+        return resp.json()
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        """DAG import errors plus plugin import errors (as dicts with filename and stack_trace/error)."""
+        errors = list(self._json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"])
+        plugins = self.api("GET", "/api/v2/plugins/importErrors")
+        if plugins.status_code == 200:
+            errors += plugins.json().get("import_errors", [])
+        return errors
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
+        """Wait until each DAG is known to the API server, not stale and without import errors."""
+        pending = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while pending:
+            self.check_alive()
+            for dag_id in sorted(pending):
+                resp = self.api("GET", f"/api/v2/dags/{dag_id}")
+                if resp.status_code == 200:
+                    dag = resp.json()
+                    if not dag.get("has_import_errors") and not dag.get("is_stale"):
+                        pending.discard(dag_id)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                details = "\n".join(
+                    f"--- {e.get('filename') or e.get('source')}\n{e.get('stack_trace') or e.get('error')}"
+                    for e in self.import_errors()
+                )
+                raise TimeoutError(
+                    f"DAGs not loaded after {timeout:.0f}s: {sorted(pending)}\n"
+                    f"import errors:\n{details or '(none)'}\n"
+                    f"dag-processor log:\n{self.log_tail('dag-processor', 20)}"
+                )
+            time.sleep(2)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
+        """Trigger a manual run (logical_date null) and return its run_id. Raises HTTPError on 4xx/5xx."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return str(self._json("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """{task_id or task_id[map_index]: state} for one run."""
+        data = self._json(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+        )
+        states: dict[str, str | None] = {}
+        for ti in data["task_instances"]:
+            key = ti["task_id"] if ti.get("map_index", -1) < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+            states[key] = ti["state"]
+        return states
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait for a run to reach success or failed and return that state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.run_state(dag_id, run_id)
+            if state in FINAL_RUN_STATES:
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"run {dag_id}/{run_id} still {state} after {timeout:.0f}s; "
+                    f"tasks: {self.task_states(dag_id, run_id)}"
+                )
+            self.check_alive()
+            time.sleep(1)
+
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
+    ) -> Any:
+        """The XCom value as JSON data (raises HTTPError 404 if there is none)."""
+        data = self._json(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"map_index": map_index},
+        )
+        value = data["value"]
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return json.loads(value)
+        return value
+
+    # ------------------------------------------------------------------ helpers
+    def parse_dag_folder(self, timeout: float = 120) -> dict[str, Any]:
+        """Parse the DAGs folder in a subprocess (a DagBag, as the dag-processor would) and return
+        ``{"dag_ids": [...], "import_errors": {file: traceback}}``: the DAGs this instance should list."""
+        code = (
+            "import json\n"
+            "from airflow.dag_processing.dagbag import DagBag\n"
+            f"bag = DagBag(dag_folder={str(self.dags_folder)!r})\n"
+            "print('\\n' + _MARK + json.dumps({'dag_ids': sorted(bag.dag_ids),"
+            " 'import_errors': dict(bag.import_errors)}))\n"
+        ).replace("_MARK", repr(_DAGBAG_MARK))
+        res = subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.home,
+            check=False,
+        )
+        for line in reversed(res.stdout.splitlines()):
+            if line.startswith(_DAGBAG_MARK):
+                return dict(json.loads(line[len(_DAGBAG_MARK) :]))
+        raise RuntimeError(f"parsing {self.dags_folder} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+
+    def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run ``airflow *args`` against this instance (text output captured, no check)."""
+        return subprocess.run(
+            [airflow_executable(), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.home,
+            check=False,
+        )
+
+    def log_path(self, service: str) -> Path:
+        if service == "postgres" and self._pg is not None:
+            return self._pg.log_file
+        return self.logs_dir / f"{service}.log"
+
+    def log_tail(self, service: str, n: int = 50) -> str:
+        """Last ``n`` lines of a service log (api-server, scheduler, dag-processor, triggerer,
+        db-migrate, postgres)."""
+        return _tail(self.log_path(service), n)
+
+    def services(self) -> list[str]:
+        names = ["db-migrate", *SERVICES]
+        return [*names, "postgres"] if self._pg is not None else names
+
+
+def _pids_in_sessions(sessions: set[int]) -> list[int]:
+    """PIDs (other than ours) whose session id is one of ``sessions`` (Linux /proc; else empty)."""
+    found: list[int] = []
+    proc = Path("/proc")
+    if not sessions or not proc.is_dir():
+        return found
+    me = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if os.getsid(int(entry.name)) in sessions:
+                found.append(int(entry.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.local_airflow", description="Run a real local Airflow 3 without Docker."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a local Airflow and keep it running until Ctrl-C")
+    up.add_argument("--backend", choices=BACKENDS, default="sqlite")
+    up.add_argument("--home", type=Path, default=Path(".airflow-demo"))
+    up.add_argument("--port", type=int, default=None)
+    up.add_argument("--password", default="admin")
+    up.add_argument("--dags-folder", type=Path, default=None, help="default: the repo's dags/")
+    up.add_argument("--plugins-folder", type=Path, default=None, help="default: the repo's plugins/")
+    up.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` stops cleanly, like Ctrl-C
+    airflow = LocalAirflow(
+        home=args.home,
+        backend=args.backend,
+        port=args.port,
+        dags_folder=args.dags_folder,
+        plugins_folder=args.plugins_folder,
+        password=args.password,
+    )
+    print(f"Starting Airflow ({args.backend}) in {airflow.home}; logs in {airflow.logs_dir}", flush=True)
+    started = time.monotonic()
+    try:
+        airflow.start(timeout=args.timeout)
+        print(
+            f"\nAirflow is up after {time.monotonic() - started:.0f}s\n"
+            f"  UI:    {airflow.url}\n"
+            f"  login: {airflow.username} / {airflow.password}\n"
+            f"  CLI:   source {airflow.env_file} && airflow dags list\n"
+            "Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while True:
+            airflow.check_alive()
+            time.sleep(2)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+    except Exception as exc:  # noqa: BLE001 - report and exit non-zero
+        print(f"\nERROR: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        airflow.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Shared pytest setup.
+
+* ``--backend sqlite|postgres`` chooses the metadata database of the integration Airflow.
+* Tests under ``tests/integration`` are marked ``integration`` automatically.
+* ``airflow`` (session scope, lazy): a real local Airflow (``scripts.local_airflow.LocalAirflow``)
+  whose DAGs folder holds symlinks to every ``dags/*.py`` and ``tests/dags/*.py``, with the repo's
+  ``plugins/``. It is started only when a test asks for it, so ``pytest tests/unit`` never starts it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from scripts.local_airflow import LocalAirflow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONTROLLER_DAG_ID = "backfill_controller"
+DAG_SOURCES = (REPO_ROOT / "dags", REPO_ROOT / "tests" / "dags")
+START_TIMEOUT = 240  # seconds: db migrate + four services (PostgreSQL migrate is the slow part)
+DAGS_TIMEOUT = 180  # seconds: until every DAG is listed by the API
+
+_LOG_REPORT = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("local airflow")
+    group.addoption(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="metadata database of the Airflow started for integration tests (default: sqlite)",
+    )
+    group.addoption(
+        "--keep-airflow-home",
+        action="store_true",
+        help="keep the temporary AIRFLOW_HOME (DB, logs) after the session even when all tests passed",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    integration_dir = REPO_ROOT / "tests" / "integration"
+    for item in items:
+        if integration_dir in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def build_dags_folder(target: Path) -> list[Path]:
+    """Symlink every ``*.py`` of dags/ and tests/dags/ into ``target``; return the links."""
+    target.mkdir(parents=True, exist_ok=True)
+    links = []
+    for source_dir in DAG_SOURCES:
+        for source in sorted(source_dir.glob("*.py")):
+            if source.name == "__init__.py":
+                continue
+            link = target / source.name
+            if link.exists() or link.is_symlink():  # same file name in both folders
+                link = target / f"{source_dir.parent.name}_{source.name}"
+            link.symlink_to(source)
+            links.append(link)
+    return links
+
+
+def _log_report(instance: LocalAirflow, lines: int = 40) -> str:
+    parts = [f"AIRFLOW_HOME: {instance.home} (backend {instance.backend}, {instance.url})"]
+    for service in instance.services():
+        parts.append(f"----- {service} (last {lines} lines of {instance.log_path(service)})")
+        parts.append(instance.log_tail(service, lines))
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
+    """A running local Airflow with the repo's DAGs, the test target DAGs and plugins."""
+    from scripts.local_airflow import LocalAirflow
+
+    config = request.config
+    backend = config.getoption("--backend")
+    home = Path(tempfile.mkdtemp(prefix=f"backfill-airflow-{backend}-"))
+    dags_folder = home / "dags"
+    build_dags_folder(dags_folder)
+    instance = LocalAirflow(
+        home=home, backend=backend, dags_folder=dags_folder, plugins_folder=REPO_ROOT / "plugins"
+    )
+    try:
+        instance.start(timeout=START_TIMEOUT)
+        parsed = instance.parse_dag_folder()
+        if parsed["import_errors"]:
+            errors = "\n".join(f"--- {f}\n{tb}" for f, tb in parsed["import_errors"].items())
+            raise RuntimeError(f"DAG files fail to import:\n{errors}")
+        expected = {CONTROLLER_DAG_ID, *parsed["dag_ids"]}
+        instance.wait_for_dags(sorted(expected), timeout=DAGS_TIMEOUT)
+    except BaseException:
+        config.stash[_LOG_REPORT] = _log_report(instance)
+        instance.stop()
+        raise
+
+    yield instance
+
+    failed = request.session.testsfailed > 0
+    if failed:
+        config.stash[_LOG_REPORT] = _log_report(instance)
+    instance.stop()
+    if not failed and not config.getoption("--keep-airflow-home"):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    report = config.stash.get(_LOG_REPORT, None)
+    if report:
+        terminalreporter.write_sep("=", "local Airflow service logs")
+        terminalreporter.write_line(report)

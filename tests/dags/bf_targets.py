@@ -1,0 +1,66 @@
+"""Target DAGs for the end-to-end tests: one per kind of schedule, each with a native-backfill twin.
+
+Every target has two tasks. ``work`` fails when the Variable ``bf_fail_dates`` (JSON
+``{dag_id: ["YYYY-MM-DD", ...]}``) lists its logical date, so a test decides which dates fail
+without changing the DAG; it returns the run's data interval so tests can compare it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.timetables.trigger import CronTriggerTimetable
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+SCHEDULES = {
+    "bf_daily": "@daily",
+    "bf_interval_ny": CronDataIntervalTimetable("0 6 * * *", timezone="America/New_York"),
+    "bf_cron_berlin": CronTriggerTimetable("30 1 * * *", timezone="Europe/Berlin"),
+    "bf_delta": timedelta(hours=12),
+    "bf_none": None,
+}
+
+
+@task
+def work(**context):
+    from airflow.sdk import Variable
+
+    fail = Variable.get("bf_fail_dates", default={}, deserialize_json=True)
+    day = context["logical_date"].strftime("%Y-%m-%d") if context["logical_date"] else None
+    if day in fail.get(context["dag"].dag_id, []):
+        raise RuntimeError(f"bf_fail_dates asks {day} to fail")
+    return {
+        "data_interval_start": context["data_interval_start"].isoformat(),
+        "data_interval_end": context["data_interval_end"].isoformat(),
+    }
+
+
+def _target(dag_id: str, schedule, **kwargs) -> DAG:
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=16,
+        tags=["backfill-test"],
+        default_args={"retries": 0},
+        **kwargs,
+    ) as dag:
+        work() >> EmptyOperator(task_id="done")
+    return dag
+
+
+for _dag_id, _schedule in SCHEDULES.items():
+    globals()[_dag_id] = _target(_dag_id, _schedule)
+    globals()[f"{_dag_id}_native"] = _target(f"{_dag_id}_native", _schedule)
+
+bf_params = _target(
+    "bf_params",
+    "@daily",
+    params={"batch_size": Param(100, type="integer", minimum=1), "mode": Param("full", enum=["full", "delta"])},
+)
