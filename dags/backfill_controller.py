@@ -73,7 +73,8 @@ with DAG(
             minItems=1,
             maxItems=LIMITS.max_dates_per_request,
             title="Explicit dates",
-            description="Instead of a window: the logical dates to run. For DAGs with schedule=None any dates.",
+            description="Instead of a window: the logical dates to run "
+            "(for DAGs with schedule=None, any datetimes).",
             section="What",
         ),
         "reprocess": Param(
@@ -114,7 +115,11 @@ with DAG(
             section="How",
         ),
         "run_backwards": Param(
-            False, type="boolean", title="Newest first", description="Run the newest date first.", section="How"
+            False,
+            type="boolean",
+            title="Newest first",
+            description="Run the newest date first.",
+            section="How",
         ),
         "max_active_runs": Param(
             10,
@@ -140,7 +145,8 @@ with DAG(
             type=["null", "integer"],
             minimum=1,
             title="Max failed dates",
-            description="After this many failed dates start no new chunk; the rest are cancelled. Empty: no limit.",
+            description="After this many failed dates no new chunk starts; the rest are cancelled. "
+            "Empty: no limit.",
             section="How",
         ),
     },

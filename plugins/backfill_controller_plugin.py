@@ -1,4 +1,4 @@
-"""Registers the Backfill Controller's endpoints in the api-server; the behaviour is in include/controller/web.py."""
+"""Registers the Backfill Controller's endpoints in the api-server (behaviour: include/controller/web.py)."""
 
 from airflow.plugins_manager import AirflowPlugin
 

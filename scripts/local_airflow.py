@@ -676,7 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
 
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` stops cleanly, like Ctrl-C
+    # Ctrl-C and `kill` both stop cleanly (SIGINT is ignored when started in a script's background)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     airflow = LocalAirflow(
         home=args.home,
         backend=args.backend,

@@ -20,7 +20,7 @@ from typing import Any
 
 from pendulum import DateTime
 
-from include.backfill.request import BackfillRequest, Reprocess, parse_datetime
+from include.backfill.request import BackfillRequest, Reprocess
 from include.backfill.schedule import ScheduledDate
 
 #: Prefix of the run_id of every run the controller creates: ``backfill_controller__<logical date ISO>``.
@@ -92,6 +92,7 @@ class DatePlan:
 def new_run_id(logical_date: DateTime) -> str:
     """The run_id of a run the controller creates; deterministic, so a retry finds its own run.
 
+    >>> from include.backfill.request import parse_datetime
     >>> new_run_id(parse_datetime("2024-01-31"))
     'backfill_controller__2024-01-31T00:00:00+00:00'
     """
@@ -112,6 +113,7 @@ def decide(
 def _decide_one(date: ScheduledDate, run: ExistingRun | None, reprocess: Reprocess) -> DatePlan:
     if run is None:
         return DatePlan(date, new_run_id(date.logical_date), Action.TRIGGERED, "no run yet")
+
     def existing(action: Action, why: str) -> DatePlan:
         return DatePlan(date, run.run_id, action, why, run.state, run.end_date)
 

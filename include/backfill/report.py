@@ -76,12 +76,13 @@ def build_report(
             }
         )
     actions = Counter(d["action"] for d in dates)
-    acted = [d for d in dates if d["action"] in (Action.TRIGGERED, Action.CLEARED, Action.CANCELLED)]
+    # A cancelled date never ran here: its state is its previous run's and counts for nothing.
+    acted = [d for d in dates if d["action"] in (Action.TRIGGERED, Action.CLEARED)]
     states = Counter(str(d["state"]) for d in acted)
     failed = [d["logical_date"] for d in acted if d["state"] in FAILED_OUTCOMES]
-    success = request.dry_run or all(
-        d["state"] == "success" for d in acted if d["action"] != Action.CANCELLED
-    ) and not actions.get(Action.CANCELLED)
+    success = request.dry_run or (
+        all(d["state"] == "success" for d in acted) and not actions.get(Action.CANCELLED)
+    )
     return {
         "dag_id": request.target_dag_id,
         "controller_run_id": controller_run_id,

@@ -168,8 +168,8 @@ def parse_request(
     for key in conf:
         if key not in CONF_KEYS:
             close = difflib.get_close_matches(str(key), CONF_KEYS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            errors.append(FieldError(str(key), conf[key], f"unknown key; {hint}", ", ".join(CONF_KEYS)))
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            errors.append(FieldError(str(key), conf[key], f"unknown key{hint}", ", ".join(CONF_KEYS)))
 
     def get(key: str) -> Any:
         return conf.get(key)
@@ -192,14 +192,16 @@ def parse_request(
                 "start_date", None, "no dates requested", "start_date and end_date, or a non-empty dates list"
             )
         )
-    elif dates is None:
+    elif dates is None and window_given:
         if get("start_date") is None:
             errors.append(FieldError("start_date", None, "missing (end_date was given)", DATE_ACCEPTED))
         if get("end_date") is None:
             errors.append(FieldError("end_date", None, "missing (start_date was given)", DATE_ACCEPTED))
     if start is not None and end is not None and start > end:
         errors.append(
-            FieldError("start_date", get("start_date"), f"is after end_date {end.isoformat()}", "start <= end")
+            FieldError(
+                "start_date", get("start_date"), f"is after end_date {end.isoformat()}", "start <= end"
+            )
         )
     if start is not None and start > now:
         errors.append(
@@ -218,7 +220,9 @@ def parse_request(
     max_active_runs = _positive_int(
         get("max_active_runs"), "max_active_runs", DEFAULT_MAX_ACTIVE_RUNS, limits.max_active_runs, errors
     )
-    chunk_size = _positive_int(get("chunk_size"), "chunk_size", max_active_runs, limits.max_active_runs, errors)
+    chunk_size = _positive_int(
+        get("chunk_size"), "chunk_size", max_active_runs, limits.max_active_runs, errors
+    )
     if chunk_size > max_active_runs and "chunk_size" not in {e.field for e in errors}:
         errors.append(
             FieldError(
@@ -283,7 +287,9 @@ def _date(value: Any, name: str, errors: list[FieldError]) -> DateTime | None:
 def _dates(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[DateTime, ...] | None:
     if value is None:
         return None
-    accepted = f"a non-empty list of at most {limits.max_dates_per_request} distinct dates, each {DATE_ACCEPTED}"
+    accepted = (
+        f"a non-empty list of at most {limits.max_dates_per_request} distinct dates, each {DATE_ACCEPTED}"
+    )
     if not isinstance(value, list) or not value:
         errors.append(FieldError("dates", value, "is not a non-empty list", accepted))
         return None

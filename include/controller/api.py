@@ -68,12 +68,9 @@ class AirflowApi:
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id or api_conn_id())
-        scheme = "https" if (conn.conn_type or "").lower() in ("https",) or conn.schema == "https" else "http"
+        scheme = "https" if "https" in ((conn.conn_type or "").lower(), conn.schema) else "http"
         host = conn.host or "localhost"
-        if "://" in host:
-            base = host
-        else:
-            base = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+        base = host if "://" in host else f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
         return cls(base, conn.login or "", conn.password or "")
 
     def get_dag(self, dag_id: str) -> TargetDag | None:

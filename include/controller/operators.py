@@ -105,7 +105,9 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         if waiting:
             self.log.info("chunk %d waits for %d earlier runs to finish", self.chunk_index, len(waiting))
             self.defer(
-                trigger=BackfillProgressTrigger(**earlier.only(waiting).to_kwargs(), poll_interval=poll_interval()),
+                trigger=BackfillProgressTrigger(
+                    **earlier.only(waiting).to_kwargs(), poll_interval=poll_interval()
+                ),
                 method_name="execute_after_turn",
             )
 
@@ -145,7 +147,9 @@ class BackfillChunkSensor(BaseSensorOperator):
         if not waiting:
             return outcomes
         self.defer(
-            trigger=BackfillProgressTrigger(**watch.only(waiting).to_kwargs(), poll_interval=self.poke_interval),
+            trigger=BackfillProgressTrigger(
+                **watch.only(waiting).to_kwargs(), poll_interval=self.poke_interval
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )

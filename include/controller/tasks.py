@@ -13,7 +13,6 @@ from include.backfill.plan import DatePlan, acting, chunk_count, decide
 from include.backfill.report import build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
 from include.backfill.settings import Limits
-from include.controller.api import AirflowApi, ApiError
 from include.controller.progress import Watch, observe
 
 log = logging.getLogger(__name__)
@@ -58,6 +57,9 @@ def list_chunks(**context: Any) -> list[int]:
 
 
 def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest, list[DatePlan]]:
+    # Imported here: the API client is slow to import and the DAG file is parsed often.
+    from include.controller.api import AirflowApi, ApiError
+
     now = pendulum.now("UTC")
     request = parse_request(conf, limits=Limits.from_env(), now=now, controller_dag_id=controller_dag_id)
     api = AirflowApi.from_connection()
@@ -87,7 +89,11 @@ def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest
             raise
         field = exc.detail.get("field", "dates")
         raise InvalidRequest(
-            [FieldError(field, conf.get(field), exc.detail.get("message", ""), "dates of the target's schedule")]
+            [
+                FieldError(
+                    field, conf.get(field), exc.detail.get("message", ""), "dates of the target's schedule"
+                )
+            ]
         ) from None
     existing = {}
     if dates:
@@ -149,7 +155,6 @@ def report_backfill(**context: Any) -> dict[str, Any]:
     if not report["success"]:
         # A failing task returns nothing, so the result is pushed before failing.
         ti.xcom_push(key="return_value", value=report)
-        raise AirflowFailException(
-            f"backfill failed: {report.get('error') or ', '.join(report['failed_dates']) or 'dates cancelled'}"
-        )
+        why = report.get("error") or ", ".join(report["failed_dates"]) or "dates cancelled"
+        raise AirflowFailException(f"backfill failed: {why}")
     return report

@@ -16,6 +16,8 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
+# Past end_date: the scheduler creates no runs of its own (backfills ignore end_date, like native).
+END = pendulum.datetime(2025, 1, 1, tz="UTC")
 
 SCHEDULES = {
     "bf_daily": "@daily",
@@ -45,6 +47,7 @@ def _target(dag_id: str, schedule, **kwargs) -> DAG:
         dag_id=dag_id,
         schedule=schedule,
         start_date=START,
+        end_date=END,
         catchup=False,
         max_active_runs=16,
         tags=["backfill-test"],
@@ -62,5 +65,8 @@ for _dag_id, _schedule in SCHEDULES.items():
 bf_params = _target(
     "bf_params",
     "@daily",
-    params={"batch_size": Param(100, type="integer", minimum=1), "mode": Param("full", enum=["full", "delta"])},
+    params={
+        "batch_size": Param(100, type="integer", minimum=1),
+        "mode": Param("full", enum=["full", "delta"]),
+    },
 )

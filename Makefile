@@ -1,0 +1,71 @@
+# Backfill Controller: developer and CI entry points. `make help` lists the targets.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/requirements.stamp
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+
+.PHONY: help venv lint unit integration-sqlite integration-postgres check-postgres test demo up bench clean
+
+help:
+	@echo "make venv                  create/update .venv from requirements-dev.txt + constraints.txt"
+	@echo "make lint                  ruff check, ruff format --check, mypy include/backfill"
+	@echo "make unit                  unit tests (no Airflow started)"
+	@echo "make integration-sqlite    integration tests against a local Airflow on SQLite"
+	@echo "make integration-postgres  integration tests against a local Airflow on PostgreSQL"
+	@echo "make test                  all of the above (what CI runs)"
+	@echo "make up                    local Airflow with the repo DAGs at http://localhost:PORT (Ctrl-C stops)"
+	@echo "make demo | bench          run scripts/demo.py | scripts/bench.py"
+	@echo "make clean                 remove caches and local Airflow homes (keeps .venv)"
+
+# Re-installs only when a requirements file changes; pip skips what is already installed.
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy include/backfill
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit -q
+
+integration-sqlite: venv
+	$(BIN)/python -m pytest tests/integration -m integration --backend=sqlite
+
+integration-postgres: venv check-postgres
+	$(BIN)/python -m pytest tests/integration -m integration --backend=postgres
+
+check-postgres:
+ifneq ($(PG_INITDB),)
+	@echo "PostgreSQL server binaries: $(dir $(PG_INITDB))"
+else
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "PostgreSQL server binaries missing: installing them (apt-get install postgresql)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else \
+		echo "PostgreSQL server binaries (initdb, pg_ctl) missing. Install them with:"; \
+		echo "    sudo apt-get install postgresql"; \
+		exit 1; \
+	fi
+endif
+
+test: venv lint unit integration-sqlite integration-postgres
+
+demo: venv
+	$(BIN)/python -m scripts.demo
+
+up: venv
+	$(BIN)/python -m scripts.local_airflow up --backend sqlite --home .airflow-demo
+
+bench: venv
+	$(BIN)/python -m scripts.bench
+
+clean:
+	rm -rf .airflow-demo .airflow-* .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -1,0 +1,289 @@
+"""The backfill controller end to end, against a live Airflow started by the suite.
+
+Controller runs are slow (tens of seconds), so the scenarios are started together, in two
+phases, and each test then checks one behaviour of one scenario. Scenarios use disjoint dates or
+targets, so they cannot see each other's runs. Dates that must fail are listed in the Variable
+``bf_fail_dates`` read by the test targets (tests/dags/bf_targets.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+CONTROLLER = "backfill_controller"
+TIMEOUT = 900
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    state: str
+    report: dict[str, Any] | None
+
+    def dates(self, **match: str) -> list[str]:
+        assert self.report is not None
+        return [
+            d["logical_date"][:10]
+            for d in self.report["dates"]
+            if all(d[key] == value for key, value in match.items())
+        ]
+
+
+def run_all(airflow, requests: dict[str, dict[str, Any]]) -> dict[str, Outcome]:
+    """Trigger every request at once, wait for all, and collect each run's report."""
+    started = {name: airflow.trigger(CONTROLLER, conf) for name, conf in requests.items()}
+    results = {}
+    for name, run_id in started.items():
+        state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
+        try:
+            report = airflow.xcom(CONTROLLER, run_id, "report")
+        except Exception:
+            report = None
+        results[name] = Outcome(run_id, state, report)
+    return results
+
+
+def runs_of(airflow, dag_id: str, start: str, end: str) -> dict[str, dict[str, Any]]:
+    """{YYYY-MM-DD...: run} for the runs of ``dag_id`` with logical dates in [start, end]."""
+    data = airflow._json(
+        "GET",
+        f"/api/v2/dags/{dag_id}/dagRuns",
+        params={"logical_date_gte": start, "logical_date_lte": end, "limit": 100},
+    )
+    return {r["logical_date"]: r for r in data["dag_runs"]}
+
+
+def day_runs(airflow, dag_id: str, start: str, end: str) -> dict[str, dict[str, Any]]:
+    return {k[:10]: v for k, v in runs_of(airflow, dag_id, f"{start}T00:00:00Z", f"{end}T23:59:59Z").items()}
+
+
+def set_failing(airflow, fail: dict[str, list[str]]) -> None:
+    airflow.api("DELETE", "/api/v2/variables/bf_fail_dates")
+    resp = airflow.api("POST", "/api/v2/variables", json={"key": "bf_fail_dates", "value": json.dumps(fail)})
+    assert resp.status_code in (200, 201), resp.text
+
+
+def native_backfill(airflow, dag_id: str, start: str, end: str) -> None:
+    """Create a native backfill, retrying SQLite's 'database is locked' (HTTP 503)."""
+    body = {
+        "dag_id": dag_id,
+        "from_date": start,
+        "to_date": end,
+        "reprocess_behavior": "none",
+        "max_active_runs": 10,
+        "run_backwards": False,
+        "dag_run_conf": {},
+    }
+    for _ in range(60):
+        resp = airflow.api("POST", "/api/v2/backfills", json=body)
+        if resp.status_code == 200:
+            return
+        assert resp.status_code == 503, resp.text
+        time.sleep(2)
+    pytest.fail(f"native backfill of {dag_id} kept failing: {resp.text}")
+
+
+# Oracle twins: the controller backfills X, native backfill X_native, over a window with a DST change.
+PARITY = {
+    "bf_interval_ny": ("2024-03-08", "2024-03-12"),  # CronDataIntervalTimetable, New York, spring forward
+    "bf_cron_berlin": ("2024-03-29", "2024-04-02"),  # CronTriggerTimetable, Berlin, spring forward
+    "bf_delta": ("2024-01-01", "2024-01-03"),  # timedelta(hours=12)
+    "bf_daily": ("2024-07-01", "2024-07-03"),  # "@daily"
+}
+
+# Existing runs for the reprocess scenarios: in each range the second date fails in phase 1.
+REPROCESS_RANGES = {
+    "missing": ["2024-03-01", "2024-03-02", "2024-03-03"],
+    "failed": ["2024-03-11", "2024-03-12", "2024-03-13"],
+    "all": ["2024-03-21", "2024-03-22", "2024-03-23"],
+}
+
+
+@pytest.fixture(scope="module")
+def phase1(airflow) -> dict[str, Outcome]:
+    set_failing(
+        airflow,
+        {
+            "bf_daily": ["2024-03-02", "2024-03-12", "2024-03-22", "2024-04-01"],
+        },
+    )
+    for dag_id, (start, end) in PARITY.items():
+        native_backfill(airflow, f"{dag_id}_native", f"{start}T00:00:00Z", f"{end}T00:00:00Z")
+    requests = {
+        "window": {
+            "dag_id": "bf_daily",
+            "start_date": "2024-01-01",
+            "end_date": "2024-01-06",
+            "chunk_size": 2,
+            "max_active_runs": 4,
+            "reason": "window test",
+        },
+        "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"]},
+        "unscheduled": {"dag_id": "bf_none", "dates": ["2024-01-05T03:00:00", "2024-01-06"]},
+        "existing": {
+            "dag_id": "bf_daily",
+            "dates": [d for dates in REPROCESS_RANGES.values() for d in dates],
+            "reason": "setup",
+        },
+        "budget": {
+            "dag_id": "bf_daily",
+            "start_date": "2024-04-01",
+            "end_date": "2024-04-08",
+            "chunk_size": 2,
+            "max_active_runs": 2,
+            "max_failed_dates": 1,
+        },
+        "dry_run": {
+            "dag_id": "bf_daily",
+            "start_date": "2024-05-01",
+            "end_date": "2024-05-03",
+            "dry_run": True,
+        },
+        **{
+            f"parity_{dag_id}": {"dag_id": dag_id, "start_date": start, "end_date": end}
+            for dag_id, (start, end) in PARITY.items()
+        },
+    }
+    results = run_all(airflow, requests)
+    set_failing(airflow, {})
+    return results
+
+
+@pytest.fixture(scope="module")
+def phase2(airflow, phase1) -> dict[str, Outcome]:
+    ranges = REPROCESS_RANGES
+    return run_all(
+        airflow,
+        {
+            "missing": {"dag_id": "bf_daily", "dates": [*ranges["missing"], "2024-03-04"]},
+            "failed": {
+                "dag_id": "bf_daily",
+                "dates": ranges["failed"],
+                "reprocess": "failed",
+                "reason": "fix",
+            },
+            "all": {"dag_id": "bf_daily", "dates": ranges["all"], "reprocess": "completed"},
+            "repeat": {"dag_id": "bf_daily", "start_date": "2024-01-01", "end_date": "2024-01-06"},
+        },
+    )
+
+
+# ---------------------------------------------------------------- phase 1
+
+
+def test_window_triggers_every_date_and_succeeds(airflow, phase1):
+    out = phase1["window"]
+    assert out.state == "success"
+    assert out.dates(action="triggered", state="success") == [f"2024-01-0{d}" for d in range(1, 7)]
+    runs = day_runs(airflow, "bf_daily", "2024-01-01", "2024-01-06")
+    assert sorted(runs) == [f"2024-01-0{d}" for d in range(1, 7)]
+    for day, run in runs.items():
+        assert run["dag_run_id"] == f"backfill_controller__{day}T00:00:00+00:00"
+        assert run["state"] == "success"
+        assert run["note"] == "backfill_controller: window test"
+
+
+def test_report_has_the_contract_fields(phase1):
+    report = phase1["window"].report
+    assert report["dag_id"] == "bf_daily" and report["dry_run"] is False
+    assert report["reason"] == "window test"
+    assert report["counts"]["triggered"] == 6 and report["counts"]["succeeded"] == 6
+    assert {"logical_date", "run_id", "action", "state"} <= set(report["dates"][0])
+
+
+def test_explicit_dates_run_only_those_dates(airflow, phase1):
+    assert phase1["explicit"].state == "success"
+    assert sorted(day_runs(airflow, "bf_daily", "2024-02-01", "2024-02-29")) == ["2024-02-03", "2024-02-07"]
+
+
+def test_unscheduled_target_takes_any_datetimes(airflow, phase1):
+    assert phase1["unscheduled"].state == "success"
+    runs = runs_of(airflow, "bf_none", "2024-01-01T00:00:00Z", "2024-01-31T00:00:00Z")
+    assert sorted(runs) == ["2024-01-05T03:00:00Z", "2024-01-06T00:00:00Z"]
+    assert all(r["data_interval_start"] == r["logical_date"] for r in runs.values())
+
+
+def test_a_failing_date_fails_the_controller_and_is_named(phase1):
+    out = phase1["existing"]
+    assert out.state == "failed"
+    failed = ["2024-03-02", "2024-03-12", "2024-03-22"]
+    assert [d[:10] for d in out.report["failed_dates"]] == failed
+    assert out.dates(state="success") == sorted(set(sum(REPROCESS_RANGES.values(), [])) - set(failed))
+
+
+def test_failure_budget_cancels_the_remaining_chunks(airflow, phase1):
+    out = phase1["budget"]
+    assert out.state == "failed"
+    assert out.dates(state="failed") == ["2024-04-01"]
+    assert out.dates(action="cancelled") == [f"2024-04-0{d}" for d in range(3, 9)]
+    assert sorted(day_runs(airflow, "bf_daily", "2024-04-01", "2024-04-08")) == ["2024-04-01", "2024-04-02"]
+
+
+def test_dry_run_reports_the_plan_and_changes_nothing(airflow, phase1):
+    out = phase1["dry_run"]
+    assert out.state == "success" and out.report["dry_run"] is True
+    assert out.dates(action="triggered") == ["2024-05-01", "2024-05-02", "2024-05-03"]
+    assert day_runs(airflow, "bf_daily", "2024-05-01", "2024-05-03") == {}
+
+
+@pytest.mark.parametrize("dag_id", list(PARITY), ids=[f"{d} like native" for d in PARITY])
+def test_dates_and_data_intervals_equal_native_backfill(airflow, phase1, dag_id):
+    start, end = PARITY[dag_id]
+    assert phase1[f"parity_{dag_id}"].state == "success"
+    body = {
+        "dag_id": dag_id,
+        "from_date": f"{start}T00:00:00Z",
+        "to_date": f"{end}T00:00:00Z",
+        "reprocess_behavior": "completed",  # our runs exist now; "none" would list no date
+    }
+    dry = airflow._json("POST", "/api/v2/backfills/dry_run", json=body)
+    native_dates = sorted(b["logical_date"] for b in dry["backfills"])
+    ours = runs_of(airflow, dag_id, f"{start}T00:00:00Z", f"{end}T23:59:59Z")
+    twin = runs_of(airflow, f"{dag_id}_native", f"{start}T00:00:00Z", f"{end}T23:59:59Z")
+    assert sorted(ours) == native_dates == sorted(twin)
+    for logical_date, run in ours.items():
+        native = twin[logical_date]
+        assert (run["data_interval_start"], run["data_interval_end"]) == (
+            native["data_interval_start"],
+            native["data_interval_end"],
+        ), logical_date
+        assert run["run_after"] == native["run_after"], logical_date
+
+
+# ---------------------------------------------------------------- phase 2
+
+
+def test_reprocess_missing_only_adds_dates_without_runs(phase2):
+    out = phase2["missing"]
+    assert out.state == "success"
+    assert out.dates(action="triggered") == ["2024-03-04"]
+    assert out.dates(action="skipped") == REPROCESS_RANGES["missing"]
+
+
+def test_reprocess_failed_clears_only_the_failed_run(airflow, phase1, phase2):
+    out = phase2["failed"]
+    assert out.state == "success"
+    assert out.dates(action="cleared", state="success") == ["2024-03-12"]
+    assert out.dates(action="skipped") == ["2024-03-11", "2024-03-13"]
+    run = day_runs(airflow, "bf_daily", "2024-03-12", "2024-03-12")["2024-03-12"]
+    assert run["dag_run_id"] == "backfill_controller__2024-03-12T00:00:00+00:00"  # re-run under its own id
+    assert run["note"] == "backfill_controller: fix"
+
+
+def test_reprocess_all_clears_every_run(phase2):
+    out = phase2["all"]
+    assert out.state == "success"
+    assert out.dates(action="cleared", state="success") == REPROCESS_RANGES["all"]
+
+
+def test_repeating_a_request_with_missing_creates_nothing(airflow, phase1, phase2):
+    out = phase2["repeat"]
+    assert out.state == "success"
+    assert out.report["counts"]["triggered"] == 0 and out.report["counts"]["skipped"] == 6
+    runs = day_runs(airflow, "bf_daily", "2024-01-01", "2024-01-06")
+    assert len(runs) == 6

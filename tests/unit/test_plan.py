@@ -1,0 +1,258 @@
+"""Specification of planning: what happens to each date, in which order, and how dates are chunked."""
+
+from __future__ import annotations
+
+import pendulum
+import pytest
+
+from include.backfill.plan import (
+    Action,
+    DatePlan,
+    ExistingRun,
+    acting,
+    chunk_bounds,
+    chunk_count,
+    decide,
+    must_be_finished_before,
+    new_run_id,
+)
+from include.backfill.request import BackfillRequest, Reprocess
+from include.backfill.schedule import ScheduledDate
+
+JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+
+def scheduled(day: int) -> ScheduledDate:
+    logical = JAN_1.add(days=day - 1)
+    return ScheduledDate(logical, logical.add(days=1), logical, logical.add(days=1))
+
+
+def existing_run(day: int, state: str) -> ExistingRun:
+    return ExistingRun(
+        run_id=f"scheduled__2024-01-{day:02d}", state=state, logical_date=scheduled(day).logical_date
+    )
+
+
+def request(reprocess: Reprocess = Reprocess.MISSING, run_backwards: bool = False) -> BackfillRequest:
+    return BackfillRequest("sales", dates=(JAN_1,), reprocess=reprocess, run_backwards=run_backwards)
+
+
+# --- one date --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reprocess", "state", "action"),
+    [
+        (Reprocess.MISSING, None, Action.TRIGGERED),
+        (Reprocess.MISSING, "success", Action.SKIPPED),
+        (Reprocess.MISSING, "failed", Action.SKIPPED),
+        (Reprocess.MISSING, "queued", Action.SKIPPED),
+        (Reprocess.MISSING, "running", Action.SKIPPED),
+        (Reprocess.FAILED, None, Action.TRIGGERED),
+        (Reprocess.FAILED, "success", Action.SKIPPED),
+        (Reprocess.FAILED, "failed", Action.CLEARED),
+        (Reprocess.FAILED, "queued", Action.SKIPPED),
+        (Reprocess.FAILED, "running", Action.SKIPPED),
+        (Reprocess.ALL, None, Action.TRIGGERED),
+        (Reprocess.ALL, "success", Action.CLEARED),
+        (Reprocess.ALL, "failed", Action.CLEARED),
+        (Reprocess.ALL, "queued", Action.SKIPPED),
+        (Reprocess.ALL, "running", Action.SKIPPED),
+    ],
+    ids=[
+        "missing: no run -> triggered",
+        "missing: success -> skipped",
+        "missing: failed -> skipped",
+        "missing: queued -> skipped",
+        "missing: running -> skipped",
+        "failed: no run -> triggered",
+        "failed: success -> skipped",
+        "failed: failed -> cleared",
+        "failed: queued -> skipped",
+        "failed: running -> skipped",
+        "all: no run -> triggered",
+        "all: success -> cleared",
+        "all: failed -> cleared",
+        "all: queued is never touched",
+        "all: running is never touched",
+    ],
+)
+def test_decide_per_reprocess_mode_and_existing_run(
+    reprocess: Reprocess, state: str | None, action: Action
+) -> None:
+    existing = {} if state is None else {JAN_1: existing_run(1, state)}
+
+    (plan,) = decide([scheduled(1)], existing, request(reprocess))
+
+    assert plan.action is action
+    assert plan.existing_state == state
+
+
+def test_a_new_run_gets_the_controllers_run_id() -> None:
+    (plan,) = decide([scheduled(1)], {}, request())
+
+    assert plan.run_id == new_run_id(JAN_1)
+    assert plan.why == "no run yet"
+
+
+@pytest.mark.parametrize(
+    ("reprocess", "state"),
+    [(Reprocess.ALL, "success"), (Reprocess.FAILED, "failed"), (Reprocess.MISSING, "success")],
+    ids=["cleared after success", "cleared after failure", "skipped"],
+)
+def test_an_existing_run_keeps_its_own_run_id(reprocess: Reprocess, state: str) -> None:
+    run = existing_run(1, state)
+
+    (plan,) = decide([scheduled(1)], {JAN_1: run}, request(reprocess))
+
+    assert plan.run_id == run.run_id
+
+
+@pytest.mark.parametrize("state", ["queued", "running"])
+def test_an_in_flight_run_is_skipped_and_the_reason_says_so(state: str) -> None:
+    (plan,) = decide([scheduled(1)], {JAN_1: existing_run(1, state)}, request(Reprocess.ALL))
+
+    assert plan.why == f"in flight: its run is {state}; not touched"
+
+
+@pytest.mark.parametrize(
+    ("reprocess", "state", "hint"),
+    [
+        (Reprocess.MISSING, "failed", "reprocess=failed or all re-runs it"),
+        (Reprocess.MISSING, "success", "reprocess=all re-runs it"),
+        (Reprocess.FAILED, "success", "reprocess=all re-runs it"),
+    ],
+    ids=["failed run under missing", "successful run under missing", "successful run under failed"],
+)
+def test_a_skipped_run_says_which_mode_would_re_run_it(reprocess: Reprocess, state: str, hint: str) -> None:
+    (plan,) = decide([scheduled(1)], {JAN_1: existing_run(1, state)}, request(reprocess))
+
+    assert plan.why == f"run exists ({state}); {hint}"
+
+
+def test_an_existing_run_matches_its_date_whatever_its_timezone() -> None:
+    """The API may report a logical date in another offset; the same instant is the same date."""
+    run = ExistingRun("manual__x", "success", pendulum.datetime(2023, 12, 31, 19, tz="America/New_York"))
+
+    (plan,) = decide([scheduled(1)], {run.logical_date: run}, request())
+
+    assert plan.action is Action.SKIPPED
+
+
+# --- order -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("run_backwards", "expected_days"),
+    [(False, [1, 2, 3, 4]), (True, [4, 3, 2, 1])],
+    ids=["forwards: oldest first", "run_backwards: newest first"],
+)
+def test_plans_are_in_run_order(run_backwards: bool, expected_days: list[int]) -> None:
+    dates = [scheduled(3), scheduled(1), scheduled(4), scheduled(2)]
+
+    plans = decide(dates, {}, request(run_backwards=run_backwards))
+
+    assert [p.logical_date for p in plans] == [scheduled(d).logical_date for d in expected_days]
+
+
+def test_acting_keeps_triggered_and_cleared_dates_in_run_order() -> None:
+    existing = {
+        scheduled(2).logical_date: existing_run(2, "success"),
+        scheduled(3).logical_date: existing_run(3, "failed"),
+        scheduled(4).logical_date: existing_run(4, "running"),
+    }
+    plans = decide([scheduled(d) for d in (1, 2, 3, 4, 5)], existing, request(Reprocess.FAILED, True))
+
+    assert [(p.logical_date.day, p.action) for p in acting(plans)] == [
+        (5, Action.TRIGGERED),
+        (3, Action.CLEARED),
+        (1, Action.TRIGGERED),
+    ]
+
+
+# --- run ids ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("logical_date", "run_id"),
+    [
+        (JAN_1, "backfill_controller__2024-01-01T00:00:00+00:00"),
+        (
+            pendulum.datetime(2024, 3, 10, 6, tz="America/New_York"),
+            "backfill_controller__2024-03-10T10:00:00+00:00",
+        ),
+        (
+            pendulum.datetime(2024, 1, 1, 6, 30, 0, 250000, tz="UTC"),
+            "backfill_controller__2024-01-01T06:30:00.250000+00:00",
+        ),
+    ],
+    ids=["UTC midnight", "other timezone is written in UTC", "microseconds kept"],
+)
+def test_new_run_id_is_the_prefix_and_the_utc_logical_date(
+    logical_date: pendulum.DateTime, run_id: str
+) -> None:
+    assert new_run_id(logical_date) == run_id
+
+
+def test_date_plan_round_trips_through_its_dict() -> None:
+    plan = DatePlan(
+        scheduled(1), "scheduled__x", Action.CLEARED, "reprocess=all", "success", "2024-01-02T00:05"
+    )
+
+    assert DatePlan.from_dict(plan.to_dict()) == plan
+
+
+# --- chunks ----------------------------------------------------------------------------------
+
+
+def test_worked_example_of_the_module_docstring() -> None:
+    """7 dates, chunk_size=3, max_active_runs=6: [d0 d1 d2] [d3 d4 d5] [d6], two chunks in flight."""
+    request = BackfillRequest("sales", max_active_runs=6, chunk_size=3)
+
+    chunks = chunk_count(7, request.chunk_size)
+
+    assert request.chunks_in_flight == 2
+    assert chunks == 3
+    assert [list(chunk_bounds(k, 3, 7)) for k in range(chunks)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [must_be_finished_before(k, request.chunks_in_flight, 3) for k in range(chunks)] == [0, 0, 3]
+
+
+@pytest.mark.parametrize(
+    ("total", "chunk_size", "count"),
+    [(7, 3, 3), (6, 3, 2), (1, 3, 1), (0, 3, 0), (5, 1, 5)],
+    ids=["last chunk short", "exact multiple", "fewer dates than a chunk", "no dates", "chunks of one"],
+)
+def test_chunk_count(total: int, chunk_size: int, count: int) -> None:
+    assert chunk_count(total, chunk_size) == count
+
+
+@pytest.mark.parametrize(
+    ("chunk_index", "chunk_size", "total", "indexes"),
+    [(0, 3, 7, [0, 1, 2]), (2, 3, 7, [6]), (1, 3, 6, [3, 4, 5]), (0, 10, 4, [0, 1, 2, 3])],
+    ids=[
+        "first chunk full",
+        "last chunk short",
+        "last chunk full on an exact multiple",
+        "single short chunk",
+    ],
+)
+def test_chunk_bounds(chunk_index: int, chunk_size: int, total: int, indexes: list[int]) -> None:
+    assert list(chunk_bounds(chunk_index, chunk_size, total)) == indexes
+
+
+@pytest.mark.parametrize(
+    ("total", "chunk_size", "max_active_runs"),
+    [(7, 3, 6), (10, 4, 10), (100, 7, 20), (5, 5, 5), (9, 1, 3), (3, 2, 64)],
+    ids=["worked example", "remainder unused", "many chunks", "one chunk", "chunks of one", "generous limit"],
+)
+def test_chunks_cover_every_date_once_and_never_exceed_max_active_runs(
+    total: int, chunk_size: int, max_active_runs: int
+) -> None:
+    in_flight = BackfillRequest("d", max_active_runs=max_active_runs, chunk_size=chunk_size).chunks_in_flight
+    chunks = [chunk_bounds(k, chunk_size, total) for k in range(chunk_count(total, chunk_size))]
+
+    assert [i for chunk in chunks for i in chunk] == list(range(total))
+    for k, chunk in enumerate(chunks):
+        finished = must_be_finished_before(k, in_flight, chunk_size)
+        started = chunk.stop
+        assert started - finished <= max_active_runs
