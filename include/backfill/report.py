@@ -77,7 +77,7 @@ def build_report(
         )
     actions = Counter(d["action"] for d in dates)
     # A cancelled date never ran here: its state is its previous run's and counts for nothing.
-    acted = [d for d in dates if d["action"] in (Action.TRIGGERED, Action.CLEARED)]
+    acted = [] if request.dry_run else [d for d in dates if d["action"] in (Action.TRIGGERED, Action.CLEARED)]
     states = Counter(str(d["state"]) for d in acted)
     failed = [d["logical_date"] for d in acted if d["state"] in FAILED_OUTCOMES]
     success = request.dry_run or (

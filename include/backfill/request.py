@@ -163,7 +163,7 @@ def parse_request(
     """
     errors: list[FieldError] = []
     if not isinstance(conf, Mapping):
-        raise InvalidRequest([FieldError("conf", conf, "the request must be a JSON object", "an object")])
+        raise InvalidRequest([FieldError("request", conf, "the request must be a JSON object", "an object")])
 
     for key in conf:
         if key not in CONF_KEYS:

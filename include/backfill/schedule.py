@@ -75,15 +75,16 @@ def dates_from_list(timetable: Any, dates: Sequence[DateTime], now: DateTime) ->
     """Check an explicit list against the schedule and return it as scheduled dates.
 
     For a periodic timetable every date must be one of its logical dates, else the error names
-    the nearest valid ones. For any other timetable every date is accepted as a manual run.
+    the nearest valid ones. Each date is checked on its own, as a one-date window would be: a
+    cron date must be on the cron, while a timedelta schedule (anchored at the window start, as
+    in native backfill) accepts any date. For any other timetable every date is a manual run.
     """
     if not _is_periodic(timetable):
         return [_manual(timetable, d) for d in sorted(dates)]
-    wanted = sorted(dates)
-    valid = {d.logical_date: d for d in _iter_window(timetable, wanted[0], wanted[-1])}
     result = []
-    for date in wanted:
-        if date not in valid:
+    for date in sorted(dates):
+        scheduled = next(iter(_iter_window(timetable, date, date)), None)
+        if scheduled is None or scheduled.logical_date != date:
             before, after = nearest_valid(timetable, date)
             near = " or ".join(d.isoformat() for d in (before, after) if d is not None)
             raise ScheduleError(
@@ -91,7 +92,6 @@ def dates_from_list(timetable: Any, dates: Sequence[DateTime], now: DateTime) ->
                 f"{date.isoformat()} is not a logical date of the target's schedule"
                 + (f"; nearest valid: {near}" if near else ""),
             )
-        scheduled = valid[date]
         if scheduled.data_interval_end >= now:
             raise ScheduleError(
                 "dates",

@@ -340,10 +340,10 @@ def test_a_long_bad_value_is_shortened_in_the_message() -> None:
     assert "..." in str(error)
 
 
-def test_a_conf_that_is_not_an_object_is_refused() -> None:
+def test_a_request_that_is_not_an_object_is_refused() -> None:
     errors = refused(["sales", "2024-01-01"])
 
-    assert [e.field for e in errors] == ["conf"]
+    assert [e.field for e in errors] == ["request"]
 
 
 def test_a_large_conf_is_not_echoed_in_the_error() -> None:

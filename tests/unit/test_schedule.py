@@ -352,3 +352,11 @@ def test_triggering_with_run_after_reproduces_the_data_interval(timetable: Any, 
     for date in dates:
         inferred = timetable.infer_manual_data_interval(run_after=date.run_after)
         assert (inferred.start, inferred.end) == (date.data_interval_start, date.data_interval_end), date
+
+
+def test_explicit_dates_of_a_timedelta_schedule_are_each_their_own_anchor() -> None:
+    # Native backfill anchors a timedelta schedule at the window start, so any instant is a valid
+    # logical date; a list is checked date by date, never against its first date.
+    dates = dates_from_list(EVERY_12_HOURS, dts("2024-01-01", "2024-01-01T05:00"), LATER)
+
+    assert [d.logical_date for d in dates] == dts("2024-01-01", "2024-01-01T05:00")
