@@ -107,6 +107,42 @@ with DAG(
             description="Recorded as the note of every run created or cleared, and in the report.",
             section="What",
         ),
+        "task_regex": Param(
+            None,
+            type=["null", "string"],
+            maxLength=1000,
+            title="Only tasks matching",
+            description="Re-run only the tasks whose task_id matches this Python regex (re.search), "
+            "like Airflow 2's -t. Empty: whole runs.",
+            section="Tasks",
+        ),
+        "include_upstream": Param(
+            False,
+            type="boolean",
+            title="Include upstream",
+            description="With a task regex: also re-run the matched tasks' upstream tasks (Airflow 2's -i).",
+            section="Tasks",
+        ),
+        "include_downstream": Param(
+            False,
+            type="boolean",
+            title="Include downstream",
+            description="With a task regex: also re-run the tasks that depend on the matched ones.",
+            section="Tasks",
+        ),
+        "missing_runs": Param(
+            "skip",
+            type="string",
+            enum=["skip", "trigger"],
+            values_display={
+                "skip": "skip: report the date as skipped",
+                "trigger": "trigger: run the whole DAG for it",
+            },
+            title="Dates with no run",
+            description="With a task regex: a date with no run cannot be partially re-run "
+            "(Airflow 3 has no partial runs).",
+            section="Tasks",
+        ),
         "dry_run": Param(
             False,
             type="boolean",

@@ -20,8 +20,9 @@ from typing import Any
 
 from pendulum import DateTime
 
-from include.backfill.request import BackfillRequest, Reprocess
+from include.backfill.request import BackfillRequest, MissingRuns, Reprocess
 from include.backfill.schedule import ScheduledDate
+from include.backfill.selection import TIKey, describe, to_clear
 
 #: Prefix of the run_id of every run the controller creates: ``backfill_controller__<logical date ISO>``.
 RUN_ID_PREFIX = "backfill_controller__"
@@ -62,6 +63,8 @@ class DatePlan:
     why: str = ""
     existing_state: str | None = None
     existing_end_date: str | None = None
+    task_ids: tuple[Any, ...] | None = None
+    """For a task-subset clear: the ``task_ids`` to clear (see :func:`selection.to_clear`)."""
 
     @property
     def logical_date(self) -> DateTime:
@@ -75,6 +78,7 @@ class DatePlan:
             "why": self.why,
             "existing_state": self.existing_state,
             "existing_end_date": self.existing_end_date,
+            "task_ids": list(self.task_ids) if self.task_ids is not None else None,
         }
 
     @classmethod
@@ -86,6 +90,7 @@ class DatePlan:
             why=data.get("why", ""),
             existing_state=data.get("existing_state"),
             existing_end_date=data.get("existing_end_date"),
+            task_ids=tuple(data["task_ids"]) if data.get("task_ids") is not None else None,
         )
 
 
@@ -103,11 +108,58 @@ def decide(
     dates: Sequence[ScheduledDate],
     existing: Mapping[DateTime, ExistingRun],
     request: BackfillRequest,
+    *,
+    selected_tasks: Sequence[str] = (),
+    ti_states: Mapping[str, Mapping[TIKey, str | None]] | None = None,
 ) -> list[DatePlan]:
-    """Decide each date's action, in the order the dates will be run."""
-    plans = [_decide_one(d, existing.get(d.logical_date), request.reprocess) for d in dates]
+    """Decide each date's action, in the order the dates will be run.
+
+    For a task-subset request (``request.task_regex``), ``selected_tasks`` are the tasks to re-run
+    and ``ti_states`` the task instance states of each existing run, by run_id.
+    """
+    plans = []
+    for date in dates:
+        run = existing.get(date.logical_date)
+        if request.is_task_subset:
+            states = (ti_states or {}).get(run.run_id, {}) if run else {}
+            plans.append(_decide_subset(date, run, request, selected_tasks, states))
+        else:
+            plans.append(_decide_one(date, run, request.reprocess))
     plans.sort(key=lambda p: p.logical_date, reverse=request.run_backwards)
     return plans
+
+
+def _decide_subset(
+    date: ScheduledDate,
+    run: ExistingRun | None,
+    request: BackfillRequest,
+    selected: Sequence[str],
+    states: Mapping[TIKey, str | None],
+) -> DatePlan:
+    if run is None:
+        if request.missing_runs is MissingRuns.TRIGGER:
+            why = "no run yet: runs the whole DAG"
+            return DatePlan(date, new_run_id(date.logical_date), Action.TRIGGERED, why)
+        return DatePlan(
+            date,
+            new_run_id(date.logical_date),
+            Action.SKIPPED,
+            "no run yet, and Airflow 3 cannot run part of a DAG for a new date; "
+            "set missing_runs=trigger to run the whole DAG for such dates",
+        )
+    if run.state in IN_FLIGHT_STATES:
+        return _existing(date, run, Action.SKIPPED, f"in flight: its run is {run.state}; not touched")
+    task_ids = to_clear(states, selected, request.reprocess)
+    if not task_ids:
+        return _existing(
+            date, run, Action.SKIPPED, f"no selected task instance to re-run (reprocess={request.reprocess})"
+        )
+    why = f"re-runs {', '.join(describe(task_ids))} (reprocess={request.reprocess})"
+    return DatePlan(date, run.run_id, Action.CLEARED, why, run.state, run.end_date, tuple(task_ids))
+
+
+def _existing(date: ScheduledDate, run: ExistingRun, action: Action, why: str) -> DatePlan:
+    return DatePlan(date, run.run_id, action, why, run.state, run.end_date)
 
 
 def _decide_one(date: ScheduledDate, run: ExistingRun | None, reprocess: Reprocess) -> DatePlan:
@@ -115,7 +167,7 @@ def _decide_one(date: ScheduledDate, run: ExistingRun | None, reprocess: Reproce
         return DatePlan(date, new_run_id(date.logical_date), Action.TRIGGERED, "no run yet")
 
     def existing(action: Action, why: str) -> DatePlan:
-        return DatePlan(date, run.run_id, action, why, run.state, run.end_date)
+        return _existing(date, run, action, why)
 
     if run.state in IN_FLIGHT_STATES:
         return existing(Action.SKIPPED, f"in flight: its run is {run.state}; not touched")

@@ -8,6 +8,7 @@ from typing import Any
 
 from include.backfill.plan import Action, DatePlan
 from include.backfill.request import BackfillRequest
+from include.backfill.selection import describe
 
 PENDING = "pending"
 #: A date whose trigger task failed (e.g. the target refused the conf): it counts as failed.
@@ -71,6 +72,7 @@ def build_report(
                 "action": action,
                 "state": state,
                 "why": why,
+                "task_ids": describe(plan.task_ids) if plan.task_ids is not None else None,
                 "data_interval_start": plan.date.data_interval_start.isoformat(),
                 "data_interval_end": plan.date.data_interval_end.isoformat(),
             }

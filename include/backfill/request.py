@@ -34,6 +34,10 @@ CONF_KEYS: tuple[str, ...] = (
     "conf",
     "dry_run",
     "reason",
+    "task_regex",
+    "include_upstream",
+    "include_downstream",
+    "missing_runs",
 )
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -45,6 +49,18 @@ DATE_ACCEPTED = "YYYY-MM-DD or an ISO-8601 datetime such as 2024-01-31T06:00:00+
 DEFAULT_MAX_ACTIVE_RUNS = 10
 MAX_REASON_LENGTH = 1000
 MAX_CONF_BYTES = 65_536
+
+
+class MissingRuns(StrEnum):
+    """What a task-subset backfill does with a date that has no run (Airflow 3 has no partial runs)."""
+
+    SKIP = "skip"
+    """Report the date as skipped."""
+    TRIGGER = "trigger"
+    """Run the whole DAG for that date."""
+
+
+MISSING_RUNS_ACCEPTED = "skip (report the date) or trigger (run the whole DAG for it)"
 
 
 class Reprocess(StrEnum):
@@ -105,6 +121,14 @@ class BackfillRequest:
     conf: Mapping[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     reason: str = ""
+    task_regex: str | None = None
+    include_upstream: bool = False
+    include_downstream: bool = False
+    missing_runs: MissingRuns = field(default_factory=lambda: MissingRuns.SKIP)
+
+    @property
+    def is_task_subset(self) -> bool:
+        return self.task_regex is not None
 
     @property
     def chunks_in_flight(self) -> int:
@@ -130,6 +154,10 @@ class BackfillRequest:
             "conf": dict(self.conf),
             "dry_run": self.dry_run,
             "reason": self.reason,
+            "task_regex": self.task_regex,
+            "include_upstream": self.include_upstream,
+            "include_downstream": self.include_downstream,
+            "missing_runs": self.missing_runs.value,
         }
 
 
@@ -240,6 +268,19 @@ def parse_request(
     )
     target_conf = _conf(get("conf"), errors)
     reason = _reason(get("reason"), errors)
+    task_regex = _task_regex(get("task_regex"), errors)
+    include_upstream = _bool(get("include_upstream"), "include_upstream", False, errors)
+    include_downstream = _bool(get("include_downstream"), "include_downstream", False, errors)
+    missing_runs = _missing_runs(get("missing_runs"), errors)
+    if task_regex is None and get("task_regex") is None:
+        for name, value in (
+            ("include_upstream", include_upstream),
+            ("include_downstream", include_downstream),
+        ):
+            if value:
+                errors.append(
+                    FieldError(name, value, "only applies with task_regex", "false or a task_regex")
+                )
 
     if errors:
         raise InvalidRequest(errors)
@@ -257,6 +298,10 @@ def parse_request(
         conf=target_conf,
         dry_run=dry_run,
         reason=reason,
+        task_regex=task_regex,
+        include_upstream=include_upstream,
+        include_downstream=include_downstream,
+        missing_runs=missing_runs,
     )
 
 
@@ -354,6 +399,31 @@ def _conf(value: Any, errors: list[FieldError]) -> dict[str, Any]:
         errors.append(FieldError("conf", f"<{size} bytes>", "is too large", accepted))
         return {}
     return value
+
+
+def _task_regex(value: Any, errors: list[FieldError]) -> str | None:
+    if value is None or value == "":
+        return None
+    accepted = "a Python regular expression matched with re.search against task ids, like Airflow 2's -t"
+    if not isinstance(value, str) or len(value) > 1000:
+        errors.append(FieldError("task_regex", value, "is not a regular expression", accepted))
+        return None
+    try:
+        re.compile(value)
+    except re.error as exc:
+        errors.append(FieldError("task_regex", value, f"does not compile: {exc}", accepted))
+        return None
+    return value
+
+
+def _missing_runs(value: Any, errors: list[FieldError]) -> MissingRuns:
+    if value is None:
+        return MissingRuns.SKIP
+    try:
+        return MissingRuns(value)
+    except ValueError:
+        errors.append(FieldError("missing_runs", value, "is not an option", MISSING_RUNS_ACCEPTED))
+        return MissingRuns.SKIP
 
 
 def _reason(value: Any, errors: list[FieldError]) -> str:

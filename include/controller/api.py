@@ -9,7 +9,7 @@ the plugin's schedule endpoint, which the client does not know, through the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,54 @@ class AirflowApi:
             offset += len(page.dag_runs)
             if not page.dag_runs or offset >= page.total_entries:
                 return
+
+    def task_graph(self, dag_id: str) -> dict[str, list[str]]:
+        """``{task_id: [downstream task ids]}`` of the target."""
+        response = self._session.get(f"{self.base_url}/api/v2/dags/{dag_id}/tasks", timeout=_TIMEOUT)
+        _raise_for(response)
+        return {t["task_id"]: list(t.get("downstream_task_ids") or []) for t in response.json()["tasks"]}
+
+    def task_states(
+        self, dag_id: str, run_ids: Sequence[str], task_ids: Sequence[str]
+    ) -> dict[str, dict[tuple[str, int], str | None]]:
+        """``{run_id: {(task_id, map_index): state}}`` for the given runs and tasks, page by page."""
+        result: dict[str, dict[tuple[str, int], str | None]] = {r: {} for r in run_ids}
+        for start in range(0, len(run_ids), PAGE_SIZE):
+            body = {"dag_ids": [dag_id], "dag_run_ids": list(run_ids[start : start + PAGE_SIZE])}
+            body["task_ids"] = list(task_ids)
+            offset = 0
+            while True:
+                response = self._session.post(
+                    f"{self.base_url}/api/v2/dags/~/dagRuns/~/taskInstances/list",
+                    json={**body, "page_offset": offset, "page_limit": PAGE_SIZE},
+                    timeout=_TIMEOUT,
+                )
+                _raise_for(response)
+                page = response.json()
+                for ti in page["task_instances"]:
+                    result.setdefault(ti["dag_run_id"], {})[(ti["task_id"], ti["map_index"])] = ti["state"]
+                offset += len(page["task_instances"])
+                if not page["task_instances"] or offset >= page["total_entries"]:
+                    break
+        return result
+
+    def clear_task_instances(self, dag_id: str, run_id: str, task_ids: Sequence[Any]) -> list[str]:
+        """Clear exactly these task instances of one run, so the scheduler runs them again."""
+        response = self._session.post(
+            f"{self.base_url}/api/v2/dags/{dag_id}/clearTaskInstances",
+            json={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": list(task_ids),
+                "only_failed": False,
+                "reset_dag_runs": True,
+                "include_upstream": False,
+                "include_downstream": False,
+            },
+            timeout=_TIMEOUT,
+        )
+        _raise_for(response)
+        return [f"{t['task_id']}[{t['map_index']}]" for t in response.json()["task_instances"]]
 
     def set_note(self, dag_id: str, run_id: str, note: str) -> None:
         body = af.DAGRunPatchBody(note=note[:1000])

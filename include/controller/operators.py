@@ -39,6 +39,9 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     """Trigger (or clear and re-run) one target run once its chunk may start.
 
     :param chunk_index: which chunk this date belongs to (0-based, in run order).
+    :param planned_end_date: end_date of the existing run when planned (to detect a done clear).
+    :param clear_task_ids: re-run only these task instances of the existing run (``task_id`` or
+        ``[task_id, map_index]``) through the REST API, instead of clearing the whole run.
     :param note: run note for the target run; set on cleared runs too.
     All other parameters are ``TriggerDagRunOperator``'s. Nothing is templated: every value comes
     from the plan, and user text (conf, reason) must never be rendered as a Jinja template.
@@ -47,11 +50,19 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     template_fields = ()
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, chunk_index: int = 0, planned_end_date: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        chunk_index: int = 0,
+        planned_end_date: str | None = None,
+        clear_task_ids: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("openlineage_inject_parent_info", False)
         super().__init__(**kwargs)
         self.chunk_index = chunk_index
         self.planned_end_date = planned_end_date
+        self.clear_task_ids = clear_task_ids
 
     def _already_done(self) -> bool:
         """True when an earlier try of this task already created or cleared the run.
@@ -78,11 +89,19 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             self.log.info("run %s was already triggered or cleared by this backfill", self.trigger_run_id)
             context["ti"].xcom_push(key="trigger_run_id", value=self.trigger_run_id)
             return
-        if self.reset_dag_run and self.note:
-            # The Execution API clears an existing run without touching its note: set it first.
+        if self.reset_dag_run:
             from include.controller.api import AirflowApi
 
-            AirflowApi.from_connection().set_note(self.trigger_dag_id, str(self.trigger_run_id), self.note)
+            api = AirflowApi.from_connection()
+            run_id = str(self.trigger_run_id)
+            if self.note:  # clearing keeps the run's old note: set ours first
+                api.set_note(self.trigger_dag_id, run_id, self.note)
+            if self.clear_task_ids is not None:
+                cleared = api.clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
+                self.log.info("cleared %s of %s", ", ".join(cleared), run_id)
+                context["ti"].xcom_push(key="trigger_run_id", value=run_id)
+                return
+        # Raises DagRunTriggerException; the task runner then creates the run, or clears it.
         super().execute(context)
 
     def execute_after_turn(self, context: Any, event: dict[str, Any] | None = None) -> None:

@@ -9,9 +9,10 @@ import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.params import conf_errors
-from include.backfill.plan import DatePlan, acting, chunk_count, decide
+from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_count, decide
 from include.backfill.report import build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
+from include.backfill.selection import select_tasks
 from include.backfill.settings import Limits
 from include.controller.progress import Watch, observe
 
@@ -82,6 +83,15 @@ def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest
         )
     if errors := conf_errors(request.conf, target.params):
         raise InvalidRequest(errors)
+    selected: tuple[str, ...] = ()
+    if request.task_regex is not None:
+        selected = select_tasks(
+            api.task_graph(request.target_dag_id),
+            request.task_regex,
+            include_upstream=request.include_upstream,
+            include_downstream=request.include_downstream,
+        )
+        log.info("task_regex %r selects %s", request.task_regex, ", ".join(selected))
     try:
         dates = api.expand_dates(request.target_dag_id, request.to_dict())
     except ApiError as exc:
@@ -99,7 +109,11 @@ def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest
     if dates:
         first, last = min(d.logical_date for d in dates), max(d.logical_date for d in dates)
         existing = {r.logical_date: r for r in api.iter_runs(request.target_dag_id, first, last)}
-    return request, decide(dates, existing, request)
+    ti_states = None
+    if selected:
+        finished = [r.run_id for r in existing.values() if r.state not in IN_FLIGHT_STATES]
+        ti_states = api.task_states(request.target_dag_id, finished, selected)
+    return request, decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
 
 
 def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int) -> dict[str, Any]:
@@ -109,6 +123,7 @@ def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int) 
         "logical_date": plan.logical_date.isoformat(),
         "run_after": plan.date.run_after.isoformat(),
         "reset_dag_run": plan.action == "cleared",
+        "clear_task_ids": list(plan.task_ids) if plan.task_ids is not None else None,
         "conf": dict(request.conf),
         "note": _note(request),
         "chunk_index": chunk_index,

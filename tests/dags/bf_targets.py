@@ -70,3 +70,43 @@ bf_params = _target(
         "mode": Param("full", enum=["full", "delta"]),
     },
 )
+
+
+@task
+def step(**context):
+    """Fails when ``bf_fail_dates["<dag_id>.<task_id>"]`` lists the logical date."""
+    from airflow.sdk import Variable
+
+    fail = Variable.get("bf_fail_dates", default={}, deserialize_json=True)
+    key = f"{context['dag'].dag_id}.{context['ti'].task_id}"
+    if context["logical_date"].strftime("%Y-%m-%d") in fail.get(key, []):
+        raise RuntimeError(f"bf_fail_dates asks {key} to fail")
+
+
+with DAG(
+    dag_id="bf_chain",
+    schedule="@daily",
+    start_date=START,
+    end_date=END,
+    catchup=False,
+    tags=["backfill-test"],
+    default_args={"retries": 0},
+) as bf_chain:
+    step.override(task_id="a")() >> step.override(task_id="b")() >> step.override(task_id="c")()
+
+
+@task
+def shard(number: int, **context):
+    return number
+
+
+with DAG(
+    dag_id="bf_mapped",
+    schedule="@daily",
+    start_date=START,
+    end_date=END,
+    catchup=False,
+    tags=["backfill-test"],
+    default_args={"retries": 0},
+) as bf_mapped:
+    shard.expand(number=[1, 2, 3]) >> EmptyOperator(task_id="done")

@@ -1,0 +1,120 @@
+"""Task-subset backfills: which tasks a ``task_regex`` selects and which task instances to clear.
+
+Airflow 2's ``airflow dags backfill -t REGEX [-i]`` re-ran a subset of tasks; Airflow 3's native
+backfill cannot. Here the selection is made once from the target's task graph, then applied to
+each date's existing task instances according to ``reprocess``:
+
+* ``failed``: the selected task instances that failed or were upstream-failed (Airflow 2's
+  ``--rerun-failed-tasks``);
+* ``all``: every selected task instance;
+* ``missing``: the selected task instances that never ran (no state, e.g. a task added later).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from include.backfill.request import FieldError, InvalidRequest, Reprocess
+
+#: A task instance key: (task_id, map_index); map_index is -1 for unmapped tasks.
+TIKey = tuple[str, int]
+
+FAILED_TI_STATES = frozenset({"failed", "upstream_failed"})
+
+
+def select_tasks(
+    downstream: Mapping[str, Sequence[str]],
+    task_regex: str,
+    *,
+    include_upstream: bool = False,
+    include_downstream: bool = False,
+) -> tuple[str, ...]:
+    """Task ids matching ``task_regex`` (``re.search``), plus their relatives if asked, sorted.
+
+    ``downstream`` maps every task id of the target to its direct downstream task ids.
+
+    >>> graph = {"a": ["b"], "b": ["c"], "c": []}
+    >>> select_tasks(graph, "^b$"), select_tasks(graph, "^b$", include_upstream=True)
+    (('b',), ('a', 'b'))
+    """
+    pattern = re.compile(task_regex)
+    matched = {t for t in downstream if pattern.search(t)}
+    if not matched:
+        raise InvalidRequest(
+            [
+                FieldError(
+                    "task_regex",
+                    task_regex,
+                    "matches no task of the target",
+                    "a pattern matching some of: " + ", ".join(sorted(downstream)),
+                )
+            ]
+        )
+    selected = set(matched)
+    if include_downstream:
+        selected |= _reachable(matched, downstream)
+    if include_upstream:
+        upstream: dict[str, list[str]] = {t: [] for t in downstream}
+        for task, children in downstream.items():
+            for child in children:
+                upstream.setdefault(child, []).append(task)
+        selected |= _reachable(matched, upstream)
+    return tuple(sorted(selected))
+
+
+def _reachable(start: Iterable[str], edges: Mapping[str, Sequence[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def to_clear(
+    states: Mapping[TIKey, str | None], selected: Sequence[str], reprocess: Reprocess
+) -> list[str | list[Any]]:
+    """The ``task_ids`` to pass to ``clearTaskInstances`` for one run, sorted.
+
+    A task whose every instance qualifies is named by its id (all map indexes); otherwise the
+    qualifying instances of a mapped task are named ``[task_id, map_index]``.
+
+    >>> states = {("a", -1): "success", ("b", 0): "failed", ("b", 1): "success", ("c", -1): "upstream_failed"}
+    >>> to_clear(states, ["b", "c"], Reprocess.FAILED)
+    [['b', 0], 'c']
+    >>> to_clear(states, ["a", "b"], Reprocess.ALL)
+    ['a', 'b']
+    """
+    wanted = set(selected)
+    by_task: dict[str, list[tuple[int, bool]]] = {}
+    for (task_id, map_index), state in sorted(states.items()):
+        if task_id in wanted:
+            by_task.setdefault(task_id, []).append((map_index, _qualifies(state, reprocess)))
+    result: list[str | list[Any]] = []
+    for task_id, instances in sorted(by_task.items()):
+        if all(ok for _, ok in instances):
+            result.append(task_id)
+        else:
+            result.extend([task_id, index] for index, ok in instances if ok)
+    return result
+
+
+def _qualifies(state: str | None, reprocess: Reprocess) -> bool:
+    if reprocess is Reprocess.ALL:
+        return True
+    if reprocess is Reprocess.FAILED:
+        return state in FAILED_TI_STATES
+    return state is None
+
+
+def describe(task_ids: Sequence[str | Sequence[Any]]) -> list[str]:
+    """Readable names: ``b``, ``b[3]``.
+
+    >>> describe(["a", ["b", 3]])
+    ['a', 'b[3]']
+    """
+    return [t if isinstance(t, str) else f"{t[0]}[{t[1]}]" for t in task_ids]
