@@ -401,3 +401,31 @@ def test_to_dict_round_trips_through_parse_request(conf: dict[str, Any]) -> None
     as_conf = json.loads(json.dumps(request.to_dict()))
 
     assert parse(as_conf) == request
+
+
+@pytest.mark.parametrize(
+    ("conf", "field"),
+    [
+        ({"task_regex": "(["}, "task_regex"),
+        ({"task_regex": 5}, "task_regex"),
+        ({"include_upstream": True}, "include_upstream"),
+        ({"include_downstream": True}, "include_downstream"),
+        ({"task_regex": "b", "missing_runs": "sometimes"}, "missing_runs"),
+    ],
+    ids=[
+        "regex that does not compile",
+        "regex not text",
+        "include_upstream without a regex",
+        "include_downstream without a regex",
+        "unknown missing_runs",
+    ],
+)
+def test_task_subset_keys_are_validated(conf, field) -> None:
+    errors = refused({**WINDOW, **conf})
+    assert [e.field for e in errors] == [field]
+
+
+def test_a_task_subset_request_round_trips() -> None:
+    request = parse({**WINDOW, "task_regex": "^b$", "include_upstream": True, "missing_runs": "trigger"})
+    assert request.is_task_subset and request.include_upstream
+    assert parse(request.to_dict()) == request
