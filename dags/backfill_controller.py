@@ -25,9 +25,9 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
 
 from include.backfill.request import DATE_PATTERN
-from include.backfill.settings import Limits
-from include.controller.operators import BackfillChunkSensor, BackfillTriggerOperator
-from include.controller.tasks import list_chunks, plan_backfill, report_backfill
+from include.backfill.settings import Limits, poll_interval
+from include.controller.operators import BackfillChunkSensor, BackfillSegmentOperator, BackfillTriggerOperator
+from include.controller.tasks import list_chunks, list_segments, plan_backfill, report_backfill
 
 LIMITS = Limits.from_env()
 TRIGGER_CONCURRENCY = 16  # trigger task instances at once; the gate, not this, bounds target runs
@@ -37,7 +37,7 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=8,
+    max_active_runs=32,  # a large backfill holds two: the head run and its running segment
     doc_md=__doc__,
     tags=["backfill", "ops"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=10)},
@@ -176,6 +176,16 @@ with DAG(
             "Default: max_active_runs.",
             section="How",
         ),
+        "segment_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=1024,
+            title="Segment size",
+            description="Advanced: dates per controller run; larger requests continue in further runs "
+            "of this DAG, one after another. Empty: the deployment default (1000).",
+            section="How",
+        ),
         "max_failed_dates": Param(
             None,
             type=["null", "integer"],
@@ -204,9 +214,25 @@ with DAG(
         map_index_template="chunk {{ task.chunk_index }}",
     ).expand(chunk_index=chunks.output)
 
+    # Large requests: further segments of at most BACKFILL_SEGMENT_SIZE dates run one after
+    # another as continuation runs of this DAG (see include/backfill/segments.py).
+    segments = PythonOperator(task_id="segments", python_callable=list_segments)
+    segment = BackfillSegmentOperator.partial(
+        task_id="segment",
+        trigger_dag_id="backfill_controller",
+        wait_for_completion=True,
+        deferrable=True,
+        poke_interval=int(poll_interval()),
+        allowed_states=["success", "failed"],
+        failed_states=[],
+        max_active_tis_per_dagrun=1,
+        trigger_rule="all_done",
+        map_index_template="segment {{ task.segment_index }}",
+    ).expand_kwargs(segments.output)
+
     report = PythonOperator(
         task_id="report", python_callable=report_backfill, trigger_rule="all_done", retries=0
     )
 
-    plan >> chunks
-    trigger >> wait >> report
+    plan >> [chunks, segments]
+    trigger >> wait >> segment >> report

@@ -38,6 +38,7 @@ CONF_KEYS: tuple[str, ...] = (
     "include_upstream",
     "include_downstream",
     "missing_runs",
+    "segment_size",
 )
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -125,6 +126,8 @@ class BackfillRequest:
     include_upstream: bool = False
     include_downstream: bool = False
     missing_runs: MissingRuns = field(default_factory=lambda: MissingRuns.SKIP)
+    segment_size: int | None = None
+    """Dates per controller run (None: the deployment's BACKFILL_SEGMENT_SIZE)."""
 
     @property
     def is_task_subset(self) -> bool:
@@ -158,6 +161,7 @@ class BackfillRequest:
             "include_upstream": self.include_upstream,
             "include_downstream": self.include_downstream,
             "missing_runs": self.missing_runs.value,
+            "segment_size": self.segment_size,
         }
 
 
@@ -272,6 +276,8 @@ def parse_request(
     include_upstream = _bool(get("include_upstream"), "include_upstream", False, errors)
     include_downstream = _bool(get("include_downstream"), "include_downstream", False, errors)
     missing_runs = _missing_runs(get("missing_runs"), errors)
+    segment = get("segment_size")
+    segment_size = None if segment is None else _positive_int(segment, "segment_size", 1000, 1024, errors)
     if task_regex is None and get("task_regex") is None:
         for name, value in (
             ("include_upstream", include_upstream),
@@ -302,6 +308,7 @@ def parse_request(
         include_upstream=include_upstream,
         include_downstream=include_downstream,
         missing_runs=missing_runs,
+        segment_size=segment_size,
     )
 
 

@@ -53,22 +53,41 @@ class ScheduledDate:
         return cls(**{k: parse_datetime(v) for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def expand(timetable: Any, request: BackfillRequest, now: DateTime) -> list[ScheduledDate]:
-    """The dates a request covers, oldest first (``run_backwards`` is applied when planning)."""
+def expand(
+    timetable: Any, request: BackfillRequest, now: DateTime, *, limit: int | None = None
+) -> list[ScheduledDate]:
+    """The dates a request covers, oldest first (``run_backwards`` is applied when planning).
+
+    A window covering more than ``limit`` dates is refused as soon as the limit is passed.
+    """
     if request.dates is not None:
         return dates_from_list(timetable, request.dates, now)
     assert request.start_date is not None and request.end_date is not None
-    return dates_in_window(timetable, request.start_date, request.end_date, now)
+    return dates_in_window(timetable, request.start_date, request.end_date, now, limit=limit)
 
 
-def dates_in_window(timetable: Any, start: DateTime, end: DateTime, now: DateTime) -> list[ScheduledDate]:
+def dates_in_window(
+    timetable: Any, start: DateTime, end: DateTime, now: DateTime, *, limit: int | None = None
+) -> list[ScheduledDate]:
     """Every logical date of ``timetable`` in ``[start, end]`` whose interval has ended by ``now``.
 
     Raises :class:`ScheduleError` for timetables without periodic dates (schedule=None, @once,
-    assets), which native backfill refuses too.
+    assets), which native backfill refuses too, and for windows of more than ``limit`` dates.
     """
     _require_periodic(timetable)
-    return [d for d in _iter_window(timetable, start, end) if d.data_interval_end < now]
+    dates = []
+    for date in _iter_window(timetable, start, end):
+        if date.data_interval_end >= now:
+            break
+        if limit is not None and len(dates) >= limit:
+            raise ScheduleError(
+                "end_date",
+                f"the window covers more than {limit} dates, the most one request may cover "
+                f"(deployment setting BACKFILL_MAX_DATES_PER_REQUEST); the {limit + 1}th is "
+                f"{date.logical_date.isoformat()}: end the window before it, or split the request",
+            )
+        dates.append(date)
+    return dates
 
 
 def dates_from_list(timetable: Any, dates: Sequence[DateTime], now: DateTime) -> list[ScheduledDate]:

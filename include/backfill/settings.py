@@ -35,3 +35,8 @@ def poll_interval(env: Mapping[str, str] = os.environ) -> float:
 
 def api_conn_id(env: Mapping[str, str] = os.environ) -> str:
     return env.get("BACKFILL_API_CONN_ID", "airflow_api")
+
+
+def segment_size(env: Mapping[str, str] = os.environ) -> int:
+    """Dates per controller run (``BACKFILL_SEGMENT_SIZE``, default 1000, at most max_map_length 1024)."""
+    return max(1, min(1024, int(env.get("BACKFILL_SEGMENT_SIZE", "1000"))))

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from include.backfill.plan import chunk_bounds, must_be_finished_before
 from include.backfill.report import PENDING, failed_count
 from include.backfill.request import parse_datetime
+from include.backfill.segments import continuation_run_id
 from include.backfill.settings import poll_interval
 from include.controller.progress import BackfillProgressTrigger, Watch, observe
 
@@ -108,17 +109,16 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.execute(context)
 
     def _wait_for_turn(self, context: Any) -> None:
-        if self.chunk_index == 0:
-            return
         gate = _gate(context)
+        if self.chunk_index == 0 and not gate.get("failed_before"):
+            return
         size = gate["chunk_size"]
         earlier = _watch(context, self.trigger_dag_id, range(self.chunk_index * size))
         outcomes = observe(earlier)
         budget = gate.get("max_failed_dates")
-        if budget is not None and failed_count(outcomes) >= budget:
-            raise AirflowSkipException(
-                f"cancelled: {failed_count(outcomes)} dates failed and max_failed_dates is {budget}"
-            )
+        failed = failed_count(outcomes) + gate.get("failed_before", 0)
+        if budget is not None and failed >= budget:
+            raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
         need = must_be_finished_before(self.chunk_index, gate["chunks_in_flight"], size)
         waiting = {r for _, r in earlier.entries[:need] if outcomes[r] == PENDING}
         if waiting:
@@ -177,3 +177,59 @@ class BackfillChunkSensor(BaseSensorOperator):
         outcomes = observe(self._chunk(context))
         self.log.info("chunk %d finished: %s", self.chunk_index, outcomes)
         return outcomes
+
+
+class BackfillSegmentOperator(TriggerDagRunOperator):
+    """Run one further segment of a large backfill as a continuation controller run, and wait for it.
+
+    Mapped over the segments after the first with ``max_active_tis_per_dagrun=1``, so segments run
+    one after another. Before starting a segment it counts the failed dates of the segments so far
+    against ``max_failed_dates``; over budget, the segment is skipped and its dates are cancelled.
+
+    :param segment_index: which segment (1-based among continuations; 0 is the head run's own).
+    """
+
+    template_fields = ()
+    ui_color = "#f3eefb"
+
+    def __init__(self, *, segment_index: int, **kwargs: Any) -> None:
+        kwargs.setdefault("openlineage_inject_parent_info", False)
+        super().__init__(**kwargs)
+        self.segment_index = segment_index
+
+    def execute(self, context: Any) -> None:
+        from airflow.providers.standard.triggers.external_task import DagStateTrigger
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        ti = context["ti"]
+        failed = self._failed_so_far(context)
+        budget = _gate(context).get("max_failed_dates")
+        if budget is not None and failed >= budget:
+            raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
+        self.conf = {**(self.conf or {})}
+        self.conf["continues"] = {**self.conf["continues"], "failed_before": failed}
+        run_id = str(self.trigger_run_id)
+        if RTI.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) == 0:
+            super().execute(context)  # raises DagRunTriggerException, then waits deferred
+        self.log.info("segment %d already started as %s: waiting for it", self.segment_index, run_id)
+        self.defer(
+            trigger=DagStateTrigger(
+                dag_id=ti.dag_id,
+                states=["success", "failed"],
+                run_ids=[run_id],
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _failed_so_far(self, context: Any) -> int:
+        ti = context["ti"]
+        gate = _gate(context)
+        head = _watch(context, gate["target_dag_id"], range(gate["total"]))
+        failed = failed_count(observe(head))
+        for k in range(1, self.segment_index):
+            part = ti.xcom_pull(
+                task_ids="report", run_id=continuation_run_id(ti.run_id, k), key="segment_report"
+            )
+            failed += len(part["failed_dates"]) if part else 0
+        return failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pendulum
@@ -10,13 +11,18 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.params import conf_errors
 from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_count, decide
-from include.backfill.report import build_report, render_table
+from include.backfill.report import CANCELLED, build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
+from include.backfill.segments import continuation_run_id, merge_reports, split
 from include.backfill.selection import select_tasks
-from include.backfill.settings import Limits
+from include.backfill.settings import Limits, segment_size
 from include.controller.progress import Watch, observe
 
 log = logging.getLogger(__name__)
+
+#: Conf key of a continuation run (internal: set by the head run, not by users).
+CONTINUES_KEY = "continues"
+_FAR_FUTURE = pendulum.datetime(2999, 1, 1, tz="UTC")
 
 
 def plan_backfill(**context: Any) -> list[dict[str, Any]]:
@@ -27,13 +33,37 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     kwargs (one dict per date to act on); the rest of the plan goes to XComs named after it.
     """
     ti, dag_run = context["ti"], context["dag_run"]
-    try:
-        request, plans = _plan(dict(dag_run.conf or {}), ti.dag_id)
-    except InvalidRequest as exc:
-        ti.xcom_push(key="error", value=str(exc))
-        raise AirflowFailException(str(exc)) from None
+    conf = dict(dag_run.conf or {})
+    continues = conf.pop(CONTINUES_KEY, None)
+    if continues:  # a continuation run: carry out one segment of the head run's plan
+        head = str(continues["head_run_id"])
+        stored = ti.xcom_pull(task_ids="plan", run_id=head, key="request")
+        request = parse_request(
+            stored, limits=Limits.from_env(), now=_FAR_FUTURE, controller_dag_id=ti.dag_id
+        )
+        segment = int(continues["segment"])
+        plans = [
+            DatePlan.from_dict(p)
+            for p in ti.xcom_pull(task_ids="plan", run_id=head, key=f"segment_{segment}")
+        ]
+        failed_before = int(continues.get("failed_before", 0))
+    else:
+        started = time.monotonic()
+        try:
+            request, all_plans = _plan(conf, ti.dag_id)
+        except InvalidRequest as exc:
+            ti.xcom_push(key="error", value=str(exc))
+            raise AirflowFailException(str(exc)) from None
+        size = request.segment_size or segment_size()
+        parts = split(all_plans, size)
+        plans, failed_before = parts[0], 0
+        for index, part in enumerate(parts[1:], start=1):
+            ti.xcom_push(key=f"segment_{index}", value=[p.to_dict() for p in part])
+        ti.xcom_push(key="segments", value=len(parts))
+        log.info("planned %d dates in %d segment(s) of at most %d", len(all_plans), len(parts), size)
+        ti.xcom_push(key="stats", value=_stats(started, len(all_plans)))
     act = [] if request.dry_run else acting(plans)
-    log.info("planned %d dates, acting on %d", len(plans), len(act))
+    log.info("this run acts on %d of its %d dates", len(act), len(plans))
     facts = {
         "request": request.to_dict(),
         "plans": [p.to_dict() for p in plans],
@@ -43,6 +73,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
             "chunk_size": request.chunk_size,
             "chunks_in_flight": request.chunks_in_flight,
             "max_failed_dates": request.max_failed_dates,
+            "failed_before": failed_before,
             "total": len(act),
         },
         "chunks": list(range(chunk_count(len(act), request.chunk_size))),
@@ -50,6 +81,35 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
     return [_trigger_kwargs(request, p, i // request.chunk_size) for i, p in enumerate(act)]
+
+
+def _stats(started: float, dates: int) -> dict[str, float]:
+    """How long planning took and the task's peak memory (reported by the benchmark and tests)."""
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "dates": dates,
+        "plan_seconds": round(time.monotonic() - started, 2),
+        "peak_rss_mb": round(peak_mb),
+    }
+
+
+def list_segments(**context: Any) -> list[dict[str, Any]]:
+    """Kwargs of the ``segment`` task: one continuation run per segment after the first."""
+    ti, dag_run = context["ti"], context["dag_run"]
+    count = ti.xcom_pull(task_ids="plan", key="segments") or 1
+    conf = dict(dag_run.conf or {})
+    if conf.get("dry_run"):
+        return []  # a dry run changes nothing: its report reads every segment's plan itself
+    return [
+        {
+            "trigger_run_id": continuation_run_id(dag_run.run_id, k),
+            "conf": {**conf, CONTINUES_KEY: {"head_run_id": dag_run.run_id, "segment": k}},
+            "segment_index": k,
+        }
+        for k in range(1, count)
+    ]
 
 
 def list_chunks(**context: Any) -> list[int]:
@@ -116,6 +176,25 @@ def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest
     return request, decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
 
 
+def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list[dict[str, Any]]:
+    """The reports of the continuation runs; a segment that never ran reports its dates cancelled.
+
+    A dry run has no continuation runs: its segments' reports are built from the plan alone.
+    """
+    parts = []
+    for k in range(1, ti.xcom_pull(task_ids="plan", key="segments") or 1):
+        run_id = continuation_run_id(head_run_id, k)
+        part = (
+            None if request.dry_run else ti.xcom_pull(task_ids="report", run_id=run_id, key="segment_report")
+        )
+        if part is None:
+            plans = [DatePlan.from_dict(p) for p in ti.xcom_pull(task_ids="plan", key=f"segment_{k}")]
+            cancelled = {p.run_id: CANCELLED for p in plans}
+            part = build_report(request, plans, cancelled, controller_run_id=run_id)
+        parts.append(part)
+    return parts
+
+
 def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int) -> dict[str, Any]:
     return {
         "trigger_dag_id": request.target_dag_id,
@@ -139,6 +218,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
     """Return the result (XCom ``return_value``), log a table, fail unless every date succeeded."""
     ti, dag_run = context["ti"], context["dag_run"]
     triggered_by = getattr(dag_run, "triggering_user_name", None)
+    continues = (dag_run.conf or {}).get(CONTINUES_KEY)
     error = ti.xcom_pull(task_ids="plan", key="error")
     stored = ti.xcom_pull(task_ids="plan", key="request")
     if error or stored is None:
@@ -157,7 +237,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         }
         log.error("backfill refused:\n%s", report["error"])
     else:
-        request = parse_request(stored, limits=Limits.from_env(), now=pendulum.now("UTC").add(years=100))
+        request = parse_request(stored, limits=Limits.from_env(), now=_FAR_FUTURE)
         plans = [DatePlan.from_dict(p) for p in ti.xcom_pull(task_ids="plan", key="plans")]
         outcomes: dict[str, str] = {}
         if not request.dry_run:
@@ -166,6 +246,9 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         report = build_report(
             request, plans, outcomes, controller_run_id=dag_run.run_id, triggered_by=triggered_by
         )
+        ti.xcom_push(key="segment_report", value=report)
+        if not continues:
+            report = merge_reports([report, *_later_segments(ti, dag_run.run_id, request)])
         log.info("backfill of %s:\n%s", request.target_dag_id, render_table(report))
     if not report["success"]:
         # A failing task returns nothing, so the result is pushed before failing.

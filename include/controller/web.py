@@ -34,10 +34,11 @@ def scheduled_dates(dag_id: str, body: dict[str, Any], session: SessionDep) -> d
         raise HTTPException(404, {"field": "dag_id", "message": f"no DAG {dag_id!r}"})
     now = pendulum.now("UTC")
     try:
+        limits = Limits.from_env()
         request = parse_request(
-            {"dag_id": dag_id, **{k: body.get(k) for k in _DATE_KEYS}}, limits=Limits.from_env(), now=now
+            {"dag_id": dag_id, **{k: body.get(k) for k in _DATE_KEYS}}, limits=limits, now=now
         )
-        dates = expand(dag.timetable, request, now)
+        dates = expand(dag.timetable, request, now, limit=limits.max_dates_per_request)
     except InvalidRequest as exc:
         raise HTTPException(422, {"field": exc.errors[0].field, "message": str(exc)}) from None
     except ScheduleError as exc:

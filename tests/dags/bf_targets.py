@@ -25,6 +25,7 @@ SCHEDULES = {
     "bf_cron_berlin": CronTriggerTimetable("30 1 * * *", timezone="Europe/Berlin"),
     "bf_delta": timedelta(hours=12),
     "bf_none": None,
+    "bf_hourly": "@hourly",
 }
 
 

@@ -121,6 +121,7 @@ def phase1(airflow) -> dict[str, Outcome]:
             "end_date": "2024-01-06",
             "chunk_size": 2,
             "max_active_runs": 4,
+            "segment_size": 4,  # two controller runs: the head and one continuation
             "reason": "window test",
         },
         "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"]},
@@ -137,6 +138,7 @@ def phase1(airflow) -> dict[str, Outcome]:
             "chunk_size": 2,
             "max_active_runs": 2,
             "max_failed_dates": 1,
+            "segment_size": 5,
         },
         "dry_run": {
             "dag_id": "bf_daily",
@@ -186,6 +188,15 @@ def test_window_triggers_every_date_and_succeeds(airflow, phase1):
         assert run["dag_run_id"] == f"backfill_controller__{day}T00:00:00+00:00"
         assert run["state"] == "success"
         assert run["note"] == "backfill_controller: window test"
+
+
+def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phase1):
+    out = phase1["window"]
+    assert out.report["segments"] == 2
+    continuation = f"{out.run_id}__segment_1"
+    assert airflow.run_state("backfill_controller", continuation) == "success"
+    part = airflow.xcom("backfill_controller", continuation, "report", key="segment_report")
+    assert [d["logical_date"][:10] for d in part["dates"]] == ["2024-01-05", "2024-01-06"]
 
 
 def test_report_has_the_contract_fields(phase1):

@@ -41,10 +41,11 @@ def test_the_controller_is_triggered_only_on_request(controller) -> None:
 
 def test_the_controller_plans_triggers_waits_and_reports(controller) -> None:
     tasks = {t.task_id: t for t in controller.tasks}
-    assert set(tasks) == {"plan", "chunks", "trigger", "wait", "report"}
+    assert set(tasks) == {"plan", "chunks", "trigger", "wait", "segments", "segment", "report"}
     assert tasks["trigger"].upstream_task_ids == {"plan"}
     assert tasks["wait"].upstream_task_ids == {"chunks", "trigger"}
-    assert tasks["report"].upstream_task_ids == {"wait"}
+    assert tasks["segment"].upstream_task_ids == {"segments", "wait"}
+    assert tasks["report"].upstream_task_ids == {"segment"}
     assert [t.task_id for t in controller.leaves] == ["report"]
 
 
@@ -54,6 +55,12 @@ def test_trigger_is_a_mapped_trigger_dag_run_operator_with_readable_labels(contr
     trigger = controller.get_task("trigger")
     assert issubclass(trigger.operator_class, TriggerDagRunOperator)
     assert trigger.partial_kwargs["map_index_template"] == "{{ task.logical_date }}"
+
+
+def test_large_backfills_continue_one_segment_at_a_time(controller) -> None:
+    segment = controller.get_task("segment")
+    assert segment.partial_kwargs["max_active_tis_per_dagrun"] == 1
+    assert segment.partial_kwargs["trigger_rule"] == "all_done"
 
 
 def test_wait_and_report_run_whatever_happened_upstream(controller) -> None:

@@ -1,0 +1,566 @@
+"""The **Backfills** page: every controller backfill, running and past, with a per-date status grid.
+
+Served inside the api-server by the plugin's FastAPI app (``include/controller/web.py`` includes
+``router``), so it reads the metadata database directly and uses the UI's own authentication
+(the ``_token`` cookie the UI login sets, or a bearer token):
+
+* ``GET /backfill-controller/api/backfills`` (JSON): the ``backfill_controller`` runs, newest first,
+  each with its request (target, window, reason, who), progress counts and one cell per date.
+* ``GET /backfill-controller/ui`` (HTML): a self-contained page (inline CSS and JS, no build step)
+  that renders that JSON as a table and a calendar per backfill. The plugin registers it in the
+  UI navigation, where Airflow shows it in an iframe.
+
+A cell's ``state`` is the target run's *live* state, read from ``dag_run`` in one query per
+backfill (run_id IN the plan's run_ids), combined with the state of the controller's mapped
+``trigger`` task for that date (map index i = ``run_ids[i]``), as ``include/controller/progress.py``
+does: until its trigger task has succeeded a date is ``pending`` (a cleared run still shows its old
+state before that), a skipped trigger task means ``cancelled`` (failure budget), a failed one
+``trigger_failed``. Dates the plan skips are ``skipped``; a dry run's acting dates are ``planned``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import ReadableDagsFilterDep, requires_access_dag
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.xcom import XComModel
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from include.backfill.report import CANCELLED, PENDING, TRIGGER_FAILED
+from include.controller.progress import TRIGGER_TASK_ID
+
+CONTROLLER_DAG_ID = "backfill_controller"
+PLAN_TASK_ID = "plan"
+SKIPPED = "skipped"
+PLANNED = "planned"
+"""A dry run's date that a real run would trigger or clear."""
+
+_PLAN_KEYS = ("request", "plans", "run_ids", "error")
+_IN_FLIGHT = frozenset({"queued", "running"})
+_TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
+_RUN_ID_BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
+
+# The controller run must be readable; its target's runs are shown only if that DAG is readable too.
+_READ_CONTROLLER_RUNS = Depends(
+    requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
+)
+
+router = APIRouter(tags=["Backfills page"])
+
+
+def cell_state(
+    action: str, trigger_state: str | None, run_state: str | None, *, dry_run: bool, finished: bool
+) -> str:
+    """One date's state in the grid.
+
+    ``action`` is the plan's (triggered, cleared, skipped), ``trigger_state`` the state of the
+    date's ``trigger`` task instance, ``run_state`` the target run's state (None: no such run), and
+    ``finished`` whether the controller run has finished.
+
+    >>> cell_state("triggered", "success", "running", dry_run=False, finished=False)
+    'running'
+    >>> cell_state("cleared", "deferred", "failed", dry_run=False, finished=False)  # not cleared yet
+    'pending'
+    >>> cell_state("triggered", "skipped", None, dry_run=False, finished=True)
+    'cancelled'
+    >>> cell_state("triggered", None, None, dry_run=False, finished=True)  # controller stopped early
+    'cancelled'
+    >>> cell_state("skipped", None, "success", dry_run=False, finished=True)
+    'skipped'
+    >>> cell_state("triggered", None, None, dry_run=True, finished=True)
+    'planned'
+    """
+    if action == SKIPPED:
+        return SKIPPED
+    if dry_run:
+        return PLANNED
+    if action == CANCELLED or trigger_state == SKIPPED:
+        return CANCELLED
+    if trigger_state in _TI_FAILED:
+        return TRIGGER_FAILED
+    if trigger_state != "success" or run_state is None:
+        return CANCELLED if finished else PENDING
+    return run_state
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _utc(iso: str) -> str:
+    """An ISO-8601 datetime in UTC, so dates sort as text and group by UTC day in the page."""
+    return datetime.fromisoformat(iso).astimezone(UTC).isoformat()
+
+
+def _state(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def _plan_xcoms(session: Session, run_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs, in one query."""
+    if not run_pks:
+        return {}
+    rows = session.execute(
+        select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
+            XComModel.dag_run_id.in_(run_pks),
+            XComModel.task_id == PLAN_TASK_ID,
+            XComModel.map_index == -1,
+            XComModel.key.in_(_PLAN_KEYS),
+        )
+    )
+    found: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        # Stored JSON, possibly a JSON string of it (XComModel.deserialize_value handles both).
+        found.setdefault(row.dag_run_id, {})[row.key] = XComModel.deserialize_value(row)
+    return found
+
+
+def _trigger_states(session: Session, run_ids: Sequence[str]) -> dict[str, dict[int, str | None]]:
+    """``{controller run_id: {map_index: state}}`` of the mapped ``trigger`` task, in one query."""
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
+            TaskInstance.dag_id == CONTROLLER_DAG_ID,
+            TaskInstance.task_id == TRIGGER_TASK_ID,
+            TaskInstance.run_id.in_(run_ids),
+        )
+    )
+    found: dict[str, dict[int, str | None]] = {}
+    for row in rows:
+        found.setdefault(row.run_id, {})[row.map_index] = _state(row.state)
+    return found
+
+
+def _target_runs(session: Session, dag_id: str, run_ids: Iterable[str]) -> dict[str, str | None]:
+    """``{run_id: state}`` of the target's runs among ``run_ids`` (run_id IN (...), in batches)."""
+    wanted = sorted(set(run_ids))
+    found: dict[str, str | None] = {}
+    for start in range(0, len(wanted), _RUN_ID_BATCH):
+        rows = session.execute(
+            select(DagRun.run_id, DagRun.state).where(
+                DagRun.dag_id == dag_id, DagRun.run_id.in_(wanted[start : start + _RUN_ID_BATCH])
+            )
+        )
+        found.update({row.run_id: _state(row.state) for row in rows})
+    return found
+
+
+def _summary(
+    run: Any,
+    facts: Mapping[str, Any],
+    trigger_states: Mapping[int, str | None],
+    session: Session,
+    readable: set[str],
+) -> dict[str, Any]:
+    conf = dict(run.conf or {})
+    request = facts.get("request") or conf
+    target = request.get("dag_id")
+    dry_run = bool(request.get("dry_run"))
+    finished = _state(run.state) not in _IN_FLIGHT
+    explicit = request.get("dates")
+    backfill: dict[str, Any] = {
+        "run_id": run.run_id,
+        "state": _state(run.state),
+        "queued_at": _iso(run.queued_at),
+        "start_date": _iso(run.start_date),
+        "end_date": _iso(run.end_date),
+        "triggered_by": run.triggering_user_name,
+        "target_dag_id": target,
+        "window": {
+            "start_date": request.get("start_date"),
+            "end_date": request.get("end_date"),
+            "dates": len(explicit) if isinstance(explicit, list) else None,
+        },
+        "reason": request.get("reason") or "",
+        "dry_run": dry_run,
+        "reprocess": request.get("reprocess"),
+        "error": facts.get("error"),
+        "planned": "plans" in facts,
+        "visible": target in readable,
+        "cells": [],
+    }
+    plans = facts.get("plans") or []
+    if not backfill["visible"]:
+        plans = []  # no read access to the target: its runs are not shown
+    index = {run_id: i for i, run_id in enumerate(facts.get("run_ids") or [])}
+    runs = _target_runs(session, target, (p["run_id"] for p in plans)) if plans else {}
+    cells = []
+    for plan in sorted(plans, key=lambda p: _utc(p["logical_date"])):
+        run_id, action = plan["run_id"], plan["action"]
+        position = index.get(run_id)
+        trigger_state = trigger_states.get(position) if position is not None else None
+        state = cell_state(action, trigger_state, runs.get(run_id), dry_run=dry_run, finished=finished)
+        cells.append(
+            {
+                "logical_date": _utc(plan["logical_date"]),
+                "run_id": run_id,
+                "state": state,
+                "action": action,
+                "why": plan.get("why") or "",
+                "run_state": runs.get(run_id),
+                "run_exists": run_id in runs,
+            }
+        )
+    backfill["cells"] = cells
+    counts: dict[str, int] = {}
+    for cell in cells:
+        counts[cell["state"]] = counts.get(cell["state"], 0) + 1
+    acting = sum(1 for c in cells if c["action"] != SKIPPED)
+    backfill["progress"] = {
+        "dates": len(cells),
+        "acting": 0 if dry_run else acting,
+        "finished": 0 if dry_run else sum(counts.get(s, 0) for s in ("success", "failed", TRIGGER_FAILED)),
+        "counts": counts,
+    }
+    return backfill
+
+
+@router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
+def list_backfills(
+    session: SessionDep,
+    readable: ReadableDagsFilterDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Every ``backfill_controller`` run, newest first, with its per-date cells (live run states).
+
+    Queries: the page of controller runs, the ``plan`` XComs of the page, the ``trigger`` task
+    states of the page, then one per backfill for its target runs (batched IN over run_ids).
+    """
+    total = (
+        session.scalar(select(func.count()).select_from(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID))
+        or 0
+    )
+    runs = list(
+        session.scalars(
+            select(DagRun)
+            .where(DagRun.dag_id == CONTROLLER_DAG_ID)
+            .order_by(DagRun.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+    facts = _plan_xcoms(session, [r.id for r in runs])
+    trigger_states = _trigger_states(session, [r.run_id for r in runs])
+    allowed = set(readable.value or ())
+    backfills = [
+        _summary(r, facts.get(r.id, {}), trigger_states.get(r.run_id, {}), session, allowed) for r in runs
+    ]
+    return {
+        "controller_dag_id": CONTROLLER_DAG_ID,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "active": any(b["state"] in _IN_FLIGHT for b in backfills),
+        "backfills": backfills,
+    }
+
+
+@router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
+def backfills_page() -> HTMLResponse:
+    """The Backfills page; it loads ``api/backfills`` (relative to itself) in the browser."""
+    return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Backfills</title>
+<style>
+  :root {
+    --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg: #ffffff; --soft: #f6f8fa;
+    --success: #2da44e; --failed: #d1242f; --trigger_failed: #82071e; --running: #1f9bd1;
+    --queued: #8c959f; --pending: #eaeef2; --skipped: #e87bb5; --cancelled: #f0883e;
+    --planned: #ffffff; --none: #f6f8fa;
+  }
+  * { box-sizing: border-box; }
+  body { margin: 0; padding: 20px 24px; font: 14px/1.45 system-ui, -apple-system, "Segoe UI",
+         Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--fg); background: var(--bg); }
+  header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 8px 20px; margin-bottom: 12px; }
+  h1 { font-size: 20px; margin: 0; }
+  .muted { color: var(--muted); }
+  .legend { display: flex; flex-wrap: wrap; gap: 6px 14px; margin: 0 0 14px; padding: 0; list-style: none;
+            font-size: 12px; color: var(--muted); }
+  .legend li { display: flex; align-items: center; gap: 5px; }
+  table { border-collapse: collapse; width: 100%; }
+  th { text-align: left; font-size: 12px; font-weight: 600; color: var(--muted); padding: 6px 8px;
+       border-bottom: 1px solid var(--line); white-space: nowrap; }
+  td { padding: 8px; vertical-align: top; border-top: 1px solid var(--line); }
+  tr.grid-row td { border-top: none; padding-top: 0; padding-bottom: 16px; }
+  .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
+           color: #fff; background: var(--queued); }
+  .badge.success { background: var(--success); } .badge.failed { background: var(--failed); }
+  .badge.running { background: var(--running); } .badge.queued { background: var(--queued); }
+  .tag { display: inline-block; padding: 0 6px; border: 1px solid var(--line); border-radius: 4px;
+         font-size: 11px; color: var(--muted); margin-left: 4px; }
+  a { color: #0969da; text-decoration: none; } a:hover { text-decoration: underline; }
+  code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
+  .bar { width: 140px; height: 8px; border-radius: 4px; background: var(--pending); overflow: hidden;
+         display: flex; margin: 3px 0; }
+  .bar span { display: block; height: 100%; }
+  .calendar { display: flex; flex-wrap: wrap; gap: 14px 18px; padding: 10px 12px; background: var(--soft);
+              border: 1px solid var(--line); border-radius: 6px; }
+  .month h3 { margin: 0 0 4px; font-size: 12px; font-weight: 600; }
+  .days { display: grid; grid-template-columns: repeat(7, 14px); gap: 3px; }
+  .days.seq { grid-template-columns: repeat(14, 14px); }
+  .dow { font-size: 9px; line-height: 12px; color: var(--muted); text-align: center; }
+  .cell, .blank, .swatch { width: 14px; height: 14px; border-radius: 3px; display: block; }
+  .blank { background: var(--none); outline: 1px solid #eaeef2; outline-offset: -1px; }
+  .cell { background: var(--pending); outline: 1px solid rgba(31, 35, 40, .15); outline-offset: -1px; }
+  a.cell:hover { outline: 2px solid var(--fg); outline-offset: 0; text-decoration: none; }
+  .cell[data-state=success] { background: var(--success); }
+  .cell[data-state=failed] { background: var(--failed); }
+  .cell[data-state=trigger_failed] { background: var(--trigger_failed); }
+  .cell[data-state=running] { background: var(--running); animation: pulse 1.6s ease-in-out infinite; }
+  .cell[data-state=queued] { background: var(--queued); }
+  .cell[data-state=skipped] { background: var(--skipped); }
+  .cell[data-state=cancelled] { background: var(--cancelled); }
+  .cell[data-state=planned] { background: var(--planned); outline: 1px dashed var(--muted); }
+  .swatch { outline: 1px solid rgba(31, 35, 40, .15); outline-offset: -1px; }
+  @keyframes pulse { 50% { opacity: .45; } }
+  .note { font-size: 12px; color: var(--muted); margin: 6px 0 0; }
+  .error { color: var(--failed); white-space: pre-wrap; font-size: 12px; margin: 4px 0 0; }
+  #status { font-size: 12px; }
+  nav.pages { margin-top: 12px; display: flex; gap: 12px; font-size: 13px; }
+</style>
+</head>
+<body>
+<header>
+  <h1>Backfills</h1>
+  <span class="muted">runs of <code>backfill_controller</code>, newest first; logical dates in UTC</span>
+  <span id="status" class="muted">loading&hellip;</span>
+</header>
+<ul class="legend" id="legend"></ul>
+<div id="content"></div>
+<nav class="pages" id="pages"></nav>
+<script>
+"use strict";
+const STATES = [
+  ["success", "success"], ["failed", "failed"], ["running", "running"], ["queued", "queued"],
+  ["pending", "not started yet"], ["skipped", "skipped"], ["cancelled", "cancelled"],
+  ["trigger_failed", "trigger failed"], ["planned", "planned (dry run)"],
+];
+const HEADINGS = ["Backfill", "Target", "Window", "Who", "Reason", "Progress", "Time"];
+const PAGE_SIZE = 50;
+const REFRESH_MS = 5000;
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+let offset = 0;
+let timer = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+// The Airflow UI lives one level above this page (<base>/backfill-controller/ui).
+function uiUrl(path) { return new URL("../" + path, window.location.href).href; }
+function runUrl(dagId, runId) {
+  return uiUrl("dags/" + encodeURIComponent(dagId) + "/runs/" + encodeURIComponent(runId));
+}
+
+// Inside the Airflow UI this page is a sandboxed iframe that may not navigate the top window, but
+// it is same-origin: move the UI's router to the run page instead (a history entry + popstate).
+function openInUi(event) {
+  const link = event.currentTarget;
+  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  try {
+    const top = window.top;
+    if (top === window || top.location.origin !== window.location.origin) return;
+    event.preventDefault();
+    const url = new URL(link.href);
+    top.history.pushState(null, "", url.pathname + url.search + url.hash);
+    top.dispatchEvent(new top.PopStateEvent("popstate", { state: null }));
+  } catch (err) {
+    // not allowed to touch the parent: fall back to the plain link (target=_top)
+  }
+}
+
+function link(href, attrs, ...children) {
+  const node = el("a", Object.assign({ href: href, target: "_top" }, attrs || {}), ...children);
+  node.addEventListener("click", openInUi);
+  return node;
+}
+
+function day(iso) { return iso.slice(0, 10); }
+function when(iso) { return iso ? iso.slice(0, 19).replace("T", " ") : ""; }
+
+function windowText(b) {
+  const w = b.window || {};
+  const first = b.cells.length ? day(b.cells[0].logical_date) : null;
+  const last = b.cells.length ? day(b.cells[b.cells.length - 1].logical_date) : null;
+  if (w.dates) {
+    const span = first ? " (" + first + (first !== last ? " \u2026 " + last : "") + ")" : "";
+    return w.dates + " explicit date" + (w.dates === 1 ? "" : "s") + span;
+  }
+  if (w.start_date || w.end_date) {
+    return day(w.start_date || "?") + " \u2192 " + day(w.end_date || "?");
+  }
+  return "";
+}
+
+function progress(b) {
+  const p = b.progress || { counts: {} };
+  const c = p.counts || {};
+  const cell = el("td");
+  if (!b.visible || !b.planned) {
+    const why = !b.visible ? "no access to the target" : b.error ? "refused" : "planning\u2026";
+    cell.append(el("span", { class: "muted", text: why }));
+    return cell;
+  }
+  const bar = el("div", { class: "bar", title: JSON.stringify(c) });
+  for (const [state] of STATES) {
+    if (!c[state]) continue;
+    const width = (100 * c[state]) / p.dates;
+    bar.append(el("span", { style: "width:" + width + "%;background:var(--" + state + ")" }));
+  }
+  const parts = [];
+  if (b.dry_run) parts.push(p.dates + " dates planned");
+  else parts.push(p.finished + "/" + p.acting + " done");
+  for (const [state, label] of STATES) {
+    if (c[state] && state !== "planned") parts.push(c[state] + " " + label);
+  }
+  cell.append(bar, el("div", { class: "note", text: parts.join(" \u00b7 ") }));
+  return cell;
+}
+
+function square(b, c) {
+  const time = c.logical_date.slice(11, 19) !== "00:00:00" ? " " + c.logical_date.slice(11, 16) : "";
+  const title = day(c.logical_date) + time + " \u00b7 " + c.state + " \u00b7 " + c.action
+    + (c.why ? " (" + c.why + ")" : "") + "\\n" + c.run_id;
+  const attrs = { class: "cell", "data-logical-date": c.logical_date, "data-state": c.state,
+                  "data-run-id": c.run_id, title: title, "aria-label": title };
+  return c.run_exists ? link(runUrl(b.target_dag_id, c.run_id), attrs) : el("span", attrs);
+}
+
+// One block per month: a Monday-first calendar when each date is on its own day (daily and
+// coarser schedules), otherwise the month's dates in order (several runs a day).
+function calendar(b) {
+  const months = new Map();
+  for (const c of b.cells) {
+    const key = c.logical_date.slice(0, 7);
+    if (!months.has(key)) months.set(key, []);
+    months.get(key).push(c);
+  }
+  const root = el("div", { class: "calendar", "data-run-id": b.run_id });
+  for (const [key, cells] of months) {
+    const [year, month] = key.split("-").map(Number);
+    const byDay = new Map(cells.map((c) => [Number(c.logical_date.slice(8, 10)), c]));
+    const block = el("div", { class: "month" }, el("h3", { text: MONTHS[month - 1] + " " + year }));
+    if (byDay.size === cells.length) {
+      const grid = el("div", { class: "days" });
+      for (const d of ["M", "T", "W", "T", "F", "S", "S"]) grid.append(el("span", { class: "dow", text: d }));
+      const first = (new Date(Date.UTC(year, month - 1, 1)).getUTCDay() + 6) % 7;
+      const length = new Date(Date.UTC(year, month, 0)).getUTCDate();
+      for (let i = 0; i < first; i++) grid.append(el("span"));
+      for (let d = 1; d <= length; d++) {
+        const c = byDay.get(d);
+        const date = key + "-" + String(d).padStart(2, "0");
+        grid.append(c ? square(b, c) : el("span", { class: "blank", title: date }));
+      }
+      block.append(grid);
+    } else {
+      block.append(el("div", { class: "days seq" }, cells.map((c) => square(b, c))));
+    }
+    root.append(block);
+  }
+  return root;
+}
+
+function render(data) {
+  const rows = [];
+  for (const b of data.backfills) {
+    const controller = link(runUrl(data.controller_dag_id, b.run_id), { class: "run" },
+      el("code", { text: b.run_id }));
+    const target = b.target_dag_id
+      ? link(uiUrl("dags/" + encodeURIComponent(b.target_dag_id)), { class: "target" }, b.target_dag_id)
+      : "?";
+    rows.push(el("tr", { class: "backfill", "data-run-id": b.run_id, "data-state": b.state },
+      el("td", {}, el("span", { class: "badge " + b.state, text: b.state }),
+        b.dry_run ? el("span", { class: "tag", text: "dry run" }) : null,
+        el("div", { class: "note" }, controller)),
+      el("td", {}, target,
+        b.reprocess ? el("div", { class: "note", text: "reprocess: " + b.reprocess }) : null),
+      el("td", { class: "window", text: windowText(b) }),
+      el("td", { text: b.triggered_by || "" }),
+      el("td", {}, b.reason ? el("span", { text: b.reason }) : el("span", { class: "muted", text: "\u2014" }),
+        b.error ? el("div", { class: "error", text: b.error }) : null),
+      progress(b),
+      el("td", { class: "note" }, el("div", { text: "start " + when(b.start_date || b.queued_at) }),
+        b.end_date ? el("div", { text: "end " + when(b.end_date) }) : null),
+    ));
+    if (b.cells.length) rows.push(el("tr", { class: "grid-row" }, el("td", { colspan: "7" }, calendar(b))));
+  }
+  const table = el("table", {},
+    el("thead", {}, el("tr", {}, HEADINGS.map((h) => el("th", { text: h })))),
+    el("tbody", {}, rows));
+  const content = document.getElementById("content");
+  const empty = el("p", { class: "muted", text: "No backfills yet: trigger backfill_controller." });
+  content.replaceChildren(data.backfills.length ? table : empty);
+  const pages = document.getElementById("pages");
+  pages.replaceChildren();
+  if (offset > 0) pages.append(el("a", { href: "#", id: "newer", text: "\u2190 newer" }));
+  if (offset + data.backfills.length < data.total) {
+    pages.append(el("a", { href: "#", id: "older", text: "older \u2192" }));
+  }
+  for (const a of pages.querySelectorAll("a")) {
+    a.addEventListener("click", (e) => {
+      e.preventDefault();
+      offset = Math.max(0, offset + (a.id === "older" ? PAGE_SIZE : -PAGE_SIZE));
+      load();
+    });
+  }
+  document.getElementById("status").textContent = data.total + " backfill" + (data.total === 1 ? "" : "s")
+    + " \u00b7 updated " + new Date().toLocaleTimeString()
+    + (data.active ? " \u00b7 refreshing every 5 s" : "");
+  document.body.dataset.loaded = "true";
+}
+
+async function load() {
+  clearTimeout(timer);
+  let active = false;
+  try {
+    const resp = await fetch("api/backfills?limit=" + PAGE_SIZE + "&offset=" + offset,
+      { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (resp.status === 401 || resp.status === 403) {
+      throw new Error("not signed in, or no read access to backfill_controller (HTTP " + resp.status + ")");
+    }
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    const data = await resp.json();
+    render(data);
+    active = data.active;
+  } catch (err) {
+    document.getElementById("status").textContent = "could not load backfills: " + err.message;
+    active = true;  // try again
+  }
+  if (active) timer = setTimeout(load, REFRESH_MS);
+}
+
+document.getElementById("legend").append(...STATES.map(([state, label]) =>
+  el("li", {}, el("span", { class: "swatch", style: "background:var(--" + state + ")" }), label)));
+load();
+</script>
+</body>
+</html>
+"""
