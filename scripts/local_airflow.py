@@ -541,7 +541,16 @@ class LocalAirflow:
         body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
-        return str(self._json("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+        for _ in range(5):  # SQLite: "database is locked" surfaces as HTTP 500/503; nothing was created
+            resp = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            if resp.status_code not in (500, 503):
+                break
+            time.sleep(3)
+        if resp.status_code >= 400:
+            raise requests.HTTPError(
+                f"trigger {dag_id} -> HTTP {resp.status_code}: {resp.text[:2000]}", response=resp
+            )
+        return str(resp.json()["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])

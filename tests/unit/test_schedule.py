@@ -360,3 +360,10 @@ def test_explicit_dates_of_a_timedelta_schedule_are_each_their_own_anchor() -> N
     dates = dates_from_list(EVERY_12_HOURS, dts("2024-01-01", "2024-01-01T05:00"), LATER)
 
     assert [d.logical_date for d in dates] == dts("2024-01-01", "2024-01-01T05:00")
+
+
+def test_a_window_past_the_limit_is_refused_at_the_first_date_over() -> None:
+    with pytest.raises(ScheduleError) as refused:
+        dates_in_window(DAILY, dt("2024-01-01"), dt("2024-01-31"), LATER, limit=10)
+    assert refused.value.field == "end_date"
+    assert "more than 10 dates" in str(refused.value) and "2024-01-11" in str(refused.value)

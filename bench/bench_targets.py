@@ -1,0 +1,58 @@
+"""Benchmark targets: each exists twice (``X`` for the controller, ``X_native`` for native backfill)
+so the two backfills never touch each other's runs.
+
+* ``bench_trivial``: two empty-ish tasks (measures orchestration overhead).
+* ``bench_work5``: two tasks, about 5 seconds of work per run.
+* ``bench_blocker``: a deferred 1-hour wait, to keep other runs active (contention case).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+from airflow.sdk import DAG, task
+
+START = pendulum.datetime(2015, 1, 1, tz="UTC")
+END = pendulum.datetime(2025, 1, 1, tz="UTC")
+
+
+@task
+def first(seconds: float = 0.0):
+    time.sleep(seconds)
+
+
+@task
+def second(seconds: float = 0.0):
+    time.sleep(seconds)
+
+
+def _target(dag_id: str, seconds: float) -> DAG:
+    with DAG(
+        dag_id=dag_id,
+        schedule="@daily",
+        start_date=START,
+        end_date=END,
+        catchup=False,
+        max_active_runs=64,
+        tags=["benchmark"],
+        default_args={"retries": 0},
+    ) as dag:
+        first.override(task_id="first")(seconds) >> second.override(task_id="second")(seconds)
+    return dag
+
+
+for _suffix in ("", "_native"):
+    globals()[f"bench_trivial{_suffix}"] = _target(f"bench_trivial{_suffix}", 0.0)
+    globals()[f"bench_work5{_suffix}"] = _target(f"bench_work5{_suffix}", 2.5)
+
+with DAG(
+    dag_id="bench_blocker",
+    schedule=None,
+    start_date=START,
+    max_active_runs=64,
+    tags=["benchmark"],
+) as bench_blocker:
+    TimeDeltaSensor(task_id="wait_an_hour", delta=timedelta(hours=1), deferrable=True)

@@ -1,0 +1,245 @@
+"""``make bench``: the controller against native backfill, on the same local Airflow, same concurrency.
+
+For each case it backfills twin targets (``X`` through the controller, ``X_native`` natively with
+``POST /api/v2/backfills``) over the same daily window and prints, for each: wall time from
+request to every run finished, runs per second, task processes spent per date, and the ratio
+controller / native. Cases (sizes configurable):
+
+1. overhead: a trivial two-task target, N = 60, 365 and 2,000 dates;
+2. realistic: a target whose run does about 5 seconds of work, N = 120;
+3. contention: case 1 at N = 365 while 25 runs of another DAG are active
+   (native backfill sorts its runs behind all others: apache/airflow#58554).
+
+    python -m scripts.bench [--backend postgres] [--overhead 60,365,2000] [--realistic 120]
+                            [--contention 365] [--max-active-runs 16] [--chunk-size 4] [--json out.json]
+
+Task processes are counted from the task logs: every task process (a start, or a resume after a
+deferral) writes one "Pre Execute" group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pendulum
+
+from scripts.local_airflow import REPO_ROOT, LocalAirflow
+
+CONTROLLER = "backfill_controller"
+FIRST_DAY = pendulum.datetime(2016, 1, 1, tz="UTC")
+
+
+@dataclass
+class Measure:
+    case: str
+    dates: int
+    how: str
+    seconds: float
+    runs_per_second: float
+    processes_per_date: float
+    succeeded: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="postgres")
+    parser.add_argument("--overhead", default="60,365,2000", help="sizes of the overhead case ('' skips)")
+    parser.add_argument("--realistic", default="120", help="sizes of the realistic case ('' skips)")
+    parser.add_argument("--contention", default="365", help="sizes of the contention case ('' skips)")
+    parser.add_argument("--max-active-runs", type=int, default=16)
+    parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument("--json", help="also write the measures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the Airflow home afterwards")
+    args = parser.parse_args(argv)
+
+    home = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
+    dags = home / "dags"
+    dags.mkdir()
+    for source in [*sorted((REPO_ROOT / "dags").glob("*.py")), REPO_ROOT / "bench" / "bench_targets.py"]:
+        (dags / source.name).symlink_to(source)
+    airflow = LocalAirflow(
+        home,
+        backend=args.backend,
+        dags_folder=dags,
+        extra_env={"BACKFILL_POLL_INTERVAL": "2", "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64"},
+    )
+    measures: list[Measure] = []
+    offset = 0  # each backfill gets its own dates
+    try:
+        print(f"starting Airflow ({args.backend}) in {home} ...", flush=True)
+        airflow.start()
+        ids = ["bench_trivial", "bench_trivial_native", "bench_work5", "bench_work5_native", "bench_blocker"]
+        airflow.wait_for_dags([CONTROLLER, *ids], timeout=300)
+        cases = [("overhead", "bench_trivial", n) for n in _sizes(args.overhead)]
+        cases += [("realistic", "bench_work5", n) for n in _sizes(args.realistic)]
+        cases += [("contention", "bench_trivial", n) for n in _sizes(args.contention)]
+        for case, target, n in cases:
+            start = FIRST_DAY.add(days=offset)
+            offset += n + 1
+            blockers = _block(airflow, 25) if case == "contention" else []
+            native = _native(airflow, case, f"{target}_native", start, n, args.max_active_runs)
+            ours = _controller(airflow, case, target, start, n, args.max_active_runs, args.chunk_size)
+            for run_id in blockers:
+                airflow.api("PATCH", f"/api/v2/dags/bench_blocker/dagRuns/{run_id}", json={"state": "failed"})
+            measures += [native, ours]
+            _print([native, ours])
+    finally:
+        airflow.stop()
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    print("\n" + table(measures))
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(m) for m in measures], indent=2) + "\n")
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _window(start: pendulum.DateTime, n: int) -> tuple[str, str]:
+    return start.to_date_string(), start.add(days=n - 1).to_date_string()
+
+
+def _native(
+    airflow: LocalAirflow, case: str, dag_id: str, start: pendulum.DateTime, n: int, mar: int
+) -> Measure:
+    first, last = _window(start, n)
+    body = {
+        "dag_id": dag_id,
+        "from_date": f"{first}T00:00:00Z",
+        "to_date": f"{last}T00:00:00Z",
+        "reprocess_behavior": "none",
+        "max_active_runs": mar,
+        "run_backwards": False,
+        "dag_run_conf": {},
+    }
+    began = time.monotonic()
+    for _ in range(120):  # SQLite answers 503 while the scheduler writes
+        resp = airflow.api("POST", "/api/v2/backfills", json=body)
+        if resp.status_code != 503:
+            break
+        time.sleep(1)
+    resp.raise_for_status()
+    states = _wait_runs(airflow, dag_id, first, last, n)
+    seconds = time.monotonic() - began
+    processes = _processes(airflow, dag_id)
+    return Measure(
+        case,
+        n,
+        "native",
+        round(seconds, 1),
+        round(n / seconds, 2),
+        round(processes / n, 2),
+        states.count("success"),
+    )
+
+
+def _controller(
+    airflow: LocalAirflow, case: str, dag_id: str, start: pendulum.DateTime, n: int, mar: int, chunk: int
+) -> Measure:
+    first, last = _window(start, n)
+    conf = {
+        "dag_id": dag_id,
+        "start_date": first,
+        "end_date": last,
+        "max_active_runs": mar,
+        "chunk_size": chunk,
+    }
+    began = time.monotonic()
+    run_id = airflow.trigger(CONTROLLER, conf)
+    airflow.wait_for_run(CONTROLLER, run_id, timeout=6 * 3600)
+    seconds = time.monotonic() - began
+    states = _wait_runs(airflow, dag_id, first, last, n)
+    processes = _processes(airflow, dag_id) + _processes(airflow, CONTROLLER, run_prefix=run_id)
+    return Measure(
+        case,
+        n,
+        "controller",
+        round(seconds, 1),
+        round(n / seconds, 2),
+        round(processes / n, 2),
+        states.count("success"),
+    )
+
+
+def _wait_runs(airflow: LocalAirflow, dag_id: str, first: str, last: str, n: int) -> list[str]:
+    while True:
+        states = []
+        offset = 0
+        while True:
+            page = airflow._json(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns",
+                params={
+                    "logical_date_gte": f"{first}T00:00:00Z",
+                    "logical_date_lte": f"{last}T00:00:00Z",
+                    "limit": 100,
+                    "offset": offset,
+                },
+            )
+            states += [r["state"] for r in page["dag_runs"]]
+            offset += len(page["dag_runs"])
+            if not page["dag_runs"] or offset >= page["total_entries"]:
+                break
+        if len(states) >= n and all(s in ("success", "failed") for s in states):
+            return states
+        time.sleep(1)
+
+
+def _processes(airflow: LocalAirflow, dag_id: str, run_prefix: str = "") -> int:
+    """Task processes of ``dag_id`` (optionally only runs whose run_id starts with ``run_prefix``)."""
+    root = airflow.home / "logs" / f"dag_id={dag_id}"
+    count = 0
+    for log in root.glob(f"run_id={run_prefix}*/task_id=*/**/attempt=*.log"):
+        count += log.read_text(errors="replace").count("::group::Pre Execute")
+    return count
+
+
+def _block(airflow: LocalAirflow, count: int) -> list[str]:
+    runs = [airflow.trigger("bench_blocker") for _ in range(count)]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        running = sum(airflow.run_state("bench_blocker", r) == "running" for r in runs)
+        if running == count:
+            break
+        time.sleep(2)
+    return runs
+
+
+def _print(pair: list[Measure]) -> None:
+    native, ours = pair
+    ratio = ours.seconds / native.seconds if native.seconds else float("nan")
+    print(
+        f"{ours.case:<10} N={ours.dates:<5} native {native.seconds:7.1f}s  controller {ours.seconds:7.1f}s"
+        f"  ratio {ratio:4.2f}  processes/date {native.processes_per_date:.2f}"
+        f" vs {ours.processes_per_date:.2f}",
+        flush=True,
+    )
+
+
+def table(measures: list[Measure]) -> str:
+    lines = [
+        "| case | N | native s | controller s | ratio | native runs/s | controller runs/s "
+        "| processes/date native | processes/date controller |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for native, ours in zip(measures[::2], measures[1::2], strict=True):
+        lines.append(
+            f"| {ours.case} | {ours.dates} | {native.seconds} | {ours.seconds} "
+            f"| {ours.seconds / native.seconds:.2f} "
+            f"| {native.runs_per_second} | {ours.runs_per_second} | {native.processes_per_date} "
+            f"| {ours.processes_per_date} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

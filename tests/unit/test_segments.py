@@ -1,0 +1,51 @@
+"""Specification of segments: large requests split so no mapped task nears max_map_length."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.backfill.segments import MAX_MAP_LENGTH, continuation_run_id, merge_reports, split
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "lengths"),
+    [(0, 1000, [0]), (1000, 1000, [1000]), (1001, 1000, [1000, 1]), (9961, 1000, [1000] * 9 + [961])],
+    ids=["nothing", "exactly one segment", "one date over", "an hourly year"],
+)
+def test_split_cuts_consecutive_segments(count, size, lengths) -> None:
+    parts = split(list(range(count)), size)
+    assert [len(p) for p in parts] == lengths
+    assert [x for p in parts for x in p] == list(range(count))
+
+
+def test_a_segment_never_exceeds_max_map_length() -> None:
+    assert max(len(p) for p in split(list(range(5000)), 10_000)) == MAX_MAP_LENGTH
+
+
+def test_continuation_runs_are_named_after_the_head_run() -> None:
+    assert continuation_run_id("manual__x", 3) == "manual__x__segment_3"
+
+
+def part(success: bool, states: list[str]) -> dict:
+    dates = [{"logical_date": f"d{i}", "action": "triggered", "state": s} for i, s in enumerate(states)]
+    failed = [d["logical_date"] for d in dates if d["state"] == "failed"]
+    return {
+        "dag_id": "t",
+        "success": success,
+        "counts": {"dates": len(dates), "failed": len(failed)},
+        "failed_dates": failed,
+        "dates": dates,
+    }
+
+
+def test_merged_report_adds_counts_and_fails_if_any_segment_failed() -> None:
+    merged = merge_reports([part(True, ["success"]), part(False, ["failed", "success"])])
+    assert merged["counts"] == {"dates": 3, "failed": 1}
+    assert merged["success"] is False and merged["segments"] == 2
+    assert len(merged["dates"]) == 3 and merged["dates_truncated"] is False
+
+
+def test_a_large_merged_report_keeps_the_dates_that_need_attention() -> None:
+    merged = merge_reports([part(False, ["success"] * 5 + ["failed"])], limit=3)
+    assert merged["dates_truncated"] is True
+    assert [d["state"] for d in merged["dates"]] == ["failed"]
