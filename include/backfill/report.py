@@ -21,6 +21,18 @@ _TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
 FAILED_OUTCOMES = frozenset({"failed", TRIGGER_FAILED})
 
 
+def audit_note(reason: str, user: str | None) -> str:
+    """The run note of every target run a backfill creates or clears: who asked, and why.
+
+    >>> audit_note("bad API data", "alice")
+    'backfill_controller (alice): bad API data'
+    >>> audit_note("", None)
+    'backfill_controller'
+    """
+    who = f" ({user})" if user else ""
+    return f"backfill_controller{who}: {reason}" if reason else f"backfill_controller{who}"
+
+
 def outcome(trigger_state: str | None, run_state: str | None) -> str:
     """One date's progress from its trigger task's state and its run's state.
 

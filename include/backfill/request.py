@@ -50,6 +50,7 @@ DATE_ACCEPTED = "YYYY-MM-DD or an ISO-8601 datetime such as 2024-01-31T06:00:00+
 DEFAULT_MAX_ACTIVE_RUNS = 10
 MAX_REASON_LENGTH = 1000
 MAX_CONF_BYTES = 65_536
+MAX_CONF_DEPTH = 16
 
 
 class MissingRuns(StrEnum):
@@ -207,6 +208,11 @@ def parse_request(
         return conf.get(key)
 
     target = _dag_id(get("dag_id"), controller_dag_id, errors)
+    if target is not None and (refusal := limits.refusal(target)):
+        errors.append(
+            FieldError("dag_id", target, f"this deployment forbids backfilling it: {refusal}", "another DAG")
+        )
+        target = None
     start = _date(get("start_date"), "start_date", errors)
     end = _date(get("end_date"), "end_date", errors)
     dates = _dates(get("dates"), limits, errors)
@@ -399,13 +405,30 @@ def _conf(value: Any, errors: list[FieldError]) -> dict[str, Any]:
         return {}
     try:
         size = len(json.dumps(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         errors.append(FieldError("conf", value, "is not JSON", accepted))
         return {}
     if size > MAX_CONF_BYTES:
         errors.append(FieldError("conf", f"<{size} bytes>", "is too large", accepted))
         return {}
+    if _depth(value) > MAX_CONF_DEPTH:
+        errors.append(
+            FieldError("conf", "<deeply nested>", f"nests deeper than {MAX_CONF_DEPTH} levels", accepted)
+        )
+        return {}
     return value
+
+
+def _depth(value: Any) -> int:
+    """
+    >>> _depth({"a": [1, {"b": 2}]}), _depth(3)
+    (3, 0)
+    """
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def _task_regex(value: Any, errors: list[FieldError]) -> str | None:

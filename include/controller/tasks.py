@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.params import conf_errors
 from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_count, decide
-from include.backfill.report import CANCELLED, build_report, render_table
+from include.backfill.report import CANCELLED, audit_note, build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
 from include.backfill.segments import continuation_run_id, merge_reports, split
 from include.backfill.selection import select_tasks
@@ -80,7 +80,8 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     }
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
-    return [_trigger_kwargs(request, p, i // request.chunk_size) for i, p in enumerate(act)]
+    note = audit_note(request.reason, getattr(dag_run, "triggering_user_name", None))
+    return [_trigger_kwargs(request, p, i // request.chunk_size, note) for i, p in enumerate(act)]
 
 
 def _stats(started: float, dates: int) -> dict[str, float]:
@@ -195,7 +196,7 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
     return parts
 
 
-def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int) -> dict[str, Any]:
+def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int, note: str) -> dict[str, Any]:
     return {
         "trigger_dag_id": request.target_dag_id,
         "trigger_run_id": plan.run_id,
@@ -204,14 +205,10 @@ def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int) 
         "reset_dag_run": plan.action == "cleared",
         "clear_task_ids": list(plan.task_ids) if plan.task_ids is not None else None,
         "conf": dict(request.conf),
-        "note": _note(request),
+        "note": note,
         "chunk_index": chunk_index,
         "planned_end_date": plan.existing_end_date,
     }
-
-
-def _note(request: BackfillRequest) -> str:
-    return f"backfill_controller: {request.reason}" if request.reason else "backfill_controller"
 
 
 def report_backfill(**context: Any) -> dict[str, Any]:

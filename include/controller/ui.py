@@ -16,26 +16,33 @@ backfill (run_id IN the plan's run_ids), combined with the state of the controll
 does: until its trigger task has succeeded a date is ``pending`` (a cleared run still shows its old
 state before that), a skipped trigger task means ``cancelled`` (failure budget), a failed one
 ``trigger_failed``. Dates the plan skips are ``skipped``; a dry run's acting dates are ``planned``.
+
+A large backfill runs in segments (``include/backfill/segments.py``): its continuation runs are
+not listed on their own but folded into the run that received the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import ReadableDagsFilterDep, requires_access_dag
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from include.backfill.report import CANCELLED, PENDING, TRIGGER_FAILED
+from include.backfill.segments import continuation_run_id
 from include.controller.progress import TRIGGER_TASK_ID
 
 CONTROLLER_DAG_ID = "backfill_controller"
@@ -44,10 +51,13 @@ SKIPPED = "skipped"
 PLANNED = "planned"
 """A dry run's date that a real run would trigger or clear."""
 
-_PLAN_KEYS = ("request", "plans", "run_ids", "error")
-_IN_FLIGHT = frozenset({"queued", "running"})
+_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments")
+_IN_FLIGHT: frozenset[str | None] = frozenset({"queued", "running"})
 _TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
-_RUN_ID_BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
+_DONE = ("success", "failed", TRIGGER_FAILED, CANCELLED)  # dates that will not change any more
+#: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
+_CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
+_BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 
 # The controller run must be readable; its target's runs are shown only if that DAG is readable too.
 _READ_CONTROLLER_RUNS = Depends(
@@ -55,6 +65,12 @@ _READ_CONTROLLER_RUNS = Depends(
 )
 
 router = APIRouter(tags=["Backfills page"])
+
+
+def _readable_dag_ids(user: GetUserDep) -> set[str]:
+    # Not Airflow's ReadableDagsFilterDep: it reads the auth manager from app.state, which a
+    # plugin's sub-application does not have.
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
 
 
 def cell_state(
@@ -105,70 +121,111 @@ def _state(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def _plan_xcoms(session: Session, run_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _batches(values: Iterable[str]) -> Iterator[list[str]]:
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), _BATCH):
+        yield wanted[start : start + _BATCH]
+
+
+def _plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
     """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs, in one query."""
-    if not run_pks:
+    if not run_pks or not keys:
         return {}
     rows = session.execute(
         select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
             XComModel.dag_run_id.in_(run_pks),
             XComModel.task_id == PLAN_TASK_ID,
             XComModel.map_index == -1,
-            XComModel.key.in_(_PLAN_KEYS),
+            XComModel.key.in_(keys),
         )
     )
     found: dict[int, dict[str, Any]] = {}
     for row in rows:
-        # Stored JSON, possibly a JSON string of it (XComModel.deserialize_value handles both).
+        # Stored as JSON, or as a JSON string of it: XComModel.deserialize_value reads both.
         found.setdefault(row.dag_run_id, {})[row.key] = XComModel.deserialize_value(row)
     return found
 
 
-def _trigger_states(session: Session, run_ids: Sequence[str]) -> dict[str, dict[int, str | None]]:
-    """``{controller run_id: {map_index: state}}`` of the mapped ``trigger`` task, in one query."""
-    if not run_ids:
-        return {}
-    rows = session.execute(
-        select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
-            TaskInstance.dag_id == CONTROLLER_DAG_ID,
-            TaskInstance.task_id == TRIGGER_TASK_ID,
-            TaskInstance.run_id.in_(run_ids),
-        )
-    )
+def _trigger_states(session: Session, run_ids: Iterable[str]) -> dict[str, dict[int, str | None]]:
+    """``{controller run_id: {map_index: state}}`` of the mapped ``trigger`` task."""
     found: dict[str, dict[int, str | None]] = {}
-    for row in rows:
-        found.setdefault(row.run_id, {})[row.map_index] = _state(row.state)
-    return found
-
-
-def _target_runs(session: Session, dag_id: str, run_ids: Iterable[str]) -> dict[str, str | None]:
-    """``{run_id: state}`` of the target's runs among ``run_ids`` (run_id IN (...), in batches)."""
-    wanted = sorted(set(run_ids))
-    found: dict[str, str | None] = {}
-    for start in range(0, len(wanted), _RUN_ID_BATCH):
+    for batch in _batches(run_ids):
         rows = session.execute(
-            select(DagRun.run_id, DagRun.state).where(
-                DagRun.dag_id == dag_id, DagRun.run_id.in_(wanted[start : start + _RUN_ID_BATCH])
+            select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
+                TaskInstance.dag_id == CONTROLLER_DAG_ID,
+                TaskInstance.task_id == TRIGGER_TASK_ID,
+                TaskInstance.run_id.in_(batch),
             )
         )
-        found.update({row.run_id: _state(row.state) for row in rows})
+        for row in rows:
+            found.setdefault(row.run_id, {})[row.map_index] = _state(row.state)
     return found
+
+
+def _runs(session: Session, dag_id: str, run_ids: Iterable[str]) -> dict[str, Any]:
+    """``{run_id: (id, run_id, state)}`` of ``dag_id``'s runs among ``run_ids`` (IN (...), batched)."""
+    found: dict[str, Any] = {}
+    for batch in _batches(run_ids):
+        rows = session.execute(
+            select(DagRun.id, DagRun.run_id, DagRun.state).where(
+                DagRun.dag_id == dag_id, DagRun.run_id.in_(batch)
+            )
+        )
+        found.update({row.run_id: row for row in rows})
+    return found
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The dates one controller run carries out: the head run's, or one continuation segment's."""
+
+    plans: Sequence[Mapping[str, Any]]
+    run_ids: Sequence[str]
+    """Acting dates' run_ids in ``trigger`` map-index order (empty: the segment has not started)."""
+    trigger_states: Mapping[int, str | None]
+    finished: bool
+
+
+def _cells(parts: Sequence[_Part], target_states: Mapping[str, str | None], dry_run: bool) -> list[dict]:
+    cells = []
+    for part in parts:
+        index = {run_id: i for i, run_id in enumerate(part.run_ids)}
+        for plan in part.plans:
+            run_id, action = plan["run_id"], plan["action"]
+            position = index.get(run_id)
+            trigger_state = part.trigger_states.get(position) if position is not None else None
+            run_state = target_states.get(run_id)
+            cells.append(
+                {
+                    "logical_date": _utc(plan["logical_date"]),
+                    "run_id": run_id,
+                    "state": cell_state(
+                        action, trigger_state, run_state, dry_run=dry_run, finished=part.finished
+                    ),
+                    "action": action,
+                    "why": plan.get("why") or "",
+                    "run_state": run_state,
+                    "run_exists": run_id in target_states,
+                }
+            )
+    cells.sort(key=lambda c: c["logical_date"])
+    return cells
 
 
 def _summary(
-    run: Any,
-    facts: Mapping[str, Any],
-    trigger_states: Mapping[int, str | None],
-    session: Session,
-    readable: set[str],
+    run: DagRun, facts: Mapping[str, Any], parts: Sequence[_Part], session: Session, readable: set[str]
 ) -> dict[str, Any]:
-    conf = dict(run.conf or {})
-    request = facts.get("request") or conf
+    request = facts.get("request") or dict(run.conf or {})
     target = request.get("dag_id")
     dry_run = bool(request.get("dry_run"))
-    finished = _state(run.state) not in _IN_FLIGHT
     explicit = request.get("dates")
-    backfill: dict[str, Any] = {
+    visible = target in readable  # else the target's runs are not shown
+    cells: list[dict[str, Any]] = []
+    if visible and parts and isinstance(target, str):
+        states = _runs(session, target, (p["run_id"] for part in parts for p in part.plans))
+        cells = _cells(parts, {run_id: _state(row.state) for run_id, row in states.items()}, dry_run)
+    counts = Counter(c["state"] for c in cells)
+    return {
         "run_id": run.run_id,
         "state": _state(run.state),
         "queued_at": _iso(run.queued_at),
@@ -186,76 +243,90 @@ def _summary(
         "reprocess": request.get("reprocess"),
         "error": facts.get("error"),
         "planned": "plans" in facts,
-        "visible": target in readable,
-        "cells": [],
+        "visible": visible,
+        "segments": len(parts),
+        "progress": {
+            "dates": len(cells),
+            "acting": 0 if dry_run else sum(1 for c in cells if c["action"] != SKIPPED),
+            "finished": 0 if dry_run else sum(counts[s] for s in _DONE),
+            "counts": dict(counts),
+        },
+        "cells": cells,
     }
-    plans = facts.get("plans") or []
-    if not backfill["visible"]:
-        plans = []  # no read access to the target: its runs are not shown
-    index = {run_id: i for i, run_id in enumerate(facts.get("run_ids") or [])}
-    runs = _target_runs(session, target, (p["run_id"] for p in plans)) if plans else {}
-    cells = []
-    for plan in sorted(plans, key=lambda p: _utc(p["logical_date"])):
-        run_id, action = plan["run_id"], plan["action"]
-        position = index.get(run_id)
-        trigger_state = trigger_states.get(position) if position is not None else None
-        state = cell_state(action, trigger_state, runs.get(run_id), dry_run=dry_run, finished=finished)
-        cells.append(
-            {
-                "logical_date": _utc(plan["logical_date"]),
-                "run_id": run_id,
-                "state": state,
-                "action": action,
-                "why": plan.get("why") or "",
-                "run_state": runs.get(run_id),
-                "run_exists": run_id in runs,
-            }
-        )
-    backfill["cells"] = cells
-    counts: dict[str, int] = {}
-    for cell in cells:
-        counts[cell["state"]] = counts.get(cell["state"], 0) + 1
-    acting = sum(1 for c in cells if c["action"] != SKIPPED)
-    backfill["progress"] = {
-        "dates": len(cells),
-        "acting": 0 if dry_run else acting,
-        "finished": 0 if dry_run else sum(counts.get(s, 0) for s in ("success", "failed", TRIGGER_FAILED)),
-        "counts": counts,
+
+
+def _parts(
+    session: Session, heads: Sequence[DagRun], facts: Mapping[int, Mapping[str, Any]]
+) -> dict[str, list[_Part]]:
+    """Each head run's parts: its own dates, then one per continuation segment (large backfills).
+
+    A segment whose continuation run has not planned yet is read from the head's ``segment_<k>`` XCom.
+    """
+    continuations = {
+        head.run_id: [
+            continuation_run_id(head.run_id, k)
+            for k in range(1, int(facts.get(head.id, {}).get("segments") or 1))
+        ]
+        for head in heads
     }
-    return backfill
+    later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
+    later_facts = _plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids"))
+    missing = {
+        f"segment_{k}"
+        for ids in continuations.values()
+        for k, run_id in enumerate(ids, start=1)
+        if run_id not in later or "plans" not in later_facts.get(later[run_id].id, {})
+    }
+    head_segments = _plan_xcoms(session, [h.id for h in heads], sorted(missing))
+    states = _trigger_states(session, [h.run_id for h in heads] + list(later))
+    parts: dict[str, list[_Part]] = {}
+    for head in heads:
+        own = facts.get(head.id, {})
+        if "plans" not in own:
+            parts[head.run_id] = []
+            continue
+        head_finished = _state(head.state) not in _IN_FLIGHT
+        found = [_Part(own["plans"], own.get("run_ids") or [], states.get(head.run_id, {}), head_finished)]
+        for k, run_id in enumerate(continuations[head.run_id], start=1):
+            row = later.get(run_id)
+            segment = later_facts.get(row.id, {}) if row is not None else {}
+            if row is not None and "plans" in segment:
+                finished = _state(row.state) not in _IN_FLIGHT
+                found.append(
+                    _Part(segment["plans"], segment.get("run_ids") or [], states.get(run_id, {}), finished)
+                )
+            else:
+                plans = head_segments.get(head.id, {}).get(f"segment_{k}") or []
+                found.append(_Part(plans, [], {}, head_finished))
+        parts[head.run_id] = found
+    return parts
 
 
 @router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
 def list_backfills(
     session: SessionDep,
-    readable: ReadableDagsFilterDep,
+    readable: Annotated[set[str], Depends(_readable_dag_ids)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Every ``backfill_controller`` run, newest first, with its per-date cells (live run states).
+    """Every backfill (``backfill_controller`` run), newest first, with its cells (live run states).
 
-    Queries: the page of controller runs, the ``plan`` XComs of the page, the ``trigger`` task
-    states of the page, then one per backfill for its target runs (batched IN over run_ids).
+    A large backfill's continuation runs are folded into the run that received the request.
+    Queries: the page of controller runs and their ``plan`` XComs, their continuation runs and
+    XComs, the ``trigger`` task states, then per backfill its target runs (run_id IN, batched).
     """
-    total = (
-        session.scalar(select(func.count()).select_from(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID))
-        or 0
+    heads_only = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(
+        _CONTINUATION_MARK, autoescape=True
     )
-    runs = list(
+    total = session.scalar(select(func.count()).select_from(DagRun).where(heads_only)) or 0
+    heads = list(
         session.scalars(
-            select(DagRun)
-            .where(DagRun.dag_id == CONTROLLER_DAG_ID)
-            .order_by(DagRun.id.desc())
-            .limit(limit)
-            .offset(offset)
+            select(DagRun).where(heads_only).order_by(DagRun.id.desc()).limit(limit).offset(offset)
         )
     )
-    facts = _plan_xcoms(session, [r.id for r in runs])
-    trigger_states = _trigger_states(session, [r.run_id for r in runs])
-    allowed = set(readable.value or ())
-    backfills = [
-        _summary(r, facts.get(r.id, {}), trigger_states.get(r.run_id, {}), session, allowed) for r in runs
-    ]
+    facts = _plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
+    parts = _parts(session, heads, facts)
+    backfills = [_summary(h, facts.get(h.id, {}), parts[h.run_id], session, readable) for h in heads]
     return {
         "controller_dag_id": CONTROLLER_DAG_ID,
         "total": total,
@@ -271,6 +342,24 @@ def backfills_page() -> HTMLResponse:
     """The Backfills page; it loads ``api/backfills`` (relative to itself) in the browser."""
     return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
+
+@router.get("/icon.svg", include_in_schema=False)
+def nav_icon(dark: bool = False) -> Response:
+    """The navigation icon: a small calendar grid (public, like the UI's own static files)."""
+    return Response(ICON.format(color="#d1d9e0" if dark else "#3d444d"), media_type="image/svg+xml")
+
+
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="{color}">'
+    + "".join(
+        f'<rect x="{2 + 7 * col}" y="{2 + 7 * row}" width="6" height="6" rx="1.5"'
+        + (' opacity=".45"' if (row, col) in ((0, 2), (2, 1)) else "")
+        + "/>"
+        for row in range(3)
+        for col in range(3)
+    )
+    + "</svg>"
+)
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -310,11 +399,12 @@ PAGE = """<!doctype html>
   .bar { width: 140px; height: 8px; border-radius: 4px; background: var(--pending); overflow: hidden;
          display: flex; margin: 3px 0; }
   .bar span { display: block; height: 100%; }
-  .calendar { display: flex; flex-wrap: wrap; gap: 14px 18px; padding: 10px 12px; background: var(--soft);
-              border: 1px solid var(--line); border-radius: 6px; }
+  .calendar { display: inline-flex; max-width: 100%; flex-wrap: wrap; gap: 14px 18px; padding: 10px 12px;
+              background: var(--soft); border: 1px solid var(--line); border-radius: 6px; }
+  td.window, a.run, .note.time { white-space: nowrap; }
   .month h3 { margin: 0 0 4px; font-size: 12px; font-weight: 600; }
   .days { display: grid; grid-template-columns: repeat(7, 14px); gap: 3px; }
-  .days.seq { grid-template-columns: repeat(14, 14px); }
+  .days.seq { display: flex; flex-wrap: wrap; max-width: 235px; }  /* 14 squares a row */
   .dow { font-size: 9px; line-height: 12px; color: var(--muted); text-align: center; }
   .cell, .blank, .swatch { width: 14px; height: 14px; border-radius: 3px; display: block; }
   .blank { background: var(--none); outline: 1px solid #eaeef2; outline-offset: -1px; }
@@ -425,7 +515,7 @@ function progress(b) {
   const c = p.counts || {};
   const cell = el("td");
   if (!b.visible || !b.planned) {
-    const why = !b.visible ? "no access to the target" : b.error ? "refused" : "planning\u2026";
+    const why = b.error ? "refused" : !b.planned ? "planning\u2026" : "no access to the target";
     cell.append(el("span", { class: "muted", text: why }));
     return cell;
   }
@@ -507,7 +597,7 @@ function render(data) {
       el("td", {}, b.reason ? el("span", { text: b.reason }) : el("span", { class: "muted", text: "\u2014" }),
         b.error ? el("div", { class: "error", text: b.error }) : null),
       progress(b),
-      el("td", { class: "note" }, el("div", { text: "start " + when(b.start_date || b.queued_at) }),
+      el("td", { class: "note time" }, el("div", { text: "start " + when(b.start_date || b.queued_at) }),
         b.end_date ? el("div", { text: "end " + when(b.end_date) }) : null),
     ));
     if (b.cells.length) rows.push(el("tr", { class: "grid-row" }, el("td", { colspan: "7" }, calendar(b))));

@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from include.backfill.request import InvalidRequest, parse_request
 from include.backfill.schedule import ScheduleError, expand
 from include.backfill.settings import Limits
+from include.controller.ui import router as backfills_page
 
 app = FastAPI(title="Backfill Controller", description="Plans backfills with each DAG's own timetable.")
 
@@ -49,3 +50,6 @@ def scheduled_dates(dag_id: str, body: dict[str, Any], session: SessionDep) -> d
         "periodic": bool(dag.timetable.periodic),
         "dates": [d.to_dict() for d in dates],
     }
+
+
+app.include_router(backfills_page)

@@ -187,7 +187,7 @@ def test_window_triggers_every_date_and_succeeds(airflow, phase1):
     for day, run in runs.items():
         assert run["dag_run_id"] == f"backfill_controller__{day}T00:00:00+00:00"
         assert run["state"] == "success"
-        assert run["note"] == "backfill_controller: window test"
+        assert run["note"] == "backfill_controller (admin): window test"
 
 
 def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phase1):
@@ -283,7 +283,7 @@ def test_reprocess_failed_clears_only_the_failed_run(airflow, phase1, phase2):
     assert out.dates(action="skipped") == ["2024-03-11", "2024-03-13"]
     run = day_runs(airflow, "bf_daily", "2024-03-12", "2024-03-12")["2024-03-12"]
     assert run["dag_run_id"] == "backfill_controller__2024-03-12T00:00:00+00:00"  # re-run under its own id
-    assert run["note"] == "backfill_controller: fix"
+    assert run["note"] == "backfill_controller (admin): fix"
 
 
 def test_reprocess_all_clears_every_run(phase2):
