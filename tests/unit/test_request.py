@@ -429,3 +429,48 @@ def test_a_task_subset_request_round_trips() -> None:
     request = parse({**WINDOW, "task_regex": "^b$", "include_upstream": True, "missing_runs": "trigger"})
     assert request.is_task_subset and request.include_upstream
     assert parse(request.to_dict()) == request
+
+
+@pytest.mark.parametrize(
+    ("allowed", "denied", "dag_id", "refused_because"),
+    [
+        ((), ("*_pii",), "sales_pii", "BACKFILL_DENIED_DAGS"),
+        (("sales_*",), (), "hr_payroll", "BACKFILL_ALLOWED_DAGS"),
+        (("sales_*",), ("sales_pii",), "sales_pii", "BACKFILL_DENIED_DAGS"),
+    ],
+    ids=["denied", "not allowed", "denial wins over allowance"],
+)
+def test_deployment_policy_refuses_targets(allowed, denied, dag_id, refused_because) -> None:
+    limits = Limits(allowed_dags=allowed, denied_dags=denied)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_request({**WINDOW, "dag_id": dag_id}, limits=limits, now=NOW)
+    (error,) = refused.value.errors
+    assert error.field == "dag_id" and refused_because in str(error)
+
+
+def test_an_allowed_target_passes_the_policy() -> None:
+    limits = Limits(allowed_dags=("sales_*",), denied_dags=("*_pii",))
+    assert (
+        parse_request({**WINDOW, "dag_id": "sales_daily"}, limits=limits, now=NOW).target_dag_id
+        == "sales_daily"
+    )
+
+
+def test_deeply_nested_conf_is_refused() -> None:
+    deep: dict = {}
+    node = deep
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    (error,) = refused({**WINDOW, "conf": deep})
+    assert error.field == "conf" and "nests deeper" in str(error)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{{ var.value.secret }}", "{% for x in range(10**9) %}{% endfor %}"],
+    ids=["jinja expression", "jinja statement"],
+)
+def test_template_syntax_is_kept_as_inert_text(text) -> None:
+    request = parse({**WINDOW, "reason": text, "conf": {"note": text}})
+    assert request.reason == text and request.conf == {"note": text}
