@@ -5,8 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/requirements.stamp
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+CHROMIUM  ?= /usr/bin/chromium
 
-.PHONY: help venv lint unit integration-sqlite integration-postgres check-postgres test demo up bench clean
+.PHONY: help venv lint unit integration-sqlite integration-postgres check-postgres check-chromium test demo up bench clean
 
 help:
 	@echo "make venv                  create/update .venv from requirements-dev.txt + constraints.txt"
@@ -20,7 +21,12 @@ help:
 	@echo "make clean                 remove caches and local Airflow homes (keeps .venv)"
 
 # Re-installs only when a requirements file changes; pip skips what is already installed.
+# Always (re)writes .venv/bin/backfill: the `backfill` command, run from this checkout.
 venv: $(STAMP)
+	@printf '%s\n' '#!/bin/sh' '# `backfill`: written by `make venv`; see include/backfill/cli.py' \
+		'PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m include.backfill.cli "$$@"' \
+		> $(BIN)/backfill
+	@chmod +x $(BIN)/backfill
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,10 +41,10 @@ lint: venv
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
-integration-sqlite: venv
+integration-sqlite: venv check-chromium
 	$(BIN)/python -m pytest tests/integration -m integration --backend=sqlite
 
-integration-postgres: venv check-postgres
+integration-postgres: venv check-postgres check-chromium
 	$(BIN)/python -m pytest tests/integration -m integration --backend=postgres
 
 check-postgres:
@@ -54,6 +60,18 @@ else
 		exit 1; \
 	fi
 endif
+
+# The Backfills page test drives Debian's Chromium with Playwright (no browser download).
+check-chromium:
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "Chromium: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Chromium missing: installing it (apt-get install chromium)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "Chromium missing: the browser test (tests/integration/test_ui.py) will be skipped. Install it with:"; \
+		echo "    sudo apt-get install chromium"; \
+	fi
 
 test: venv lint unit integration-sqlite integration-postgres
 

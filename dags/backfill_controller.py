@@ -186,6 +186,16 @@ with DAG(
             "of this DAG, one after another. Empty: the deployment default (1000).",
             section="How",
         ),
+        "timeout_minutes": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=60 * 24 * 30,
+            title="Timeout (minutes)",
+            description="Longest this run waits for target runs to finish; then it fails naming the "
+            "dates still open. Empty: the deployment default (1440).",
+            section="How",
+        ),
         "max_failed_dates": Param(
             None,
             type=["null", "integer"],

@@ -1,10 +1,24 @@
-"""Registers the Backfill Controller's endpoints in the api-server (behaviour: include/controller/web.py)."""
+"""Registers the Backfill Controller in the api-server and the UI (behaviour: include/controller/)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
 from include.controller.web import app
 
+PREFIX = "/backfill-controller"
+
 
 class BackfillControllerPlugin(AirflowPlugin):
     name = "backfill_controller"
-    fastapi_apps = [{"app": app, "url_prefix": "/backfill-controller", "name": "Backfill Controller"}]
+    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Backfill Controller"}]
+    # The Backfills page (include/controller/ui.py) as a top-level navigation item (Airflow 3.1+
+    # external view: no category = top level; the UI shows it in an iframe at /plugin/backfills).
+    external_views = [
+        {
+            "name": "Backfills",
+            "href": f"{PREFIX}/ui",
+            "destination": "nav",
+            "url_route": "backfills",
+            "icon": f"{PREFIX}/icon.svg",
+            "icon_dark_mode": f"{PREFIX}/icon.svg?dark=true",
+        }
+    ]

@@ -94,6 +94,7 @@ def build_report(
     acted = [] if request.dry_run else [d for d in dates if d["action"] in (Action.TRIGGERED, Action.CLEARED)]
     states = Counter(str(d["state"]) for d in acted)
     failed = [d["logical_date"] for d in acted if d["state"] in FAILED_OUTCOMES]
+    unfinished = [d["logical_date"] for d in acted if d["state"] == PENDING]
     success = request.dry_run or (
         all(d["state"] == "success" for d in acted) and not actions.get(Action.CANCELLED)
     )
@@ -112,6 +113,7 @@ def build_report(
             "failed": len(failed),
         },
         "failed_dates": failed,
+        "unfinished_dates": unfinished,
         "dates": dates,
     }
 

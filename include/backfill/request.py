@@ -39,6 +39,7 @@ CONF_KEYS: tuple[str, ...] = (
     "include_downstream",
     "missing_runs",
     "segment_size",
+    "timeout_minutes",
 )
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -129,6 +130,8 @@ class BackfillRequest:
     missing_runs: MissingRuns = field(default_factory=lambda: MissingRuns.SKIP)
     segment_size: int | None = None
     """Dates per controller run (None: the deployment's BACKFILL_SEGMENT_SIZE)."""
+    timeout_minutes: int | None = None
+    """Longest a controller run waits for target runs (None: the deployment's BACKFILL_TIMEOUT_MINUTES)."""
 
     @property
     def is_task_subset(self) -> bool:
@@ -163,6 +166,7 @@ class BackfillRequest:
             "include_downstream": self.include_downstream,
             "missing_runs": self.missing_runs.value,
             "segment_size": self.segment_size,
+            "timeout_minutes": self.timeout_minutes,
         }
 
 
@@ -284,6 +288,10 @@ def parse_request(
     missing_runs = _missing_runs(get("missing_runs"), errors)
     segment = get("segment_size")
     segment_size = None if segment is None else _positive_int(segment, "segment_size", 1000, 1024, errors)
+    timeout = get("timeout_minutes")
+    timeout_minutes = (
+        None if timeout is None else _positive_int(timeout, "timeout_minutes", 1, 60 * 24 * 30, errors)
+    )
     if task_regex is None and get("task_regex") is None:
         for name, value in (
             ("include_upstream", include_upstream),
@@ -315,6 +323,7 @@ def parse_request(
         include_downstream=include_downstream,
         missing_runs=missing_runs,
         segment_size=segment_size,
+        timeout_minutes=timeout_minutes,
     )
 
 

@@ -66,6 +66,7 @@ def merge_reports(parts: Sequence[Mapping[str, Any]], *, limit: int = REPORT_DAT
         "segments": len(parts),
         "counts": dict(counts),
         "failed_dates": [d for p in parts for d in p["failed_dates"]],
+        "unfinished_dates": [d for p in parts for d in p.get("unfinished_dates", [])],
         "dates": dates,
         "dates_truncated": False,
     }

@@ -12,6 +12,7 @@ Read from the environment so they can be set per deployment (docker-compose, Hel
     BACKFILL_DENIED_DAGS             comma-separated dag_id patterns that may never be backfilled;
                                      a denial wins over an allowance
     BACKFILL_SEGMENT_SIZE            dates per controller run (default 1000, at most 1024)
+    BACKFILL_TIMEOUT_MINUTES         longest a controller run waits for target runs (default 1440)
 """
 
 from __future__ import annotations
@@ -71,3 +72,7 @@ def api_conn_id(env: Mapping[str, str] = os.environ) -> str:
 def segment_size(env: Mapping[str, str] = os.environ) -> int:
     """Dates per controller run (``BACKFILL_SEGMENT_SIZE``, default 1000, at most max_map_length 1024)."""
     return max(1, min(1024, int(env.get("BACKFILL_SEGMENT_SIZE", "1000"))))
+
+
+def timeout_minutes(env: Mapping[str, str] = os.environ) -> int:
+    return int(env.get("BACKFILL_TIMEOUT_MINUTES", "1440"))

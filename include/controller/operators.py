@@ -14,14 +14,14 @@ from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from include.backfill.plan import chunk_bounds, must_be_finished_before
 from include.backfill.report import PENDING, failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
 from include.backfill.settings import poll_interval
-from include.controller.progress import BackfillProgressTrigger, Watch, observe
+from include.controller.progress import BackfillProgressTrigger, Watch, observe, why_stuck
 
 PLAN_TASK_ID = "plan"
 
@@ -34,6 +34,19 @@ def _watch(context: Any, target_dag_id: str, indexes: range) -> Watch:
 
 def _gate(context: Any) -> dict[str, Any]:
     return context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="gate")
+
+
+def _timeout_message(context: Any, outcomes: dict[str, str], what: str) -> str:
+    """Which dates did not finish in time, and the likely reason."""
+    gate = _gate(context)
+    plans = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or []
+    dates = {p["run_id"]: p["logical_date"] for p in plans}
+    stuck = [dates.get(r, r) for r, o in outcomes.items() if o == PENDING]
+    shown = ", ".join(stuck[:20]) + (f" and {len(stuck) - 20} more" if len(stuck) > 20 else "")
+    return (
+        f"timed out ({what}): {len(stuck)} date(s) of {gate['target_dag_id']} did not finish: {shown}; "
+        f"{why_stuck(gate['target_dag_id'])}"
+    )
 
 
 class BackfillTriggerOperator(TriggerDagRunOperator):
@@ -106,6 +119,10 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         super().execute(context)
 
     def execute_after_turn(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        if event and event.get("timed_out"):
+            raise AirflowFailException(
+                _timeout_message(context, event["outcomes"], "this date's turn never came")
+            )
         self.execute(context)
 
     def _wait_for_turn(self, context: Any) -> None:
@@ -125,7 +142,9 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             self.log.info("chunk %d waits for %d earlier runs to finish", self.chunk_index, len(waiting))
             self.defer(
                 trigger=BackfillProgressTrigger(
-                    **earlier.only(waiting).to_kwargs(), poll_interval=poll_interval()
+                    **earlier.only(waiting).to_kwargs(),
+                    poll_interval=poll_interval(),
+                    deadline=gate.get("deadline"),
                 ),
                 method_name="execute_after_turn",
             )
@@ -167,13 +186,17 @@ class BackfillChunkSensor(BaseSensorOperator):
             return outcomes
         self.defer(
             trigger=BackfillProgressTrigger(
-                **watch.only(waiting).to_kwargs(), poll_interval=self.poke_interval
+                **watch.only(waiting).to_kwargs(),
+                poll_interval=self.poke_interval,
+                deadline=_gate(context).get("deadline"),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, str]:
+        if event.get("timed_out"):
+            raise AirflowFailException(_timeout_message(context, event["outcomes"], "timeout_minutes passed"))
         outcomes = observe(self._chunk(context))
         self.log.info("chunk %d finished: %s", self.chunk_index, outcomes)
         return outcomes

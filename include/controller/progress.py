@@ -12,6 +12,7 @@ state first matters for cleared runs: before they are cleared they already look 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,24 @@ def pending(outcomes: dict[str, str]) -> list[str]:
     return [run_id for run_id, o in outcomes.items() if o == PENDING]
 
 
+def why_stuck(target_dag_id: str) -> str:
+    """A likely reason runs of the target do not finish, for timeout messages."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    try:
+        if RTI.get_dag(target_dag_id).is_paused:
+            return f"the target DAG {target_dag_id} is paused: unpause it and the runs will proceed"
+    except Exception:  # the reason is a hint only; never hide the timeout behind it
+        pass
+    return "its runs are still queued or running (see the target's runs in the UI)"
+
+
 class BackfillProgressTrigger(BaseTrigger):
-    """Fires once every watched date has finished, with ``{"outcomes": {run_id: outcome}}``."""
+    """Fires once every watched date has finished, with ``{"outcomes": {run_id: outcome}}``.
+
+    Past ``deadline`` (epoch seconds) it fires anyway, with ``"timed_out": true`` and the dates
+    still pending among the outcomes, so nothing waits forever on a run that never finishes.
+    """
 
     def __init__(
         self,
@@ -84,17 +101,19 @@ class BackfillProgressTrigger(BaseTrigger):
         target_dag_id: str,
         entries: list[list[Any]],
         poll_interval: float = 5.0,
+        deadline: float | None = None,
     ):
         super().__init__()
         self.watch = Watch(
             controller_dag_id, controller_run_id, target_dag_id, [(int(i), str(r)) for i, r in entries]
         )
         self.poll_interval = poll_interval
+        self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self.watch.to_kwargs(), "poll_interval": self.poll_interval},
+            {**self.watch.to_kwargs(), "poll_interval": self.poll_interval, "deadline": self.deadline},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -108,7 +127,11 @@ class BackfillProgressTrigger(BaseTrigger):
                 if result != PENDING:
                     finished[run_id] = result
             if len(finished) == total:
-                yield TriggerEvent({"outcomes": finished})
+                yield TriggerEvent({"outcomes": finished, "timed_out": False})
+                return
+            if self.deadline is not None and time.time() > self.deadline:
+                pending_ids = {r: PENDING for _, r in self.watch.entries if r not in finished}
+                yield TriggerEvent({"outcomes": {**finished, **pending_ids}, "timed_out": True})
                 return
             self.log.info("%d of %d runs of %s finished", len(finished), total, self.watch.target_dag_id)
             await asyncio.sleep(self.poll_interval)

@@ -15,7 +15,7 @@ from include.backfill.report import CANCELLED, audit_note, build_report, render_
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
 from include.backfill.segments import continuation_run_id, merge_reports, split
 from include.backfill.selection import select_tasks
-from include.backfill.settings import Limits, segment_size
+from include.backfill.settings import Limits, segment_size, timeout_minutes
 from include.controller.progress import Watch, observe
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
             "chunks_in_flight": request.chunks_in_flight,
             "max_failed_dates": request.max_failed_dates,
             "failed_before": failed_before,
+            "deadline": time.time() + 60 * (request.timeout_minutes or timeout_minutes()),
             "total": len(act),
         },
         "chunks": list(range(chunk_count(len(act), request.chunk_size))),
@@ -250,6 +251,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
     if not report["success"]:
         # A failing task returns nothing, so the result is pushed before failing.
         ti.xcom_push(key="return_value", value=report)
-        why = report.get("error") or ", ".join(report["failed_dates"]) or "dates cancelled"
+        why = report.get("error") or ", ".join(report["failed_dates"] + report.get("unfinished_dates", []))
+        why = why or "dates cancelled"
         raise AirflowFailException(f"backfill failed: {why}")
     return report

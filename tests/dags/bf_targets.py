@@ -111,3 +111,22 @@ with DAG(
     default_args={"retries": 0},
 ) as bf_mapped:
     shard.expand(number=[1, 2, 3]) >> EmptyOperator(task_id="done")
+
+
+@task
+def slow():
+    import time
+
+    time.sleep(20)
+
+
+with DAG(
+    dag_id="bf_slow",
+    schedule="@daily",
+    start_date=START,
+    end_date=END,
+    catchup=False,
+    tags=["backfill-test"],
+    default_args={"retries": 0},
+) as bf_slow:
+    slow() >> EmptyOperator(task_id="done")

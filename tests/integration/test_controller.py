@@ -114,6 +114,7 @@ def phase1(airflow) -> dict[str, Outcome]:
     )
     for dag_id, (start, end) in PARITY.items():
         native_backfill(airflow, f"{dag_id}_native", f"{start}T00:00:00Z", f"{end}T00:00:00Z")
+    stuck = start_stuck_backfill(airflow)
     requests = {
         "window": {
             "dag_id": "bf_daily",
@@ -152,8 +153,28 @@ def phase1(airflow) -> dict[str, Outcome]:
         },
     }
     results = run_all(airflow, requests)
+    results["stuck"] = finish(airflow, stuck)
+    airflow.api("PATCH", "/api/v2/dags/bf_slow", json={"is_paused": False})
     set_failing(airflow, {})
     return results
+
+
+def start_stuck_backfill(airflow) -> str:
+    """A backfill whose target is paused once planning is done: its runs can never finish."""
+    conf = {"dag_id": "bf_slow", "dates": ["2024-01-01", "2024-01-02"], "timeout_minutes": 1}
+    run_id = airflow.trigger(CONTROLLER, conf)
+    deadline = time.monotonic() + 300
+    while airflow.task_states(CONTROLLER, run_id).get("plan") != "success":
+        assert time.monotonic() < deadline, "plan did not finish"
+        time.sleep(1)
+    resp = airflow.api("PATCH", "/api/v2/dags/bf_slow", json={"is_paused": True})
+    assert resp.status_code == 200, resp.text
+    return run_id
+
+
+def finish(airflow, run_id: str) -> Outcome:
+    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
+    return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +218,19 @@ def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phas
     assert airflow.run_state("backfill_controller", continuation) == "success"
     part = airflow.xcom("backfill_controller", continuation, "report", key="segment_report")
     assert [d["logical_date"][:10] for d in part["dates"]] == ["2024-01-05", "2024-01-06"]
+
+
+def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, phase1):
+    out = phase1["stuck"]
+    assert out.state == "failed"
+    assert [d[:10] for d in out.report["unfinished_dates"]] == ["2024-01-01", "2024-01-02"]
+    log = airflow.api(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/wait/logs/1",
+        params={"map_index": 0},
+        headers={"Accept": "text/plain"},
+    ).text
+    assert "timed out" in log and "2024-01-01" in log and "paused" in log
 
 
 def test_report_has_the_contract_fields(phase1):

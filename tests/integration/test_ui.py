@@ -1,0 +1,277 @@
+"""The Backfills page in a real browser, against the live Airflow of the suite.
+
+Headless Chromium (Debian's ``chromium``, not a Playwright download) driven by Playwright logs in
+through the Airflow UI's own login form, opens the page from the UI navigation and directly,
+checks the per-date grid against the target runs' states from the REST API, follows a square to
+its run, and saves the screenshot the README shows (``docs/backfills-page.png``).
+
+Without Playwright or Chromium the browser tests are skipped (with how to install them), except
+when ``CI`` or ``BACKFILL_REQUIRE_BROWSER`` is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO_ROOT / "docs" / "backfills-page.png"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BROWSER_REQUIRED = bool(os.environ.get("CI") or os.environ.get("BACKFILL_REQUIRE_BROWSER"))
+TIMEOUT_MS = 60_000  # a loaded 2-core machine runs four Airflow services next to the browser
+
+CONTROLLER = "backfill_controller"
+TARGET = "bf_daily"
+DATES = [f"2024-09-0{day}" for day in range(1, 7)]  # no other test uses September 2024
+FAILING = "2024-09-03"
+PAGE = "/backfill-controller/ui"
+API = "/backfill-controller/api/backfills"
+FAIL_VARIABLE = "bf_fail_dates"
+
+
+def _missing_browser() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed: pip install -r requirements-dev.txt -c constraints.txt"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM}: apt-get install chromium (or `make check-chromium`)"
+    return None
+
+
+MISSING_BROWSER = _missing_browser()
+# A mark, not only a fixture's skip: pytest would start the (session-scoped) Airflow first.
+needs_browser = pytest.mark.skipif(
+    bool(MISSING_BROWSER) and not BROWSER_REQUIRED, reason=str(MISSING_BROWSER)
+)
+
+
+def _set_variable(airflow, value: str) -> None:
+    airflow.api("DELETE", f"/api/v2/variables/{FAIL_VARIABLE}")
+    resp = airflow.api("POST", "/api/v2/variables", json={"key": FAIL_VARIABLE, "value": value})
+    assert resp.status_code in (200, 201), resp.text
+
+
+def _trigger(airflow, conf: dict[str, Any]) -> str:
+    """Trigger the controller under a known run_id, retrying a busy API (SQLite locked, timeouts)."""
+    run_id = f"manual__{datetime.now(UTC).isoformat()}"  # what Airflow would name it
+    body = {"logical_date": None, "conf": conf, "dag_run_id": run_id}
+    for _ in range(10):
+        try:
+            resp = airflow.api("POST", f"/api/v2/dags/{CONTROLLER}/dagRuns", json=body, timeout=60)
+        except requests.RequestException:
+            time.sleep(3)
+            continue
+        if resp.status_code in (200, 409):  # 409: an earlier attempt did create it
+            return run_id
+        assert resp.status_code >= 500, resp.text[:500]
+        time.sleep(3)
+    pytest.fail(f"could not trigger {CONTROLLER}")
+
+
+def _wait(airflow, run_id: str, timeout: float) -> str:
+    """Like ``airflow.wait_for_run``, but a slow answer from a loaded api-server is not a failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        airflow.check_alive()
+        try:
+            resp = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", timeout=60)
+        except requests.RequestException:
+            resp = None
+        if resp is not None and resp.status_code == 200 and resp.json()["state"] in ("success", "failed"):
+            return str(resp.json()["state"])
+        time.sleep(2)
+    pytest.fail(f"{CONTROLLER} run {run_id} did not finish in {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def backfill(airflow) -> Iterator[dict[str, Any]]:
+    """One finished controller backfill of bf_daily over DATES with FAILING failing, and the truth:
+    ``{"run_id", "state", "runs": {YYYY-MM-DD: {"run_id", "state"}}}`` from the REST API."""
+    previous = airflow.api("GET", f"/api/v2/variables/{FAIL_VARIABLE}")
+    _set_variable(airflow, json.dumps({TARGET: [FAILING]}))
+    try:
+        run_id = _trigger(
+            airflow,
+            {
+                "dag_id": TARGET,
+                "start_date": DATES[0],
+                "end_date": DATES[-1],
+                "reason": "Backfills page test",
+            },
+        )
+        state = _wait(airflow, run_id, timeout=900)
+    finally:
+        _set_variable(airflow, previous.json()["value"] if previous.status_code == 200 else "{}")
+    data = airflow._json(
+        "GET",
+        f"/api/v2/dags/{TARGET}/dagRuns",
+        params={
+            "logical_date_gte": f"{DATES[0]}T00:00:00Z",
+            "logical_date_lte": f"{DATES[-1]}T23:59:59Z",
+            "limit": 100,
+        },
+    )
+    runs = {
+        r["logical_date"][:10]: {"run_id": r["dag_run_id"], "state": r["state"]} for r in data["dag_runs"]
+    }
+    yield {"run_id": run_id, "state": state, "runs": runs}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Chromium browser context with a fresh profile (Playwright, sync API)."""
+    if MISSING_BROWSER:
+        pytest.fail(f"{MISSING_BROWSER} (required: CI or BACKFILL_REQUIRE_BROWSER is set)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 800},
+            device_scale_factor=1,
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, airflow, backfill) -> Any:
+    """A browser tab signed in through the Airflow UI's own login form (it sets the `_token` cookie)."""
+    tab = browser.pages[0] if browser.pages else browser.new_page()
+    tab.goto(f"{airflow.url}/")
+    tab.wait_for_url("**/auth/login**")
+    tab.fill("input[name=username]", airflow.username)
+    tab.fill("input[name=password]", airflow.password)
+    tab.get_by_role("button", name="Sign in").click()
+    tab.wait_for_url(lambda url: "/auth/login" not in url)
+    assert any(c["name"] == "_token" for c in browser.cookies(airflow.url)), "login set no _token cookie"
+    return tab
+
+
+def _squares(frame, controller_run_id: str) -> list[dict[str, str]]:
+    """The grid squares of one backfill as the browser rendered them."""
+    grid = frame.locator(f'.calendar[data-run-id="{controller_run_id}"]')
+    grid.wait_for()
+    return grid.locator(".cell").evaluate_all(
+        """cells => cells.map(c => ({
+            logical_date: c.dataset.logicalDate, state: c.dataset.state,
+            run_id: c.dataset.runId, href: c.href || null}))"""
+    )
+
+
+def test_controller_run_finished_with_the_failing_date(backfill) -> None:
+    assert backfill["state"] == "failed"
+    assert sorted(backfill["runs"]) == DATES
+    states = {day: run["state"] for day, run in backfill["runs"].items()}
+    assert states == {day: ("failed" if day == FAILING else "success") for day in DATES}
+
+
+@pytest.mark.parametrize("path", [API, PAGE], ids=["json api", "html page"])
+def test_without_credentials_is_refused(airflow, path: str) -> None:
+    resp = requests.get(f"{airflow.url}{path}", timeout=30)
+    assert resp.status_code in (401, 403), resp.text[:300]
+
+
+def test_a_bad_token_is_refused(airflow) -> None:
+    resp = requests.get(f"{airflow.url}{API}", headers={"Authorization": "Bearer not-a-jwt"}, timeout=30)
+    assert resp.status_code in (401, 403), resp.text[:300]
+
+
+def test_api_reports_live_run_states_with_a_bearer_token(airflow, backfill) -> None:
+    resp = airflow.api("GET", API, params={"limit": 200})
+    assert resp.status_code == 200, resp.text[:500]
+    entry = next(b for b in resp.json()["backfills"] if b["run_id"] == backfill["run_id"])
+    assert entry["target_dag_id"] == TARGET
+    assert entry["reason"] == "Backfills page test"
+    assert entry["triggered_by"] == airflow.username
+    assert entry["window"] == {
+        "start_date": f"{DATES[0]}T00:00:00+00:00",
+        "end_date": f"{DATES[-1]}T00:00:00+00:00",
+        "dates": None,
+    }
+    assert [(c["logical_date"][:10], c["state"]) for c in entry["cells"]] == [
+        (day, backfill["runs"][day]["state"]) for day in DATES
+    ]
+    assert entry["progress"]["counts"] == {"success": 5, "failed": 1}
+
+
+@needs_browser
+def test_nav_entry_opens_the_page_inside_the_airflow_ui(page, airflow, backfill) -> None:
+    page.goto(f"{airflow.url}/")
+    page.get_by_role("link", name="Backfills").first.click()
+    page.wait_for_url("**/plugin/backfills**")
+    frame = page.frame_locator('iframe[title="Backfills"]')
+
+    squares = _squares(frame, backfill["run_id"])
+
+    assert len(squares) == len(DATES)
+
+
+@needs_browser
+def test_a_square_opens_its_run_in_the_airflow_ui(page, airflow, backfill) -> None:
+    page.goto(f"{airflow.url}/plugin/backfills")
+    frame = page.frame_locator('iframe[title="Backfills"]')
+    _squares(frame, backfill["run_id"])  # rendered
+    failed_run = backfill["runs"][FAILING]["run_id"]
+
+    frame.locator(f'.calendar[data-run-id="{backfill["run_id"]}"] .cell[data-state="failed"]').click()
+
+    page.wait_for_url(lambda url: unquote(urlsplit(url).path) == f"/dags/{TARGET}/runs/{failed_run}")
+    page.get_by_text(failed_run).first.wait_for()  # the UI's run page rendered
+
+
+@needs_browser
+def test_grid_matches_the_real_run_states(page, airflow, backfill) -> None:
+    page.goto(f"{airflow.url}{PAGE}")
+
+    squares = _squares(page, backfill["run_id"])
+
+    assert [s["logical_date"][:10] for s in squares] == DATES
+    assert {s["logical_date"][:10]: s["state"] for s in squares} == {
+        day: run["state"] for day, run in backfill["runs"].items()
+    }
+    assert sorted(s["state"] for s in squares) == ["failed"] + ["success"] * 5
+    for square in squares:
+        run_id = backfill["runs"][square["logical_date"][:10]]["run_id"]
+        assert square["run_id"] == run_id
+        assert square["href"] == f"{airflow.url}/dags/{TARGET}/runs/{quote(run_id, safe='')}"
+    _save_screenshot(page, backfill["run_id"])
+
+
+def _save_screenshot(page, controller_run_id: str) -> None:
+    """The page from its top down to this backfill's grid (the newest backfill, so near the top)."""
+    grid = page.locator(f'.calendar[data-run-id="{controller_run_id}"]')
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.move(0, 0)  # no hover outline in the picture
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    height = min(box["y"] + box["height"] + 24, 900)
+    page.screenshot(
+        path=str(SCREENSHOT), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": height}
+    )
