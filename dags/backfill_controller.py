@@ -196,6 +196,19 @@ with DAG(
             "dates still open. Empty: the deployment default (1440).",
             section="How",
         ),
+        "on_overlap": Param(
+            "refuse",
+            type="string",
+            enum=["refuse", "wait"],
+            values_display={
+                "refuse": "refuse: fail at once, naming the other backfill",
+                "wait": "wait: start when the other backfill has finished",
+            },
+            title="If another backfill has these dates",
+            description="Two backfills never run the same date of a DAG; "
+            "backfills of other dates run side by side.",
+            section="How",
+        ),
         "max_failed_dates": Param(
             None,
             type=["null", "integer"],

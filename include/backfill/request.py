@@ -40,6 +40,7 @@ CONF_KEYS: tuple[str, ...] = (
     "missing_runs",
     "segment_size",
     "timeout_minutes",
+    "on_overlap",
 )
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -64,6 +65,13 @@ class MissingRuns(StrEnum):
 
 
 MISSING_RUNS_ACCEPTED = "skip (report the date) or trigger (run the whole DAG for it)"
+
+
+class OnOverlap(StrEnum):
+    """What a backfill does when another one still running covers some of the same dates."""
+
+    REFUSE = "refuse"
+    WAIT = "wait"
 
 
 class Reprocess(StrEnum):
@@ -132,6 +140,7 @@ class BackfillRequest:
     """Dates per controller run (None: the deployment's BACKFILL_SEGMENT_SIZE)."""
     timeout_minutes: int | None = None
     """Longest a controller run waits for target runs (None: the deployment's BACKFILL_TIMEOUT_MINUTES)."""
+    on_overlap: OnOverlap = field(default_factory=lambda: OnOverlap.REFUSE)
 
     @property
     def is_task_subset(self) -> bool:
@@ -167,6 +176,7 @@ class BackfillRequest:
             "missing_runs": self.missing_runs.value,
             "segment_size": self.segment_size,
             "timeout_minutes": self.timeout_minutes,
+            "on_overlap": self.on_overlap.value,
         }
 
 
@@ -288,6 +298,7 @@ def parse_request(
     missing_runs = _missing_runs(get("missing_runs"), errors)
     segment = get("segment_size")
     segment_size = None if segment is None else _positive_int(segment, "segment_size", 1000, 1024, errors)
+    on_overlap = _choice(get("on_overlap"), "on_overlap", OnOverlap, OnOverlap.REFUSE, errors)
     timeout = get("timeout_minutes")
     timeout_minutes = (
         None if timeout is None else _positive_int(timeout, "timeout_minutes", 1, 60 * 24 * 30, errors)
@@ -324,6 +335,7 @@ def parse_request(
         missing_runs=missing_runs,
         segment_size=segment_size,
         timeout_minutes=timeout_minutes,
+        on_overlap=on_overlap,
     )
 
 
@@ -453,6 +465,16 @@ def _task_regex(value: Any, errors: list[FieldError]) -> str | None:
         errors.append(FieldError("task_regex", value, f"does not compile: {exc}", accepted))
         return None
     return value
+
+
+def _choice(value: Any, name: str, kind: Any, default: Any, errors: list[FieldError]) -> Any:
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        errors.append(FieldError(name, value, "is not an option", " or ".join(k.value for k in kind)))
+        return default
 
 
 def _missing_runs(value: Any, errors: list[FieldError]) -> MissingRuns:

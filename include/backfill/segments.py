@@ -39,12 +39,15 @@ def split(items: Sequence[T], segment_size: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)] or [[]]
 
 
+SEGMENT_MARK = "__segment_"
+
+
 def continuation_run_id(head_run_id: str, segment: int) -> str:
     """
     >>> continuation_run_id("manual__2024-05-01T10:00:00+00:00", 2)
     'manual__2024-05-01T10:00:00+00:00__segment_2'
     """
-    return f"{head_run_id}__segment_{segment}"
+    return f"{head_run_id}{SEGMENT_MARK}{segment}"
 
 
 def merge_reports(parts: Sequence[Mapping[str, Any]], *, limit: int = REPORT_DATES_LIMIT) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the plugin's schedule endpoint, which the client does not know, through the same
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ import requests
 from airflow_client.client.exceptions import ApiException, NotFoundException
 from urllib3.util.retry import Retry
 
+from include.backfill.overlap import Span
 from include.backfill.plan import ExistingRun
 from include.backfill.request import parse_datetime
 from include.backfill.schedule import ScheduledDate
+from include.backfill.segments import SEGMENT_MARK
 from include.backfill.settings import api_conn_id
 
 log = logging.getLogger(__name__)
@@ -167,6 +170,30 @@ class AirflowApi:
         )
         _raise_for(response)
         return [f"{t['task_id']}[{t['map_index']}]" for t in response.json()["task_instances"]]
+
+    def active_spans(self, controller_dag_id: str, exclude_run_id: str) -> dict[str, Span | None]:
+        """The spans published by the other controller runs still queued or running."""
+        response = self._session.get(
+            f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns",
+            params={"state": ["queued", "running"], "limit": PAGE_SIZE},
+            timeout=_TIMEOUT,
+        )
+        _raise_for(response)
+        spans: dict[str, Span | None] = {}
+        for run in response.json()["dag_runs"]:
+            run_id = run["dag_run_id"]
+            if run_id == exclude_run_id or SEGMENT_MARK in run_id:
+                continue
+            xcom = self._session.get(
+                f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns/{run_id}"
+                "/taskInstances/plan/xcomEntries/span",
+                timeout=_TIMEOUT,
+            )
+            value = xcom.json().get("value") if xcom.status_code == 200 else None
+            if isinstance(value, str):
+                value = json.loads(value)
+            spans[run_id] = Span.from_dict(value) if value else None
+        return spans
 
     def set_note(self, dag_id: str, run_id: str, note: str) -> None:
         body = af.DAGRunPatchBody(note=note[:1000])

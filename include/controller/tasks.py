@@ -9,13 +9,14 @@ from typing import Any
 import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
+from include.backfill.overlap import first_overlap, span_of
 from include.backfill.params import conf_errors
 from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_count, decide
 from include.backfill.report import CANCELLED, audit_note, build_report, render_table
-from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
+from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, OnOverlap, parse_request
 from include.backfill.segments import continuation_run_id, merge_reports, split
 from include.backfill.selection import select_tasks
-from include.backfill.settings import Limits, segment_size, timeout_minutes
+from include.backfill.settings import Limits, poll_interval, segment_size, timeout_minutes
 from include.controller.progress import Watch, observe
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         started = time.monotonic()
         try:
             request, all_plans = _plan(conf, ti.dag_id)
+            _claim_dates(ti, dag_run.run_id, request, all_plans)
         except InvalidRequest as exc:
             ti.xcom_push(key="error", value=str(exc))
             raise AirflowFailException(str(exc)) from None
@@ -83,6 +85,40 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         ti.xcom_push(key=key, value=value)
     note = audit_note(request.reason, getattr(dag_run, "triggering_user_name", None))
     return [_trigger_kwargs(request, p, i // request.chunk_size, note) for i, p in enumerate(act)]
+
+
+def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> None:
+    """Publish the dates this backfill acts on; refuse, or wait, if a running backfill has them."""
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    from include.controller.api import AirflowApi
+
+    mine = None if request.dry_run else span_of(request.target_dag_id, plans)
+    ti.xcom_push(key="span", value=mine.to_dict() if mine else None)
+    if mine is None:
+        return
+    clash = first_overlap(mine, AirflowApi.from_connection().active_spans(ti.dag_id, run_id))
+    if clash is None:
+        return
+    ti.xcom_push(key="span", value=None)
+    other, span = clash
+    message = (
+        f"dates {mine.first} .. {mine.last} overlap backfill {other} of {mine.target_dag_id} "
+        f"({span.first} .. {span.last}), which is still running"
+    )
+    if request.on_overlap is OnOverlap.WAIT:
+        log.info("%s: waiting for it", message)
+        raise AirflowRescheduleException(pendulum.now("UTC").add(seconds=max(5, 2 * poll_interval())))
+    raise InvalidRequest(
+        [
+            FieldError(
+                "on_overlap",
+                "refuse",
+                f"{message}; wait for it, cancel it, or set on_overlap=wait",
+                "refuse or wait",
+            )
+        ]
+    )
 
 
 def _stats(started: float, dates: int) -> dict[str, float]:

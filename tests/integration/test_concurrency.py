@@ -1,0 +1,101 @@
+"""Backfills side by side: overlapping ones never run a date twice; a backfill can be cancelled.
+
+Target ``bf_slow`` (a 20-second task, then ``done``) keeps the first backfill busy long enough
+for the others to meet it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs
+
+SLOW = "bf_slow"
+
+
+def wait_for_task(airflow, run_id: str, task_id: str, state: str = "success", timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while airflow.task_states(CONTROLLER, run_id).get(task_id) != state:
+        assert time.monotonic() < deadline, f"{task_id} of {run_id} never reached {state}"
+        time.sleep(1)
+
+
+def outcome(airflow, run_id: str) -> Outcome:
+    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
+    return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
+
+
+@pytest.fixture(scope="module")
+def side_by_side(airflow):
+    first = airflow.trigger(
+        CONTROLLER, {"dag_id": SLOW, "start_date": "2024-02-01", "end_date": "2024-02-04"}
+    )
+    wait_for_task(airflow, first, "plan")
+    overlapping = airflow.trigger(
+        CONTROLLER, {"dag_id": SLOW, "start_date": "2024-02-03", "end_date": "2024-02-06"}
+    )
+    waiting = airflow.trigger(
+        CONTROLLER, {"dag_id": SLOW, "dates": ["2024-02-04", "2024-02-05"], "on_overlap": "wait"}
+    )
+    elsewhere = airflow.trigger(
+        CONTROLLER, {"dag_id": SLOW, "start_date": "2024-02-10", "end_date": "2024-02-11"}
+    )
+    cancelled = airflow.trigger(
+        CONTROLLER,
+        {"dag_id": SLOW, "start_date": "2024-03-01", "end_date": "2024-03-08", "max_active_runs": 2},
+    )
+    deadline = time.monotonic() + 300
+    while not day_runs(airflow, SLOW, "2024-03-01", "2024-03-08"):
+        assert time.monotonic() < deadline, "the backfill to cancel never started"
+        time.sleep(1)
+    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{cancelled}", json={"state": "failed"})
+    assert resp.status_code == 200, resp.text
+    return {
+        "first": outcome(airflow, first),
+        "overlapping": outcome(airflow, overlapping),
+        "waiting": outcome(airflow, waiting),
+        "elsewhere": outcome(airflow, elsewhere),
+        "cancelled": cancelled,
+    }
+
+
+def test_an_overlapping_backfill_is_refused_naming_the_other(side_by_side):
+    out = side_by_side["overlapping"]
+    assert out.state == "failed"
+    assert "on_overlap" in out.report["error"] and side_by_side["first"].run_id in out.report["error"]
+
+
+def test_an_overlapping_backfill_can_wait_and_then_runs_only_what_is_left(airflow, side_by_side):
+    out = side_by_side["waiting"]
+    assert out.state == "success"
+    assert out.dates(action="skipped") == ["2024-02-04"]  # done by the first backfill meanwhile
+    assert out.dates(action="triggered") == ["2024-02-05"]
+
+
+def test_no_date_is_run_by_two_backfills(airflow, side_by_side):
+    runs = day_runs(airflow, SLOW, "2024-02-01", "2024-02-11")
+    assert sorted(runs) == [f"2024-02-0{d}" for d in range(1, 6)] + ["2024-02-10", "2024-02-11"]
+    for day in runs:
+        tis = airflow._json("GET", f"/api/v2/dags/{SLOW}/dagRuns/{runs[day]['dag_run_id']}/taskInstances")
+        assert {t["try_number"] for t in tis["task_instances"]} == {1}, day
+
+
+def test_backfills_of_other_dates_run_side_by_side(airflow, side_by_side):
+    first, elsewhere = side_by_side["first"], side_by_side["elsewhere"]
+    assert first.state == elsewhere.state == "success"
+    a = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{first.run_id}")
+    b = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{elsewhere.run_id}")
+    assert b["start_date"] < a["end_date"] and a["start_date"] < b["end_date"]
+
+
+def test_a_cancelled_backfill_starts_nothing_new_and_leaves_nothing_queued(airflow, side_by_side):
+    deadline = time.monotonic() + 300
+    while True:
+        runs = day_runs(airflow, SLOW, "2024-03-01", "2024-03-08")
+        if all(r["state"] in ("success", "failed") for r in runs.values()):
+            break
+        assert time.monotonic() < deadline, {d: r["state"] for d, r in runs.items()}
+        time.sleep(2)
+    time.sleep(10)  # nothing new appears afterwards either
+    assert 1 <= len(day_runs(airflow, SLOW, "2024-03-01", "2024-03-08")) <= 4
