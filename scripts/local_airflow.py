@@ -400,6 +400,29 @@ class LocalAirflow:
                 start_new_session=True,
             )
 
+    def restart(self, service: str, *, kill: bool = False, down_for: float = 0.0) -> None:
+        """Stop one service (SIGKILL to it and every process in its session when ``kill``, which
+        also takes down the LocalExecutor workers and task processes of the scheduler), wait
+        ``down_for`` seconds, and start it again. For fault-injection tests."""
+        proc = self.processes[service]
+        sig = signal.SIGKILL if kill else signal.SIGTERM
+        for pid in [*_pids_in_sessions({proc.pid}), proc.pid]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        time.sleep(down_for)
+        self._spawn(service)
+        if service == "api-server":
+            deadline = time.monotonic() + 120
+            while self.health() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"api-server did not come back:\n{self.log_tail(service, 40)}")
+                time.sleep(1)
+
     def check_alive(self) -> None:
         """Raise RuntimeError (with the log tail) if a service process has exited."""
         for service, proc in self.processes.items():

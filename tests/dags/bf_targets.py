@@ -130,3 +130,16 @@ with DAG(
     default_args={"retries": 0},
 ) as bf_slow:
     slow() >> EmptyOperator(task_id="done")
+
+
+with DAG(
+    dag_id="bf_sturdy",
+    schedule="@daily",
+    start_date=START,
+    end_date=END,
+    catchup=False,
+    tags=["backfill-test"],
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=5)},
+) as bf_sturdy:
+    # Survives its worker being killed (retries): for the fault-injection tests.
+    step.override(task_id="load")() >> EmptyOperator(task_id="done")
