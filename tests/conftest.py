@@ -27,6 +27,8 @@ START_TIMEOUT = 240  # seconds: db migrate + four services (PostgreSQL migrate i
 DAGS_TIMEOUT = 180  # seconds: until every DAG is listed by the API
 
 _LOG_REPORT = pytest.StashKey[str]()
+#: The REST password of the test Airflow: distinctive, so tests can prove it is never logged.
+SECRET = "Bf-s3cret-7Q2xZ"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,7 +88,11 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
     dags_folder = home / "dags"
     build_dags_folder(dags_folder)
     instance = LocalAirflow(
-        home=home, backend=backend, dags_folder=dags_folder, plugins_folder=REPO_ROOT / "plugins"
+        home=home,
+        backend=backend,
+        dags_folder=dags_folder,
+        plugins_folder=REPO_ROOT / "plugins",
+        password=SECRET,
     )
     try:
         instance.start(timeout=START_TIMEOUT)
