@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from include.backfill.plan import DatePlan, acting
+from include.backfill.plan import DatePlan
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,12 @@ class Span:
 
 
 def span_of(target_dag_id: str, plans: Sequence[DatePlan]) -> Span | None:
-    """The span of the dates a backfill acts on (None when it acts on none)."""
-    dates = sorted(p.logical_date.in_timezone("UTC").isoformat() for p in acting(plans))
+    """The span of the dates a backfill was asked for (None when it covers none).
+
+    All requested dates count, not only those it acts on: a date another backfill is running
+    right now would otherwise just be skipped as "in flight" instead of meeting ``on_overlap``.
+    """
+    dates = sorted(p.logical_date.in_timezone("UTC").isoformat() for p in plans)
     return Span(target_dag_id, dates[0], dates[-1]) if dates else None
 
 

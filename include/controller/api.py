@@ -187,6 +187,7 @@ class AirflowApi:
             xcom = self._session.get(
                 f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns/{run_id}"
                 "/taskInstances/plan/xcomEntries/span",
+                params={"deserialize": "true"},  # else the value comes back as a Python repr
                 timeout=_TIMEOUT,
             )
             value = xcom.json().get("value") if xcom.status_code == 200 else None
