@@ -206,11 +206,12 @@ def _utc_iso(value: str | None) -> str | None:
 
 
 def _retry() -> Retry:
-    # The api-server may restart or SQLite may be briefly locked: retry with backoff, bounded.
+    # The api-server may restart, or SQLite be locked ("Database error", HTTP 500, rolled back):
+    # retry with backoff, bounded (about a minute in all).
     return Retry(
-        total=6,
+        total=8,
         backoff_factor=0.5,
-        status_forcelist=(502, 503, 504),
+        status_forcelist=(500, 502, 503, 504),
         allowed_methods=None,
         raise_on_status=False,
     )
