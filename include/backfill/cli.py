@@ -32,6 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from include.backfill.report import CANCELLED, PENDING, outcome, render_table
 from include.backfill.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
+from include.backfill.segments import continuation_run_id
 
 if TYPE_CHECKING:
     from include.backfill.client import ControllerApi
@@ -47,6 +48,7 @@ EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
 _IN_FLIGHT = frozenset({"queued", "running"})
+_ACTING = frozenset({"triggered", "cleared"})
 
 
 class UsageError(ValueError):
@@ -283,6 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--dry-run", action="store_true", help="report what would happen to each date; change nothing"
     )
+    how.add_argument(
+        "--on-overlap",
+        choices=("refuse", "wait"),
+        help="another backfill still running has some of these dates: refuse (default) or wait for it",
+    )
+    how.add_argument(
+        "--timeout-minutes",
+        type=_positive_int,
+        metavar="N",
+        help="longest the controller waits for the target runs (default: the deployment's, 1440)",
+    )
+    how.add_argument(
+        "--segment-size",
+        type=_positive_int,
+        metavar="N",
+        help="advanced: dates per controller run, at most 1024 (default: the deployment's, 1000)",
+    )
 
     run = parser.add_argument_group("Airflow and output")
     run.add_argument(
@@ -456,6 +475,9 @@ def to_conf(args: argparse.Namespace) -> dict[str, Any]:
         conf["reason"] = args.reason
     if args.dry_run:
         conf["dry_run"] = True
+    for key in ("on_overlap", "timeout_minutes", "segment_size"):
+        if getattr(args, key) is not None:
+            conf[key] = getattr(args, key)
     return conf
 
 
@@ -574,7 +596,7 @@ def redact(text: str, secret: str | None) -> str:
 class Progress:
     """Where a controller run is. Counts are dates; ``to_run`` dates are triggered or cleared."""
 
-    phase: str  # queued | planning | running | dry run | finished
+    phase: str  # queued | planning | waiting (on_overlap) | running | dry run | finished
     dates: int = 0
     to_run: int = 0
     done: int = 0
@@ -636,6 +658,19 @@ def progress_of(
     )
 
 
+_COUNTS = ("dates", "to_run", "done", "failed", "running", "cancelled", "skipped")
+
+
+def combine(parts: Sequence[Progress], phase: str) -> Progress:
+    """The progress of several segments as one.
+
+    >>> parts = [Progress("running", dates=2, to_run=2, done=1), Progress("running", dates=3, to_run=1)]
+    >>> combine(parts, "running")
+    Progress(phase='running', dates=5, to_run=3, done=1, failed=0, running=0, cancelled=0, skipped=0)
+    """
+    return Progress(phase, *(sum(getattr(p, name) for p in parts) for name in _COUNTS))
+
+
 def format_elapsed(seconds: float) -> str:
     """``H:MM:SS``.
 
@@ -655,6 +690,8 @@ def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
     clock = format_elapsed(elapsed)
     if progress.phase in ("queued", "planning"):
         return f"{progress.phase}...  {clock}"
+    if progress.phase == "waiting":
+        return f"waiting for another backfill of some of these dates to finish (on_overlap=wait)  {clock}"
     if progress.phase == "dry run" or (
         progress.phase == "finished" and progress.to_run == 0 and progress.dates
     ):
@@ -814,6 +851,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+@dataclass
+class Segment:
+    """The dates one controller run acts on: the head run's segment 0, or a continuation's."""
+
+    controller_run_id: str
+    plans: list[dict[str, Any]]
+    dry_run: bool
+    final: Progress | None = None  # set once every date of the segment has ended
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Target run ids in map-index order of the segment's ``trigger`` task (the plan's order)."""
+        return [] if self.dry_run else [str(p["run_id"]) for p in self.plans if p.get("action") in _ACTING]
+
+    @property
+    def window(self) -> tuple[str, str] | None:
+        """First and last logical date acted on: the target runs to list."""
+        acted = sorted(str(p["logical_date"]) for p in self.plans if p.get("action") in _ACTING)
+        return (acted[0], acted[-1]) if acted and not self.dry_run else None
+
+
+def _segments(api: ControllerApi, head_run_id: str, dry_run: bool) -> list[Segment] | None:
+    """Every segment of the head run's plan, once ``plan`` has stored it (None before)."""
+    first = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "plans"))
+    if not isinstance(first, list):
+        return None
+    count = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "segments"))
+    segments = [Segment(head_run_id, first, dry_run)]
+    for index in range(1, count if isinstance(count, int) else 1):
+        plans = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", f"segment_{index}"))
+        segments.append(Segment(continuation_run_id(head_run_id, index), list(plans or []), dry_run))
+    return segments
+
+
+def _segment_progress(api: ControllerApi, segment: Segment, target_dag_id: str) -> Progress:
+    """One segment's progress: its trigger task instances, and its target runs by logical date."""
+    from include.backfill.client import ApiError
+
+    trigger_states: dict[int, str | None] = {}
+    run_states: dict[str, str | None] = {}
+    window = segment.window
+    if window is not None:
+        try:
+            for ti in api.task_instances(CONTROLLER_DAG_ID, segment.controller_run_id, task_id="trigger"):
+                trigger_states[int(ti.get("map_index", -1))] = ti.get("state")
+        except ApiError as exc:
+            if exc.status != 404:  # a continuation run not triggered yet
+                raise
+        if trigger_states:
+            wanted = set(segment.run_ids)
+            for run in api.dag_runs(target_dag_id, window[0], window[1]):
+                if run["dag_run_id"] in wanted:
+                    run_states[run["dag_run_id"]] = run.get("state")
+    return progress_of(
+        "running", segment.plans, segment.run_ids, trigger_states, run_states, dry_run=segment.dry_run
+    )
+
+
 def follow(
     api: ControllerApi,
     run_id: str,
@@ -823,40 +918,50 @@ def follow(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    """Show progress until the controller run has finished, then print its report."""
+    """Show progress until the controller run has finished, then print its report.
+
+    Each poll costs: the run's state; until planned, the ``plan`` XComs (and its task instance);
+    then, for the segment in progress only, its ``trigger`` task instances and the target's runs
+    between its first and last date, 100 per call. Finished segments are not asked about again.
+    """
     from include.backfill.client import ApiError
 
     printer = ProgressPrinter(err, tty=err.isatty())
     began = time.monotonic()
-    plans: list[dict[str, Any]] | None = None
-    run_ids: list[str] | None = None
-    window: tuple[str, str] | None = None
     target = str(conf["dag_id"])
     dry_run = bool(conf.get("dry_run"))
+    segments: list[Segment] | None = None
     trouble_since: float | None = None
     progress = Progress("queued")
+    state: str | None = None
     while True:
         try:
             state = api.run_state(CONTROLLER_DAG_ID, run_id)
-            if plans is None:
-                found = _parse_json(api.xcom(CONTROLLER_DAG_ID, run_id, "plan", "plans"))
-                if isinstance(found, list):
-                    plans = found
-                    run_ids = list(_parse_json(api.xcom(CONTROLLER_DAG_ID, run_id, "plan", "run_ids")) or [])
-                    by_run_id = {p["run_id"]: p["logical_date"] for p in plans}
-                    acted = sorted(by_run_id[r] for r in run_ids if r in by_run_id)
-                    window = (acted[0], acted[-1]) if acted else None
-            trigger_states: dict[int, str | None] = {}
-            run_states: dict[str, str | None] = {}
-            if run_ids and not dry_run:
-                for ti in api.task_instances(CONTROLLER_DAG_ID, run_id, task_id="trigger"):
-                    trigger_states[int(ti.get("map_index", -1))] = ti.get("state")
-                if window is not None:
-                    wanted = set(run_ids)
-                    for run in api.dag_runs(target, window[0], window[1]):
-                        if run["dag_run_id"] in wanted:
-                            run_states[run["dag_run_id"]] = run.get("state")
-            progress = progress_of(state, plans, run_ids, trigger_states, run_states, dry_run=dry_run)
+            final = state in ("success", "failed")
+            if segments is None:
+                segments = _segments(api, run_id, dry_run)
+            if segments is None:
+                phase = "queued" if state == "queued" else "planning"
+                if phase == "planning" and not final:
+                    plan = api.task_instances(CONTROLLER_DAG_ID, run_id, task_id="plan")
+                    if any(ti.get("state") == "up_for_reschedule" for ti in plan):
+                        phase = "waiting"  # on_overlap=wait: another backfill has some of these dates
+                progress = Progress("finished" if final else phase)
+            else:
+                parts = []
+                for index, segment in enumerate(segments):
+                    started = index == 0 or segments[index - 1].final is not None
+                    if segment.final is None and started:
+                        part = _segment_progress(api, segment, target)
+                        if part.finished == part.to_run:
+                            segment.final = part
+                    else:
+                        part = segment.final or progress_of(
+                            "running", segment.plans, segment.run_ids, {}, {}, dry_run=dry_run
+                        )
+                    parts.append(part)
+                phase = "dry run" if dry_run else ("finished" if final else "running")
+                progress = combine(parts, phase)
             trouble_since = None
         except ApiError as exc:
             if not exc.transient:

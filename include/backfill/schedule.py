@@ -75,7 +75,7 @@ def dates_in_window(
     assets), which native backfill refuses too, and for windows of more than ``limit`` dates.
     """
     _require_periodic(timetable)
-    dates = []
+    dates: list[ScheduledDate] = []
     for date in _iter_window(timetable, start, end):
         if date.data_interval_end >= now:
             break

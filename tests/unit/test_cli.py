@@ -20,9 +20,11 @@ from include.backfill.cli import (
     ApiSettings,
     Progress,
     ProgressPrinter,
+    Segment,
     UsageError,
     api_settings,
     build_parser,
+    combine,
     format_progress,
     ignored_flag_notes,
     main,
@@ -99,6 +101,9 @@ FLAGS = {
     ),
     "--max-failed-dates": (["--max-failed-dates", "3"], {"max_failed_dates": 3}),
     "--reason": (["--reason", "late files"], {"reason": "late files"}),
+    "--on-overlap": (["--on-overlap", "wait"], {"on_overlap": "wait"}),
+    "--timeout-minutes": (["--timeout-minutes", "90"], {"timeout_minutes": 90}),
+    "--segment-size": (["--segment-size", "500"], {"segment_size": 500}),
     "-t without -i includes upstream (Airflow 2)": (
         ["-t", "^load"],
         {"task_regex": "^load", "include_upstream": True},
@@ -517,6 +522,10 @@ LINES = {
         "[####################]  4/4 dates  done 1  failed 1  running 0  waiting 0  cancelled 2  0:01:05",
     ),
     "planning": (Progress("planning"), "planning...  0:01:05"),
+    "waiting for an overlapping backfill": (
+        Progress("waiting"),
+        "waiting for another backfill of some of these dates to finish (on_overlap=wait)  0:01:05",
+    ),
     "finished without a plan (refused)": (Progress("finished"), "finished without a plan  0:01:05"),
     "dry run": (Progress("dry run", dates=3, skipped=1), "dry run: 3 dates planned, 1 skipped  0:01:05"),
     "nothing to run": (
@@ -579,3 +588,19 @@ def test_on_a_terminal_the_line_is_redrawn_in_place():
     assert len(first) == 39  # cut to the terminal's width, so \r returns to its start
     assert second.startswith("planning...") and len(second) == 39  # padded over the longer line
     assert last.endswith("\n") and stream.getvalue().count("\n") == 1
+
+
+def test_a_segment_acts_on_its_triggered_and_cleared_dates_in_plan_order():
+    segment = Segment("manual__1__segment_1", plans("skipped", "cleared", "triggered"), dry_run=False)
+    assert segment.run_ids == ["r2", "r3"]  # map index 0 and 1 of that run's trigger task
+    assert segment.window == ("2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00")
+    assert Segment("h", plans("triggered"), dry_run=True).run_ids == []
+
+
+def test_segments_add_up_to_one_progress_line():
+    first = Progress("running", dates=1000, to_run=1000, done=1000)
+    second = Progress("running", dates=500, to_run=400, done=10, running=20, skipped=100)
+    assert format_progress(combine([first, second], "running"), 5) == (
+        "[##############------]  1010/1400 dates  done 1010  failed 0  running 20  waiting 370  "
+        "skipped 100  0:00:05"
+    )
