@@ -14,7 +14,6 @@ counted across segments against ``max_failed_dates``.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -59,15 +58,14 @@ def merge_reports(parts: Sequence[Mapping[str, Any]], *, limit: int = REPORT_DAT
     full list stays in its own run's ``report`` XCom ``segment_report``.
     """
     first = parts[0]
-    counts: Counter[str] = Counter()
-    for part in parts:
-        counts.update(part["counts"])
+    keys = dict.fromkeys(k for part in parts for k in part["counts"])  # first part's order first
+    counts = {k: sum(part["counts"].get(k, 0) for part in parts) for k in keys}
     dates = [d for part in parts for d in part["dates"]]
     merged = {
         **{k: v for k, v in first.items() if k not in ("counts", "dates", "failed_dates", "success")},
         "success": all(p["success"] for p in parts),
         "segments": len(parts),
-        "counts": dict(counts),
+        "counts": counts,
         "failed_dates": [d for p in parts for d in p["failed_dates"]],
         "unfinished_dates": [d for p in parts for d in p.get("unfinished_dates", [])],
         "dates": dates,
