@@ -46,11 +46,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backend(*names): run only against these metadata databases. The controller's own behaviour "
+        "runs on both; checks that do not depend on the database (browser, CLI, scale, faults) run on one, "
+        "to keep the suite short.",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     integration_dir = REPO_ROOT / "tests" / "integration"
+    backend = config.getoption("--backend")
     for item in items:
         if integration_dir in Path(item.path).parents:
             item.add_marker(pytest.mark.integration)
+        marker = item.get_closest_marker("backend")
+        if marker and backend not in marker.args:
+            item.add_marker(pytest.mark.skip(reason=f"runs on the {', '.join(marker.args)} backend only"))
 
 
 def build_dags_folder(target: Path) -> list[Path]:
@@ -93,9 +106,9 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         dags_folder=dags_folder,
         plugins_folder=REPO_ROOT / "plugins",
         password=SECRET,
-        # A killed worker's task instances are found after 45 s instead of 5 minutes (fault tests).
+        # A killed worker's task instances are found after 30 s instead of 5 minutes (fault tests).
         extra_env={
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "45",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         },
     )

@@ -22,6 +22,8 @@ import pytest
 
 from scripts.local_airflow import free_port
 
+pytestmark = pytest.mark.backend("sqlite")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER = "backfill_controller"
 CLI = [sys.executable, "-m", "include.backfill.cli"]

@@ -11,6 +11,8 @@ import time
 import pytest
 from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs
 
+pytestmark = pytest.mark.backend("postgres")
+
 SLOW = "bf_slow"
 
 

@@ -15,10 +15,7 @@ from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs
 TARGET = "bf_sturdy"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def postgres_only(request):
-    if request.config.getoption("--backend") != "postgres":
-        pytest.skip("fault injection runs on the PostgreSQL backend (SQLite locks when a scheduler dies)")
+pytestmark = pytest.mark.backend("postgres")  # SQLite locks when a scheduler dies
 
 
 def started(airflow, conf: dict) -> str:
@@ -51,7 +48,7 @@ def window(start: str, days: int) -> dict:
 
 def test_scheduler_and_its_workers_killed_mid_backfill(airflow):
     run_id = started(airflow, window("2024-05-01", 6))
-    airflow.restart("scheduler", kill=True, down_for=5)
+    airflow.restart("scheduler", kill=True, down_for=2)
     out = finished(airflow, run_id)
     assert out.state == "success", out.report
     runs = day_runs(airflow, TARGET, "2024-05-01", "2024-05-06")
@@ -61,7 +58,7 @@ def test_scheduler_and_its_workers_killed_mid_backfill(airflow):
 
 def test_api_server_restarted_mid_backfill(airflow):
     run_id = started(airflow, window("2024-05-11", 6))
-    airflow.restart("api-server", down_for=5)
+    airflow.restart("api-server", down_for=2)
     out = finished(airflow, run_id)
     assert out.state == "success", out.report
     assert len(day_runs(airflow, TARGET, "2024-05-11", "2024-05-16")) == 6
@@ -71,7 +68,7 @@ def test_cleared_dates_are_cleared_once_despite_a_killed_scheduler(airflow):
     first = finished(airflow, airflow.trigger(CONTROLLER, {**window("2024-05-21", 4)}))
     assert first.state == "success"
     run_id = started(airflow, {**window("2024-05-21", 4), "reprocess": "all"})
-    airflow.restart("scheduler", kill=True, down_for=5)
+    airflow.restart("scheduler", kill=True, down_for=2)
     out = finished(airflow, run_id)
     assert out.state == "success", out.report
     assert out.dates(action="cleared", state="success") == [f"2024-05-2{d}" for d in range(1, 5)]

@@ -11,6 +11,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.backend("postgres")
+
 CONTROLLER = "backfill_controller"
 ONE_MB = 1024 * 1024
 HOURS_IN_WINDOW = 9961  # 2023-01-01T00:00 .. 2024-02-20T00:00, hourly

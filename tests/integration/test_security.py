@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from test_controller import CONTROLLER, run_all
+
+pytestmark = pytest.mark.backend("postgres")
 
 
 def test_the_rest_password_appears_in_no_log_xcom_or_note(airflow):

@@ -24,6 +24,8 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 import requests
 
+pytestmark = pytest.mark.backend("sqlite")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO_ROOT / "docs" / "backfills-page.png"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
