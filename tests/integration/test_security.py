@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_controller import CONTROLLER, run_all
 
-pytestmark = pytest.mark.backend("postgres")
+pytestmark = pytest.mark.backend("sqlite")
 
 
 def test_the_rest_password_appears_in_no_log_xcom_or_note(airflow):
