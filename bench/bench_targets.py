@@ -49,6 +49,16 @@ for _suffix in ("", "_native"):
     globals()[f"bench_work5{_suffix}"] = _target(f"bench_work5{_suffix}", 2.5)
 
 with DAG(
+    dag_id="bench_hourly",
+    schedule="@hourly",
+    start_date=START,
+    end_date=END,
+    catchup=False,
+    tags=["benchmark"],
+) as bench_hourly:
+    first.override(task_id="first")()
+
+with DAG(
     dag_id="bench_blocker",
     schedule=None,
     start_date=START,

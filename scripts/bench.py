@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead", default="60,365,2000", help="sizes of the overhead case ('' skips)")
     parser.add_argument("--realistic", default="120", help="sizes of the realistic case ('' skips)")
     parser.add_argument("--contention", default="365", help="sizes of the contention case ('' skips)")
+    parser.add_argument("--scale", action="store_true", help="also time a 9,961-date (hourly) dry run")
     parser.add_argument("--max-active-runs", type=int, default=16)
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--json", help="also write the measures to this file")
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting Airflow ({args.backend}) in {home} ...", flush=True)
         airflow.start()
         ids = ["bench_trivial", "bench_trivial_native", "bench_work5", "bench_work5_native", "bench_blocker"]
+        ids.append("bench_hourly")
         airflow.wait_for_dags([CONTROLLER, *ids], timeout=300)
         cases = [("overhead", "bench_trivial", n) for n in _sizes(args.overhead)]
         cases += [("realistic", "bench_work5", n) for n in _sizes(args.realistic)]
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                 airflow.api("PATCH", f"/api/v2/dags/bench_blocker/dagRuns/{run_id}", json={"state": "failed"})
             measures += [native, ours]
             _print([native, ours])
+        if args.scale:
+            print("\n" + _scale(airflow), flush=True)
     finally:
         airflow.stop()
         if not args.keep:
@@ -98,6 +102,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(m) for m in measures], indent=2) + "\n")
     return 0
+
+
+def _scale(airflow: LocalAirflow) -> str:
+    """A dry run of 9,961 hourly dates: planning time, peak memory, largest XCom."""
+    conf = {"dag_id": "bench_hourly", "start_date": "2023-01-01", "end_date": "2024-02-20", "dry_run": True}
+    began = time.monotonic()
+    run_id = airflow.trigger(CONTROLLER, conf)
+    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=1800)
+    seconds = time.monotonic() - began
+    stats = airflow.xcom(CONTROLLER, run_id, "plan", key="stats")
+    largest = 0
+    for task_id in ("plan", "report"):
+        entries = airflow._json(
+            "GET",
+            f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries",
+            params={"limit": 100},
+        )["xcom_entries"]
+        for entry in entries:
+            largest = max(
+                largest, len(json.dumps(airflow.xcom(CONTROLLER, run_id, task_id, key=entry["key"])))
+            )
+    return (
+        f"scale: {stats['dates']} dates dry run {state} in {seconds:.0f}s; "
+        f"plan task {stats['plan_seconds']}s, peak RSS {stats['peak_rss_mb']} MB; "
+        f"largest XCom {largest / 1024:.0f} KiB"
+    )
 
 
 def _sizes(text: str) -> list[int]:
