@@ -40,6 +40,7 @@ SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 FINAL_RUN_STATES = frozenset({"success", "failed"})
 BACKENDS = ("sqlite", "postgres")
+MAX_RESTARTS = 3
 _DAGBAG_MARK = "LOCAL_AIRFLOW_DAGBAG="
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -271,6 +272,7 @@ class LocalAirflow:
         self.settings = self._settings()
         self.env = self._full_env()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = {}
         self._session = requests.Session()
         self._token: str | None = None
         self._running = False
@@ -424,13 +426,24 @@ class LocalAirflow:
                 time.sleep(1)
 
     def check_alive(self) -> None:
-        """Raise RuntimeError (with the log tail) if a service process has exited."""
-        for service, proc in self.processes.items():
-            if proc.poll() is not None:
+        """Restart a service that has exited, as a process supervisor would (at most
+        ``MAX_RESTARTS`` times each); raise RuntimeError with its log tail beyond that.
+
+        On SQLite a service can die of "database is locked" under load (Airflow's scheduler and
+        triggerer exit on such errors and rely on being restarted)."""
+        for service, proc in list(self.processes.items()):
+            if proc.poll() is None:
+                continue
+            self.restarts[service] = self.restarts.get(service, 0) + 1
+            if self.restarts[service] > MAX_RESTARTS:
                 raise RuntimeError(
-                    f"airflow {service} exited with code {proc.returncode}; last log lines:\n"
-                    f"{self.log_tail(service, 40)}"
+                    f"airflow {service} exited with code {proc.returncode} "
+                    f"(restarted {MAX_RESTARTS} times already); last log lines:\n{self.log_tail(service, 40)}"
                 )
+            print(
+                f"local_airflow: {service} exited with code {proc.returncode}; restarting it", file=sys.stderr
+            )
+            self._spawn(service)
 
     def health(self) -> dict[str, Any] | None:
         try:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.backend("sqlite")
+pytestmark = pytest.mark.backend("postgres")
 
 CONTROLLER = "backfill_controller"
 ONE_MB = 1024 * 1024
