@@ -43,8 +43,10 @@ def work(**context):
     }
 
 
-def _target(dag_id: str, schedule, **kwargs) -> DAG:
-    with DAG(
+def _dag(dag_id: str, schedule="@daily", retries: int = 0, **kwargs) -> DAG:
+    """A test target: runs only when backfilled (its end_date is past), tagged, no retries by default."""
+    default_args = {"retries": retries, "retry_delay": timedelta(seconds=5)}
+    return DAG(
         dag_id=dag_id,
         schedule=schedule,
         start_date=START,
@@ -52,9 +54,13 @@ def _target(dag_id: str, schedule, **kwargs) -> DAG:
         catchup=False,
         max_active_runs=16,
         tags=["backfill-test"],
-        default_args={"retries": 0},
+        default_args=default_args,
         **kwargs,
-    ) as dag:
+    )
+
+
+def _target(dag_id: str, schedule, **kwargs) -> DAG:
+    with _dag(dag_id, schedule, **kwargs) as dag:
         work() >> EmptyOperator(task_id="done")
     return dag
 
@@ -84,15 +90,7 @@ def step(**context):
         raise RuntimeError(f"bf_fail_dates asks {key} to fail")
 
 
-with DAG(
-    dag_id="bf_chain",
-    schedule="@daily",
-    start_date=START,
-    end_date=END,
-    catchup=False,
-    tags=["backfill-test"],
-    default_args={"retries": 0},
-) as bf_chain:
+with _dag("bf_chain") as bf_chain:
     step.override(task_id="a")() >> step.override(task_id="b")() >> step.override(task_id="c")()
 
 
@@ -101,15 +99,7 @@ def shard(number: int, **context):
     return number
 
 
-with DAG(
-    dag_id="bf_mapped",
-    schedule="@daily",
-    start_date=START,
-    end_date=END,
-    catchup=False,
-    tags=["backfill-test"],
-    default_args={"retries": 0},
-) as bf_mapped:
+with _dag("bf_mapped") as bf_mapped:
     shard.expand(number=[1, 2, 3]) >> EmptyOperator(task_id="done")
 
 
@@ -120,26 +110,10 @@ def slow():
     time.sleep(20)
 
 
-with DAG(
-    dag_id="bf_slow",
-    schedule="@daily",
-    start_date=START,
-    end_date=END,
-    catchup=False,
-    tags=["backfill-test"],
-    default_args={"retries": 0},
-) as bf_slow:
+with _dag("bf_slow") as bf_slow:
     slow() >> EmptyOperator(task_id="done")
 
 
-with DAG(
-    dag_id="bf_sturdy",
-    schedule="@daily",
-    start_date=START,
-    end_date=END,
-    catchup=False,
-    tags=["backfill-test"],
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=5)},
-) as bf_sturdy:
+with _dag("bf_sturdy", retries=3) as bf_sturdy:
     # Survives its worker being killed (retries): for the fault-injection tests.
     step.override(task_id="load")() >> EmptyOperator(task_id="done")
