@@ -40,7 +40,7 @@ SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 FINAL_RUN_STATES = frozenset({"success", "failed"})
 BACKENDS = ("sqlite", "postgres")
-MAX_RESTARTS = 3
+MAX_RESTARTS = 10
 _DAGBAG_MARK = "LOCAL_AIRFLOW_DAGBAG="
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -522,6 +522,8 @@ class LocalAirflow:
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Call the REST API with a bearer token; ``path`` like "/api/v2/dags". Does not raise on errors."""
         kwargs.setdefault("timeout", 30)
+        if self._running:
+            self.check_alive()  # every call also supervises: a dead service is restarted at once
         headers = dict(kwargs.pop("headers", None) or {})
         for attempt in range(2):
             headers["Authorization"] = f"Bearer {self.token(refresh=attempt > 0)}"
