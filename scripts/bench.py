@@ -159,17 +159,7 @@ def _native(
         time.sleep(1)
     resp.raise_for_status()
     states = _wait_runs(airflow, dag_id, first, last, n)
-    seconds = time.monotonic() - began
-    processes = _processes(airflow, dag_id)
-    return Measure(
-        case,
-        n,
-        "native",
-        round(seconds, 1),
-        round(n / seconds, 2),
-        round(processes / n, 2),
-        states.count("success"),
-    )
+    return _measure(case, n, "native", time.monotonic() - began, _processes(airflow, dag_id), states)
 
 
 def _controller(
@@ -189,10 +179,14 @@ def _controller(
     seconds = time.monotonic() - began
     states = _wait_runs(airflow, dag_id, first, last, n)
     processes = _processes(airflow, dag_id) + _processes(airflow, CONTROLLER, run_prefix=run_id)
+    return _measure(case, n, "controller", seconds, processes, states)
+
+
+def _measure(case: str, n: int, how: str, seconds: float, processes: int, states: list[str]) -> Measure:
     return Measure(
         case,
         n,
-        "controller",
+        how,
         round(seconds, 1),
         round(n / seconds, 2),
         round(processes / n, 2),
@@ -202,23 +196,7 @@ def _controller(
 
 def _wait_runs(airflow: LocalAirflow, dag_id: str, first: str, last: str, n: int) -> list[str]:
     while True:
-        states = []
-        offset = 0
-        while True:
-            page = airflow._json(
-                "GET",
-                f"/api/v2/dags/{dag_id}/dagRuns",
-                params={
-                    "logical_date_gte": f"{first}T00:00:00Z",
-                    "logical_date_lte": f"{last}T00:00:00Z",
-                    "limit": 100,
-                    "offset": offset,
-                },
-            )
-            states += [r["state"] for r in page["dag_runs"]]
-            offset += len(page["dag_runs"])
-            if not page["dag_runs"] or offset >= page["total_entries"]:
-                break
+        states = [r["state"] for r in airflow.dag_runs(dag_id, first, last)]
         if len(states) >= n and all(s in ("success", "failed") for s in states):
             return states
         time.sleep(1)

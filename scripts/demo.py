@@ -75,16 +75,7 @@ def run_backfill(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> bo
 
 
 def progress(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> str:
-    runs = airflow._json(
-        "GET",
-        f"/api/v2/dags/{dag_id}/dagRuns",
-        params={
-            "logical_date_gte": f"{start}T00:00:00Z",
-            "logical_date_lte": f"{end}T00:00:00Z",
-            "run_id_prefix_pattern": "backfill_controller__",
-            "limit": 100,
-        },
-    )["dag_runs"]
+    runs = airflow.dag_runs(dag_id, start, end, run_id_prefix_pattern="backfill_controller__")
     counts = Counter(r["state"] for r in runs)
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("success", "failed", "running", "queued"))
 

@@ -590,6 +590,21 @@ class LocalAirflow:
             )
         return str(resp.json()["dag_run_id"])
 
+    def dag_runs(self, dag_id: str, first_day: str, last_day: str, **params: Any) -> list[dict[str, Any]]:
+        """Every run of ``dag_id`` with a logical date on ``first_day`` .. ``last_day`` (YYYY-MM-DD,
+        inclusive, UTC), all pages of 100; ``params`` add REST filters."""
+        runs: list[dict[str, Any]] = []
+        window = {"logical_date_gte": f"{first_day}T00:00:00Z", "logical_date_lte": f"{last_day}T23:59:59Z"}
+        while True:
+            page = self._json(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns",
+                params={**window, **params, "limit": 100, "offset": len(runs)},
+            )
+            runs += page["dag_runs"]
+            if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+                return runs
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
