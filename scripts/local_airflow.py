@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -386,6 +387,21 @@ class LocalAirflow:
             )
         if res.returncode != 0:
             raise RuntimeError(f"`airflow db migrate` failed ({res.returncode}):\n{_tail(log, 40)}")
+        if self._pg is None:
+            self._use_wal()
+
+    def _use_wal(self) -> None:
+        """Put the SQLite file in write-ahead-log mode (persistent, set once).
+
+        In SQLite's default rollback-journal mode a reader blocks a writer and a waiting writer
+        blocks new readers, so four Airflow processes polling one file see "database is locked"
+        (a scheduler heartbeat failing for 20 s, a task failing on a state update). In WAL mode
+        readers and the one writer no longer block each other.
+        """
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise RuntimeError(f"SQLite refused write-ahead-log mode (journal_mode={mode})")
 
     def _spawn(self, service: str) -> None:
         args = [airflow_executable(), service]
