@@ -7,11 +7,24 @@ STAMP  := $(VENV)/requirements.stamp
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 CHROMIUM  ?= /usr/bin/chromium
 
-.PHONY: help venv lint unit integration-sqlite integration-postgres check-postgres check-chromium test demo up bench clean
+.PHONY: help venv lint compose-config unit integration-sqlite integration-postgres check-postgres check-chromium check-redis test demo up bench clean
+
+# $(call debian,COMMAND,PACKAGE): COMMAND exists, else install PACKAGE (as root), else say how.
+define debian
+	@if command -v $(1) >/dev/null 2>&1; then \
+		echo "$(2): $$(command -v $(1))"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "$(2) missing: installing it (apt-get install $(2))"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(2); \
+	else \
+		echo "$(1) missing. Install it with:  sudo apt-get install $(2)"; exit 1; \
+	fi
+endef
 
 help:
 	@echo "make venv                  create/update .venv from requirements-dev.txt + constraints.txt"
 	@echo "make lint                  ruff check, ruff format --check, mypy include/backfill"
+	@echo "make compose-config        validate docker-compose.yaml with Debian's docker-compose (no engine)"
 	@echo "make unit                  unit tests (no Airflow started)"
 	@echo "make integration-sqlite    integration tests against a local Airflow on SQLite"
 	@echo "make integration-postgres  integration tests against a local Airflow on PostgreSQL"
@@ -38,13 +51,17 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy include/backfill
 
+compose-config:
+	$(call debian,docker-compose,docker-compose)
+	docker-compose -f docker-compose.yaml config -q && echo "docker-compose.yaml: valid"
+
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
 integration-sqlite: venv check-chromium
 	$(BIN)/python -m pytest tests/integration -m integration --backend=sqlite
 
-integration-postgres: venv check-postgres check-chromium
+integration-postgres: venv check-postgres check-redis check-chromium
 	$(BIN)/python -m pytest tests/integration -m integration --backend=postgres
 
 check-postgres:
@@ -61,6 +78,10 @@ else
 	fi
 endif
 
+# tests/integration/test_topology.py runs the compose topology locally: Redis broker, Celery worker.
+check-redis:
+	$(call debian,redis-server,redis-server)
+
 # The Backfills page test drives Debian's Chromium with Playwright (no browser download).
 check-chromium:
 	@if [ -x "$(CHROMIUM)" ]; then \
@@ -73,7 +94,7 @@ check-chromium:
 		echo "    sudo apt-get install chromium"; \
 	fi
 
-test: venv lint unit integration-sqlite integration-postgres
+test: venv lint compose-config unit integration-sqlite integration-postgres
 
 demo: venv
 	$(BIN)/python -m scripts.demo

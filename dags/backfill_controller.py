@@ -209,6 +209,16 @@ with DAG(
             "backfills of other dates run side by side.",
             section="How",
         ),
+        "notify": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", **({"enum": list(LIMITS.notifiers)} if LIMITS.notifiers else {})},
+            title="Notify",
+            description="Names of this deployment's notifiers to tell when the backfill ends "
+            f"({', '.join(LIMITS.notifiers) or 'none defined'}). Empty: the deployment default; "
+            "[]: nobody.",
+            section="How",
+        ),
         "max_failed_dates": Param(
             None,
             type=["null", "integer"],

@@ -38,6 +38,9 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = ("local", "celery")
+#: With ``executor="celery"``: a Redis broker (Debian's redis-server) and one Celery worker more.
+CELERY_SERVICES = ("redis", "celery-worker")
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 FINAL_RUN_STATES = frozenset({"success", "failed"})
 BACKENDS = ("sqlite", "postgres")
@@ -248,9 +251,15 @@ class LocalAirflow:
         extra_env: dict[str, str] | None = None,
         password: str = "admin",
         username: str = "admin",
+        executor: str = "local",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
+        if executor == "celery" and backend != "postgres":
+            raise ValueError("the celery executor needs the postgres backend (its result backend)")
+        self.executor = executor
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.backend = backend
@@ -269,6 +278,9 @@ class LocalAirflow:
         self.trigger_log_port = free_port(used)
         used.add(self.trigger_log_port)
         self._pg = _Postgres(self.home, free_port(used)) if backend == "postgres" else None
+        if self._pg is not None:
+            used.add(self._pg.port)
+        self.redis_port = free_port(used) if executor == "celery" else None
         self.extra_env = dict(extra_env or {})
         self.settings = self._settings()
         self.env = self._full_env()
@@ -328,6 +340,15 @@ class LocalAirflow:
             "AIRFLOW_CONN_AIRFLOW_API": f"http://{credentials}@localhost:{self.port}",
             **SPEED_SETTINGS,
         }
+        if self.executor == "celery" and self._pg is not None:
+            settings.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self._pg.url.replace("+psycopg2", ""),
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "8",
+                }
+            )
         pythonpath = [str(REPO_ROOT)]
         if os.environ.get("PYTHONPATH"):
             pythonpath.append(os.environ["PYTHONPATH"])
@@ -363,9 +384,12 @@ class LocalAirflow:
         try:
             if self._pg is not None:
                 self._pg.start()
+            if self.executor == "celery":
+                self._spawn("redis")
             self._migrate(deadline)
-            for service in SERVICES:
-                self._spawn(service)
+            for service in self.service_names:
+                if service not in self.processes:
+                    self._spawn(service)
             self._wait_healthy(deadline)
         except BaseException:
             self.stop()
@@ -403,10 +427,21 @@ class LocalAirflow:
         if mode != "wal":
             raise RuntimeError(f"SQLite refused write-ahead-log mode (journal_mode={mode})")
 
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """The processes this instance runs: Airflow's four, plus Redis and a Celery worker with Celery."""
+        return (*SERVICES, *CELERY_SERVICES) if self.executor == "celery" else SERVICES
+
     def _spawn(self, service: str) -> None:
         args = [airflow_executable(), service]
         if service == "api-server":
             args += ["--port", str(self.port), "--host", "127.0.0.1"]
+        elif service == "celery-worker":
+            args = [airflow_executable(), "celery", "worker"]
+        elif service == "redis":
+            binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+            args = [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1"]
+            args += ["--save", "", "--appendonly", "no"]  # a throwaway broker: nothing on disk
         with open(self.logs_dir / f"{service}.log", "ab") as out:
             self.processes[service] = subprocess.Popen(
                 args,
@@ -713,7 +748,7 @@ class LocalAirflow:
         return _tail(self.log_path(service), n)
 
     def services(self) -> list[str]:
-        names = ["db-migrate", *SERVICES]
+        names = ["db-migrate", *self.service_names]
         return [*names, "postgres"] if self._pg is not None else names
 
 
@@ -752,6 +787,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dags-folder", type=Path, default=None, help="default: the repo's dags/")
     up.add_argument("--plugins-folder", type=Path, default=None, help="default: the repo's plugins/")
     up.add_argument("--timeout", type=float, default=300)
+    up.add_argument(
+        "--executor", choices=EXECUTORS, default="local", help="celery: adds Redis and a Celery worker"
+    )
     args = parser.parse_args(argv)
 
     # Ctrl-C and `kill` both stop cleanly (SIGINT is ignored when started in a script's background)
@@ -764,8 +802,10 @@ def main(argv: list[str] | None = None) -> int:
         dags_folder=args.dags_folder,
         plugins_folder=args.plugins_folder,
         password=args.password,
+        executor=args.executor,
     )
-    print(f"Starting Airflow ({args.backend}) in {airflow.home}; logs in {airflow.logs_dir}", flush=True)
+    what = f"{args.backend}, {args.executor} executor"
+    print(f"Starting Airflow ({what}) in {airflow.home}; logs in {airflow.logs_dir}", flush=True)
     started = time.monotonic()
     try:
         airflow.start(timeout=args.timeout)

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -90,6 +91,22 @@ def _log_report(instance: LocalAirflow, lines: int = 40) -> str:
     return "\n".join(parts)
 
 
+NOTIFICATIONS = "notifications.jsonl"
+
+
+def notifiers(path: Path) -> dict[str, Any]:
+    """The test deployment's notifiers: both append to one file what they were told."""
+    recorder = "tests.support.notifiers.RecordingNotifier"
+    return {
+        "everything": {"class": recorder, "kwargs": {"path": str(path)}},
+        "failures": {
+            "class": recorder,
+            "kwargs": {"path": str(path), "subject": "FAILED {{ backfill.dag_id }}: {{ backfill.event }}"},
+            "on": ["failure", "budget_exhausted"],
+        },
+    }
+
+
 @pytest.fixture(scope="session")
 def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
     """A running local Airflow with the repo's DAGs, the test target DAGs and plugins."""
@@ -110,6 +127,12 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         extra_env={
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # A restarted scheduler adopts the queued task instances of the one killed after 10 s
+            # instead of 5 minutes (once the dead scheduler's job misses its 30 s health threshold).
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+            "BACKFILL_CATCHUP_CONFIG": str(REPO_ROOT / "tests" / "support" / "catchup.yaml"),
+            "BACKFILL_NOTIFIERS": json.dumps(notifiers(home / NOTIFICATIONS)),
+            "BACKFILL_NOTIFY": "everything",
         },
     )
     try:

@@ -41,6 +41,7 @@ CONF_KEYS: tuple[str, ...] = (
     "segment_size",
     "timeout_minutes",
     "on_overlap",
+    "notify",
 )
 
 DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
@@ -141,6 +142,8 @@ class BackfillRequest:
     timeout_minutes: int | None = None
     """Longest a controller run waits for target runs (None: the deployment's BACKFILL_TIMEOUT_MINUTES)."""
     on_overlap: OnOverlap = field(default_factory=lambda: OnOverlap.REFUSE)
+    notify: tuple[str, ...] | None = None
+    """Names of the deployment's notifiers to tell at the end (None: the deployment default)."""
 
     @property
     def is_task_subset(self) -> bool:
@@ -177,6 +180,7 @@ class BackfillRequest:
             "segment_size": self.segment_size,
             "timeout_minutes": self.timeout_minutes,
             "on_overlap": self.on_overlap.value,
+            "notify": list(self.notify) if self.notify is not None else None,
         }
 
 
@@ -303,6 +307,7 @@ def parse_request(
     timeout_minutes = (
         None if timeout is None else _positive_int(timeout, "timeout_minutes", 1, 60 * 24 * 30, errors)
     )
+    notify = _notify(get("notify"), limits, errors)
     if task_regex is None and get("task_regex") is None:
         for name, value in (
             ("include_upstream", include_upstream),
@@ -336,7 +341,23 @@ def parse_request(
         segment_size=segment_size,
         timeout_minutes=timeout_minutes,
         on_overlap=on_overlap,
+        notify=notify,
     )
+
+
+def _notify(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[str, ...] | None:
+    known = ", ".join(limits.notifiers) or "none: this deployment defines no notifiers (BACKFILL_NOTIFIERS)"
+    accepted = f"null (the deployment default), [] (nobody), or names from: {known}"
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        errors.append(FieldError("notify", value, "is not a list of notifier names", accepted))
+        return None
+    for name in value:
+        if name not in limits.notifiers:
+            errors.append(FieldError("notify", name, "is not a notifier of this deployment", accepted))
+            return None
+    return tuple(dict.fromkeys(value))
 
 
 def _dag_id(value: Any, controller_dag_id: str, errors: list[FieldError]) -> str | None:

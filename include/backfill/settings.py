@@ -13,6 +13,10 @@ Read from the environment so they can be set per deployment (docker-compose, Hel
                                      a denial wins over an allowance
     BACKFILL_SEGMENT_SIZE            dates per controller run (default 1000, at most 1024)
     BACKFILL_TIMEOUT_MINUTES         longest a controller run waits for target runs (default 1440)
+    BACKFILL_NOTIFIERS               named Airflow notifiers a request may pick (JSON; see notify.py)
+    BACKFILL_NOTIFY                  comma-separated names notified when a request says nothing
+    BACKFILL_CATCHUP_CONFIG          the scheduled catch-up's YAML file (default include/catchup.yaml)
+    BACKFILL_CATCHUP_SCHEDULE        backfill_catchup's schedule (default @hourly), read at parse time
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import fnmatch
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from include.backfill.notify import notifier_names
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class Limits:
     """fnmatch patterns of the dag_ids that may be backfilled; empty means every DAG."""
     denied_dags: tuple[str, ...] = ()
     """fnmatch patterns of the dag_ids that may never be backfilled."""
+    notifiers: tuple[str, ...] = ()
+    """Names of the deployment's notifiers (BACKFILL_NOTIFIERS) a request may pick."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Limits:
@@ -39,6 +47,7 @@ class Limits:
             max_active_runs=int(env.get("BACKFILL_MAX_ACTIVE_RUNS", cls.max_active_runs)),
             allowed_dags=_patterns(env.get("BACKFILL_ALLOWED_DAGS", "")),
             denied_dags=_patterns(env.get("BACKFILL_DENIED_DAGS", "")),
+            notifiers=notifier_names(env),
         )
 
     def refusal(self, dag_id: str) -> str | None:

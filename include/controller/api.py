@@ -196,6 +196,32 @@ class AirflowApi:
             spans[run_id] = Span.from_dict(value) if value else None
         return spans
 
+    def open_backfill_targets(self, controller_dag_id: str) -> dict[str, str]:
+        """``{run_id: target dag_id}`` of the controller runs still queued or running (head runs)."""
+        response = self._session.get(
+            f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns",
+            params={"state": ["queued", "running"], "limit": PAGE_SIZE},
+            timeout=_TIMEOUT,
+        )
+        _raise_for(response)
+        return {
+            run["dag_run_id"]: str((run.get("conf") or {}).get("dag_id"))
+            for run in response.json()["dag_runs"]
+            if SEGMENT_MARK not in run["dag_run_id"]
+        }
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> bool:
+        """Create run ``run_id`` of ``dag_id`` with ``conf``; False if a run with that id exists."""
+        response = self._session.post(
+            f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns",
+            json={"dag_run_id": run_id, "logical_date": None, "conf": conf},
+            timeout=_TIMEOUT,
+        )
+        if response.status_code == 409:
+            return False
+        _raise_for(response)
+        return True
+
     def set_note(self, dag_id: str, run_id: str, note: str) -> None:
         body = af.DAGRunPatchBody(note=note[:1000])
         _call(af.DagRunApi(self._client).patch_dag_run, dag_id, run_id, body, update_mask=["note"])

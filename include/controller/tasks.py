@@ -17,6 +17,7 @@ from include.backfill.request import BackfillRequest, FieldError, InvalidRequest
 from include.backfill.segments import continuation_run_id, merge_reports, split
 from include.backfill.selection import select_tasks
 from include.backfill.settings import Limits, poll_interval, segment_size, timeout_minutes
+from include.controller.notify import notify_end
 from include.controller.progress import Watch, observe
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,9 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         if not continues:
             report = merge_reports([report, *_later_segments(ti, dag_run.run_id, request)])
         log.info("backfill of %s:\n%s", request.target_dag_id, render_table(report))
+    if not continues and not report.get("dry_run"):
+        requested = (stored or dag_run.conf or {}).get("notify")
+        report["notified"] = notify_end(report, requested, context)
     if not report["success"]:
         # A failing task returns nothing, so the result is pushed before failing.
         ti.xcom_push(key="return_value", value=report)

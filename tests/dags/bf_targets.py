@@ -43,14 +43,14 @@ def work(**context):
     }
 
 
-def _dag(dag_id: str, schedule="@daily", retries: int = 0, **kwargs) -> DAG:
+def _dag(dag_id: str, schedule="@daily", retries: int = 0, end_date=END, **kwargs) -> DAG:
     """A test target: runs only when backfilled (its end_date is past), tagged, no retries by default."""
     default_args = {"retries": retries, "retry_delay": timedelta(seconds=5)}
     return DAG(
         dag_id=dag_id,
         schedule=schedule,
         start_date=START,
-        end_date=END,
+        end_date=end_date,
         catchup=False,
         max_active_runs=16,
         tags=["backfill-test"],
@@ -117,3 +117,6 @@ with _dag("bf_slow") as bf_slow:
 with _dag("bf_sturdy", retries=3) as bf_sturdy:
     # Survives its worker being killed (retries): for the fault-injection tests.
     step.override(task_id="load")() >> EmptyOperator(task_id="done")
+
+# Scheduled like a live pipeline (no end_date): the scheduler makes its latest run, the catch-up the rest.
+bf_recent = _target("bf_recent", "@daily", end_date=None)

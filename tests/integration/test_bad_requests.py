@@ -10,6 +10,9 @@ import time
 
 import pytest
 
+# Validation happens before anything touches the database: the embedded default backend is enough.
+pytestmark = pytest.mark.backend("sqlite")
+
 CONTROLLER = "backfill_controller"
 TARGET = "bf_params"  # never backfilled successfully by any test: it must keep zero runs in 2024
 PAUSED = "bf_none_native"

@@ -9,6 +9,10 @@ from __future__ import annotations
 import pytest
 from test_controller import Outcome, run_all, set_failing
 
+# One backend is enough for this logic (the controller's REST calls, not the database, decide it);
+# PostgreSQL, whose locking never fails a task instance under the suite's concurrent runs.
+pytestmark = pytest.mark.backend("postgres")
+
 CHAIN = "bf_chain"
 
 

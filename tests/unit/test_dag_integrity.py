@@ -83,3 +83,10 @@ def test_user_text_is_never_rendered_as_a_template() -> None:
 
     assert BackfillTriggerOperator.template_fields == ()
     assert BackfillChunkSensor.template_fields == ()
+
+
+def test_scheduled_catch_up_is_opt_in_and_maps_one_task_per_configured_dag(dagbag) -> None:
+    catchup = dagbag.dags["backfill_catchup"]
+    assert catchup.is_paused_upon_creation is True
+    assert catchup.max_active_runs == 1
+    assert catchup.get_task("catch_up").upstream_task_ids == {"entries"}
