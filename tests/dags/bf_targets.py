@@ -120,3 +120,5 @@ with _dag("bf_sturdy", retries=3) as bf_sturdy:
 
 # Scheduled like a live pipeline (no end_date): the scheduler makes its latest run, the catch-up the rest.
 bf_recent = _target("bf_recent", "@daily", end_date=None)
+# Paused by its owner: the catch-up must leave it alone and say so.
+bf_paused = _target("bf_paused", "@daily", end_date=None, is_paused_upon_creation=True)

@@ -2,7 +2,7 @@
 them to the controller; with no gaps it does nothing.
 
 Config: tests/support/catchup.yaml (bf_recent: lookback P6D, reprocess failed, at most 3 dates per
-run; bf_daily: ended in 2025, so never a gap). bf_recent is a live daily DAG: the scheduler made its
+run; bf_paused: a paused DAG, left alone). bf_recent is a live daily DAG: the scheduler made its
 latest run only.
 """
 
@@ -40,12 +40,12 @@ def wait_until(check, timeout: float = 180, what: str = "condition"):
 
 
 def finish(airflow, run_id: str) -> tuple[str, dict, dict]:
-    """Wait for a catch-up run and the controller run it started; return (state, recent, daily)."""
+    """Wait for a catch-up run and the controller run it started; return (state, recent, paused)."""
     state = airflow.wait_for_run(CATCHUP, run_id, timeout=TIMEOUT)
-    recent, daily = catch_up_result(airflow, run_id, 0), catch_up_result(airflow, run_id, 1)
+    recent, paused = catch_up_result(airflow, run_id, 0), catch_up_result(airflow, run_id, 1)
     if recent["controller_run_id"]:
         airflow.wait_for_run(CONTROLLER, recent["controller_run_id"], timeout=TIMEOUT)
-    return state, recent, daily
+    return state, recent, paused
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +93,14 @@ def test_the_next_run_heals_the_rest_and_the_failed_run(airflow, rounds):
 
 
 def test_with_no_gaps_it_triggers_nothing(rounds):
-    state, recent, daily = rounds["third"]
+    state, recent, _ = rounds["third"]
     assert state == "success"
     assert recent["gaps"] == 0 and recent["controller_run_id"] is None
 
 
-def test_a_dag_with_no_dates_in_its_window_is_left_alone(rounds):
-    for _, _, daily in (rounds["first"], rounds["second"], rounds["third"]):
-        assert daily == {"dag_id": "bf_daily", "gaps": 0, "dates": [], "controller_run_id": None}
+def test_a_paused_dag_is_left_alone_saying_why(rounds):
+    for _, _, paused in (rounds["first"], rounds["second"], rounds["third"]):
+        assert paused["controller_run_id"] is None and paused["skipped"] == "the DAG is paused"
 
 
 def test_a_retried_catch_up_triggers_the_controller_once(airflow, rounds):
