@@ -106,10 +106,11 @@ def test_a_paused_dag_is_left_alone_saying_why(rounds):
 def test_a_retried_catch_up_triggers_the_controller_once(airflow, rounds):
     _, recent, _ = rounds["first"]
     catchup_run = recent["controller_run_id"].split("__", 2)[2]
+    conf = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{recent['controller_run_id']}")["conf"]
     again = airflow.api(
         "POST",
         f"/api/v2/dags/{CONTROLLER}/dagRuns",
-        json={"dag_run_id": recent["controller_run_id"], "logical_date": None, "conf": {}},
+        json={"dag_run_id": recent["controller_run_id"], "logical_date": None, "conf": conf},
     )
     assert again.status_code == 409  # run_id derived from the catch-up run: a retry cannot duplicate it
     assert catchup_run.startswith("scheduled__")
