@@ -6,6 +6,7 @@ e-mail about it.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Mapping
@@ -33,9 +34,8 @@ def notify_end(report: Mapping[str, Any], requested: Any, context: Mapping[str, 
     told = []
     for spec in targets:
         try:
-            from airflow.utils.module_loading import import_string
-
-            notifier = import_string(spec.class_path)(**spec.kwargs)
+            module, _, name = spec.class_path.rpartition(".")
+            notifier = getattr(importlib.import_module(module), name)(**spec.kwargs)
             notifier({**context, "backfill": backfill})
         except Exception:
             log.exception("notifier %s (%s) failed; the result is unchanged", spec.name, spec.class_path)

@@ -93,5 +93,6 @@ def test_a_request_cannot_name_a_class_only_the_deployments_notifiers(airflow):
     conf = {"dag_id": TARGET, "dates": GOOD[1:], "notify": ["my.module.Evil"]}
     with pytest.raises(requests.HTTPError) as refused:
         airflow.trigger("backfill_controller", conf)
-    assert refused.value.response.status_code == 400
-    assert "notify" in refused.value.response.text and "['everything', 'failures']" in refused.value.response.text
+    response = refused.value.response
+    assert response.status_code == 400
+    assert "notify" in response.text and "['everything', 'failures']" in response.text
