@@ -9,6 +9,7 @@ AIRFLOW_HOME what they were told, rendered.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -58,7 +59,7 @@ def test_by_default_the_deployment_default_is_told_with_counts_and_a_link(airflo
     (record,) = records
     assert record["subject"] == f"Backfill of {TARGET} succeeded: 1 dates"
     assert record["backfill"]["counts"]["succeeded"] == 1
-    assert record["backfill"]["link"] == f"{airflow.url}/dags/backfill_controller/runs/{out.run_id}"
+    assert record["backfill"]["link"] == f"{airflow.url}/dags/backfill_controller/runs/{quote(out.run_id, safe='')}"
 
 
 def test_user_text_reaches_the_notifier_as_text_never_as_a_template(told):
