@@ -59,7 +59,8 @@ def test_by_default_the_deployment_default_is_told_with_counts_and_a_link(airflo
     (record,) = records
     assert record["subject"] == f"Backfill of {TARGET} succeeded: 1 dates"
     assert record["backfill"]["counts"]["succeeded"] == 1
-    assert record["backfill"]["link"] == f"{airflow.url}/dags/backfill_controller/runs/{quote(out.run_id, safe='')}"
+    run_page = f"{airflow.url}/dags/backfill_controller/runs/{quote(out.run_id, safe='')}"
+    assert record["backfill"]["link"] == run_page
 
 
 def test_user_text_reaches_the_notifier_as_text_never_as_a_template(told):
