@@ -345,7 +345,7 @@ class LocalAirflow:
                 {
                     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                     "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self._pg.url.replace("+psycopg2", ""),
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self._pg.url,
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "8",
                 }
             )
