@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.figures import Figures
+
 if TYPE_CHECKING:
     from scripts.local_airflow import LocalAirflow
 
@@ -28,6 +30,7 @@ START_TIMEOUT = 240  # seconds: db migrate + four services (PostgreSQL migrate i
 DAGS_TIMEOUT = 180  # seconds: until every DAG is listed by the API
 
 _LOG_REPORT = pytest.StashKey[str]()
+_FIGURES = pytest.StashKey["Figures"]()
 #: The REST password of the test Airflow: distinctive, so tests can prove it is never logged.
 SECRET = "Bf-s3cret-7Q2xZ"
 
@@ -48,6 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_FIGURES] = Figures()
     config.addinivalue_line(
         "markers",
         "backend(*names): run only against these metadata databases. The controller's own behaviour "
@@ -158,7 +162,22 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> Figures:
+    """Where tests record faults survived, bad inputs refused and runs lost or duplicated."""
+    return request.config.stash[_FIGURES]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    figures = config.stash.get(_FIGURES, None)
+    if figures:
+        backend = config.getoption("--backend")
+        table = figures.markdown(backend)
+        out = REPO_ROOT / ".figures" / f"{backend}.md"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(table)
+        terminalreporter.write_sep("=", f"reliability figures ({out.relative_to(REPO_ROOT)})")
+        terminalreporter.write_line(table)
     report = config.stash.get(_LOG_REPORT, None)
     if report:
         terminalreporter.write_sep("=", "local Airflow service logs")

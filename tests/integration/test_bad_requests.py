@@ -31,7 +31,23 @@ REFUSED_BY_PARAMS = {
     "dates not a list": ({"dag_id": TARGET, "dates": "2024-01-01"}, "2024-01-01"),
     "chunk_size negative": ({"dag_id": TARGET, "dates": ["2024-01-01"], "chunk_size": -1}, "-1"),
     "dry_run not a boolean": ({"dag_id": TARGET, "dates": ["2024-01-01"], "dry_run": "yes"}, "yes"),
+    # hostile input
+    "hostile: dag_id a path": ({"dag_id": "../../etc/passwd", "dates": ["2024-01-01"]}, "does not match"),
+    "hostile: dag_id an object": ({"dag_id": {"$ne": None}, "dates": ["2024-01-01"]}, "not of type"),
+    "hostile: reason of 5,000 characters": (
+        {"dag_id": TARGET, "dates": ["2024-01-01"], "reason": "x" * 5000},
+        "is too long",
+    ),
+    "hostile: 20,000 dates": ({"dag_id": TARGET, "dates": ["2024-01-01"] * 20_000}, "is too long"),
 }
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
 
 REFUSED_BY_PLAN = {
     "unknown key (typo)": (
@@ -70,6 +86,19 @@ REFUSED_BY_PLAN = {
         ["dates", "not both"],
     ),
     "duplicate dates": ({"dag_id": TARGET, "dates": ["2024-01-01", "2024-01-01"]}, ["dates", "twice"]),
+    # hostile input the trigger form lets through: the plan refuses it
+    "hostile: conf nested 40 levels deep": (
+        {"dag_id": TARGET, "dates": ["2024-01-01"], "conf": nested(40)},
+        ["conf", "nests deeper than 16 levels"],
+    ),
+    "hostile: conf of 100 KB": (
+        {"dag_id": TARGET, "dates": ["2024-01-01"], "conf": {"blob": "x" * 100_000}},
+        ["conf", "too large"],
+    ),
+    "hostile: terminal escapes in reason": (
+        {"dag_id": TARGET, "dates": ["2024-01-01"], "reason": "ok\x1b[2J\x07"},
+        ["reason", "control characters"],
+    ),
 }
 
 
@@ -97,7 +126,7 @@ def refused(airflow) -> dict[str, tuple[str, dict]]:
 
 
 @pytest.mark.parametrize("name", list(REFUSED_BY_PARAMS), ids=list(REFUSED_BY_PARAMS))
-def test_rest_trigger_refuses_with_http_400(airflow, name):
+def test_rest_trigger_refuses_with_http_400(airflow, figures, name):
     conf, shown = REFUSED_BY_PARAMS[name]
     body = {"logical_date": None, "conf": conf}
     for _ in range(5):  # SQLite may answer 500 "database is locked" under load: nothing was created
@@ -105,13 +134,16 @@ def test_rest_trigger_refuses_with_http_400(airflow, name):
         if resp.status_code != 500:
             break
         time.sleep(3)
-    assert resp.status_code == 400, resp.text
+    figures.bad_input(name, resp.status_code == 400 and shown in resp.text)
+    assert resp.status_code == 400, resp.text[:2000]
     assert shown in resp.text
 
 
 @pytest.mark.parametrize("name", list(REFUSED_BY_PLAN), ids=list(REFUSED_BY_PLAN))
-def test_plan_refuses_naming_the_field_and_changes_nothing(refused, name):
+def test_plan_refuses_naming_the_field_and_changes_nothing(refused, figures, name):
     state, report = refused[name]
+    clear = all(fragment in (report.get("error") or "") for fragment in REFUSED_BY_PLAN[name][1])
+    figures.bad_input(name, state == "failed" and report["dates"] == [] and clear)
     assert state == "failed"
     assert report["success"] is False and report["dates"] == []
     for fragment in REFUSED_BY_PLAN[name][1]:

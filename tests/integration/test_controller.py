@@ -220,8 +220,10 @@ def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phas
     assert [d["logical_date"][:10] for d in part["dates"]] == ["2024-01-05", "2024-01-06"]
 
 
-def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, phase1):
+def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, phase1, figures):
     out = phase1["stuck"]
+    named = [d[:10] for d in (out.report or {}).get("unfinished_dates", [])] == ["2024-01-01", "2024-01-02"]
+    figures.fault("target paused mid-backfill: runs never finish (timed out, dates named)", named)
     assert out.state == "failed"
     assert [d[:10] for d in out.report["unfinished_dates"]] == ["2024-01-01", "2024-01-02"]
     log = airflow.api(

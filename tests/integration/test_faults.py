@@ -7,6 +7,8 @@ Run on PostgreSQL only: on SQLite a killed scheduler routinely leaves the databa
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -36,6 +38,24 @@ def finished(airflow, run_id: str) -> Outcome:
     return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
 
 
+def days(first: str, count: int) -> list[str]:
+    return [f"{first[:8]}{int(first[8:]) + i:02d}" for i in range(count)]
+
+
+def record(figures, airflow, what: str, out: Outcome, first: str, count: int, earlier: int = 0) -> None:
+    """Record the fault, and per date of its window how many times its work ran to success
+    (``earlier``: successes before this backfill). None is lost, more than one is duplicated."""
+    runs = day_runs(airflow, TARGET, first, days(first, count)[-1])
+    per_date = {}
+    for day, run in runs.items():
+        tries = airflow._json(
+            "GET", f"/api/v2/dags/{TARGET}/dagRuns/{run['dag_run_id']}/taskInstances/load/tries"
+        )["task_instances"]
+        per_date[day] = [t["state"] for t in tries].count("success") - earlier
+    figures.fault(what, out.state == "success")
+    figures.runs(set(days(first, count)), per_date)
+
+
 def window(start: str, days: int) -> dict:
     return {
         "dag_id": TARGET,
@@ -46,30 +66,34 @@ def window(start: str, days: int) -> dict:
     }
 
 
-def test_scheduler_and_its_workers_killed_mid_backfill(airflow):
+def test_scheduler_and_its_workers_killed_mid_backfill(airflow, figures):
     run_id = started(airflow, window("2024-05-01", 6))
     airflow.restart("scheduler", kill=True, down_for=2)
     out = finished(airflow, run_id)
+    record(figures, airflow, "scheduler and its workers SIGKILLed mid-backfill", out, "2024-05-01", 6)
     assert out.state == "success", out.report
     runs = day_runs(airflow, TARGET, "2024-05-01", "2024-05-06")
     assert sorted(runs) == [f"2024-05-0{d}" for d in range(1, 7)]  # one run per date, none twice
     assert all(r["dag_run_id"].startswith("backfill_controller__") for r in runs.values())
 
 
-def test_api_server_restarted_mid_backfill(airflow):
+def test_api_server_restarted_mid_backfill(airflow, figures):
     run_id = started(airflow, window("2024-05-11", 6))
     airflow.restart("api-server", down_for=2)
     out = finished(airflow, run_id)
+    record(figures, airflow, "api-server restarted mid-backfill", out, "2024-05-11", 6)
     assert out.state == "success", out.report
     assert len(day_runs(airflow, TARGET, "2024-05-11", "2024-05-16")) == 6
 
 
-def test_cleared_dates_are_cleared_once_despite_a_killed_scheduler(airflow):
+def test_cleared_dates_are_cleared_once_despite_a_killed_scheduler(airflow, figures):
     first = finished(airflow, airflow.trigger(CONTROLLER, {**window("2024-05-21", 4)}))
     assert first.state == "success"
     run_id = started(airflow, {**window("2024-05-21", 4), "reprocess": "all"})
     airflow.restart("scheduler", kill=True, down_for=2)
     out = finished(airflow, run_id)
+    what = "scheduler SIGKILLed while clearing existing runs"
+    record(figures, airflow, what, out, "2024-05-21", 4, earlier=1)
     assert out.state == "success", out.report
     assert out.dates(action="cleared", state="success") == [f"2024-05-2{d}" for d in range(1, 5)]
     for day, run in day_runs(airflow, TARGET, "2024-05-21", "2024-05-24").items():
@@ -80,7 +104,7 @@ def test_cleared_dates_are_cleared_once_despite_a_killed_scheduler(airflow):
         assert [t["state"] for t in tries].count("success") == 2, (day, tries)
 
 
-def test_retriggering_after_a_crash_resumes_with_the_dates_not_done(airflow):
+def test_retriggering_after_a_crash_resumes_with_the_dates_not_done(airflow, figures):
     conf = window("2024-06-01", 8)
     crashed = started(airflow, conf)
     resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{crashed}", json={"state": "failed"})
@@ -88,8 +112,49 @@ def test_retriggering_after_a_crash_resumes_with_the_dates_not_done(airflow):
     time.sleep(5)
     done_before = set(day_runs(airflow, TARGET, "2024-06-01", "2024-06-08"))
     resumed = finished(airflow, airflow.trigger(CONTROLLER, conf))
+    record(figures, airflow, "controller run crashed, then re-triggered", resumed, "2024-06-01", 8)
     assert resumed.state == "success", resumed.report
     assert set(resumed.dates(action="triggered")) == {f"2024-06-0{d}" for d in range(1, 9)} - done_before
     assert sorted(day_runs(airflow, TARGET, "2024-06-01", "2024-06-08")) == [
         f"2024-06-0{d}" for d in range(1, 9)
     ]
+
+
+def running_trigger_pids(airflow, run_id: str) -> list[int]:
+    """PIDs of the controller's ``trigger`` task instances running right now."""
+    tis = airflow._json(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": "trigger", "state": "running", "limit": 100},
+    )["task_instances"]
+    return [ti["pid"] for ti in tis if ti.get("pid")]
+
+
+def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures):
+    """SIGKILL to the task process of one mapped trigger task: it fails, is retried, and the retry
+    finds its date already triggered (exactly one run, never cleared)."""
+    conf = {**window("2024-06-11", 8), "chunk_size": 1, "max_active_runs": 2}
+    run_id = airflow.trigger(CONTROLLER, conf)
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and time.monotonic() < deadline:
+        for pid in running_trigger_pids(airflow, run_id):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed = pid
+            break
+        time.sleep(0.1)
+    assert killed is not None, "no trigger task was ever caught running"
+    out = finished(airflow, run_id)
+    record(figures, airflow, "one trigger task's process SIGKILLed while triggering", out, "2024-06-11", 8)
+    assert out.state == "success", out.report
+    tries = airflow._json(
+        "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances", params={"task_id": "trigger"}
+    )["task_instances"]
+    assert max(ti["try_number"] for ti in tries) >= 2  # the killed one was retried
+    runs = day_runs(airflow, TARGET, "2024-06-11", "2024-06-18")
+    assert sorted(runs) == days("2024-06-11", 8)
+    assert all(r["dag_run_id"].startswith("backfill_controller__") for r in runs.values())
+    assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # triggered once, never cleared
