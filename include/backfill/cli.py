@@ -297,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest the controller waits for the target runs (default: the deployment's, 1440)",
     )
     how.add_argument(
+        "--notify",
+        metavar="NAMES",
+        help="comma-separated names of the deployment's notifiers to tell at the end ('' for nobody; "
+        "default: the deployment's BACKFILL_NOTIFY)",
+    )
+    how.add_argument(
         "--segment-size",
         type=_positive_int,
         metavar="N",
@@ -478,6 +484,8 @@ def to_conf(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("on_overlap", "timeout_minutes", "segment_size"):
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
+    if args.notify is not None:
+        conf["notify"] = [n.strip() for n in args.notify.split(",") if n.strip()]
     return conf
 
 

@@ -104,6 +104,8 @@ FLAGS = {
     "--on-overlap": (["--on-overlap", "wait"], {"on_overlap": "wait"}),
     "--timeout-minutes": (["--timeout-minutes", "90"], {"timeout_minutes": 90}),
     "--segment-size": (["--segment-size", "500"], {"segment_size": 500}),
+    "--notify": (["--notify", "data-team, ops"], {"notify": ["data-team", "ops"]}),
+    "--notify '' tells nobody": (["--notify", ""], {"notify": []}),
     "-t without -i includes upstream (Airflow 2)": (
         ["-t", "^load"],
         {"task_regex": "^load", "include_upstream": True},
