@@ -112,17 +112,7 @@ def _scale(airflow: LocalAirflow) -> str:
     state = airflow.wait_for_run(CONTROLLER, run_id, timeout=1800)
     seconds = time.monotonic() - began
     stats = airflow.xcom(CONTROLLER, run_id, "plan", key="stats")
-    largest = 0
-    for task_id in ("plan", "report"):
-        entries = airflow._json(
-            "GET",
-            f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries",
-            params={"limit": 100},
-        )["xcom_entries"]
-        for entry in entries:
-            largest = max(
-                largest, len(json.dumps(airflow.xcom(CONTROLLER, run_id, task_id, key=entry["key"])))
-            )
+    largest = max(airflow.xcom_sizes(CONTROLLER, run_id, ("plan", "report")).values())
     return (
         f"scale: {stats['dates']} dates dry run {state} in {seconds:.0f}s; "
         f"plan task {stats['plan_seconds']}s, peak RSS {stats['peak_rss_mb']} MB; "

@@ -700,6 +700,20 @@ class LocalAirflow:
                 return json.loads(value)
         return value
 
+    def xcom_sizes(self, dag_id: str, run_id: str, task_ids: Iterable[str]) -> dict[str, int]:
+        """``{task_id.key: bytes of its JSON value}`` for every XCom of these tasks of one run."""
+        sizes = {}
+        for task_id in task_ids:
+            entries = self._json(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries",
+                params={"limit": 100},
+            )["xcom_entries"]
+            for entry in entries:
+                value = self.xcom(dag_id, run_id, task_id, key=entry["key"])
+                sizes[f"{task_id}.{entry['key']}"] = len(json.dumps(value))
+        return sizes
+
     # ------------------------------------------------------------------ helpers
     def parse_dag_folder(self, timeout: float = 120) -> dict[str, Any]:
         """Parse the DAGs folder in a subprocess (a DagBag, as the dag-processor would) and return

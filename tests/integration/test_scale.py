@@ -7,8 +7,6 @@ boundary are in test_controller.py (``segment_size``).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 pytestmark = pytest.mark.backend("postgres")
@@ -37,16 +35,7 @@ def test_ten_thousand_dates_are_planned_and_reported(airflow, big_dry_run):
 
 def test_no_xcom_of_the_run_reaches_one_megabyte(airflow, big_dry_run):
     run_id, _ = big_dry_run
-    sizes = {}
-    for task_id in ("plan", "report"):
-        entries = airflow._json(
-            "GET",
-            f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries",
-            params={"limit": 100},
-        )["xcom_entries"]
-        for entry in entries:
-            value = airflow.xcom(CONTROLLER, run_id, task_id, key=entry["key"])
-            sizes[f"{task_id}.{entry['key']}"] = len(json.dumps(value))
+    sizes = airflow.xcom_sizes(CONTROLLER, run_id, ("plan", "report"))
     assert len(sizes) >= 12
     assert max(sizes.values()) < ONE_MB, sizes
 
