@@ -134,6 +134,8 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
             # A restarted scheduler adopts the queued task instances of the one killed after 10 s
             # instead of 5 minutes (once the dead scheduler's job misses its 30 s health threshold).
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+            # Waiting tasks look at their target runs every second (deployment default: 5 s).
+            "BACKFILL_POLL_INTERVAL": "1",
             "BACKFILL_CATCHUP_CONFIG": str(REPO_ROOT / "tests" / "support" / "catchup.yaml"),
             "BACKFILL_NOTIFIERS": json.dumps(notifiers(home / NOTIFICATIONS)),
             "BACKFILL_NOTIFY": "everything",
