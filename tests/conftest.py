@@ -151,7 +151,7 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         instance.wait_for_dags(sorted(expected), timeout=DAGS_TIMEOUT)
     except BaseException:
         config.stash[_LOG_REPORT] = _log_report(instance)
-        instance.stop()
+        instance.stop(grace=5)
         raise
 
     yield instance
@@ -159,7 +159,7 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
     failed = request.session.testsfailed > 0
     if failed:
         config.stash[_LOG_REPORT] = _log_report(instance)
-    instance.stop()
+    instance.stop(grace=5)
     if not failed and not config.getoption("--keep-airflow-home"):
         shutil.rmtree(home, ignore_errors=True)
 

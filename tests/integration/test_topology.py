@@ -38,7 +38,7 @@ def celery_airflow():
         instance.wait_for_dags([CONTROLLER, "sales_pipeline"], timeout=DAGS_TIMEOUT)
         yield instance
     finally:
-        instance.stop()
+        instance.stop(grace=5)
 
 
 @pytest.fixture(scope="module")
