@@ -42,23 +42,8 @@ def catch_up(dag_id: str, **context: Any) -> dict[str, Any]:
     api = AirflowApi.from_connection()
     result: dict[str, Any] = {"dag_id": dag_id, "gaps": 0, "dates": [], "controller_run_id": None}
 
-    refusal = Limits.from_env().refusal(dag_id)
-    target = api.get_dag(dag_id)
-    if target is None:  # most likely a typo in the config: fail so that someone looks
-        raise AirflowFailException(f"{config_path().name} lists {dag_id!r}, but Airflow has no such DAG")
-    busy = [
-        run for run, target_id in api.open_backfill_targets(CONTROLLER_DAG_ID).items() if target_id == dag_id
-    ]
-    why = (
-        f"refused by the deployment: {refusal}"
-        if refusal
-        else "the DAG is paused"
-        if target.is_paused
-        else f"a backfill of it is still running ({', '.join(busy)}); its dates are not gaps yet"
-        if busy
-        else None
-    )
-    if why or target is None:
+    why = _why_not(api, dag_id)
+    if why:
         log.warning("%s: nothing done, %s", dag_id, why)
         return {**result, "skipped": why}
 
@@ -86,3 +71,20 @@ def catch_up(dag_id: str, **context: Any) -> dict[str, Any]:
         f"; {total - len(gaps)} more next time (max_dates_per_run)" if total > len(gaps) else "",
     )
     return {**result, "gaps": total, "dates": conf["dates"], "controller_run_id": run_id}
+
+
+def _why_not(api: AirflowApi, dag_id: str) -> str | None:
+    """Why this DAG is left alone this time, or None. An unknown dag_id fails the task."""
+    refusal = Limits.from_env().refusal(dag_id)
+    if refusal:
+        return f"refused by the deployment: {refusal}"
+    target = api.get_dag(dag_id)
+    if target is None:  # most likely a typo in the config: fail so that someone looks
+        raise AirflowFailException(f"{config_path().name} lists {dag_id!r}, but Airflow has no such DAG")
+    if target.is_paused:
+        return "the DAG is paused"
+    open_runs = api.open_backfill_targets(CONTROLLER_DAG_ID)
+    busy = [run_id for run_id, target_id in open_runs.items() if target_id == dag_id]
+    if busy:
+        return f"a backfill of it is still running ({', '.join(busy)}); its dates are not gaps yet"
+    return None
