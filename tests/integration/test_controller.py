@@ -221,17 +221,21 @@ def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phas
 
 
 def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, phase1, figures):
+    # A run whose task had already started when the target was paused may still finish: the
+    # dates that never finish are one or both of the two.
     out = phase1["stuck"]
-    named = [d[:10] for d in (out.report or {}).get("unfinished_dates", [])] == ["2024-01-01", "2024-01-02"]
+    unfinished = [d[:10] for d in (out.report or {}).get("unfinished_dates", [])]
+    named = out.state == "failed" and bool(unfinished) and set(unfinished) <= {"2024-01-01", "2024-01-02"}
     figures.fault("target paused mid-backfill: runs never finish (timed out, dates named)", named)
     assert out.state == "failed"
-    assert [d[:10] for d in out.report["unfinished_dates"]] == ["2024-01-01", "2024-01-02"]
+    assert unfinished and set(unfinished) <= {"2024-01-01", "2024-01-02"}, unfinished
     log = airflow.api(
         "GET",
         f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/wait/logs/1",
         params={"map_index": 0},
     ).text
-    assert "timed out" in log and "2024-01-01" in log and "paused" in log
+    assert "timed out" in log and "paused" in log
+    assert all(day in log for day in unfinished)
 
 
 def test_report_has_the_contract_fields(phase1):
