@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -167,22 +168,26 @@ class ControllerApi:
     def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
         """Start a run of ``dag_id`` with ``conf`` now; its run_id. Raises RequestRefused on 400/422.
 
-        A connection error is not retried (the run may have been created); 503 is (SQLite was
-        locked and nothing was created).
+        The run_id is chosen here (``manual__<now>``, as Airflow would), so a call that failed on
+        the way (connection error; HTTP 500 "Database error" when SQLite is locked; 502-504) is
+        retried safely: if the earlier attempt did create the run, the retry gets 409 for our own
+        run_id, and that is success.
         """
         path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
-        body = {"logical_date": None, "conf": dict(conf)}
+        run_id = f"manual__{datetime.now(UTC).isoformat()}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf)}
         response = None
         for attempt in range(1, RETRIES + 1):
             try:
                 response = self._call("POST", path, retry=False, json=body)
             except ApiError as exc:
-                if not exc.transient:
+                if not exc.transient or attempt == RETRIES:
                     raise
-                raise ApiError(
-                    f"{exc}; the run may or may not have started: see {self.base_url}/dags/{dag_id}/runs"
-                ) from None
-            if response.status_code not in TRANSIENT_STATUS:
+                time.sleep(RETRY_DELAY * attempt)
+                continue
+            if response.status_code == 409 and attempt > 1:
+                return run_id  # an earlier attempt created it
+            if response.status_code not in (500, *TRANSIENT_STATUS):
                 break
             time.sleep(RETRY_DELAY * attempt)
         assert response is not None
