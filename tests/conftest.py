@@ -54,9 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_FIGURES] = Figures()
     config.addinivalue_line(
         "markers",
-        "backend(*names): run only against these metadata databases. The controller's own behaviour "
-        "runs on both; checks that do not depend on the database (browser, CLI, scale, faults) run on one, "
-        "to keep the suite short.",
+        "backend(*names): run only against these metadata databases. Each module runs on one: the "
+        "embedded default (SQLite) or PostgreSQL, which also runs the fault, concurrency and Celery "
+        "tests; every module drives the whole controller, so both backends run it end to end.",
     )
 
 

@@ -15,6 +15,11 @@ from typing import Any
 
 import pytest
 
+# On the embedded default (SQLite). PostgreSQL runs the whole controller too, in the concurrency,
+# fault, scale, task-subset and Celery-topology modules; repeating these scenarios there would
+# cost two minutes of the 15-minute suite and test Airflow's SQL, not ours.
+pytestmark = pytest.mark.backend("sqlite")
+
 CONTROLLER = "backfill_controller"
 TIMEOUT = 900
 
