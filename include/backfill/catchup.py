@@ -33,7 +33,6 @@ ENTRY_KEYS = ("dag_id", "lookback", "reprocess", "max_dates_per_run", "max_activ
 DEFAULT_LOOKBACK = "P7D"
 DEFAULT_MAX_DATES = 100
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_OPEN_STATES = ("queued", "running")
 
 
 class InvalidConfig(ValueError):
@@ -51,6 +50,31 @@ class CatchupEntry:
     reprocess: Reprocess = Reprocess.MISSING
     max_dates_per_run: int = DEFAULT_MAX_DATES
     max_active_runs: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (XCom), the inverse of :meth:`from_dict`."""
+        return {
+            "dag_id": self.dag_id,
+            "lookback_seconds": self.lookback.total_seconds(),
+            "reprocess": self.reprocess.value,
+            "max_dates_per_run": self.max_dates_per_run,
+            "max_active_runs": self.max_active_runs,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CatchupEntry:
+        """
+        >>> e = CatchupEntry("d", pendulum.duration(days=3), Reprocess.FAILED, 5, 2)
+        >>> CatchupEntry.from_dict(e.to_dict()) == e
+        True
+        """
+        return cls(
+            dag_id=data["dag_id"],
+            lookback=pendulum.duration(seconds=data["lookback_seconds"]),
+            reprocess=Reprocess(data["reprocess"]),
+            max_dates_per_run=data["max_dates_per_run"],
+            max_active_runs=data["max_active_runs"],
+        )
 
     def window(self, now: DateTime) -> tuple[DateTime, DateTime]:
         """Logical dates looked at: the lookback up to now.
@@ -163,10 +187,6 @@ def controller_run_id(dag_id: str, catchup_run_id: str) -> str:
     'catchup__sales__scheduled__2024-05-10T00:00:00+00:00'
     """
     return f"catchup__{dag_id}__{catchup_run_id}"[:250]
-
-
-def is_open(state: str) -> bool:
-    return state in _OPEN_STATES
 
 
 def _entry(item: Any, where: str, max_dates: int, errors: list[FieldError]) -> CatchupEntry | None:

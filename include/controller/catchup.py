@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.catchup import (
+    CatchupEntry,
     config_path,
     controller_conf,
     controller_run_id,
@@ -26,6 +27,7 @@ from include.controller.api import AirflowApi
 log = logging.getLogger(__name__)
 
 CONTROLLER_DAG_ID = "backfill_controller"
+ENTRY_FIELDS = ("dag_id", "lookback_seconds", "reprocess", "max_dates_per_run", "max_active_runs")
 
 
 def list_entries(**_: Any) -> list[dict[str, Any]]:
@@ -33,12 +35,13 @@ def list_entries(**_: Any) -> list[dict[str, Any]]:
     path = config_path()
     entries = read_config(path, max_dates=Limits.from_env().max_dates_per_request)
     log.info("%s: %d DAG(s) to keep whole: %s", path.name, len(entries), ", ".join(e.dag_id for e in entries))
-    return [{"dag_id": e.dag_id} for e in entries]
+    return [e.to_dict() for e in entries]  # the op_kwargs of one mapped catch_up each
 
 
-def catch_up(dag_id: str, **context: Any) -> dict[str, Any]:
-    """Hand the gaps of ``dag_id`` in its lookback window to the controller; return what was done."""
-    (entry,) = [e for e in read_config(config_path()) if e.dag_id == dag_id]
+def catch_up(**context: Any) -> dict[str, Any]:
+    """Hand the gaps of one entry's DAG in its lookback window to the controller; return what was done."""
+    entry = CatchupEntry.from_dict({k: context[k] for k in ENTRY_FIELDS})
+    dag_id = entry.dag_id
     api = AirflowApi.from_connection()
     result: dict[str, Any] = {"dag_id": dag_id, "gaps": 0, "dates": [], "controller_run_id": None}
 
