@@ -8,10 +8,11 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    schedule, conf fits its Params) and decides per date: *triggered* (no run yet), *cleared*
    (existing run re-run under its own run_id, per `reprocess`) or *skipped* (why is reported).
    A bad request fails here and nothing is created or changed.
-2. **trigger** (one mapped task instance per date) creates or clears the target runs chunk by
-   chunk, at most `max_active_runs` of them queued or running at once; once `max_failed_dates`
-   dates have failed no new chunk starts.
-3. **wait** (one sensor per chunk, deferrable) waits for every run of its chunk.
+2. **trigger** (one mapped task instance per chunk of dates, one chunk after another) creates or
+   clears the target runs in date order, each as soon as fewer than `max_active_runs` runs of this
+   backfill are queued or running (a sliding window); once `max_failed_dates` dates have failed no
+   new chunk starts.
+3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished.
 4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
    date acted on ended `success`.
 
@@ -26,11 +27,10 @@ from airflow.sdk import DAG, Param
 
 from include.backfill.request import DATE_PATTERN
 from include.backfill.settings import Limits, poll_interval
-from include.controller.operators import BackfillChunkSensor, BackfillSegmentOperator, BackfillTriggerOperator
-from include.controller.tasks import list_chunks, list_segments, plan_backfill, report_backfill
+from include.controller.operators import BackfillSegmentOperator, BackfillTriggerOperator, BackfillWaitSensor
+from include.controller.tasks import list_segments, plan_backfill, report_backfill
 
 LIMITS = Limits.from_env()
-TRIGGER_CONCURRENCY = 16  # trigger task instances at once; the gate, not this, bounds target runs
 
 with DAG(
     dag_id="backfill_controller",
@@ -172,8 +172,8 @@ with DAG(
             minimum=1,
             maximum=LIMITS.max_active_runs,
             title="Chunk size",
-            description="Dates per chunk (unit of triggering, waiting, progress, failure budget). "
-            "Default: max_active_runs.",
+            description="Dates per trigger task instance (unit of progress in the grid, and of the "
+            "failure budget: a chunk starts only while the budget lasts). Default: max_active_runs.",
             section="How",
         ),
         "segment_size": Param(
@@ -231,21 +231,16 @@ with DAG(
     },
 ) as dag:
     plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
-    chunks = PythonOperator(task_id="chunks", python_callable=list_chunks)
 
+    # One task instance per chunk, one at a time (it keeps the window full while it runs).
     trigger = BackfillTriggerOperator.partial(
         task_id="trigger",
-        max_active_tis_per_dagrun=TRIGGER_CONCURRENCY,
-        map_index_template="{{ task.logical_date }}",
+        max_active_tis_per_dagrun=1,
+        map_index_template="{{ task.dates_label }}",
         retries=1,
     ).expand_kwargs(plan.output)
 
-    wait = BackfillChunkSensor.partial(
-        task_id="wait",
-        trigger_rule="all_done",
-        timeout=7 * 24 * 3600,
-        map_index_template="chunk {{ task.chunk_index }}",
-    ).expand(chunk_index=chunks.output)
+    wait = BackfillWaitSensor(task_id="wait", trigger_rule="all_done", timeout=7 * 24 * 3600)
 
     # Large requests: further segments of at most BACKFILL_SEGMENT_SIZE dates run one after
     # another as continuation runs of this DAG (see include/backfill/segments.py).
@@ -267,5 +262,5 @@ with DAG(
         task_id="report", python_callable=report_backfill, trigger_rule="all_done", retries=0
     )
 
-    plan >> [chunks, segments]
+    plan >> [trigger, segments]
     trigger >> wait >> segment >> report

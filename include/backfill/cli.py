@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
+from include.backfill.plan import date_states
 from include.backfill.report import CANCELLED, PENDING, outcome, render_table
 from include.backfill.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
 from include.backfill.segments import continuation_run_id
@@ -635,8 +636,8 @@ def progress_of(
     """Progress from what the REST API shows of the controller run and the target's runs.
 
     ``plans`` and ``run_ids`` are the ``plan`` task's XComs of those names (None until it has
-    finished); ``run_ids[i]`` is the run the mapped ``trigger`` task with map index ``i`` acts on
-    and ``trigger_states`` maps those indexes to their states; ``run_states`` maps target run ids
+    finished); ``trigger_states`` maps each index ``i`` of ``run_ids`` to the state of the
+    ``trigger`` task instance (of its chunk) that acts on it; ``run_states`` maps target run ids
     to run states. A date is *running* once its trigger has acted and its run is queued or
     running, and *done* or *failed* as the report will say (:func:`include.backfill.report.outcome`).
     """
@@ -866,6 +867,8 @@ class Segment:
     controller_run_id: str
     plans: list[dict[str, Any]]
     dry_run: bool
+    chunk_size: int = 1
+    """Dates per ``trigger`` task instance (the plan's ``gate``)."""
     final: Progress | None = None  # set once every date of the segment has ended
 
     @property
@@ -886,10 +889,12 @@ def _segments(api: ControllerApi, head_run_id: str, dry_run: bool) -> list[Segme
     if not isinstance(first, list):
         return None
     count = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "segments"))
-    segments = [Segment(head_run_id, first, dry_run)]
+    gate = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "gate"))
+    size = int(gate.get("chunk_size") or 1) if isinstance(gate, dict) else 1
+    segments = [Segment(head_run_id, first, dry_run, size)]
     for index in range(1, count if isinstance(count, int) else 1):
         plans = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", f"segment_{index}"))
-        segments.append(Segment(continuation_run_id(head_run_id, index), list(plans or []), dry_run))
+        segments.append(Segment(continuation_run_id(head_run_id, index), list(plans or []), dry_run, size))
     return segments
 
 
@@ -897,21 +902,22 @@ def _segment_progress(api: ControllerApi, segment: Segment, target_dag_id: str) 
     """One segment's progress: its trigger task instances, and its target runs by logical date."""
     from include.backfill.client import ApiError
 
-    trigger_states: dict[int, str | None] = {}
+    chunk_states: dict[int, str | None] = {}
     run_states: dict[str, str | None] = {}
     window = segment.window
     if window is not None:
         try:
             for ti in api.task_instances(CONTROLLER_DAG_ID, segment.controller_run_id, task_id="trigger"):
-                trigger_states[int(ti.get("map_index", -1))] = ti.get("state")
+                chunk_states[int(ti.get("map_index", -1))] = ti.get("state")
         except ApiError as exc:
             if exc.status != 404:  # a continuation run not triggered yet
                 raise
-        if trigger_states:
+        if chunk_states:
             wanted = set(segment.run_ids)
             for run in api.dag_runs(target_dag_id, window[0], window[1]):
                 if run["dag_run_id"] in wanted:
                     run_states[run["dag_run_id"]] = run.get("state")
+    trigger_states = date_states(chunk_states, len(segment.run_ids), segment.chunk_size)
     return progress_of(
         "running", segment.plans, segment.run_ids, trigger_states, run_states, dry_run=segment.dry_run
     )

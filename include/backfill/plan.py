@@ -3,12 +3,13 @@
 A plan is decided once, from the scheduled dates and the target's existing runs, before anything
 changes; it is then carried out chunk by chunk.
 
-Chunking, worked through: 7 dates, ``chunk_size=3``, ``max_active_runs=6``. The chunks are
-``[d0 d1 d2] [d3 d4 d5] [d6]`` and two chunks may be in flight (6 // 3). Chunks 0 and 1 are
-triggered at once; chunk 2 starts when every run of chunk 0 has finished, so never more than six
-runs of this backfill are queued or running. Before a chunk starts, the failed dates so far are
-counted against ``max_failed_dates``; once it is reached, no further chunk starts and the dates
-left are ``cancelled``.
+Chunking and the sliding window, worked through: 7 dates, ``chunk_size=3``, ``max_active_runs=4``.
+The chunks are ``[d0 d1 d2] [d3 d4 d5] [d6]``, one mapped ``trigger`` task instance each, run one
+after another. A chunk starts its dates in order, each as soon as fewer than four runs of this
+backfill are queued or running (:func:`room`): d0..d3 at once, d4 when the first of them has
+finished, and so on, so the window stays full and never holds more than four. Before a chunk
+starts, the failed dates so far are counted against ``max_failed_dates``; once it is reached, no
+further chunk starts and the dates left are ``cancelled``.
 """
 
 from __future__ import annotations
@@ -201,10 +202,28 @@ def chunk_bounds(chunk_index: int, chunk_size: int, total: int) -> range:
     return range(chunk_index * chunk_size, min(total, (chunk_index + 1) * chunk_size))
 
 
-def must_be_finished_before(chunk_index: int, chunks_in_flight: int, chunk_size: int) -> int:
-    """How many leading dates must have finished before chunk ``chunk_index`` may start.
+def chunk_of(position: int, chunk_size: int) -> int:
+    """The chunk (map index of the ``trigger`` task) that acts on the date at ``position`` of :func:`acting`.
 
-    >>> [must_be_finished_before(k, 2, 3) for k in range(4)]
-    [0, 0, 3, 6]
+    >>> [chunk_of(i, 3) for i in range(7)]
+    [0, 0, 0, 1, 1, 1, 2]
     """
-    return max(0, chunk_index - chunks_in_flight + 1) * chunk_size
+    return position // chunk_size
+
+
+def date_states(chunk_states: Mapping[int, str | None], dates: int, chunk_size: int) -> dict[int, str | None]:
+    """Each acting date's trigger state: the state of the ``trigger`` task instance of its chunk.
+
+    >>> date_states({0: "success", 1: "running"}, 5, 2)
+    {0: 'success', 1: 'success', 2: 'running', 3: 'running', 4: None}
+    """
+    return {i: chunk_states.get(chunk_of(i, chunk_size)) for i in range(dates)}
+
+
+def room(open_runs: int, max_active_runs: int) -> int:
+    """How many more runs a backfill may start now: the sliding window of ``max_active_runs``.
+
+    >>> room(3, 10), room(10, 10), room(12, 10)
+    (7, 0, 0)
+    """
+    return max(0, max_active_runs - open_runs)

@@ -149,15 +149,6 @@ class BackfillRequest:
     def is_task_subset(self) -> bool:
         return self.task_regex is not None
 
-    @property
-    def chunks_in_flight(self) -> int:
-        """How many chunks may run at once so that no more than ``max_active_runs`` runs do.
-
-        >>> BackfillRequest("d", max_active_runs=10, chunk_size=4).chunks_in_flight
-        2
-        """
-        return max(1, self.max_active_runs // self.chunk_size)
-
     def to_dict(self) -> dict[str, Any]:
         """The request as JSON-ready conf (the inverse of :func:`parse_request`)."""
         return {

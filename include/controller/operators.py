@@ -1,14 +1,21 @@
-"""The controller's operators: a gated ``TriggerDagRunOperator`` and a sensor that reports every run.
+"""The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
-``BackfillTriggerOperator`` is mapped over the dates to act on (one task instance triggers or
-clears one run, as ``TriggerDagRunOperator`` does). Before it triggers, a date waits for its
-chunk's turn: chunk *k* starts when the chunks that must finish before it have finished (see
-:func:`include.backfill.plan.must_be_finished_before`) and the failure budget is not spent. It
-waits deferred, in the triggerer, so waiting costs no worker slot.
+``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
+instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
+through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
+an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
+queued or running (a sliding window, :func:`include.backfill.plan.room`). Waiting for room costs a
+``GetDRCount`` call a second in a task process that is already running, rather than a task process
+per date. With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
+finished, and only while the budget lasts.
+
+``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
+has finished, and then ends itself from the triggerer.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -16,32 +23,41 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.backfill.plan import chunk_bounds, must_be_finished_before
-from include.backfill.report import PENDING, failed_count
+from include.backfill.plan import room
+from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
 from include.backfill.settings import poll_interval
-from include.controller.progress import BackfillProgressTrigger, Watch, observe, why_stuck
+from include.controller.progress import (
+    OPEN,
+    BackfillProgressTrigger,
+    Watch,
+    batches,
+    observe,
+    unfinished,
+    why_stuck,
+)
 
 PLAN_TASK_ID = "plan"
+#: Seconds between looks at the window while a chunk waits for room: one cheap call, so short.
+FEED_INTERVAL = 1.0
 
 
-def _watch(context: Any, target_dag_id: str, indexes: range) -> Watch:
-    ti = context["ti"]
-    run_ids = ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
-    return Watch(ti.dag_id, ti.run_id, target_dag_id, [(i, run_ids[i]) for i in indexes])
-
-
-def _gate(context: Any) -> dict[str, Any]:
+def _gate(context: Any) -> dict[str, Any] | None:
     return context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="gate")
 
 
-def _timeout_message(context: Any, outcomes: dict[str, str], what: str) -> str:
+def _watch(context: Any, gate: dict[str, Any], upto: int | None = None) -> Watch:
+    ti = context["ti"]
+    run_ids = ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
+    return Watch(ti.dag_id, ti.run_id, gate["target_dag_id"], run_ids[:upto], gate["chunk_size"])
+
+
+def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str], what: str) -> str:
     """Which dates did not finish in time, and the likely reason."""
-    gate = _gate(context)
     plans = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or []
     dates = {p["run_id"]: p["logical_date"] for p in plans}
-    stuck = [dates.get(r, r) for r, o in outcomes.items() if o == PENDING]
+    stuck = sorted(dates.get(r, r) for r in stuck_run_ids)
     shown = ", ".join(stuck[:20]) + (f" and {len(stuck) - 20} more" if len(stuck) > 20 else "")
     return (
         f"timed out ({what}): {len(stuck)} date(s) of {gate['target_dag_id']} did not finish: {shown}; "
@@ -49,16 +65,48 @@ def _timeout_message(context: Any, outcomes: dict[str, str], what: str) -> str:
     )
 
 
-class BackfillTriggerOperator(TriggerDagRunOperator):
-    """Trigger (or clear and re-run) one target run once its chunk may start.
+class _Window:
+    """The runs of this backfill that may still be open, counted in batches.
 
-    :param chunk_index: which chunk this date belongs to (0-based, in run order).
-    :param planned_end_date: end_date of the existing run when planned (to detect a done clear).
-    :param clear_task_ids: re-run only these task instances of the existing run (``task_id`` or
-        ``[task_id, map_index]``) through the REST API, instead of clearing the whole run.
-    :param note: run note for the target run; set on cleared runs too.
-    All other parameters are ``TriggerDagRunOperator``'s. Nothing is templated: every value comes
-    from the plan, and user text (conf, reason) must never be rendered as a Jinja template.
+    Starts with every earlier date of the controller run; batches found with nothing open are
+    dropped, so after the first look only the recent dates are asked about.
+    """
+
+    def __init__(self, target_dag_id: str, run_ids: list[str]):
+        self.target_dag_id = target_dag_id
+        self.candidates = list(run_ids)
+
+    def count(self) -> int:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        still: list[str] = []
+        total = 0
+        for batch in batches(self.candidates):
+            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=list(OPEN))
+            if found:
+                still += batch
+                total += found
+        self.candidates = still
+        return total
+
+    def add(self, run_id: str) -> None:
+        self.candidates.append(run_id)
+
+
+class BackfillTriggerOperator(TriggerDagRunOperator):
+    """Trigger (or clear and re-run) the target runs of one chunk, each once the backfill has room.
+
+    :param chunk_index: which chunk (0-based, in run order); also the map index.
+    :param first_position: index, among the controller run's acting dates, of the chunk's first date.
+    :param dates: one dict per date: ``trigger_run_id``, ``logical_date``, ``run_after``,
+        ``reset_dag_run``, ``clear_task_ids`` (re-run only these task instances of the existing run,
+        ``task_id`` or ``[task_id, map_index]``, through the REST API instead of clearing the whole
+        run) and ``planned_end_date`` (end_date of the existing run when planned, to detect a done
+        clear on a retry).
+    :param dates_label: shown as the map index in the UI (first and last date).
+    All other parameters are ``TriggerDagRunOperator``'s (``trigger_dag_id``, ``conf``, ``note``).
+    Nothing is templated: every value comes from the plan, and user text (conf, reason) must never
+    be rendered as a Jinja template.
     """
 
     template_fields = ()
@@ -68,18 +116,121 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self,
         *,
         chunk_index: int = 0,
-        planned_end_date: str | None = None,
-        clear_task_ids: list[Any] | None = None,
+        first_position: int = 0,
+        dates: list[dict[str, Any]] | None = None,
+        dates_label: str = "",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("openlineage_inject_parent_info", False)
         super().__init__(**kwargs)
         self.chunk_index = chunk_index
-        self.planned_end_date = planned_end_date
-        self.clear_task_ids = clear_task_ids
+        self.first_position = first_position
+        self.dates = dates or []
+        self.dates_label = dates_label
+        self.planned_end_date: str | None = None
+        self.clear_task_ids: list[Any] | None = None
+        self._api: Any = None
+
+    def execute(self, context: Any) -> None:
+        gate = _gate(context)
+        if gate is None:
+            raise AirflowFailException("the plan task stored no plan; see its log")
+        earlier = _watch(context, gate, upto=self.first_position)
+        window = _Window(gate["target_dag_id"], list(earlier.run_ids))
+        if gate.get("max_failed_dates") is not None:
+            finished = "the earlier dates never finished"
+            self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
+            self._check_budget(gate, earlier)
+        open_runs = window.count()
+        retry = context["ti"].try_number > 1
+        for date in self.dates:
+            if not room(open_runs, gate["max_active_runs"]):
+                self._wait_until(
+                    context,
+                    gate,
+                    window,
+                    lambda: room(window.count(), gate["max_active_runs"]) > 0,
+                    "the window never had room for the next date",
+                )
+                open_runs = window.count()
+            self._act(context, date, retry)
+            window.add(str(self.trigger_run_id))
+            open_runs += 1
+        context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
+
+    def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
+        """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
+        while not ready():
+            if gate.get("deadline") and time.time() > gate["deadline"]:
+                raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
+            time.sleep(FEED_INTERVAL)
+
+    def _check_budget(self, gate: dict[str, Any], earlier: Watch) -> None:
+        """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only
+        while fewer than that many have failed (the dates of this and later chunks are cancelled)."""
+        budget = gate["max_failed_dates"]
+        failed = failed_count(observe(earlier)) + gate.get("failed_before", 0)
+        if failed >= budget:
+            raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
+
+    def _act(self, context: Any, date: dict[str, Any], retry: bool) -> None:
+        """Create or clear one date's run, as ``TriggerDagRunOperator`` would in its own task."""
+        from airflow.sdk.exceptions import DagRunTriggerException
+
+        self.trigger_run_id = date["trigger_run_id"]
+        self.logical_date = date["logical_date"]
+        self.run_after = date["run_after"]
+        self.reset_dag_run = bool(date.get("reset_dag_run"))
+        self.clear_task_ids = date.get("clear_task_ids")
+        self.planned_end_date = date.get("planned_end_date")
+        run_id = str(self.trigger_run_id)
+        if retry and self._already_done():
+            self.log.info("run %s was already triggered or cleared by this backfill", run_id)
+            return
+        if self.reset_dag_run:
+            if self.note:  # clearing keeps the run's old note: set ours first
+                self._rest().set_note(self.trigger_dag_id, run_id, self.note)
+            if self.clear_task_ids is not None:
+                cleared = self._rest().clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
+                self.log.info("cleared %s of %s", ", ".join(cleared), run_id)
+                return
+        try:
+            super().execute(context)  # validates and raises DagRunTriggerException, as ever
+        except DagRunTriggerException as request:
+            self._send(request)
+
+    def _send(self, request: Any) -> None:
+        """What the task runner does with ``DagRunTriggerException``: ask the API server for the run."""
+        from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        answer = SUPERVISOR_COMMS.send(
+            TriggerDagRun(
+                dag_id=request.trigger_dag_id,
+                run_id=request.dag_run_id,
+                logical_date=request.logical_date,
+                run_after=request.run_after,
+                conf=request.conf,
+                reset_dag_run=request.reset_dag_run,
+                note=request.note,
+            )
+        )
+        if isinstance(answer, ErrorResponse):
+            # Only a new run can be refused as existing (a reset clears it instead): an earlier
+            # try of this chunk created it under our deterministic run_id.
+            self.log.info("run %s exists already: %s", request.dag_run_id, answer.error)
+        else:
+            self.log.info("%s run %s", "cleared" if request.reset_dag_run else "created", request.dag_run_id)
+
+    def _rest(self) -> Any:
+        if self._api is None:
+            from include.controller.api import AirflowApi
+
+            self._api = AirflowApi.from_connection()
+        return self._api
 
     def _already_done(self) -> bool:
-        """True when an earlier try of this task already created or cleared the run.
+        """True when an earlier try of this chunk already created or cleared the run.
 
         Makes retries safe (a worker killed after triggering, or a task whose success could not be
         recorded): a new run exists under our deterministic run_id; a cleared run is queued or
@@ -95,111 +246,51 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         state = str(getattr(run.state, "value", run.state))
         end_date = parse_datetime(run.end_date.isoformat()).isoformat() if run.end_date else None
         planned = self.planned_end_date
-        return state in ("queued", "running") or (planned is not None and end_date != planned)
-
-    def execute(self, context: Any) -> None:
-        self._wait_for_turn(context)
-        if self._already_done():
-            self.log.info("run %s was already triggered or cleared by this backfill", self.trigger_run_id)
-            context["ti"].xcom_push(key="trigger_run_id", value=self.trigger_run_id)
-            return
-        if self.reset_dag_run:
-            from include.controller.api import AirflowApi
-
-            api = AirflowApi.from_connection()
-            run_id = str(self.trigger_run_id)
-            if self.note:  # clearing keeps the run's old note: set ours first
-                api.set_note(self.trigger_dag_id, run_id, self.note)
-            if self.clear_task_ids is not None:
-                cleared = api.clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
-                self.log.info("cleared %s of %s", ", ".join(cleared), run_id)
-                context["ti"].xcom_push(key="trigger_run_id", value=run_id)
-                return
-        # Raises DagRunTriggerException; the task runner then creates the run, or clears it.
-        super().execute(context)
-
-    def execute_after_turn(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        if event and event.get("timed_out"):
-            raise AirflowFailException(
-                _timeout_message(context, event["outcomes"], "this date's turn never came")
-            )
-        self.execute(context)
-
-    def _wait_for_turn(self, context: Any) -> None:
-        gate = _gate(context)
-        if self.chunk_index == 0 and not gate.get("failed_before"):
-            return
-        size = gate["chunk_size"]
-        earlier = _watch(context, self.trigger_dag_id, range(self.chunk_index * size))
-        outcomes = observe(earlier)
-        budget = gate.get("max_failed_dates")
-        failed = failed_count(outcomes) + gate.get("failed_before", 0)
-        if budget is not None and failed >= budget:
-            raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
-        need = must_be_finished_before(self.chunk_index, gate["chunks_in_flight"], size)
-        waiting = {r for _, r in earlier.entries[:need] if outcomes[r] == PENDING}
-        if waiting:
-            self.log.info("chunk %d waits for %d earlier runs to finish", self.chunk_index, len(waiting))
-            self.defer(
-                trigger=BackfillProgressTrigger(
-                    **earlier.only(waiting).to_kwargs(),
-                    poll_interval=poll_interval(),
-                    deadline=gate.get("deadline"),
-                ),
-                method_name="execute_after_turn",
-            )
+        return state in OPEN or (planned is not None and end_date != planned)
 
 
-class BackfillChunkSensor(BaseSensorOperator):
-    """Wait until every run of one chunk has finished; returns ``{run_id: outcome}``.
-
-    :param chunk_index: the chunk to watch.
-    :param deferrable: wait in the triggerer (default) instead of holding a worker slot.
-    """
+class BackfillWaitSensor(BaseSensorOperator):
+    """Wait until every run of this controller run has finished (deferred; ends in the triggerer)."""
 
     template_fields = ()
     ui_color = "#eef3fb"
 
-    def __init__(self, *, chunk_index: int, deferrable: bool = True, **kwargs: Any):
+    def __init__(self, *, deferrable: bool = True, **kwargs: Any):
         kwargs.setdefault("poke_interval", poll_interval())
         super().__init__(**kwargs)
-        self.chunk_index = chunk_index
         self.deferrable = deferrable
 
-    def _chunk(self, context: Any) -> Watch:
+    def poke(self, context: Any) -> PokeReturnValue | bool:
         gate = _gate(context)
-        return _watch(
-            context, gate["target_dag_id"], chunk_bounds(self.chunk_index, gate["chunk_size"], gate["total"])
-        )
-
-    def poke(self, context: Any) -> PokeReturnValue:
-        outcomes = observe(self._chunk(context))
-        return PokeReturnValue(is_done=PENDING not in outcomes.values(), xcom_value=outcomes)
+        return gate is None or not unfinished(_watch(context, gate))
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        watch = self._chunk(context)
-        outcomes = observe(watch)
-        waiting = {r for r, o in outcomes.items() if o == PENDING}
+        gate = _gate(context)
+        if gate is None:
+            return None  # nothing planned (refused request, dry run): nothing to wait for
+        watch = _watch(context, gate)
+        waiting = unfinished(watch)
         if not waiting:
-            return outcomes
+            return None
         self.defer(
             trigger=BackfillProgressTrigger(
                 **watch.only(waiting).to_kwargs(),
                 poll_interval=self.poke_interval,
-                deadline=_gate(context).get("deadline"),
+                deadline=gate.get("deadline"),
+                end_task=True,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, str]:
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
         if event.get("timed_out"):
-            raise AirflowFailException(_timeout_message(context, event["outcomes"], "timeout_minutes passed"))
-        outcomes = observe(self._chunk(context))
-        self.log.info("chunk %d finished: %s", self.chunk_index, outcomes)
-        return outcomes
+            gate = _gate(context) or {}
+            raise AirflowFailException(
+                _timeout_message(context, gate, set(event.get("pending") or []), "timeout_minutes passed")
+            )
 
 
 class BackfillSegmentOperator(TriggerDagRunOperator):
@@ -226,7 +317,7 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
 
         ti = context["ti"]
         failed = self._failed_so_far(context)
-        budget = _gate(context).get("max_failed_dates")
+        budget = (_gate(context) or {}).get("max_failed_dates")
         if budget is not None and failed >= budget:
             raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
         self.conf = {**(self.conf or {})}
@@ -248,8 +339,7 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
     def _failed_so_far(self, context: Any) -> int:
         ti = context["ti"]
         gate = _gate(context)
-        head = _watch(context, gate["target_dag_id"], range(gate["total"]))
-        failed = failed_count(observe(head))
+        failed = failed_count(observe(_watch(context, gate))) if gate else 0
         for k in range(1, self.segment_index):
             part = ti.xcom_pull(
                 task_ids="report", run_id=continuation_run_id(ti.run_id, k), key="segment_report"

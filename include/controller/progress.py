@@ -1,78 +1,140 @@
 """Watching a backfill's runs from inside Airflow, through the Task SDK (no database, no REST).
 
-A date's progress combines two facts: whether the controller's mapped ``trigger`` task for it has
-finished (success: its run was created or cleared; skipped: cancelled by the failure budget;
-failed: the trigger was refused), and the state of the target run. Reading the trigger task's
-state first matters for cleared runs: before they are cleared they already look finished.
+A date's progress combines two facts: the state of the controller's mapped ``trigger`` task
+instance of its chunk (success: its runs were created or cleared; skipped: cancelled by the
+failure budget; failed: the trigger was refused), and the state of the target run. Reading the
+trigger task's state first matters for cleared runs: before they are cleared they already look
+finished.
 
-:class:`BackfillProgressTrigger` reports the state of *every* run it watches (unlike
-``DagStateTrigger``, which returns after the first one).
+Run states are read in batches (``GetDRCount`` over up to :data:`BATCH` run ids at a time): a
+batch whose runs have all succeeded costs one call, so watching 1,000 dates costs about 20 calls
+per poll, not 1,000. Only a batch with a failure is read run by run, to name the failed dates.
+
+:class:`BackfillProgressTrigger` waits, in the triggerer, until *every* watched run has finished
+(unlike ``DagStateTrigger``, which returns after the first one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from include.backfill.plan import chunk_of
 from include.backfill.report import PENDING, outcome
 
 TRIGGER_TASK_ID = "trigger"
+#: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
+BATCH = 40
+FINISHED = ("success", "failed")
+OPEN = ("queued", "running")
+
+
+def batches(items: Sequence[str], size: int = BATCH) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 @dataclass(frozen=True)
 class Watch:
-    """Where to look: the controller run, and each target run with its map index in ``trigger``."""
+    """Where to look: the controller run, and the run_ids of its acting dates in plan order.
+
+    ``positions`` are the dates' indexes among the acting dates (default: all of them), which
+    with ``chunk_size`` name each date's ``trigger`` task instance.
+    """
 
     controller_dag_id: str
     controller_run_id: str
     target_dag_id: str
-    entries: Sequence[tuple[int, str]]
+    run_ids: Sequence[str]
+    chunk_size: int
+    positions: Sequence[int] | None = None
 
     def to_kwargs(self) -> dict[str, Any]:
         return {
             "controller_dag_id": self.controller_dag_id,
             "controller_run_id": self.controller_run_id,
             "target_dag_id": self.target_dag_id,
-            "entries": [[i, r] for i, r in self.entries],
+            "run_ids": list(self.run_ids),
+            "chunk_size": self.chunk_size,
+            "positions": list(self.positions) if self.positions is not None else None,
         }
 
+    def entries(self) -> list[tuple[int, str]]:
+        positions = self.positions if self.positions is not None else range(len(self.run_ids))
+        return list(zip(positions, self.run_ids, strict=True))
+
     def only(self, run_ids: set[str]) -> Watch:
+        kept = [(p, r) for p, r in self.entries() if r in run_ids]
         return Watch(
             self.controller_dag_id,
             self.controller_run_id,
             self.target_dag_id,
-            [(i, r) for i, r in self.entries if r in run_ids],
+            [r for _, r in kept],
+            self.chunk_size,
+            [p for p, _ in kept],
         )
+
+
+def _chunk_states(watch: Watch) -> dict[int, str | None]:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    states = RTI.get_task_states(
+        dag_id=watch.controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[watch.controller_run_id]
+    ).get(watch.controller_run_id, {})
+    found: dict[int, str | None] = {}
+    for key, state in states.items():
+        index = key.rsplit("_", 1)[-1]
+        if index.isdigit():
+            found[int(index)] = getattr(state, "value", state)
+    return found
+
+
+def _acted(watch: Watch) -> tuple[dict[str, str], list[str]]:
+    """Outcomes of the dates whose trigger did not succeed, and the run_ids of those whose did."""
+    chunk_states = _chunk_states(watch)
+    result: dict[str, str] = {}
+    acted: list[str] = []
+    for position, run_id in watch.entries():
+        ti_state = chunk_states.get(chunk_of(position, watch.chunk_size))
+        if ti_state == "success":
+            acted.append(run_id)
+        else:
+            result[run_id] = outcome(ti_state, None)
+    return result, acted
 
 
 def observe(watch: Watch) -> dict[str, str]:
     """``{run_id: outcome}`` for the watched dates; see :func:`include.backfill.report.outcome`."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
 
-    if not watch.entries:
+    if not watch.run_ids:
         return {}
-    states = RTI.get_task_states(
-        dag_id=watch.controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[watch.controller_run_id]
-    ).get(watch.controller_run_id, {})
-    result: dict[str, str] = {}
-    for index, run_id in watch.entries:
-        ti_state = states.get(f"{TRIGGER_TASK_ID}_{index}")
-        ti_state = getattr(ti_state, "value", ti_state)
-        run_state = None
-        if ti_state == "success":
+    result, acted = _acted(watch)
+    for batch in batches(acted):
+        if RTI.get_dr_count(dag_id=watch.target_dag_id, run_ids=batch, states=["success"]) == len(batch):
+            result.update(dict.fromkeys(batch, "success"))
+            continue
+        for run_id in batch:
             state = RTI.get_dagrun_state(dag_id=watch.target_dag_id, run_id=run_id)
-            run_state = str(getattr(state, "value", state))
-        result[run_id] = outcome(ti_state, run_state)
+            result[run_id] = outcome("success", str(getattr(state, "value", state)))
     return result
 
 
-def pending(outcomes: dict[str, str]) -> list[str]:
-    return [run_id for run_id, o in outcomes.items() if o == PENDING]
+def unfinished(watch: Watch) -> set[str]:
+    """The watched dates still pending: trigger not done yet, or run queued or running (cheap)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    result, acted = _acted(watch)
+    pending = {r for r, o in result.items() if o == PENDING}
+    for batch in batches(acted):
+        if RTI.get_dr_count(dag_id=watch.target_dag_id, run_ids=batch, states=list(FINISHED)) < len(batch):
+            pending.update(batch)
+    return pending
 
 
 def why_stuck(target_dag_id: str) -> str:
@@ -88,10 +150,12 @@ def why_stuck(target_dag_id: str) -> str:
 
 
 class BackfillProgressTrigger(BaseTrigger):
-    """Fires once every watched date has finished, with ``{"outcomes": {run_id: outcome}}``.
+    """Fires once every watched date has finished.
 
-    Past ``deadline`` (epoch seconds) it fires anyway, with ``"timed_out": true`` and the dates
-    still pending among the outcomes, so nothing waits forever on a run that never finishes.
+    With ``end_task`` it then ends the waiting task itself (``TaskSuccessEvent``: no worker
+    process to resume it); otherwise it resumes the task with ``{"timed_out": false}``. Past
+    ``deadline`` (epoch seconds) it resumes the task with ``"timed_out": true`` and the dates still
+    pending, so nothing waits forever on a run that never finishes.
     """
 
     def __init__(
@@ -99,39 +163,46 @@ class BackfillProgressTrigger(BaseTrigger):
         controller_dag_id: str,
         controller_run_id: str,
         target_dag_id: str,
-        entries: list[list[Any]],
+        run_ids: list[str],
+        chunk_size: int,
+        positions: list[int] | None = None,
         poll_interval: float = 5.0,
         deadline: float | None = None,
+        end_task: bool = False,
     ):
         super().__init__()
         self.watch = Watch(
-            controller_dag_id, controller_run_id, target_dag_id, [(int(i), str(r)) for i, r in entries]
+            controller_dag_id, controller_run_id, target_dag_id, run_ids, chunk_size, positions
         )
         self.poll_interval = poll_interval
         self.deadline = deadline
+        self.end_task = end_task
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self.watch.to_kwargs(), "poll_interval": self.poll_interval, "deadline": self.deadline},
+            {
+                **self.watch.to_kwargs(),
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "end_task": self.end_task,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
-        finished: dict[str, str] = {}
-        total = len(self.watch.entries)
+        watch = self.watch
+        total = len(watch.run_ids)
         while True:
-            todo = {r for _, r in self.watch.entries if r not in finished}
-            for run_id, result in (await sync_to_async(observe)(self.watch.only(todo))).items():
-                if result != PENDING:
-                    finished[run_id] = result
-            if len(finished) == total:
-                yield TriggerEvent({"outcomes": finished, "timed_out": False})
+            todo = await sync_to_async(unfinished)(watch)
+            if not todo:
+                self.log.info("all %d runs of %s finished", total, watch.target_dag_id)
+                yield TaskSuccessEvent() if self.end_task else TriggerEvent({"timed_out": False})
                 return
             if self.deadline is not None and time.time() > self.deadline:
-                pending_ids = {r: PENDING for _, r in self.watch.entries if r not in finished}
-                yield TriggerEvent({"outcomes": {**finished, **pending_ids}, "timed_out": True})
+                yield TriggerEvent({"timed_out": True, "pending": sorted(todo)})
                 return
-            self.log.info("%d of %d runs of %s finished", len(finished), total, self.watch.target_dag_id)
+            self.log.info("%d of %d runs of %s finished", total - len(todo), total, watch.target_dag_id)
+            watch = watch.only(todo)
             await asyncio.sleep(self.poll_interval)

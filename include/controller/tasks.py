@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.overlap import first_overlap, span_of
 from include.backfill.params import conf_errors
-from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_count, decide
+from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_bounds, chunk_count, decide
 from include.backfill.report import CANCELLED, audit_note, build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, OnOverlap, parse_request
 from include.backfill.segments import continuation_run_id, merge_reports, split
@@ -32,7 +32,8 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
 
     Nothing changes here. A bad request fails this task with every problem named, and pushes the
     message as XCom ``error`` so ``report`` can return it. Returns the ``trigger`` task's mapped
-    kwargs (one dict per date to act on); the rest of the plan goes to XComs named after it.
+    kwargs (one dict per chunk of the dates to act on); the rest of the plan goes to XComs named
+    after it.
     """
     ti, dag_run = context["ti"], context["dag_run"]
     conf = dict(dag_run.conf or {})
@@ -74,18 +75,17 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         "gate": {
             "target_dag_id": request.target_dag_id,
             "chunk_size": request.chunk_size,
-            "chunks_in_flight": request.chunks_in_flight,
+            "max_active_runs": request.max_active_runs,
             "max_failed_dates": request.max_failed_dates,
             "failed_before": failed_before,
             "deadline": time.time() + 60 * (request.timeout_minutes or timeout_minutes()),
             "total": len(act),
         },
-        "chunks": list(range(chunk_count(len(act), request.chunk_size))),
     }
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
     note = audit_note(request.reason, getattr(dag_run, "triggering_user_name", None))
-    return [_trigger_kwargs(request, p, i // request.chunk_size, note) for i, p in enumerate(act)]
+    return [_chunk_kwargs(request, act, k, note) for k in range(chunk_count(len(act), request.chunk_size))]
 
 
 def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> None:
@@ -149,11 +149,6 @@ def list_segments(**context: Any) -> list[dict[str, Any]]:
         }
         for k in range(1, count)
     ]
-
-
-def list_chunks(**context: Any) -> list[int]:
-    """The chunk indexes, for mapping ``wait`` (a mapped task can only expand a return value)."""
-    return context["ti"].xcom_pull(task_ids="plan", key="chunks") or []
 
 
 def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest, list[DatePlan]]:
@@ -234,18 +229,29 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
     return parts
 
 
-def _trigger_kwargs(request: BackfillRequest, plan: DatePlan, chunk_index: int, note: str) -> dict[str, Any]:
+def _chunk_kwargs(request: BackfillRequest, act: list[DatePlan], chunk: int, note: str) -> dict[str, Any]:
+    """The mapped kwargs of ``trigger`` for one chunk: what is common once, then each date."""
+    bounds = chunk_bounds(chunk, request.chunk_size, len(act))
+    plans = [act[i] for i in bounds]
+    first, last = plans[0].logical_date.isoformat(), plans[-1].logical_date.isoformat()
     return {
         "trigger_dag_id": request.target_dag_id,
-        "trigger_run_id": plan.run_id,
-        "logical_date": plan.logical_date.isoformat(),
-        "run_after": plan.date.run_after.isoformat(),
-        "reset_dag_run": plan.action == "cleared",
-        "clear_task_ids": list(plan.task_ids) if plan.task_ids is not None else None,
         "conf": dict(request.conf),
         "note": note,
-        "chunk_index": chunk_index,
-        "planned_end_date": plan.existing_end_date,
+        "chunk_index": chunk,
+        "first_position": bounds.start,
+        "dates_label": first if len(plans) == 1 else f"{first} .. {last}",
+        "dates": [
+            {
+                "trigger_run_id": p.run_id,
+                "logical_date": p.logical_date.isoformat(),
+                "run_after": p.date.run_after.isoformat(),
+                "reset_dag_run": p.action == "cleared",
+                "clear_task_ids": list(p.task_ids) if p.task_ids is not None else None,
+                "planned_end_date": p.existing_end_date,
+            }
+            for p in plans
+        ],
     }
 
 
@@ -277,7 +283,8 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         outcomes: dict[str, str] = {}
         if not request.dry_run:
             run_ids = ti.xcom_pull(task_ids="plan", key="run_ids") or []
-            outcomes = observe(Watch(ti.dag_id, ti.run_id, request.target_dag_id, list(enumerate(run_ids))))
+            watch = Watch(ti.dag_id, ti.run_id, request.target_dag_id, run_ids, request.chunk_size)
+            outcomes = observe(watch)
         report = build_report(
             request, plans, outcomes, controller_run_id=dag_run.run_id, triggered_by=triggered_by
         )

@@ -12,10 +12,11 @@ Served inside the api-server by the plugin's FastAPI app (``include/controller/w
 
 A cell's ``state`` is the target run's *live* state, read from ``dag_run`` in one query per
 backfill (run_id IN the plan's run_ids), combined with the state of the controller's mapped
-``trigger`` task for that date (map index i = ``run_ids[i]``), as ``include/controller/progress.py``
-does: until its trigger task has succeeded a date is ``pending`` (a cleared run still shows its old
-state before that), a skipped trigger task means ``cancelled`` (failure budget), a failed one
-``trigger_failed``. Dates the plan skips are ``skipped``; a dry run's acting dates are ``planned``.
+``trigger`` task instance of the date's chunk (``run_ids[i]`` is in chunk ``i // chunk_size``), as
+``progress.py`` does: until its trigger task has succeeded a date is ``pending`` (a cleared run
+still shows its old state before that), a skipped trigger task means ``cancelled`` (failure
+budget), a failed one ``trigger_failed``. Dates the plan skips are ``skipped``; a dry run's
+acting dates are ``planned``.
 
 A large backfill runs in segments (``include/backfill/segments.py``): its continuation runs are
 not listed on their own but folded into the run that received the request.
@@ -41,6 +42,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from include.backfill.plan import date_states
 from include.backfill.report import CANCELLED, PENDING, TRIGGER_FAILED
 from include.backfill.segments import continuation_run_id
 from include.controller.progress import TRIGGER_TASK_ID
@@ -51,7 +53,7 @@ SKIPPED = "skipped"
 PLANNED = "planned"
 """A dry run's date that a real run would trigger or clear."""
 
-_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments")
+_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments", "gate")
 _IN_FLIGHT: frozenset[str | None] = frozenset({"queued", "running"})
 _TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
 _DONE = ("success", "failed", TRIGGER_FAILED, CANCELLED)  # dates that will not change any more
@@ -181,9 +183,17 @@ class _Part:
 
     plans: Sequence[Mapping[str, Any]]
     run_ids: Sequence[str]
-    """Acting dates' run_ids in ``trigger`` map-index order (empty: the segment has not started)."""
+    """Acting dates' run_ids in plan order (empty: the segment has not started)."""
     trigger_states: Mapping[int, str | None]
+    """Each acting date's (index into ``run_ids``) ``trigger`` state: that of its chunk's instance."""
     finished: bool
+
+
+def _part(facts: Mapping[str, Any], chunk_states: Mapping[int, str | None], finished: bool) -> _Part:
+    """A controller run's part from its ``plan`` XComs and its ``trigger`` (per chunk) states."""
+    run_ids = facts.get("run_ids") or []
+    chunk_size = int((facts.get("gate") or {}).get("chunk_size") or 1)
+    return _Part(facts["plans"], run_ids, date_states(chunk_states, len(run_ids), chunk_size), finished)
 
 
 def _cells(parts: Sequence[_Part], target_states: Mapping[str, str | None], dry_run: bool) -> list[dict]:
@@ -270,7 +280,7 @@ def _parts(
         for head in heads
     }
     later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
-    later_facts = _plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids"))
+    later_facts = _plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", "gate"))
     missing = {
         f"segment_{k}"
         for ids in continuations.values()
@@ -286,15 +296,13 @@ def _parts(
             parts[head.run_id] = []
             continue
         head_finished = _state(head.state) not in _IN_FLIGHT
-        found = [_Part(own["plans"], own.get("run_ids") or [], states.get(head.run_id, {}), head_finished)]
+        found = [_part(own, states.get(head.run_id, {}), head_finished)]
         for k, run_id in enumerate(continuations[head.run_id], start=1):
             row = later.get(run_id)
             segment = later_facts.get(row.id, {}) if row is not None else {}
             if row is not None and "plans" in segment:
                 finished = _state(row.state) not in _IN_FLIGHT
-                found.append(
-                    _Part(segment["plans"], segment.get("run_ids") or [], states.get(run_id, {}), finished)
-                )
+                found.append(_part(segment, states.get(run_id, {}), finished))
             else:
                 plans = head_segments.get(head.id, {}).get(f"segment_{k}") or []
                 found.append(_Part(plans, [], {}, head_finished))

@@ -41,20 +41,21 @@ def test_the_controller_is_triggered_only_on_request(controller) -> None:
 
 def test_the_controller_plans_triggers_waits_and_reports(controller) -> None:
     tasks = {t.task_id: t for t in controller.tasks}
-    assert set(tasks) == {"plan", "chunks", "trigger", "wait", "segments", "segment", "report"}
+    assert set(tasks) == {"plan", "trigger", "wait", "segments", "segment", "report"}
     assert tasks["trigger"].upstream_task_ids == {"plan"}
-    assert tasks["wait"].upstream_task_ids == {"chunks", "trigger"}
+    assert tasks["wait"].upstream_task_ids == {"trigger"}
     assert tasks["segment"].upstream_task_ids == {"segments", "wait"}
     assert tasks["report"].upstream_task_ids == {"segment"}
     assert [t.task_id for t in controller.leaves] == ["report"]
 
 
-def test_trigger_is_a_mapped_trigger_dag_run_operator_with_readable_labels(controller) -> None:
+def test_trigger_is_a_trigger_dag_run_operator_mapped_per_chunk_one_chunk_at_a_time(controller) -> None:
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
     trigger = controller.get_task("trigger")
     assert issubclass(trigger.operator_class, TriggerDagRunOperator)
-    assert trigger.partial_kwargs["map_index_template"] == "{{ task.logical_date }}"
+    assert trigger.partial_kwargs["max_active_tis_per_dagrun"] == 1
+    assert trigger.partial_kwargs["map_index_template"] == "{{ task.dates_label }}"  # its first .. last date
 
 
 def test_large_backfills_continue_one_segment_at_a_time(controller) -> None:
@@ -79,10 +80,10 @@ def test_the_trigger_form_declares_every_request_key(controller) -> None:
 
 
 def test_user_text_is_never_rendered_as_a_template() -> None:
-    from include.controller.operators import BackfillChunkSensor, BackfillTriggerOperator
+    from include.controller.operators import BackfillTriggerOperator, BackfillWaitSensor
 
     assert BackfillTriggerOperator.template_fields == ()
-    assert BackfillChunkSensor.template_fields == ()
+    assert BackfillWaitSensor.template_fields == ()
 
 
 def test_scheduled_catch_up_is_opt_in_and_maps_one_task_per_configured_dag(dagbag) -> None:

@@ -12,9 +12,11 @@ from include.backfill.plan import (
     acting,
     chunk_bounds,
     chunk_count,
+    chunk_of,
+    date_states,
     decide,
-    must_be_finished_before,
     new_run_id,
+    room,
 )
 from include.backfill.request import BackfillRequest, Reprocess
 from include.backfill.schedule import ScheduledDate
@@ -206,15 +208,14 @@ def test_date_plan_round_trips_through_its_dict() -> None:
 
 
 def test_worked_example_of_the_module_docstring() -> None:
-    """7 dates, chunk_size=3, max_active_runs=6: [d0 d1 d2] [d3 d4 d5] [d6], two chunks in flight."""
-    request = BackfillRequest("sales", max_active_runs=6, chunk_size=3)
+    """7 dates, chunk_size=3, max_active_runs=4: [d0 d1 d2] [d3 d4 d5] [d6], a window of four runs."""
+    chunks = chunk_count(7, 3)
 
-    chunks = chunk_count(7, request.chunk_size)
-
-    assert request.chunks_in_flight == 2
     assert chunks == 3
     assert [list(chunk_bounds(k, 3, 7)) for k in range(chunks)] == [[0, 1, 2], [3, 4, 5], [6]]
-    assert [must_be_finished_before(k, request.chunks_in_flight, 3) for k in range(chunks)] == [0, 0, 3]
+    assert room(open_runs=0, max_active_runs=4) == 4  # d0..d3 start at once
+    assert room(open_runs=4, max_active_runs=4) == 0  # d4 waits ...
+    assert room(open_runs=3, max_active_runs=4) == 1  # ... until one of them has finished
 
 
 @pytest.mark.parametrize(
@@ -241,18 +242,27 @@ def test_chunk_bounds(chunk_index: int, chunk_size: int, total: int, indexes: li
 
 
 @pytest.mark.parametrize(
-    ("total", "chunk_size", "max_active_runs"),
-    [(7, 3, 6), (10, 4, 10), (100, 7, 20), (5, 5, 5), (9, 1, 3), (3, 2, 64)],
-    ids=["worked example", "remainder unused", "many chunks", "one chunk", "chunks of one", "generous limit"],
+    ("total", "chunk_size"),
+    [(7, 3), (10, 4), (100, 7), (5, 5), (9, 1), (3, 64)],
+    ids=["worked example", "remainder", "many chunks", "one chunk", "chunks of one", "one short chunk"],
 )
-def test_chunks_cover_every_date_once_and_never_exceed_max_active_runs(
-    total: int, chunk_size: int, max_active_runs: int
-) -> None:
-    in_flight = BackfillRequest("d", max_active_runs=max_active_runs, chunk_size=chunk_size).chunks_in_flight
+def test_chunks_cover_every_date_once_in_order(total: int, chunk_size: int) -> None:
     chunks = [chunk_bounds(k, chunk_size, total) for k in range(chunk_count(total, chunk_size))]
 
     assert [i for chunk in chunks for i in chunk] == list(range(total))
-    for k, chunk in enumerate(chunks):
-        finished = must_be_finished_before(k, in_flight, chunk_size)
-        started = chunk.stop
-        assert started - finished <= max_active_runs
+    assert all(chunk_of(i, chunk_size) == k for k, chunk in enumerate(chunks) for i in chunk)
+
+
+def test_each_date_reads_the_state_of_its_chunks_trigger_task() -> None:
+    states = date_states({0: "success", 1: "running"}, dates=5, chunk_size=2)
+
+    assert states == {0: "success", 1: "success", 2: "running", 3: "running", 4: None}
+
+
+@pytest.mark.parametrize(
+    ("open_runs", "max_active_runs", "more"),
+    [(0, 16, 16), (15, 16, 1), (16, 16, 0), (20, 16, 0)],
+    ids=["empty window", "one slot", "full", "over (runs another way)"],
+)
+def test_room_is_what_the_window_has_left(open_runs: int, max_active_runs: int, more: int) -> None:
+    assert room(open_runs, max_active_runs) == more

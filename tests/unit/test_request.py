@@ -356,27 +356,6 @@ def test_a_large_conf_is_not_echoed_in_the_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("max_active_runs", "chunk_size", "chunks_in_flight"),
-    [(10, 4, 2), (6, 3, 2), (10, 10, 1), (5, 3, 1), (1, 1, 1), (64, 1, 64)],
-    ids=[
-        "docstring example",
-        "worked example of plan.py",
-        "one chunk fills the limit",
-        "remainder is left unused",
-        "one at a time",
-        "chunks of one",
-    ],
-)
-def test_chunks_in_flight_never_exceeds_max_active_runs(
-    max_active_runs: int, chunk_size: int, chunks_in_flight: int
-) -> None:
-    request = BackfillRequest("d", max_active_runs=max_active_runs, chunk_size=chunk_size)
-
-    assert request.chunks_in_flight == chunks_in_flight
-    assert request.chunks_in_flight * chunk_size <= max_active_runs
-
-
-@pytest.mark.parametrize(
     "conf",
     [
         WINDOW,
