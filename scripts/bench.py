@@ -11,7 +11,7 @@ controller / native. Cases (sizes configurable):
    (native backfill sorts its runs behind all others: apache/airflow#58554).
 
     python -m scripts.bench [--backend postgres] [--overhead 60,365,2000] [--realistic 120]
-                            [--contention 365] [--max-active-runs 16] [--chunk-size 4] [--json out.json]
+                            [--contention 365] [--max-active-runs 16] [--chunk-size N] [--json out.json]
 
 Task processes are counted from the task logs: every task process (a start, or a resume after a
 deferral) writes one "Pre Execute" group.
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contention", default="365", help="sizes of the contention case ('' skips)")
     parser.add_argument("--scale", action="store_true", help="also time a 9,961-date (hourly) dry run")
     parser.add_argument("--max-active-runs", type=int, default=16)
-    parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument("--chunk-size", type=int, help="controller chunk size (default: the request's)")
     parser.add_argument("--json", help="also write the measures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the Airflow home afterwards")
     args = parser.parse_args(argv)
@@ -153,16 +153,18 @@ def _native(
 
 
 def _controller(
-    airflow: LocalAirflow, case: str, dag_id: str, start: pendulum.DateTime, n: int, mar: int, chunk: int
+    airflow: LocalAirflow,
+    case: str,
+    dag_id: str,
+    start: pendulum.DateTime,
+    n: int,
+    mar: int,
+    chunk: int | None,
 ) -> Measure:
     first, last = _window(start, n)
-    conf = {
-        "dag_id": dag_id,
-        "start_date": first,
-        "end_date": last,
-        "max_active_runs": mar,
-        "chunk_size": chunk,
-    }
+    conf = {"dag_id": dag_id, "start_date": first, "end_date": last, "max_active_runs": mar}
+    if chunk:
+        conf["chunk_size"] = chunk
     began = time.monotonic()
     run_id = airflow.trigger(CONTROLLER, conf)
     airflow.wait_for_run(CONTROLLER, run_id, timeout=6 * 3600)
