@@ -8,7 +8,7 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    schedule, conf fits its Params) and decides per date: *triggered* (no run yet), *cleared*
    (existing run re-run under its own run_id, per `reprocess`) or *skipped* (why is reported).
    A bad request fails here and nothing is created or changed.
-2. **trigger** (one mapped task instance per chunk of dates, one chunk after another) creates or
+2. **trigger** (one mapped task instance per chunk of dates, chunk after chunk) creates or
    clears the target runs in date order, each as soon as fewer than `max_active_runs` runs of this
    backfill are queued or running (a sliding window); once `max_failed_dates` dates have failed no
    new chunk starts.
@@ -232,10 +232,10 @@ with DAG(
 ) as dag:
     plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
 
-    # One task instance per chunk, one at a time (it keeps the window full while it runs).
+    # One task instance per chunk; the next one starts while one triggers and takes over from it.
     trigger = BackfillTriggerOperator.partial(
         task_id="trigger",
-        max_active_tis_per_dagrun=1,
+        max_active_tis_per_dagrun=2,
         map_index_template="{{ task.dates_label }}",
         retries=1,
     ).expand_kwargs(plan.output)

@@ -1,7 +1,8 @@
 """The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
 ``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
-instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
+instances trigger one after another (two run at once, the second waiting for the first to finish
+triggering, so the window never waits for a task to start). Each starts its dates in order
 through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
 an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
 queued or running (a sliding window, :func:`include.backfill.plan.room`). Waiting for room costs a
@@ -40,7 +41,7 @@ from include.controller.progress import (
 
 PLAN_TASK_ID = "plan"
 #: Seconds between looks at the window while a chunk waits for room: one cheap call, so short.
-FEED_INTERVAL = 1.0
+FEED_INTERVAL = 0.5
 
 
 def _gate(context: Any) -> dict[str, Any] | None:
@@ -137,6 +138,10 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             raise AirflowFailException("the plan task stored no plan; see its log")
         earlier = _watch(context, gate, upto=self.first_position)
         window = _Window(gate["target_dag_id"], list(earlier.run_ids))
+        # The next chunk starts while this one still triggers (two at a time), and takes over the
+        # window the moment it is done: no gap of a task start between two chunks.
+        before = "the chunk before never finished triggering"
+        self._wait_until(context, gate, window, lambda: not self._earlier_chunk_busy(context), before)
         if gate.get("max_failed_dates") is not None:
             finished = "the earlier dates never finished"
             self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
@@ -157,6 +162,25 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             window.add(str(self.trigger_run_id))
             open_runs += 1
         context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
+
+    def _earlier_chunk_busy(self, context: Any) -> bool:
+        """Whether an earlier chunk's task instance is queued or running (still triggering).
+
+        Only those hold a slot of the two; waiting for an earlier chunk that waits for a retry
+        could deadlock both slots, so a chunk whose predecessor failed goes on without it.
+        """
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        if self.chunk_index == 0:
+            return False
+        ti = context["ti"]
+        states = RTI.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id])
+        for key, state in states.get(ti.run_id, {}).items():
+            index = key.rsplit("_", 1)[-1]
+            state = getattr(state, "value", state)
+            if index.isdigit() and int(index) < self.chunk_index and state in ("queued", "running"):
+                return True
+        return False
 
     def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
         """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""

@@ -205,4 +205,5 @@ class BackfillProgressTrigger(BaseTrigger):
                 return
             self.log.info("%d of %d runs of %s finished", total - len(todo), total, watch.target_dag_id)
             watch = watch.only(todo)
-            await asyncio.sleep(self.poll_interval)
+            # The last few runs cost one call a look: look every second, and end without delay.
+            await asyncio.sleep(self.poll_interval if len(todo) > BATCH else min(1.0, self.poll_interval))
