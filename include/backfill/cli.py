@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from include.backfill.plan import date_states
-from include.backfill.report import CANCELLED, PENDING, outcome, render_table
+from include.backfill.report import CANCELLED, PENDING, acted_state, outcome, render_table
 from include.backfill.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
 from include.backfill.segments import continuation_run_id
 
@@ -650,8 +650,10 @@ def progress_of(
     if dry_run:
         return Progress("dry run", dates=len(plans), skipped=skipped)
     counts = {"done": 0, "failed": 0, "running": 0, "cancelled": 0}
+    actions = {str(p.get("run_id")): str(p.get("action")) for p in plans}
     for index, target_run_id in enumerate(run_ids):
-        trigger_state, run_state = trigger_states.get(index), run_states.get(target_run_id)
+        run_state = run_states.get(target_run_id)
+        trigger_state = acted_state(trigger_states.get(index), actions.get(target_run_id, ""), run_state)
         result = outcome(trigger_state, run_state)
         if result == PENDING:
             if trigger_state == "success" and run_state in _IN_FLIGHT:

@@ -50,6 +50,21 @@ def outcome(trigger_state: str | None, run_state: str | None) -> str:
     return str(run_state)
 
 
+def acted_state(trigger_state: str | None, action: str, run_state: str | None) -> str | None:
+    """A date's trigger state as live progress reads it while its chunk's task is still running.
+
+    A chunk's task triggers its dates one by one; a *new* run (action ``triggered``) that exists
+    was created by it, so the date counts as triggered already. A cleared run cannot be told
+    apart from its old self until the task has finished.
+
+    >>> acted_state("running", "triggered", "queued"), acted_state("running", "cleared", "success")
+    ('success', 'running')
+    """
+    if trigger_state == "running" and action == "triggered" and run_state is not None:
+        return _TI_DONE_OK
+    return trigger_state
+
+
 def failed_count(outcomes: Mapping[str, str]) -> int:
     return sum(1 for o in outcomes.values() if o in FAILED_OUTCOMES)
 

@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from include.backfill.plan import date_states
-from include.backfill.report import CANCELLED, PENDING, TRIGGER_FAILED
+from include.backfill.report import CANCELLED, PENDING, TRIGGER_FAILED, acted_state
 from include.backfill.segments import continuation_run_id
 from include.controller.progress import TRIGGER_TASK_ID
 
@@ -81,12 +81,13 @@ def cell_state(
     """One date's state in the grid.
 
     ``action`` is the plan's (triggered, cleared, skipped), ``trigger_state`` the state of the
-    date's ``trigger`` task instance, ``run_state`` the target run's state (None: no such run), and
-    ``finished`` whether the controller run has finished.
+    ``trigger`` task instance of the date's chunk (see :func:`include.backfill.report.acted_state`),
+    ``run_state`` the target run's state (None: no such run), and ``finished`` whether the
+    controller run has finished.
 
     >>> cell_state("triggered", "success", "running", dry_run=False, finished=False)
     'running'
-    >>> cell_state("cleared", "deferred", "failed", dry_run=False, finished=False)  # not cleared yet
+    >>> cell_state("cleared", "running", "failed", dry_run=False, finished=False)  # not cleared yet
     'pending'
     >>> cell_state("triggered", "skipped", None, dry_run=False, finished=True)
     'cancelled'
@@ -203,8 +204,9 @@ def _cells(parts: Sequence[_Part], target_states: Mapping[str, str | None], dry_
         for plan in part.plans:
             run_id, action = plan["run_id"], plan["action"]
             position = index.get(run_id)
-            trigger_state = part.trigger_states.get(position) if position is not None else None
             run_state = target_states.get(run_id)
+            trigger_state = part.trigger_states.get(position) if position is not None else None
+            trigger_state = acted_state(trigger_state, action, run_state)
             cells.append(
                 {
                     "logical_date": _utc(plan["logical_date"]),

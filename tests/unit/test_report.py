@@ -13,6 +13,7 @@ from include.backfill.report import (
     CANCELLED,
     PENDING,
     TRIGGER_FAILED,
+    acted_state,
     build_report,
     failed_count,
     outcome,
@@ -95,6 +96,30 @@ def by_day(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
 )
 def test_outcome(trigger_state: str | None, run_state: str | None, expected: str) -> None:
     assert outcome(trigger_state, run_state) == expected
+
+
+@pytest.mark.parametrize(
+    ("trigger_state", "action", "run_state", "expected"),
+    [
+        ("running", "triggered", "failed", "failed"),
+        ("running", "triggered", "success", "success"),
+        ("running", "triggered", None, PENDING),
+        ("running", "cleared", "success", PENDING),
+        ("success", "cleared", "running", PENDING),
+    ],
+    ids=[
+        "new run of a chunk still triggering: failed",
+        "new run of a chunk still triggering: done",
+        "date of that chunk not triggered yet",
+        "cleared run of a chunk still triggering: its old state means nothing yet",
+        "cleared run once its chunk has finished triggering",
+    ],
+)
+def test_live_progress_counts_a_new_run_while_its_chunk_still_triggers(
+    trigger_state: str, action: str, run_state: str | None, expected: str
+) -> None:
+    effective = acted_state(trigger_state, action, run_state)
+    assert outcome(effective, run_state) == expected
 
 
 def test_failed_count_counts_failed_runs_and_failed_triggers_only() -> None:
