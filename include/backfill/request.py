@@ -275,7 +275,7 @@ def parse_request(
             FieldError(
                 "chunk_size",
                 chunk_size,
-                f"is larger than max_active_runs ({max_active_runs}); a chunk is triggered at once",
+                f"is larger than max_active_runs ({max_active_runs}); a chunk holds at most that many dates",
                 f"an integer from 1 to {max_active_runs}",
             )
         )

@@ -89,37 +89,35 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
 
 
 def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> None:
-    """Publish the dates this backfill acts on; refuse, or wait, if a running backfill has them."""
-    from airflow.sdk.exceptions import AirflowRescheduleException
+    """Publish the dates this backfill acts on; refuse, or wait, if a running backfill has them.
 
+    Waiting happens here, in the running task (a look every ``2 * poll_interval``, at least 5 s),
+    not by rescheduling it: a rescheduled task can race the scheduler's record of its previous
+    try on a busy machine ("finished with state success, but ... queued") and be failed.
+    """
     from include.controller.api import AirflowApi
 
     mine = None if request.dry_run else span_of(request.target_dag_id, plans)
     ti.xcom_push(key="span", value=mine.to_dict() if mine else None)
     if mine is None:
         return
-    clash = first_overlap(mine, AirflowApi.from_connection().active_spans(ti.dag_id, run_id))
-    if clash is None:
-        return
-    ti.xcom_push(key="span", value=None)
-    other, span = clash
-    message = (
-        f"dates {mine.first} .. {mine.last} overlap backfill {other} of {mine.target_dag_id} "
-        f"({span.first} .. {span.last}), which is still running"
-    )
-    if request.on_overlap is OnOverlap.WAIT:
+    api = AirflowApi.from_connection()
+    deadline = time.monotonic() + 60 * (request.timeout_minutes or timeout_minutes())
+    while (clash := first_overlap(mine, api.active_spans(ti.dag_id, run_id))) is not None:
+        other, span = clash
+        message = (
+            f"dates {mine.first} .. {mine.last} overlap backfill {other} of {mine.target_dag_id} "
+            f"({span.first} .. {span.last}), which is still running"
+        )
+        if request.on_overlap is not OnOverlap.WAIT or time.monotonic() > deadline:
+            ti.xcom_push(key="span", value=None)
+            problem = "wait for it, cancel it, or set on_overlap=wait"
+            if request.on_overlap is OnOverlap.WAIT:
+                problem = "waited timeout_minutes for it; wait longer or cancel it"
+            value = request.on_overlap.value
+            raise InvalidRequest([FieldError("on_overlap", value, f"{message}; {problem}", "refuse or wait")])
         log.info("%s: waiting for it", message)
-        raise AirflowRescheduleException(pendulum.now("UTC").add(seconds=max(5, 2 * poll_interval())))
-    raise InvalidRequest(
-        [
-            FieldError(
-                "on_overlap",
-                "refuse",
-                f"{message}; wait for it, cancel it, or set on_overlap=wait",
-                "refuse or wait",
-            )
-        ]
-    )
+        time.sleep(max(5.0, 2 * poll_interval()))
 
 
 def _stats(started: float, dates: int) -> dict[str, float]:

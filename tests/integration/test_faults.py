@@ -133,7 +133,7 @@ def running_trigger_pids(airflow, run_id: str) -> list[int]:
 def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures):
     """SIGKILL to the task process of one mapped trigger task, mid-chunk: it fails, is retried, and
     the retry finds the dates it had triggered already there (exactly one run each, never cleared)."""
-    conf = {**window("2024-06-11", 8), "chunk_size": 4, "max_active_runs": 2}
+    conf = {**window("2024-06-11", 8), "chunk_size": 3, "max_active_runs": 3}
     run_id = airflow.trigger(CONTROLLER, conf)
     killed = None
     deadline = time.monotonic() + 240
