@@ -149,7 +149,8 @@ def _native(
         time.sleep(1)
     resp.raise_for_status()
     states = _wait_runs(airflow, dag_id, first, last, n)
-    return _measure(case, n, "native", time.monotonic() - began, _processes(airflow, dag_id), states)
+    spent = _processes(airflow, dag_id, window=(first, last))
+    return _measure(case, n, "native", time.monotonic() - began, spent, states)
 
 
 def _controller(
@@ -170,7 +171,8 @@ def _controller(
     airflow.wait_for_run(CONTROLLER, run_id, timeout=6 * 3600)
     seconds = time.monotonic() - began
     states = _wait_runs(airflow, dag_id, first, last, n)
-    processes = _processes(airflow, dag_id) + _processes(airflow, CONTROLLER, run_prefix=run_id)
+    processes = _processes(airflow, dag_id, window=(first, last))
+    processes += _processes(airflow, CONTROLLER, run_prefix=run_id)
     return _measure(case, n, "controller", seconds, processes, states)
 
 
@@ -194,12 +196,19 @@ def _wait_runs(airflow: LocalAirflow, dag_id: str, first: str, last: str, n: int
         time.sleep(1)
 
 
-def _processes(airflow: LocalAirflow, dag_id: str, run_prefix: str = "") -> int:
-    """Task processes of ``dag_id`` (optionally only runs whose run_id starts with ``run_prefix``)."""
+def _processes(
+    airflow: LocalAirflow, dag_id: str, run_prefix: str = "", window: tuple[str, str] | None = None
+) -> int:
+    """Task processes of ``dag_id``: runs whose run_id starts with ``run_prefix`` and, with
+    ``window``, target runs (``<prefix>__<logical date>``) of this case's dates only."""
     root = airflow.home / "logs" / f"dag_id={dag_id}"
     count = 0
-    for log in root.glob(f"run_id={run_prefix}*/task_id=*/**/attempt=*.log"):
-        count += log.read_text(errors="replace").count("::group::Pre Execute")
+    for run in root.glob(f"run_id={run_prefix}*"):
+        day = run.name.rsplit("__", 1)[-1][:10]
+        if window is not None and not window[0] <= day <= window[1]:
+            continue
+        for log in run.glob("task_id=*/**/attempt=*.log"):
+            count += log.read_text(errors="replace").count("::group::Pre Execute")
     return count
 
 

@@ -1,8 +1,8 @@
 """The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
 ``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
-instances trigger one after another (two run at once, the second waiting for the first to finish
-triggering, so the window never waits for a task to start). Each starts its dates in order
+instances run one after another (``max_active_tis_per_dagrun=1``: feeding the window holds one
+executor slot, not more). Each starts its dates in order
 through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
 an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
 queued or running (a sliding window, :func:`include.backfill.plan.room`). Waiting for room costs a
@@ -138,8 +138,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             raise AirflowFailException("the plan task stored no plan; see its log")
         earlier = _watch(context, gate, upto=self.first_position)
         window = _Window(gate["target_dag_id"], list(earlier.run_ids))
-        # The next chunk starts while this one still triggers (two at a time), and takes over the
-        # window the moment it is done: no gap of a task start between two chunks.
+        # Chunks run one at a time, in map index order; a retried chunk may come after a later one.
         before = "the chunk before never finished triggering"
         self._wait_until(context, gate, window, lambda: not self._earlier_chunk_busy(context), before)
         if gate.get("max_failed_dates") is not None:
@@ -166,8 +165,9 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     def _earlier_chunk_busy(self, context: Any) -> bool:
         """Whether an earlier chunk's task instance is queued or running (still triggering).
 
-        Only those hold a slot of the two; waiting for an earlier chunk that waits for a retry
-        could deadlock both slots, so a chunk whose predecessor failed goes on without it.
+        Guards the order should the DAG allow more than one chunk at a time. Waiting for an
+        earlier chunk that waits for a retry could deadlock the slots, so a chunk whose
+        predecessor failed goes on without it.
         """
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
 

@@ -49,12 +49,12 @@ def test_the_controller_plans_triggers_waits_and_reports(controller) -> None:
     assert [t.task_id for t in controller.leaves] == ["report"]
 
 
-def test_trigger_is_a_trigger_dag_run_operator_mapped_per_chunk_two_chunks_at_a_time(controller) -> None:
+def test_trigger_is_a_trigger_dag_run_operator_mapped_per_chunk_one_chunk_at_a_time(controller) -> None:
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
     trigger = controller.get_task("trigger")
     assert issubclass(trigger.operator_class, TriggerDagRunOperator)
-    assert trigger.partial_kwargs["max_active_tis_per_dagrun"] == 2  # one triggers, the next is ready
+    assert trigger.partial_kwargs["max_active_tis_per_dagrun"] == 1  # one executor slot for feeding
     assert trigger.partial_kwargs["map_index_template"] == "{{ task.dates_label }}"  # its first .. last date
 
 
