@@ -130,6 +130,13 @@ def phase1(airflow) -> dict[str, Outcome]:
             "segment_size": 4,  # two controller runs: the head and one continuation
             "reason": "window test",
         },
+        "sliding_window": {
+            "dag_id": "bf_daily",
+            "start_date": "2024-06-01",
+            "end_date": "2024-06-09",
+            "max_active_runs": 3,
+            "chunk_size": 2,
+        },
         "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"]},
         "unscheduled": {"dag_id": "bf_none", "dates": ["2024-01-05T03:00:00", "2024-01-06"]},
         "existing": {
@@ -245,6 +252,29 @@ def test_report_has_the_contract_fields(phase1):
     assert report["reason"] == "window test"
     assert report["counts"]["triggered"] == 6 and report["counts"]["succeeded"] == 6
     assert {"logical_date", "run_id", "action", "state"} <= set(report["dates"][0])
+
+
+def most_at_once(runs: list[dict[str, Any]]) -> int:
+    """The most runs queued or running at the same moment (from queued_at .. end_date)."""
+    events = sorted(
+        [(r["queued_at"], 1) for r in runs] + [(r["end_date"], -1) for r in runs], key=lambda e: (e[0], e[1])
+    )
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most
+
+
+def test_the_window_holds_max_active_runs_runs_and_is_kept_full(airflow, phase1):
+    """9 dates, max_active_runs 3, chunks of 2: never more than 3 runs at once, 3 at some moment,
+    and the dates start in order."""
+    assert phase1["sliding_window"].state == "success"
+    runs = day_runs(airflow, "bf_daily", "2024-06-01", "2024-06-09")
+    assert len(runs) == 9 and all(r["state"] == "success" for r in runs.values())
+    assert most_at_once(list(runs.values())) == 3
+    queued = [runs[day]["queued_at"] for day in sorted(runs)]
+    assert queued == sorted(queued)
 
 
 def test_explicit_dates_run_only_those_dates(airflow, phase1):
