@@ -82,20 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         cases = [("overhead", "bench_trivial", n) for n in _sizes(args.overhead)]
         cases += [("realistic", "bench_work5", n) for n in _sizes(args.realistic)]
         cases += [("contention", "bench_trivial", n) for n in _sizes(args.contention)]
-        for case, target, n in cases:
-            start = FIRST_DAY.add(days=offset)
+        for name, target, n in cases:
+            case = Case(name, target, FIRST_DAY.add(days=offset), n, args.max_active_runs)
             offset += n + 1
-            if case == "contention":
+            if name == "contention":
                 # Native backfill can starve behind other active runs (apache/airflow#58554): the
                 # controller goes first, and native gets at most twice its time (5 minutes or more).
                 blockers = _block(airflow, 25)
-                ours = _controller(airflow, case, target, start, n, args.max_active_runs, args.chunk_size)
-                cap = max(300.0, 2 * ours.seconds)
-                native = _native(airflow, case, f"{target}_native", start, n, args.max_active_runs, cap)
+                ours = _controller(airflow, case, args.chunk_size)
+                native = _native(airflow, case, cap=max(300.0, 2 * ours.seconds))
             else:
                 blockers = []
-                native = _native(airflow, case, f"{target}_native", start, n, args.max_active_runs)
-                ours = _controller(airflow, case, target, start, n, args.max_active_runs, args.chunk_size)
+                native = _native(airflow, case)
+                ours = _controller(airflow, case, args.chunk_size)
             for run_id in blockers:
                 airflow.api("PATCH", f"/api/v2/dags/bench_blocker/dagRuns/{run_id}", json={"state": "failed"})
             measures += [native, ours]
@@ -132,26 +131,29 @@ def _sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def _window(start: pendulum.DateTime, n: int) -> tuple[str, str]:
-    return start.to_date_string(), start.add(days=n - 1).to_date_string()
+@dataclass(frozen=True)
+class Case:
+    """One backfill of the bench: ``n`` daily dates of ``target`` (``<target>_native`` natively)."""
+
+    name: str
+    target: str
+    start: pendulum.DateTime
+    n: int
+    max_active_runs: int
+
+    @property
+    def window(self) -> tuple[str, str]:
+        return self.start.to_date_string(), self.start.add(days=self.n - 1).to_date_string()
 
 
-def _native(
-    airflow: LocalAirflow,
-    case: str,
-    dag_id: str,
-    start: pendulum.DateTime,
-    n: int,
-    mar: int,
-    cap: float | None = None,
-) -> Measure:
-    first, last = _window(start, n)
+def _native(airflow: LocalAirflow, case: Case, cap: float | None = None) -> Measure:
+    dag_id, (first, last) = f"{case.target}_native", case.window
     body = {
         "dag_id": dag_id,
         "from_date": f"{first}T00:00:00Z",
         "to_date": f"{last}T00:00:00Z",
         "reprocess_behavior": "none",
-        "max_active_runs": mar,
+        "max_active_runs": case.max_active_runs,
         "run_backwards": False,
         "dag_run_conf": {},
     }
@@ -162,42 +164,39 @@ def _native(
             break
         time.sleep(1)
     resp.raise_for_status()
-    states = _wait_runs(airflow, dag_id, first, last, n, until=None if cap is None else began + cap)
-    spent = _processes(airflow, dag_id, window=(first, last))
-    return _measure(case, n, "native", time.monotonic() - began, spent, states)
+    states = _wait_runs(airflow, dag_id, first, last, case.n, until=None if cap is None else began + cap)
+    spent = _processes(airflow, dag_id, window=case.window)
+    return _measure(case, "native", time.monotonic() - began, spent, states)
 
 
-def _controller(
-    airflow: LocalAirflow,
-    case: str,
-    dag_id: str,
-    start: pendulum.DateTime,
-    n: int,
-    mar: int,
-    chunk: int | None,
-) -> Measure:
-    first, last = _window(start, n)
-    conf = {"dag_id": dag_id, "start_date": first, "end_date": last, "max_active_runs": mar}
+def _controller(airflow: LocalAirflow, case: Case, chunk: int | None) -> Measure:
+    first, last = case.window
+    conf = {
+        "dag_id": case.target,
+        "start_date": first,
+        "end_date": last,
+        "max_active_runs": case.max_active_runs,
+    }
     if chunk:
         conf["chunk_size"] = chunk
     began = time.monotonic()
     run_id = airflow.trigger(CONTROLLER, conf)
     airflow.wait_for_run(CONTROLLER, run_id, timeout=6 * 3600)
     seconds = time.monotonic() - began
-    states = _wait_runs(airflow, dag_id, first, last, n)
-    processes = _processes(airflow, dag_id, window=(first, last))
+    states = _wait_runs(airflow, case.target, first, last, case.n)
+    processes = _processes(airflow, case.target, window=case.window)
     processes += _processes(airflow, CONTROLLER, run_prefix=run_id)
-    return _measure(case, n, "controller", seconds, processes, states)
+    return _measure(case, "controller", seconds, processes, states)
 
 
-def _measure(case: str, n: int, how: str, seconds: float, processes: int, states: list[str]) -> Measure:
+def _measure(case: Case, how: str, seconds: float, processes: int, states: list[str]) -> Measure:
     return Measure(
-        case,
-        n,
+        case.name,
+        case.n,
         how,
         round(seconds, 1),
-        round(n / seconds, 2),
-        round(processes / n, 2),
+        round(case.n / seconds, 2),
+        round(processes / case.n, 2),
         states.count("success"),
     )
 

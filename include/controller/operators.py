@@ -138,9 +138,6 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             raise AirflowFailException("the plan task stored no plan; see its log")
         earlier = _watch(context, gate, upto=self.first_position)
         window = _Window(gate["target_dag_id"], list(earlier.run_ids))
-        # Chunks run one at a time, in map index order; a retried chunk may come after a later one.
-        before = "the chunk before never finished triggering"
-        self._wait_until(context, gate, window, lambda: not self._earlier_chunk_busy(context), before)
         if gate.get("max_failed_dates") is not None:
             finished = "the earlier dates never finished"
             self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
@@ -161,26 +158,6 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             window.add(str(self.trigger_run_id))
             open_runs += 1
         context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
-
-    def _earlier_chunk_busy(self, context: Any) -> bool:
-        """Whether an earlier chunk's task instance is queued or running (still triggering).
-
-        Guards the order should the DAG allow more than one chunk at a time. Waiting for an
-        earlier chunk that waits for a retry could deadlock the slots, so a chunk whose
-        predecessor failed goes on without it.
-        """
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
-
-        if self.chunk_index == 0:
-            return False
-        ti = context["ti"]
-        states = RTI.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id])
-        for key, state in states.get(ti.run_id, {}).items():
-            index = key.rsplit("_", 1)[-1]
-            state = getattr(state, "value", state)
-            if index.isdigit() and int(index) < self.chunk_index and state in ("queued", "running"):
-                return True
-        return False
 
     def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
         """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
