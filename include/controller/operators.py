@@ -105,7 +105,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         run) and ``planned_end_date`` (end_date of the existing run when planned, to detect a done
         clear on a retry).
     :param dates_label: shown as the map index in the UI (first and last date).
-    All other parameters are ``TriggerDagRunOperator``'s (``trigger_dag_id``, ``conf``, ``note``).
+    All other parameters are ``TriggerDagRunOperator``'s (``trigger_dag_id``, ``note``); the conf
+    is the request's, read from the plan.
     Nothing is templated: every value comes from the plan, and user text (conf, reason) must never
     be rendered as a Jinja template.
     """
@@ -136,6 +137,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         gate = _gate(context)
         if gate is None:
             raise AirflowFailException("the plan task stored no plan; see its log")
+        request = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="request") or {}
+        self.conf = dict(request.get("conf") or {})
         earlier = _watch(context, gate, upto=self.first_position)
         window = _Window(gate["target_dag_id"], list(earlier.run_ids))
         if gate.get("max_failed_dates") is not None:

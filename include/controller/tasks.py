@@ -228,13 +228,15 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
 
 
 def _chunk_kwargs(request: BackfillRequest, act: list[DatePlan], chunk: int, note: str) -> dict[str, Any]:
-    """The mapped kwargs of ``trigger`` for one chunk: what is common once, then each date."""
+    """The mapped kwargs of ``trigger`` for one chunk: what is common once, then each date.
+
+    The conf (up to 64 KB) is not repeated per chunk: the task reads it from the ``request`` XCom.
+    """
     bounds = chunk_bounds(chunk, request.chunk_size, len(act))
     plans = [act[i] for i in bounds]
     first, last = plans[0].logical_date.isoformat(), plans[-1].logical_date.isoformat()
     return {
         "trigger_dag_id": request.target_dag_id,
-        "conf": dict(request.conf),
         "note": note,
         "chunk_index": chunk,
         "first_position": bounds.start,
