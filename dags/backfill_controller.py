@@ -10,7 +10,8 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    A bad request fails here and nothing is created or changed.
 2. **trigger** (one mapped task instance per chunk of dates, chunk after chunk) creates or
    clears the target runs in date order, each as soon as fewer than `max_active_runs` runs of this
-   backfill are queued or running (a sliding window); once `max_failed_dates` dates have failed no
+   backfill are queued or running (a sliding window; while it is full the task waits deferred in
+   the triggerer); once `max_failed_dates` dates have failed no
    new chunk starts.
 3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished.
 4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
@@ -232,8 +233,8 @@ with DAG(
 ) as dag:
     plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
 
-    # One task instance per chunk, one at a time: it holds an executor slot while it keeps the
-    # window full, so only one does (a second, started early, cost a second slot all along).
+    # One task instance per chunk, one at a time (a deferred one counts): it starts what fits in
+    # the window and waits deferred, holding no executor slot, until a burst fits again.
     trigger = BackfillTriggerOperator.partial(
         task_id="trigger",
         max_active_tis_per_dagrun=1,

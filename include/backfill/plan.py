@@ -227,3 +227,17 @@ def room(open_runs: int, max_active_runs: int) -> int:
     (7, 0, 0)
     """
     return max(0, max_active_runs - open_runs)
+
+
+def resume_when_open_at_most(max_active_runs: int, dates_left: int) -> int:
+    """How few runs must be open before a waiting chunk resumes to start more (it waits deferred).
+
+    Resuming costs a task process (a second or more of an executor slot), so a chunk waits for
+    room for a burst: a quarter of the window, or the dates it has left if fewer. The window still
+    holds three quarters of its runs when the chunk wakes, which keeps the executor busy meanwhile.
+
+    >>> resume_when_open_at_most(16, 100), resume_when_open_at_most(16, 2), resume_when_open_at_most(3, 5)
+    (12, 14, 2)
+    """
+    burst = min(max(1, max_active_runs // 4), max(1, dates_left))
+    return max_active_runs - burst

@@ -1,14 +1,15 @@
 """The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
 ``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
-instances run one after another (``max_active_tis_per_dagrun=1``: feeding the window holds one
-executor slot, not more). Each starts its dates in order
+instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
 through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
 an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
-queued or running (a sliding window, :func:`include.backfill.plan.room`). Waiting for room costs a
-``GetDRCount`` call a second in a task process that is already running, rather than a task process
-per date. With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
-finished, and only while the budget lasts.
+queued or running (a sliding window, :func:`include.backfill.plan.room`). While the window is full
+the task waits deferred (:class:`include.controller.progress.WindowTrigger`, in the triggerer),
+so feeding the window holds no executor slot between bursts; it resumes when a burst fits
+(:func:`include.backfill.plan.resume_when_open_at_most`). With a failure budget
+(``max_failed_dates``), a chunk starts once every earlier date has finished, and only while the
+budget lasts.
 
 ``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
 has finished, and then ends itself from the triggerer.
@@ -16,7 +17,6 @@ has finished, and then ends itself from the triggerer.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.backfill.plan import room
+from include.backfill.plan import resume_when_open_at_most, room
 from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
@@ -33,14 +33,15 @@ from include.controller.progress import (
     OPEN,
     BackfillProgressTrigger,
     Watch,
-    batches,
+    Window,
+    WindowTrigger,
     observe,
     unfinished,
     why_stuck,
 )
 
 PLAN_TASK_ID = "plan"
-#: Seconds between looks at the window while a chunk waits for room: one cheap call, so short.
+#: Seconds between the triggerer's looks at a full window: one or two cheap calls, so short.
 FEED_INTERVAL = 0.5
 
 
@@ -64,34 +65,6 @@ def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str]
         f"timed out ({what}): {len(stuck)} date(s) of {gate['target_dag_id']} did not finish: {shown}; "
         f"{why_stuck(gate['target_dag_id'])}"
     )
-
-
-class _Window:
-    """The runs of this backfill that may still be open, counted in batches.
-
-    Starts with every earlier date of the controller run; batches found with nothing open are
-    dropped, so after the first look only the recent dates are asked about.
-    """
-
-    def __init__(self, target_dag_id: str, run_ids: list[str]):
-        self.target_dag_id = target_dag_id
-        self.candidates = list(run_ids)
-
-    def count(self) -> int:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
-
-        still: list[str] = []
-        total = 0
-        for batch in batches(self.candidates):
-            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=list(OPEN))
-            if found:
-                still += batch
-                total += found
-        self.candidates = still
-        return total
-
-    def add(self, run_id: str) -> None:
-        self.candidates.append(run_id)
 
 
 class BackfillTriggerOperator(TriggerDagRunOperator):
@@ -134,40 +107,70 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self._api: Any = None
 
     def execute(self, context: Any) -> None:
+        gate = self._gate(context)
+        earlier = _watch(context, gate, upto=self.first_position)
+        if gate.get("max_failed_dates") is not None:
+            window = Window(gate["target_dag_id"], list(earlier.run_ids))
+            if window.count():
+                self._defer(gate, window, 0, open_at_most=0, method_name="after_earlier_dates")
+            self._check_budget(gate, earlier)
+        return self._feed(context, gate, 0, Window(gate["target_dag_id"], list(earlier.run_ids)))
+
+    def after_earlier_dates(self, context: Any, event: dict[str, Any]) -> None:
+        """Resumed once every earlier date has finished (failure budget): count, then feed."""
+        gate = self._gate(context)
+        self._raise_if_timed_out(context, gate, event, "the earlier dates never finished")
+        self._check_budget(gate, _watch(context, gate, upto=self.first_position))
+        return self._feed(context, gate, 0, Window(gate["target_dag_id"], []))
+
+    def feed_more(self, context: Any, event: dict[str, Any], position: int) -> None:
+        """Resumed once the window has room for a burst: start the chunk's dates from ``position``."""
+        gate = self._gate(context)
+        self._raise_if_timed_out(context, gate, event, "the window never had room for the next date")
+        return self._feed(context, gate, position, Window(gate["target_dag_id"], event["candidates"]))
+
+    def _gate(self, context: Any) -> dict[str, Any]:
         gate = _gate(context)
         if gate is None:
             raise AirflowFailException("the plan task stored no plan; see its log")
         request = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="request") or {}
         self.conf = dict(request.get("conf") or {})
-        earlier = _watch(context, gate, upto=self.first_position)
-        window = _Window(gate["target_dag_id"], list(earlier.run_ids))
-        if gate.get("max_failed_dates") is not None:
-            finished = "the earlier dates never finished"
-            self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
-            self._check_budget(gate, earlier)
+        return gate
+
+    def _feed(self, context: Any, gate: dict[str, Any], position: int, window: Window) -> None:
+        """Start the chunk's dates from ``position`` while the window has room; when it is full,
+        wait deferred (no executor slot held) until a burst fits, and go on from there."""
+        max_active_runs = gate["max_active_runs"]
         open_runs = window.count()
         retry = context["ti"].try_number > 1
-        for date in self.dates:
-            if not room(open_runs, gate["max_active_runs"]):
-                self._wait_until(
-                    context,
-                    gate,
-                    window,
-                    lambda: room(window.count(), gate["max_active_runs"]) > 0,
-                    "the window never had room for the next date",
-                )
-                open_runs = window.count()
-            self._act(context, date, retry)
+        for index in range(position, len(self.dates)):
+            if not room(open_runs, max_active_runs):
+                left = len(self.dates) - index
+                open_at_most = resume_when_open_at_most(max_active_runs, left)
+                self._defer(gate, window, index, open_at_most=open_at_most, method_name="feed_more")
+            self._act(context, self.dates[index], retry)
             window.add(str(self.trigger_run_id))
             open_runs += 1
         context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
 
-    def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
-        """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
-        while not ready():
-            if gate.get("deadline") and time.time() > gate["deadline"]:
-                raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
-            time.sleep(FEED_INTERVAL)
+    def _defer(
+        self, gate: dict[str, Any], window: Window, position: int, *, open_at_most: int, method_name: str
+    ) -> None:
+        trigger = WindowTrigger(
+            target_dag_id=gate["target_dag_id"],
+            run_ids=window.candidates,
+            open_at_most=open_at_most,
+            poll_interval=FEED_INTERVAL,
+            deadline=gate.get("deadline"),
+        )
+        kwargs = {"position": position} if method_name == "feed_more" else {}
+        self.defer(trigger=trigger, method_name=method_name, kwargs=kwargs)
+
+    def _raise_if_timed_out(
+        self, context: Any, gate: dict[str, Any], event: dict[str, Any], what: str
+    ) -> None:
+        if event.get("timed_out"):
+            raise AirflowFailException(_timeout_message(context, gate, set(event.get("pending") or []), what))
 
     def _check_budget(self, gate: dict[str, Any], earlier: Watch) -> None:
         """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only

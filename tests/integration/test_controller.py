@@ -172,8 +172,14 @@ def phase1(airflow) -> dict[str, Outcome]:
 
 
 def start_stuck_backfill(airflow) -> str:
-    """A backfill whose target is paused once planning is done: its runs can never finish."""
-    conf = {"dag_id": "bf_slow", "dates": ["2024-01-01", "2024-01-02"], "timeout_minutes": 1}
+    """A backfill whose target is paused once planning is done: its runs can never finish, and
+    with a window of one run its last date never gets room."""
+    conf = {
+        "dag_id": "bf_slow",
+        "dates": ["2024-01-01", "2024-01-02", "2024-01-03"],
+        "max_active_runs": 1,
+        "timeout_minutes": 1,
+    }
     run_id = airflow.trigger(CONTROLLER, conf)
     deadline = time.monotonic() + 300
     while airflow.task_states(CONTROLLER, run_id).get("plan") != "success":
@@ -244,6 +250,17 @@ def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, ph
     log = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/wait/logs/1").text
     assert "timed out" in log and "paused" in log
     assert all(day in log for day in unfinished)
+
+
+def test_a_date_that_never_gets_room_in_the_window_times_out_naming_it(airflow, phase1):
+    # The window holds one run; a run that cannot finish keeps it full, so at least the last
+    # date's chunk waits (deferred) until timeout_minutes, then fails naming what is open.
+    out = phase1["stuck"]
+    assert "2024-01-03" in out.dates(state="trigger_failed")
+    log = airflow.api(
+        "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/trigger/logs/1?map_index=2"
+    ).text
+    assert "timed out (the window never had room for the next date)" in log and "paused" in log
 
 
 def test_report_has_the_contract_fields(phase1):

@@ -16,6 +16,7 @@ from include.backfill.plan import (
     date_states,
     decide,
     new_run_id,
+    resume_when_open_at_most,
     room,
 )
 from include.backfill.request import BackfillRequest, Reprocess
@@ -266,3 +267,20 @@ def test_each_date_reads_the_state_of_its_chunks_trigger_task() -> None:
 )
 def test_room_is_what_the_window_has_left(open_runs: int, max_active_runs: int, more: int) -> None:
     assert room(open_runs, max_active_runs) == more
+
+
+@pytest.mark.parametrize(
+    ("max_active_runs", "dates_left", "open_at_most"),
+    [(16, 100, 12), (16, 3, 13), (10, 50, 8), (3, 5, 2), (1, 5, 0)],
+    ids=[
+        "a quarter of the window",
+        "no more than the chunk has left",
+        "rounded down",
+        "small window: one date",
+        "window of one",
+    ],
+)
+def test_a_waiting_chunk_resumes_when_a_burst_fits(
+    max_active_runs: int, dates_left: int, open_at_most: int
+) -> None:
+    assert resume_when_open_at_most(max_active_runs, dates_left) == open_at_most
