@@ -49,6 +49,23 @@ def continuation_run_id(head_run_id: str, segment: int) -> str:
     return f"{head_run_id}{SEGMENT_MARK}{segment}"
 
 
+#: The conf key of a continuation run: ``{"head_run_id": ..., "segment": k}``.
+CONTINUES_KEY = "continues"
+
+
+def continuation_conf(head_conf: Mapping[str, Any], head_run_id: str, segment: int) -> dict[str, Any]:
+    """The conf of a continuation run: the head's, without its explicit ``dates``.
+
+    A continuation reads its dates from the head's plan, so the list (10,000 dates are about
+    300 KB) is not copied into every segment's conf and the ``segments`` task's XCom.
+
+    >>> continuation_conf({"dag_id": "d", "dates": ["2024-01-01"]}, "manual__1", 2)
+    {'dag_id': 'd', 'continues': {'head_run_id': 'manual__1', 'segment': 2}}
+    """
+    conf = {key: value for key, value in head_conf.items() if key != "dates"}
+    return {**conf, CONTINUES_KEY: {"head_run_id": head_run_id, "segment": segment}}
+
+
 def merge_reports(parts: Sequence[Mapping[str, Any]], *, limit: int = REPORT_DATES_LIMIT) -> dict[str, Any]:
     """One report from the reports of every segment, in segment order.
 

@@ -14,7 +14,13 @@ from include.backfill.params import conf_errors
 from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_bounds, chunk_count, decide
 from include.backfill.report import CANCELLED, audit_note, build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, OnOverlap, parse_request
-from include.backfill.segments import continuation_run_id, merge_reports, split
+from include.backfill.segments import (
+    CONTINUES_KEY,
+    continuation_conf,
+    continuation_run_id,
+    merge_reports,
+    split,
+)
 from include.backfill.selection import select_tasks
 from include.backfill.settings import Limits, poll_interval, segment_size, timeout_minutes
 from include.controller.notify import notify_end
@@ -23,7 +29,6 @@ from include.controller.progress import Watch, observe
 log = logging.getLogger(__name__)
 
 #: Conf key of a continuation run (internal: set by the head run, not by users).
-CONTINUES_KEY = "continues"
 _FAR_FUTURE = pendulum.datetime(2999, 1, 1, tz="UTC")
 
 
@@ -142,7 +147,7 @@ def list_segments(**context: Any) -> list[dict[str, Any]]:
     return [
         {
             "trigger_run_id": continuation_run_id(dag_run.run_id, k),
-            "conf": {**conf, CONTINUES_KEY: {"head_run_id": dag_run.run_id, "segment": k}},
+            "conf": continuation_conf(conf, dag_run.run_id, k),
             "segment_index": k,
         }
         for k in range(1, count)

@@ -137,7 +137,8 @@ def phase1(airflow) -> dict[str, Outcome]:
             "max_active_runs": 3,
             "chunk_size": 2,
         },
-        "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"]},
+        # One date per segment: the continuation takes its date from the head's plan.
+        "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"], "segment_size": 1},
         "unscheduled": {"dag_id": "bf_none", "dates": ["2024-01-05T03:00:00", "2024-01-06"]},
         "existing": {
             "dag_id": "bf_daily",
@@ -295,8 +296,12 @@ def test_the_window_holds_max_active_runs_runs_and_is_kept_full(airflow, phase1)
 
 
 def test_explicit_dates_run_only_those_dates(airflow, phase1):
-    assert phase1["explicit"].state == "success"
+    out = phase1["explicit"]
+    assert out.state == "success"
     assert sorted(day_runs(airflow, "bf_daily", "2024-02-01", "2024-02-29")) == ["2024-02-03", "2024-02-07"]
+    assert out.report["segments"] == 2 and sorted(out.dates(state="success")) == ["2024-02-03", "2024-02-07"]
+    continuation = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}__segment_1").json()
+    assert "dates" not in continuation["conf"]  # read from the head's plan, not copied
 
 
 def test_unscheduled_target_takes_any_datetimes(airflow, phase1):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from include.backfill.segments import MAX_MAP_LENGTH, continuation_run_id, merge_reports, split
+from include.backfill.segments import (
+    MAX_MAP_LENGTH,
+    continuation_conf,
+    continuation_run_id,
+    merge_reports,
+    split,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +55,16 @@ def test_a_large_merged_report_keeps_the_dates_that_need_attention() -> None:
     merged = merge_reports([part(False, ["success"] * 5 + ["failed"])], limit=3)
     assert merged["dates_truncated"] is True
     assert [d["state"] for d in merged["dates"]] == ["failed"]
+
+
+def test_a_continuation_reads_its_dates_from_the_head_and_does_not_copy_the_list() -> None:
+    head_conf = {"dag_id": "sales", "dates": [f"2024-01-{d:02d}" for d in range(1, 29)], "reason": "outage"}
+
+    conf = continuation_conf(head_conf, "manual__1", 3)
+
+    assert conf == {
+        "dag_id": "sales",
+        "reason": "outage",
+        "continues": {"head_run_id": "manual__1", "segment": 3},
+    }
+    assert "dates" in head_conf  # the head's own conf is left as it was
