@@ -9,9 +9,9 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    (existing run re-run under its own run_id, per `reprocess`) or *skipped* (why is reported).
    A bad request fails here and nothing is created or changed.
 2. **trigger** (one mapped task instance per chunk of dates, chunk after chunk) creates or
-   clears the target runs in date order, each as soon as fewer than `max_active_runs` runs of this
-   backfill are queued or running (a sliding window; while it is full the task waits deferred in
-   the triggerer); once `max_failed_dates` dates have failed no
+   clears the target runs in date order, a chunk as soon as the window has room for it: at most
+   `max_active_runs` runs of this backfill queued or running (a sliding window; a chunk waits
+   for its turn deferred, in the triggerer); once `max_failed_dates` dates have failed no
    new chunk starts.
 3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished.
 4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
@@ -43,12 +43,16 @@ with DAG(
     tags=["backfill", "ops"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=10)},
     params={
+        # Required, but checked by the plan task rather than by a Param without a default:
+        # Airflow 3.3.2's triggerer validates the Params of a task that starts deferred without the
+        # run's conf, and a Param with no default crashes the triggerer.
         "dag_id": Param(
-            type="string",
+            None,
+            type=["null", "string"],
             minLength=1,
             pattern=r"^[A-Za-z0-9_.\-]+$",
             title="Target DAG",
-            description="dag_id of the DAG to backfill.",
+            description="dag_id of the DAG to backfill (required).",
             section="What",
         ),
         "start_date": Param(
@@ -233,11 +237,10 @@ with DAG(
 ) as dag:
     plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
 
-    # One task instance per chunk, one at a time (a deferred one counts): it starts what fits in
-    # the window and waits deferred, holding no executor slot, until a burst fits again.
+    # One task instance per chunk. Each starts deferred and waits in the triggerer (no process,
+    # no executor slot) until the chunks before it have started and the window has room for it.
     trigger = BackfillTriggerOperator.partial(
         task_id="trigger",
-        max_active_tis_per_dagrun=1,
         map_index_template="{{ task.dates_label }}",
         retries=1,
     ).expand_kwargs(plan.output)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pendulum import DateTime
 
-from include.backfill.request import BackfillRequest, MissingRuns, Reprocess
+from include.backfill.request import BackfillRequest, MissingRuns, Reprocess, default_chunk_size
 from include.backfill.schedule import ScheduledDate
 from include.backfill.selection import TIKey, describe, to_clear
 
@@ -229,15 +229,50 @@ def room(open_runs: int, max_active_runs: int) -> int:
     return max(0, max_active_runs - open_runs)
 
 
-def resume_when_open_at_most(max_active_runs: int, dates_left: int) -> int:
-    """How few runs must be open before a waiting chunk resumes to start more (it waits deferred).
+#: States of a chunk's task instance that has not started its dates yet (or will start them
+#: again: a failed try waiting for its retry).
+CHUNK_WAITING = frozenset({None, "none", "deferred", "up_for_retry", "up_for_reschedule"})
+#: States of a chunk's task instance that is done with its dates, one way or another.
+CHUNK_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
-    Resuming costs a task process (a second or more of an executor slot), so a chunk waits for
-    room for a burst: a quarter of the window, or the dates it has left if fewer. The window still
-    holds three quarters of its runs when the chunk wakes, which keeps the executor busy meanwhile.
 
-    >>> resume_when_open_at_most(16, 100), resume_when_open_at_most(16, 2), resume_when_open_at_most(3, 5)
-    (12, 14, 2)
+@dataclass(frozen=True)
+class ChunkTurn:
+    """What a waiting chunk knows about the chunks before it, once none of them waits any more.
+
+    ``done``: chunks that have finished triggering (their runs are counted in the window);
+    ``starting``: chunks whose task is triggering right now (all their dates count as open).
     """
-    burst = min(max(1, max_active_runs // 4), max(1, dates_left))
-    return max_active_runs - burst
+
+    done: tuple[int, ...]
+    starting: tuple[int, ...]
+
+
+def chunk_turn(chunk_states: Mapping[int, str | None], chunk: int) -> ChunkTurn | None:
+    """Whether ``chunk`` may start: ``None`` while an earlier chunk has not started, so dates
+    always start in order.
+
+    >>> chunk_turn({0: "success", 1: "running", 2: "deferred"}, 2)
+    ChunkTurn(done=(0,), starting=(1,))
+    >>> chunk_turn({0: "success", 1: "deferred", 2: "deferred"}, 2) is None
+    True
+    """
+    done: list[int] = []
+    starting: list[int] = []
+    for earlier in range(chunk):
+        state = chunk_states.get(earlier)
+        if state in CHUNK_WAITING:
+            return None
+        (done if state in CHUNK_DONE else starting).append(earlier)
+    return ChunkTurn(tuple(done), tuple(starting))
+
+
+def chunk_fits(open_runs: int, reserved: int, dates: int, max_active_runs: int) -> bool:
+    """Whether a chunk of ``dates`` dates may start: the window has room for all of them, counting
+    the ``reserved`` dates of chunks starting right now as open. A chunk larger than a quarter of
+    the window starts when a quarter fits, and waits for room for the rest as it goes.
+
+    >>> chunk_fits(12, 0, 4, 16), chunk_fits(12, 4, 4, 16), chunk_fits(14, 0, 8, 16)
+    (True, False, False)
+    """
+    return room(open_runs + reserved, max_active_runs) >= min(dates, default_chunk_size(max_active_runs))

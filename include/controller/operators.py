@@ -17,14 +17,16 @@ has finished, and then ends itself from the triggerer.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
 
-from include.backfill.plan import resume_when_open_at_most, room
+from include.backfill.plan import CHUNK_DONE, chunk_bounds, room
 from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
@@ -32,16 +34,22 @@ from include.backfill.settings import poll_interval
 from include.controller.progress import (
     OPEN,
     BackfillProgressTrigger,
+    ChunkTurnTrigger,
     Watch,
     Window,
-    WindowTrigger,
+    chunk_states,
     observe,
     unfinished,
     why_stuck,
 )
 
 PLAN_TASK_ID = "plan"
-#: Seconds between the triggerer's looks at a full window: one or two cheap calls, so short.
+#: What a waiting chunk waits for (for timeout messages).
+WAITING_FOR = {
+    "budget": "the earlier dates never finished",
+    "room": "the window never had room for the next date",
+}
+#: Seconds between looks at the window while a chunk waits for its turn: cheap calls, so short.
 FEED_INTERVAL = 0.5
 
 
@@ -86,6 +94,16 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
 
     template_fields = ()
     ui_color = "#e8f4ea"
+    # Every chunk starts deferred, in the triggerer, and runs in a worker only once it may start
+    # its dates: waiting for its turn costs no task process and no executor slot.
+    start_from_trigger = True
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=f"{ChunkTurnTrigger.__module__}.{ChunkTurnTrigger.__qualname__}",
+        trigger_kwargs=None,  # the trigger finds its chunk from its task instance
+        next_method="feed",
+        next_kwargs=None,
+        timeout=None,
+    )
 
     def __init__(
         self,
@@ -107,27 +125,52 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self._api: Any = None
 
     def execute(self, context: Any) -> None:
-        gate = self._gate(context)
-        earlier = _watch(context, gate, upto=self.first_position)
-        if gate.get("max_failed_dates") is not None:
-            window = Window(gate["target_dag_id"], list(earlier.run_ids))
-            if window.count():
-                self._defer(gate, window, 0, open_at_most=0, method_name="after_earlier_dates")
-            self._check_budget(gate, earlier)
-        return self._feed(context, gate, 0, Window(gate["target_dag_id"], list(earlier.run_ids)))
+        """Only if the task was not started deferred (``start_from_trigger``): wait for the turn now."""
+        self.defer(trigger=ChunkTurnTrigger(poll_interval=FEED_INTERVAL), method_name="feed")
 
-    def after_earlier_dates(self, context: Any, event: dict[str, Any]) -> None:
-        """Resumed once every earlier date has finished (failure budget): count, then feed."""
-        gate = self._gate(context)
-        self._raise_if_timed_out(context, gate, event, "the earlier dates never finished")
-        self._check_budget(gate, _watch(context, gate, upto=self.first_position))
-        return self._feed(context, gate, 0, Window(gate["target_dag_id"], []))
+    def feed(self, context: Any, event: dict[str, Any]) -> None:
+        """Start the chunk's dates, in order, once :class:`ChunkTurnTrigger` says it is its turn.
 
-    def feed_more(self, context: Any, event: dict[str, Any], position: int) -> None:
-        """Resumed once the window has room for a burst: start the chunk's dates from ``position``."""
+        The trigger saw room for the whole chunk (or a quarter of the window, for a larger chunk);
+        the dates that do not fit when their turn comes wait here for room, looking twice a second.
+        """
         gate = self._gate(context)
-        self._raise_if_timed_out(context, gate, event, "the window never had room for the next date")
-        return self._feed(context, gate, position, Window(gate["target_dag_id"], event["candidates"]))
+        budget = gate.get("max_failed_dates") is not None
+        what = WAITING_FOR["budget" if budget else "room"]
+        if event.get("timed_out"):
+            raise AirflowFailException(_timeout_message(context, gate, set(event.get("pending") or []), what))
+        run_ids = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
+        starting = [run_ids[i] for j in event.get("starting", []) for i in self._bounds(gate, j, run_ids)]
+        window = Window(gate["target_dag_id"], [*event.get("candidates", []), *starting])
+        self._wait_until(context, gate, window, lambda: self._earlier_done(context, event), what)
+        if budget:
+            self._check_budget(gate, _watch(context, gate, upto=self.first_position))
+        max_active_runs = gate["max_active_runs"]
+        open_runs = window.count()
+        retry = context["ti"].try_number > 1
+        for date in self.dates:
+            if not room(open_runs, max_active_runs):
+                self._wait_until(
+                    context, gate, window, lambda: room(window.count(), max_active_runs) > 0, what
+                )
+                open_runs = window.count()
+            self._act(context, date, retry)
+            window.add(str(self.trigger_run_id))
+            open_runs += 1
+        context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
+
+    @staticmethod
+    def _bounds(gate: dict[str, Any], chunk: int, run_ids: list[str]) -> range:
+        return chunk_bounds(chunk, gate["chunk_size"], len(run_ids))
+
+    def _earlier_done(self, context: Any, event: dict[str, Any]) -> bool:
+        """Whether the chunks that were starting when this one got its turn have finished, so
+        this chunk's runs are created after theirs."""
+        if not event.get("starting"):
+            return True
+        ti = context["ti"]
+        states = chunk_states(ti.dag_id, ti.run_id)
+        return all(states.get(j) in CHUNK_DONE for j in event["starting"])
 
     def _gate(self, context: Any) -> dict[str, Any]:
         gate = _gate(context)
@@ -137,40 +180,12 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.conf = dict(request.get("conf") or {})
         return gate
 
-    def _feed(self, context: Any, gate: dict[str, Any], position: int, window: Window) -> None:
-        """Start the chunk's dates from ``position`` while the window has room; when it is full,
-        wait deferred (no executor slot held) until a burst fits, and go on from there."""
-        max_active_runs = gate["max_active_runs"]
-        open_runs = window.count()
-        retry = context["ti"].try_number > 1
-        for index in range(position, len(self.dates)):
-            if not room(open_runs, max_active_runs):
-                left = len(self.dates) - index
-                open_at_most = resume_when_open_at_most(max_active_runs, left)
-                self._defer(gate, window, index, open_at_most=open_at_most, method_name="feed_more")
-            self._act(context, self.dates[index], retry)
-            window.add(str(self.trigger_run_id))
-            open_runs += 1
-        context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
-
-    def _defer(
-        self, gate: dict[str, Any], window: Window, position: int, *, open_at_most: int, method_name: str
-    ) -> None:
-        trigger = WindowTrigger(
-            target_dag_id=gate["target_dag_id"],
-            run_ids=window.candidates,
-            open_at_most=open_at_most,
-            poll_interval=FEED_INTERVAL,
-            deadline=gate.get("deadline"),
-        )
-        kwargs = {"position": position} if method_name == "feed_more" else {}
-        self.defer(trigger=trigger, method_name=method_name, kwargs=kwargs)
-
-    def _raise_if_timed_out(
-        self, context: Any, gate: dict[str, Any], event: dict[str, Any], what: str
-    ) -> None:
-        if event.get("timed_out"):
-            raise AirflowFailException(_timeout_message(context, gate, set(event.get("pending") or []), what))
+    def _wait_until(self, context: Any, gate: dict[str, Any], window: Window, ready: Any, what: str) -> None:
+        """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
+        while not ready():
+            if gate.get("deadline") and time.time() > gate["deadline"]:
+                raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
+            time.sleep(FEED_INTERVAL)
 
     def _check_budget(self, gate: dict[str, Any], earlier: Watch) -> None:
         """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only
@@ -281,6 +296,9 @@ class BackfillWaitSensor(BaseSensorOperator):
         waiting = unfinished(watch)
         if not waiting:
             return None
+        if gate.get("deadline") and time.time() > gate["deadline"]:
+            # Deferring now would resume at once, racing the scheduler: fail here instead.
+            raise AirflowFailException(_timeout_message(context, gate, waiting, "timeout_minutes passed"))
         self.defer(
             trigger=BackfillProgressTrigger(
                 **watch.only(waiting).to_kwargs(),

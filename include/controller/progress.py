@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from include.backfill.plan import chunk_of
+from include.backfill.plan import chunk_bounds, chunk_fits, chunk_of, chunk_turn
 from include.backfill.report import PENDING, outcome
 
 TRIGGER_TASK_ID = "trigger"
@@ -80,18 +80,23 @@ class Watch:
         )
 
 
-def _chunk_states(watch: Watch) -> dict[int, str | None]:
+def chunk_states(controller_dag_id: str, controller_run_id: str) -> dict[int, str | None]:
+    """``{map index: state}`` of the controller run's ``trigger`` task instances (one call)."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
 
     states = RTI.get_task_states(
-        dag_id=watch.controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[watch.controller_run_id]
-    ).get(watch.controller_run_id, {})
+        dag_id=controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[controller_run_id]
+    ).get(controller_run_id, {})
     found: dict[int, str | None] = {}
     for key, state in states.items():
         index = key.rsplit("_", 1)[-1]
         if index.isdigit():
             found[int(index)] = getattr(state, "value", state)
     return found
+
+
+def _chunk_states(watch: Watch) -> dict[int, str | None]:
+    return chunk_states(watch.controller_dag_id, watch.controller_run_id)
 
 
 def _acted(watch: Watch) -> tuple[dict[str, str], list[str]]:
@@ -237,50 +242,93 @@ class BackfillProgressTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval if len(todo) > BATCH else min(1.0, self.poll_interval))
 
 
-class WindowTrigger(BaseTrigger):
-    """Fires once at most ``open_at_most`` of the given runs are queued or running.
+#: Seconds a look at a controller run's chunk states is shared by the triggers waiting on it.
+STATES_TTL = 0.4
+_shared_states: dict[tuple[str, str], tuple[float, dict[int, str | None]]] = {}
 
-    A ``trigger`` task instance waits here, in the triggerer, while the backfill's window is full,
-    instead of holding an executor slot. The event carries the run ids that may still be open
-    (the next count starts from them) or, past ``deadline``, ``"timed_out": true``.
+
+def shared_chunk_states(controller_dag_id: str, controller_run_id: str) -> dict[int, str | None]:
+    """:func:`chunk_states`, shared for :data:`STATES_TTL` seconds by every trigger of the run.
+
+    All the chunks of a controller run wait at once, in one triggerer process; each looks twice a
+    second, but the API server is asked once per look, however many chunks wait.
+    """
+    now = time.monotonic()
+    key = (controller_dag_id, controller_run_id)
+    hit = _shared_states.get(key)
+    if hit is not None and now - hit[0] < STATES_TTL:
+        return hit[1]
+    states = chunk_states(controller_dag_id, controller_run_id)
+    for stale in [k for k, (at, _) in _shared_states.items() if now - at > 60]:
+        del _shared_states[stale]
+    _shared_states[key] = (now, states)
+    return states
+
+
+def _plan_facts(controller_dag_id: str, controller_run_id: str) -> tuple[dict[str, Any], list[str]]:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    def pull(key: str) -> Any:
+        return XCom.get_one(
+            key=key, dag_id=controller_dag_id, task_id="plan", run_id=controller_run_id, map_index=-1
+        )
+
+    return pull("gate") or {}, list(pull("run_ids") or [])
+
+
+class ChunkTurnTrigger(BaseTrigger):
+    """Holds a chunk's ``trigger`` task instance in the triggerer until it may start its dates.
+
+    The task starts deferred (``start_from_trigger``): no task process and no executor slot while
+    it waits. It finds its chunk from its own task instance (map index) and the plan's XComs, and
+    fires once (1) no earlier chunk is still waiting (dates start in order) and (2) the window has
+    room for the chunk (:func:`include.backfill.plan.chunk_fits`), counting the runs of earlier
+    chunks that are queued or running, and every date of the chunks starting right now. With a
+    failure budget, it fires once every earlier date has finished. Past the plan's deadline it
+    fires with ``"timed_out": true``.
+
+    Because each task instance runs only after its wait, never before it, no task is ever resumed
+    from a deferral (Airflow 3.3.2 can fail a task resumed within seconds of deferring: the
+    scheduler takes the old worker's late exit report for the new attempt).
     """
 
-    def __init__(
-        self,
-        target_dag_id: str,
-        run_ids: list[str],
-        open_at_most: int,
-        poll_interval: float = 0.5,
-        deadline: float | None = None,
-    ):
+    def __init__(self, poll_interval: float = 0.5):  # started with no kwargs: see BackfillTriggerOperator
         super().__init__()
-        self.target_dag_id = target_dag_id
-        self.run_ids = list(run_ids)
-        self.open_at_most = open_at_most
         self.poll_interval = poll_interval
-        self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "target_dag_id": self.target_dag_id,
-                "run_ids": self.run_ids,
-                "open_at_most": self.open_at_most,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
-        )
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {"poll_interval": self.poll_interval})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
-        window = Window(self.target_dag_id, self.run_ids)
+        ti = self.task_instance
+        dag_id, run_id, chunk = ti.dag_id, ti.run_id, ti.map_index
+        gate, run_ids = await sync_to_async(_plan_facts)(dag_id, run_id)
+        size, total = gate["chunk_size"], len(run_ids)
+        budget = gate.get("max_failed_dates") is not None
+        mine = len(chunk_bounds(chunk, size, total))
+        window = Window(gate["target_dag_id"], [])
+        counted: set[int] = set()
         while True:
-            if await sync_to_async(window.count)() <= self.open_at_most:
-                yield TriggerEvent({"timed_out": False, "candidates": window.candidates})
-                return
-            if self.deadline is not None and time.time() > self.deadline:
-                yield TriggerEvent({"timed_out": True, "pending": window.candidates})
+            turn = chunk_turn(await sync_to_async(shared_chunk_states)(dag_id, run_id), chunk)
+            if turn is not None and not (budget and turn.starting):
+                for done in set(turn.done) - counted:
+                    counted.add(done)
+                    window.candidates += [run_ids[i] for i in chunk_bounds(done, size, total)]
+                open_runs = await sync_to_async(window.count)()
+                reserved = sum(len(chunk_bounds(j, size, total)) for j in turn.starting)
+                if (
+                    open_runs == 0
+                    if budget
+                    else chunk_fits(open_runs, reserved, mine, gate["max_active_runs"])
+                ):
+                    yield TriggerEvent(
+                        {"timed_out": False, "candidates": window.candidates, "starting": list(turn.starting)}
+                    )
+                    return
+            if gate.get("deadline") is not None and time.time() > gate["deadline"]:
+                pending = window.candidates or run_ids[: chunk * size]
+                yield TriggerEvent({"timed_out": True, "pending": pending})
                 return
             await asyncio.sleep(self.poll_interval)

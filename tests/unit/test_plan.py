@@ -7,19 +7,21 @@ import pytest
 
 from include.backfill.plan import (
     Action,
+    ChunkTurn,
     DatePlan,
     ExistingRun,
     acting,
     chunk_bounds,
     chunk_count,
+    chunk_fits,
     chunk_of,
+    chunk_turn,
     date_states,
     decide,
     new_run_id,
-    resume_when_open_at_most,
     room,
 )
-from include.backfill.request import BackfillRequest, Reprocess
+from include.backfill.request import BackfillRequest, Reprocess, default_chunk_size
 from include.backfill.schedule import ScheduledDate
 
 JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -270,17 +272,58 @@ def test_room_is_what_the_window_has_left(open_runs: int, max_active_runs: int, 
 
 
 @pytest.mark.parametrize(
-    ("max_active_runs", "dates_left", "open_at_most"),
-    [(16, 100, 12), (16, 3, 13), (10, 50, 8), (3, 5, 2), (1, 5, 0)],
+    ("states", "chunk", "turn"),
+    [
+        ({}, 0, ChunkTurn(done=(), starting=())),
+        ({0: "success", 1: "failed", 2: "skipped"}, 3, ChunkTurn(done=(0, 1, 2), starting=())),
+        ({0: "success", 1: "running", 2: "queued"}, 3, ChunkTurn(done=(0,), starting=(1, 2))),
+        ({0: "success", 1: "deferred"}, 2, None),
+        ({0: "up_for_retry", 1: "success"}, 2, None),
+        ({0: "success"}, 2, None),
+    ],
     ids=[
-        "a quarter of the window",
-        "no more than the chunk has left",
-        "rounded down",
-        "small window: one date",
-        "window of one",
+        "the first chunk never waits for another",
+        "finished chunks, however they ended, are counted by their runs",
+        "chunks starting right now reserve their dates",
+        "an earlier chunk still waiting: wait behind it (dates start in order)",
+        "an earlier chunk waiting for its retry: wait behind it",
+        "an earlier chunk not even deferred yet: wait",
     ],
 )
-def test_a_waiting_chunk_resumes_when_a_burst_fits(
-    max_active_runs: int, dates_left: int, open_at_most: int
+def test_a_chunk_takes_its_turn_after_every_earlier_chunk_has_started(
+    states: dict[int, str | None], chunk: int, turn: ChunkTurn | None
 ) -> None:
-    assert resume_when_open_at_most(max_active_runs, dates_left) == open_at_most
+    assert chunk_turn(states, chunk) == turn
+
+
+@pytest.mark.parametrize(
+    ("open_runs", "reserved", "dates", "fits"),
+    [
+        (12, 0, 4, True),
+        (13, 0, 4, False),
+        (8, 4, 4, True),
+        (9, 4, 4, False),
+        (12, 0, 16, True),
+        (13, 0, 16, False),
+    ],
+    ids=[
+        "room for the whole chunk",
+        "one date short",
+        "dates of a chunk starting now count as open",
+        "... and can leave too little room",
+        "a chunk larger than a quarter of the window starts when a quarter fits",
+        "... and not before",
+    ],
+)
+def test_a_chunk_starts_when_the_window_has_room_for_it(
+    open_runs: int, reserved: int, dates: int, fits: bool
+) -> None:
+    assert chunk_fits(open_runs, reserved, dates, max_active_runs=16) is fits
+
+
+@pytest.mark.parametrize(
+    ("max_active_runs", "chunk_size"),
+    [(16, 4), (10, 3), (4, 1), (3, 1), (1, 1)],
+)
+def test_the_default_chunk_is_a_quarter_of_the_window(max_active_runs: int, chunk_size: int) -> None:
+    assert default_chunk_size(max_active_runs) == chunk_size
