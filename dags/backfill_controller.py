@@ -177,8 +177,9 @@ with DAG(
             minimum=1,
             maximum=LIMITS.max_active_runs,
             title="Chunk size",
-            description="Dates per trigger task instance (unit of progress in the grid, and of the "
-            "failure budget: a chunk starts only while the budget lasts). Default: max_active_runs.",
+            description="Dates per trigger task instance: a chunk starts when the window has room "
+            "for it (also the unit of progress in the grid and of the failure budget). "
+            "Default: a quarter of max_active_runs.",
             section="How",
         ),
         "segment_size": Param(

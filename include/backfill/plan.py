@@ -193,6 +193,21 @@ def chunk_count(size: int, chunk_size: int) -> int:
     return -(-size // chunk_size)
 
 
+#: Most chunks in one controller run. Each chunk waits for its turn as a trigger in the triggerer,
+#: whose capacity (1,000 by default) every deferred task of the deployment shares.
+MAX_CHUNKS = 200
+
+
+def chunk_size_for(chunk_size: int, dates: int) -> int:
+    """The chunk size a controller run uses: the request's, or larger when it acts on so many dates
+    that it would hold more than :data:`MAX_CHUNKS` chunks.
+
+    >>> chunk_size_for(4, 365), chunk_size_for(4, 1000), chunk_size_for(1, 1000)
+    (4, 5, 5)
+    """
+    return max(chunk_size, -(-dates // MAX_CHUNKS))
+
+
 def chunk_bounds(chunk_index: int, chunk_size: int, total: int) -> range:
     """Indexes (into :func:`acting`) of one chunk; the last chunk may be short.
 
@@ -229,47 +244,36 @@ def room(open_runs: int, max_active_runs: int) -> int:
     return max(0, max_active_runs - open_runs)
 
 
-#: States of a chunk's task instance that has not started its dates yet (or will start them
-#: again: a failed try waiting for its retry).
-CHUNK_WAITING = frozenset({None, "none", "deferred", "up_for_retry", "up_for_reschedule"})
 #: States of a chunk's task instance that is done with its dates, one way or another.
 CHUNK_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 
 @dataclass(frozen=True)
 class ChunkTurn:
-    """What a waiting chunk knows about the chunks before it, once none of them waits any more.
+    """What a waiting chunk knows about the chunks before it.
 
     ``done``: chunks that have finished triggering (their runs are counted in the window);
-    ``starting``: chunks whose task is triggering right now (all their dates count as open).
+    ``pending``: chunks not finished yet, waiting or triggering (all their dates count as open,
+    and the chunk starts its own dates only after theirs).
     """
 
     done: tuple[int, ...]
-    starting: tuple[int, ...]
+    pending: tuple[int, ...]
 
 
-def chunk_turn(chunk_states: Mapping[int, str | None], chunk: int) -> ChunkTurn | None:
-    """Whether ``chunk`` may start: ``None`` while an earlier chunk has not started, so dates
-    always start in order.
+def chunk_turn(chunk_states: Mapping[int, str | None], chunk: int) -> ChunkTurn:
+    """Sort the chunks before ``chunk`` into done and pending.
 
-    >>> chunk_turn({0: "success", 1: "running", 2: "deferred"}, 2)
-    ChunkTurn(done=(0,), starting=(1,))
-    >>> chunk_turn({0: "success", 1: "deferred", 2: "deferred"}, 2) is None
-    True
+    >>> chunk_turn({0: "success", 1: "running", 2: "deferred"}, 3)
+    ChunkTurn(done=(0,), pending=(1, 2))
     """
-    done: list[int] = []
-    starting: list[int] = []
-    for earlier in range(chunk):
-        state = chunk_states.get(earlier)
-        if state in CHUNK_WAITING:
-            return None
-        (done if state in CHUNK_DONE else starting).append(earlier)
-    return ChunkTurn(tuple(done), tuple(starting))
+    done = tuple(j for j in range(chunk) if chunk_states.get(j) in CHUNK_DONE)
+    return ChunkTurn(done, tuple(j for j in range(chunk) if j not in done))
 
 
 def chunk_fits(open_runs: int, reserved: int, dates: int, max_active_runs: int) -> bool:
     """Whether a chunk of ``dates`` dates may start: the window has room for all of them, counting
-    the ``reserved`` dates of chunks starting right now as open. A chunk larger than a quarter of
+    the ``reserved`` dates of earlier chunks not finished yet as open. A chunk larger than a quarter of
     the window starts when a quarter fits, and waits for room for the rest as it goes.
 
     >>> chunk_fits(12, 0, 4, 16), chunk_fits(12, 4, 4, 16), chunk_fits(14, 0, 8, 16)

@@ -140,9 +140,11 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         if event.get("timed_out"):
             raise AirflowFailException(_timeout_message(context, gate, set(event.get("pending") or []), what))
         run_ids = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
-        starting = [run_ids[i] for j in event.get("starting", []) for i in self._bounds(gate, j, run_ids)]
-        window = Window(gate["target_dag_id"], [*event.get("candidates", []), *starting])
-        self._wait_until(context, gate, window, lambda: self._earlier_done(context, event), what)
+        pending = [run_ids[i] for j in event.get("pending", []) for i in self._bounds(gate, j, run_ids)]
+        window = Window(gate["target_dag_id"], [*event.get("candidates", []), *pending])
+        self._wait_until(
+            context, gate, window, lambda: self._earlier_done(context, event), what, interval=0.2
+        )
         if budget:
             self._check_budget(gate, _watch(context, gate, upto=self.first_position))
         max_active_runs = gate["max_active_runs"]
@@ -164,13 +166,13 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         return chunk_bounds(chunk, gate["chunk_size"], len(run_ids))
 
     def _earlier_done(self, context: Any, event: dict[str, Any]) -> bool:
-        """Whether the chunks that were starting when this one got its turn have finished, so
-        this chunk's runs are created after theirs."""
-        if not event.get("starting"):
+        """Whether the earlier chunks not finished when this one got its turn have finished now,
+        so this chunk's runs are created after theirs."""
+        if not event.get("pending"):
             return True
         ti = context["ti"]
         states = chunk_states(ti.dag_id, ti.run_id)
-        return all(states.get(j) in CHUNK_DONE for j in event["starting"])
+        return all(states.get(j) in CHUNK_DONE for j in event["pending"])
 
     def _gate(self, context: Any) -> dict[str, Any]:
         gate = _gate(context)
@@ -180,12 +182,20 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.conf = dict(request.get("conf") or {})
         return gate
 
-    def _wait_until(self, context: Any, gate: dict[str, Any], window: Window, ready: Any, what: str) -> None:
-        """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
+    def _wait_until(
+        self,
+        context: Any,
+        gate: dict[str, Any],
+        window: Window,
+        ready: Any,
+        what: str,
+        interval: float = FEED_INTERVAL,
+    ) -> None:
+        """Look every ``interval`` seconds until ``ready()``; fail past the deadline."""
         while not ready():
             if gate.get("deadline") and time.time() > gate["deadline"]:
                 raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
-            time.sleep(FEED_INTERVAL)
+            time.sleep(interval)
 
     def _check_budget(self, gate: dict[str, Any], earlier: Watch) -> None:
         """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only

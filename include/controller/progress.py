@@ -265,15 +265,27 @@ def shared_chunk_states(controller_dag_id: str, controller_run_id: str) -> dict[
     return states
 
 
-def _plan_facts(controller_dag_id: str, controller_run_id: str) -> tuple[dict[str, Any], list[str]]:
+_plan_facts_cache: dict[tuple[str, str], tuple[float, dict[str, Any], list[str]]] = {}
+
+
+def shared_plan_facts(controller_dag_id: str, controller_run_id: str) -> tuple[dict[str, Any], list[str]]:
+    """The plan's ``gate`` and ``run_ids`` XComs, read once per controller run by its triggers."""
     from airflow.sdk.execution_time.xcom import XCom
 
-    def pull(key: str) -> Any:
-        return XCom.get_one(
-            key=key, dag_id=controller_dag_id, task_id="plan", run_id=controller_run_id, map_index=-1
-        )
+    key = (controller_dag_id, controller_run_id)
+    if key not in _plan_facts_cache:
 
-    return pull("gate") or {}, list(pull("run_ids") or [])
+        def pull(name: str) -> Any:
+            return XCom.get_one(
+                key=name, dag_id=controller_dag_id, task_id="plan", run_id=controller_run_id, map_index=-1
+            )
+
+        now = time.monotonic()
+        for stale in [k for k, (at, _, _) in _plan_facts_cache.items() if now - at > 24 * 3600]:
+            del _plan_facts_cache[stale]
+        _plan_facts_cache[key] = (now, pull("gate") or {}, list(pull("run_ids") or []))
+    _, gate, run_ids = _plan_facts_cache[key]
+    return gate, run_ids
 
 
 class ChunkTurnTrigger(BaseTrigger):
@@ -281,11 +293,11 @@ class ChunkTurnTrigger(BaseTrigger):
 
     The task starts deferred (``start_from_trigger``): no task process and no executor slot while
     it waits. It finds its chunk from its own task instance (map index) and the plan's XComs, and
-    fires once (1) no earlier chunk is still waiting (dates start in order) and (2) the window has
-    room for the chunk (:func:`include.backfill.plan.chunk_fits`), counting the runs of earlier
-    chunks that are queued or running, and every date of the chunks starting right now. With a
-    failure budget, it fires once every earlier date has finished. Past the plan's deadline it
-    fires with ``"timed_out": true``.
+    fires once the window has room for the chunk (:func:`include.backfill.plan.chunk_fits`),
+    counting the runs of finished earlier chunks that are queued or running, and every date of
+    the earlier chunks not finished yet (the task then starts its dates after theirs, so dates
+    start in order). With a failure budget, it fires once every earlier date has finished. Past
+    the plan's deadline it fires with ``"timed_out": true``.
 
     Because each task instance runs only after its wait, never before it, no task is ever resumed
     from a deferral (Airflow 3.3.2 can fail a task resumed within seconds of deferring: the
@@ -304,7 +316,10 @@ class ChunkTurnTrigger(BaseTrigger):
 
         ti = self.task_instance
         dag_id, run_id, chunk = ti.dag_id, ti.run_id, ti.map_index
-        gate, run_ids = await sync_to_async(_plan_facts)(dag_id, run_id)
+        if chunk == 0:  # nothing before it: the window is empty
+            yield TriggerEvent({"timed_out": False, "candidates": [], "pending": []})
+            return
+        gate, run_ids = await sync_to_async(shared_plan_facts)(dag_id, run_id)
         size, total = gate["chunk_size"], len(run_ids)
         budget = gate.get("max_failed_dates") is not None
         mine = len(chunk_bounds(chunk, size, total))
@@ -312,19 +327,19 @@ class ChunkTurnTrigger(BaseTrigger):
         counted: set[int] = set()
         while True:
             turn = chunk_turn(await sync_to_async(shared_chunk_states)(dag_id, run_id), chunk)
-            if turn is not None and not (budget and turn.starting):
+            if not (budget and turn.pending):
                 for done in set(turn.done) - counted:
                     counted.add(done)
                     window.candidates += [run_ids[i] for i in chunk_bounds(done, size, total)]
                 open_runs = await sync_to_async(window.count)()
-                reserved = sum(len(chunk_bounds(j, size, total)) for j in turn.starting)
+                reserved = sum(len(chunk_bounds(j, size, total)) for j in turn.pending)
                 if (
                     open_runs == 0
                     if budget
                     else chunk_fits(open_runs, reserved, mine, gate["max_active_runs"])
                 ):
                     yield TriggerEvent(
-                        {"timed_out": False, "candidates": window.candidates, "starting": list(turn.starting)}
+                        {"timed_out": False, "candidates": window.candidates, "pending": list(turn.pending)}
                     )
                     return
             if gate.get("deadline") is not None and time.time() > gate["deadline"]:

@@ -15,6 +15,7 @@ from include.backfill.plan import (
     chunk_count,
     chunk_fits,
     chunk_of,
+    chunk_size_for,
     chunk_turn,
     date_states,
     decide,
@@ -274,24 +275,22 @@ def test_room_is_what_the_window_has_left(open_runs: int, max_active_runs: int, 
 @pytest.mark.parametrize(
     ("states", "chunk", "turn"),
     [
-        ({}, 0, ChunkTurn(done=(), starting=())),
-        ({0: "success", 1: "failed", 2: "skipped"}, 3, ChunkTurn(done=(0, 1, 2), starting=())),
-        ({0: "success", 1: "running", 2: "queued"}, 3, ChunkTurn(done=(0,), starting=(1, 2))),
-        ({0: "success", 1: "deferred"}, 2, None),
-        ({0: "up_for_retry", 1: "success"}, 2, None),
-        ({0: "success"}, 2, None),
+        ({}, 0, ChunkTurn(done=(), pending=())),
+        ({0: "success", 1: "failed", 2: "skipped"}, 3, ChunkTurn(done=(0, 1, 2), pending=())),
+        ({0: "success", 1: "running", 2: "deferred"}, 3, ChunkTurn(done=(0,), pending=(1, 2))),
+        ({0: "up_for_retry", 1: "success"}, 2, ChunkTurn(done=(1,), pending=(0,))),
+        ({0: "success"}, 2, ChunkTurn(done=(0,), pending=(1,))),
     ],
     ids=[
-        "the first chunk never waits for another",
+        "the first chunk has nothing before it",
         "finished chunks, however they ended, are counted by their runs",
-        "chunks starting right now reserve their dates",
-        "an earlier chunk still waiting: wait behind it (dates start in order)",
-        "an earlier chunk waiting for its retry: wait behind it",
-        "an earlier chunk not even deferred yet: wait",
+        "chunks triggering or still waiting reserve all their dates",
+        "a chunk waiting for its retry is pending",
+        "a chunk with no task state yet is pending",
     ],
 )
-def test_a_chunk_takes_its_turn_after_every_earlier_chunk_has_started(
-    states: dict[int, str | None], chunk: int, turn: ChunkTurn | None
+def test_a_chunk_counts_the_chunks_before_it_as_done_or_pending(
+    states: dict[int, str | None], chunk: int, turn: ChunkTurn
 ) -> None:
     assert chunk_turn(states, chunk) == turn
 
@@ -309,7 +308,7 @@ def test_a_chunk_takes_its_turn_after_every_earlier_chunk_has_started(
     ids=[
         "room for the whole chunk",
         "one date short",
-        "dates of a chunk starting now count as open",
+        "dates of earlier chunks not finished count as open",
         "... and can leave too little room",
         "a chunk larger than a quarter of the window starts when a quarter fits",
         "... and not before",
@@ -327,3 +326,19 @@ def test_a_chunk_starts_when_the_window_has_room_for_it(
 )
 def test_the_default_chunk_is_a_quarter_of_the_window(max_active_runs: int, chunk_size: int) -> None:
     assert default_chunk_size(max_active_runs) == chunk_size
+
+
+@pytest.mark.parametrize(
+    ("requested", "dates", "used"),
+    [(4, 365, 4), (4, 800, 4), (4, 1000, 5), (1, 1000, 5), (16, 1000, 16)],
+    ids=[
+        "the request's",
+        "up to 200 chunks",
+        "larger past 200 chunks",
+        "even past the window",
+        "never smaller",
+    ],
+)
+def test_a_controller_run_holds_at_most_200_chunks(requested: int, dates: int, used: int) -> None:
+    # Each waiting chunk is a trigger in the triggerer, shared with every deferred task.
+    assert chunk_size_for(requested, dates) == used
