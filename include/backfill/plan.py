@@ -3,13 +3,16 @@
 A plan is decided once, from the scheduled dates and the target's existing runs, before anything
 changes; it is then carried out chunk by chunk.
 
-Chunking and the sliding window, worked through: 7 dates, ``chunk_size=3``, ``max_active_runs=4``.
-The chunks are ``[d0 d1 d2] [d3 d4 d5] [d6]``, one mapped ``trigger`` task instance each, run one
-after another. A chunk starts its dates in order, each as soon as fewer than four runs of this
-backfill are queued or running (:func:`room`): d0..d3 at once, d4 when the first of them has
-finished, and so on, so the window stays full and never holds more than four. Before a chunk
-starts, the failed dates so far are counted against ``max_failed_dates``; once it is reached, no
-further chunk starts and the dates left are ``cancelled``.
+Chunking and the sliding window, worked through: 7 dates, ``chunk_size=1``, ``max_active_runs=4``
+(the default chunk is a quarter of the window). The chunks are ``[d0] [d1] ... [d6]``, one mapped
+``trigger`` task instance each, all waiting at once. A chunk starts when the window has room for
+it (:func:`chunk_fits`), counting the runs of finished chunks that are queued or running and
+every date of earlier chunks not finished yet (:func:`chunk_turn`): d0..d3 at once, d4 when the
+first of them has finished, and so on, so the window stays full and never holds more than four.
+A chunk creates its runs only after the earlier chunks have created theirs (dates start in
+order). With ``max_failed_dates``, a chunk starts once every earlier date has finished and counts
+the failed ones; once the budget is spent, no further chunk starts and the dates left are
+``cancelled``.
 """
 
 from __future__ import annotations
@@ -272,11 +275,17 @@ def chunk_turn(chunk_states: Mapping[int, str | None], chunk: int) -> ChunkTurn:
 
 
 def chunk_fits(open_runs: int, reserved: int, dates: int, max_active_runs: int) -> bool:
-    """Whether a chunk of ``dates`` dates may start: the window has room for all of them, counting
-    the ``reserved`` dates of earlier chunks not finished yet as open. A chunk larger than a quarter of
-    the window starts when a quarter fits, and waits for room for the rest as it goes.
+    """Whether a chunk of ``dates`` dates may set off: once every earlier date fits in the window.
 
-    >>> chunk_fits(12, 0, 4, 16), chunk_fits(12, 4, 4, 16), chunk_fits(14, 0, 8, 16)
-    (True, False, False)
+    ``open_runs``: runs of finished earlier chunks queued or running; ``reserved``: the dates of
+    earlier chunks not finished yet (counted as open). A chunk's task needs a few seconds to reach
+    a worker (triggerer, scheduler, executor), during which runs keep finishing, so it sets off
+    one chunk ahead of the room it needs; the task then creates each run only when the window
+    has room for it (:func:`room`), so the window never holds more than ``max_active_runs``.
+    A chunk larger than a quarter of the window sets off as if it were a quarter.
+
+    >>> chunk_fits(16, 0, 4, 16), chunk_fits(12, 4, 4, 16), chunk_fits(13, 4, 4, 16)
+    (True, True, False)
     """
-    return room(open_runs + reserved, max_active_runs) >= min(dates, default_chunk_size(max_active_runs))
+    quarter = default_chunk_size(max_active_runs)
+    return open_runs + reserved + min(dates, quarter) <= max_active_runs + quarter

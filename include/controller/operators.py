@@ -1,15 +1,14 @@
 """The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
-``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
-instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
-through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
-an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
-queued or running (a sliding window, :func:`include.backfill.plan.room`). While the window is full
-the task waits deferred (:class:`include.controller.progress.WindowTrigger`, in the triggerer),
-so feeding the window holds no executor slot between bursts; it resumes when a burst fits
-(:func:`include.backfill.plan.resume_when_open_at_most`). With a failure budget
-(``max_failed_dates``), a chunk starts once every earlier date has finished, and only while the
-budget lasts.
+``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on. Every task
+instance starts deferred (``start_from_trigger``): it waits in the triggerer, holding no task
+process and no executor slot, until the backfill's window has room for its chunk
+(:class:`include.controller.progress.ChunkTurnTrigger`), then runs once in a worker and starts its
+dates in order through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to
+clear and re-run an existing one), after the dates of earlier chunks. The window: at most
+``max_active_runs`` runs of the backfill queued or running (:func:`include.backfill.plan.room`).
+With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
+finished, and only while the budget lasts.
 
 ``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
 has finished, and then ends itself from the triggerer.

@@ -298,23 +298,23 @@ def test_a_chunk_counts_the_chunks_before_it_as_done_or_pending(
 @pytest.mark.parametrize(
     ("open_runs", "reserved", "dates", "fits"),
     [
-        (12, 0, 4, True),
-        (13, 0, 4, False),
-        (8, 4, 4, True),
-        (9, 4, 4, False),
+        (16, 0, 4, True),
+        (12, 4, 4, True),
+        (13, 4, 4, False),
+        (0, 20, 4, False),
         (12, 0, 16, True),
-        (13, 0, 16, False),
+        (13, 4, 16, False),
     ],
     ids=[
-        "room for the whole chunk",
-        "one date short",
+        "every earlier date is in the window: set off, one chunk ahead",
         "dates of earlier chunks not finished count as open",
-        "... and can leave too little room",
-        "a chunk larger than a quarter of the window starts when a quarter fits",
-        "... and not before",
+        "... so with one earlier date not in the window yet, wait",
+        "two chunks ahead: wait",
+        "a chunk larger than a quarter of the window sets off as a quarter",
+        "... and waits as a quarter",
     ],
 )
-def test_a_chunk_starts_when_the_window_has_room_for_it(
+def test_a_chunk_sets_off_once_every_earlier_date_fits_in_the_window(
     open_runs: int, reserved: int, dates: int, fits: bool
 ) -> None:
     assert chunk_fits(open_runs, reserved, dates, max_active_runs=16) is fits
