@@ -9,9 +9,8 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    (existing run re-run under its own run_id, per `reprocess`) or *skipped* (why is reported).
    A bad request fails here and nothing is created or changed.
 2. **trigger** (one mapped task instance per chunk of dates, chunk after chunk) creates or
-   clears the target runs in date order, a chunk as soon as the window has room for it: at most
-   `max_active_runs` runs of this backfill queued or running (a sliding window; a chunk waits
-   for its turn deferred, in the triggerer); once `max_failed_dates` dates have failed no
+   clears the target runs in date order, each as soon as fewer than `max_active_runs` runs of this
+   backfill are queued or running (a sliding window); once `max_failed_dates` dates have failed no
    new chunk starts.
 3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished.
 4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
@@ -43,16 +42,12 @@ with DAG(
     tags=["backfill", "ops"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=10)},
     params={
-        # Required, but checked by the plan task rather than by a Param without a default:
-        # Airflow 3.3.2's triggerer validates the Params of a task that starts deferred without the
-        # run's conf, and a Param with no default crashes the triggerer.
         "dag_id": Param(
-            None,
-            type=["null", "string"],
+            type="string",
             minLength=1,
             pattern=r"^[A-Za-z0-9_.\-]+$",
             title="Target DAG",
-            description="dag_id of the DAG to backfill (required).",
+            description="dag_id of the DAG to backfill.",
             section="What",
         ),
         "start_date": Param(
@@ -177,9 +172,8 @@ with DAG(
             minimum=1,
             maximum=LIMITS.max_active_runs,
             title="Chunk size",
-            description="Dates per trigger task instance: a chunk starts when the window has room "
-            "for it (also the unit of progress in the grid and of the failure budget). "
-            "Default: a quarter of max_active_runs.",
+            description="Dates per trigger task instance (unit of progress in the grid, and of the "
+            "failure budget: a chunk starts only while the budget lasts). Default: max_active_runs.",
             section="How",
         ),
         "segment_size": Param(
@@ -238,10 +232,11 @@ with DAG(
 ) as dag:
     plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
 
-    # One task instance per chunk. Each starts deferred and waits in the triggerer (no process,
-    # no executor slot) until the chunks before it have started and the window has room for it.
+    # One task instance per chunk, one at a time: it holds an executor slot while it keeps the
+    # window full, so only one does (a second, started early, cost a second slot all along).
     trigger = BackfillTriggerOperator.partial(
         task_id="trigger",
+        max_active_tis_per_dagrun=1,
         map_index_template="{{ task.dates_label }}",
         retries=1,
     ).expand_kwargs(plan.output)

@@ -3,16 +3,13 @@
 A plan is decided once, from the scheduled dates and the target's existing runs, before anything
 changes; it is then carried out chunk by chunk.
 
-Chunking and the sliding window, worked through: 7 dates, ``chunk_size=1``, ``max_active_runs=4``
-(the default chunk is a quarter of the window). The chunks are ``[d0] [d1] ... [d6]``, one mapped
-``trigger`` task instance each, all waiting at once. A chunk starts when the window has room for
-it (:func:`chunk_fits`), counting the runs of finished chunks that are queued or running and
-every date of earlier chunks not finished yet (:func:`chunk_turn`): d0..d3 at once, d4 when the
-first of them has finished, and so on, so the window stays full and never holds more than four.
-A chunk creates its runs only after the earlier chunks have created theirs (dates start in
-order). With ``max_failed_dates``, a chunk starts once every earlier date has finished and counts
-the failed ones; once the budget is spent, no further chunk starts and the dates left are
-``cancelled``.
+Chunking and the sliding window, worked through: 7 dates, ``chunk_size=3``, ``max_active_runs=4``.
+The chunks are ``[d0 d1 d2] [d3 d4 d5] [d6]``, one mapped ``trigger`` task instance each, run one
+after another. A chunk starts its dates in order, each as soon as fewer than four runs of this
+backfill are queued or running (:func:`room`): d0..d3 at once, d4 when the first of them has
+finished, and so on, so the window stays full and never holds more than four. Before a chunk
+starts, the failed dates so far are counted against ``max_failed_dates``; once it is reached, no
+further chunk starts and the dates left are ``cancelled``.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from typing import Any
 
 from pendulum import DateTime
 
-from include.backfill.request import BackfillRequest, MissingRuns, Reprocess, default_chunk_size
+from include.backfill.request import BackfillRequest, MissingRuns, Reprocess
 from include.backfill.schedule import ScheduledDate
 from include.backfill.selection import TIKey, describe, to_clear
 
@@ -196,21 +193,6 @@ def chunk_count(size: int, chunk_size: int) -> int:
     return -(-size // chunk_size)
 
 
-#: Most chunks in one controller run. Each chunk waits for its turn as a trigger in the triggerer,
-#: whose capacity (1,000 by default) every deferred task of the deployment shares.
-MAX_CHUNKS = 200
-
-
-def chunk_size_for(chunk_size: int, dates: int) -> int:
-    """The chunk size a controller run uses: the request's, or larger when it acts on so many dates
-    that it would hold more than :data:`MAX_CHUNKS` chunks.
-
-    >>> chunk_size_for(4, 365), chunk_size_for(4, 1000), chunk_size_for(1, 1000)
-    (4, 5, 5)
-    """
-    return max(chunk_size, -(-dates // MAX_CHUNKS))
-
-
 def chunk_bounds(chunk_index: int, chunk_size: int, total: int) -> range:
     """Indexes (into :func:`acting`) of one chunk; the last chunk may be short.
 
@@ -245,47 +227,3 @@ def room(open_runs: int, max_active_runs: int) -> int:
     (7, 0, 0)
     """
     return max(0, max_active_runs - open_runs)
-
-
-#: States of a chunk's task instance that is done with its dates, one way or another.
-CHUNK_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
-
-
-@dataclass(frozen=True)
-class ChunkTurn:
-    """What a waiting chunk knows about the chunks before it.
-
-    ``done``: chunks that have finished triggering (their runs are counted in the window);
-    ``pending``: chunks not finished yet, waiting or triggering (all their dates count as open,
-    and the chunk starts its own dates only after theirs).
-    """
-
-    done: tuple[int, ...]
-    pending: tuple[int, ...]
-
-
-def chunk_turn(chunk_states: Mapping[int, str | None], chunk: int) -> ChunkTurn:
-    """Sort the chunks before ``chunk`` into done and pending.
-
-    >>> chunk_turn({0: "success", 1: "running", 2: "deferred"}, 3)
-    ChunkTurn(done=(0,), pending=(1, 2))
-    """
-    done = tuple(j for j in range(chunk) if chunk_states.get(j) in CHUNK_DONE)
-    return ChunkTurn(done, tuple(j for j in range(chunk) if j not in done))
-
-
-def chunk_fits(open_runs: int, reserved: int, dates: int, max_active_runs: int) -> bool:
-    """Whether a chunk of ``dates`` dates may set off: once every earlier date fits in the window.
-
-    ``open_runs``: runs of finished earlier chunks queued or running; ``reserved``: the dates of
-    earlier chunks not finished yet (counted as open). A chunk's task needs a few seconds to reach
-    a worker (triggerer, scheduler, executor), during which runs keep finishing, so it sets off
-    one chunk ahead of the room it needs; the task then creates each run only when the window
-    has room for it (:func:`room`), so the window never holds more than ``max_active_runs``.
-    A chunk larger than a quarter of the window sets off as if it were a quarter.
-
-    >>> chunk_fits(16, 0, 4, 16), chunk_fits(12, 4, 4, 16), chunk_fits(13, 4, 4, 16)
-    (True, True, False)
-    """
-    quarter = default_chunk_size(max_active_runs)
-    return open_runs + reserved + min(dates, quarter) <= max_active_runs + quarter

@@ -94,19 +94,6 @@ _REPROCESS_ALIASES = {"none": Reprocess.MISSING, "completed": Reprocess.ALL}
 REPROCESS_ACCEPTED = "one of missing, failed, all (native names none and completed are accepted too)"
 
 
-def default_chunk_size(max_active_runs: int) -> int:
-    """Dates per ``trigger`` task instance when the request does not say: a quarter of the window.
-
-    Each chunk costs one task process, and starts when the window has room for all of it, so a
-    chunk is the grain in which the window is refilled: small enough to keep it nearly full,
-    large enough not to spend a process on every date.
-
-    >>> default_chunk_size(16), default_chunk_size(10), default_chunk_size(3)
-    (4, 3, 1)
-    """
-    return max(1, -(-max_active_runs // 4))
-
-
 @dataclass(frozen=True)
 class FieldError:
     """One thing wrong with one conf key."""
@@ -141,7 +128,7 @@ class BackfillRequest:
     reprocess: Reprocess = Reprocess.MISSING
     run_backwards: bool = False
     max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
-    chunk_size: int = default_chunk_size(DEFAULT_MAX_ACTIVE_RUNS)
+    chunk_size: int = DEFAULT_MAX_ACTIVE_RUNS
     max_failed_dates: int | None = None
     conf: Mapping[str, Any] = field(default_factory=dict)
     dry_run: bool = False
@@ -281,7 +268,7 @@ def parse_request(
         get("max_active_runs"), "max_active_runs", DEFAULT_MAX_ACTIVE_RUNS, limits.max_active_runs, errors
     )
     chunk_size = _positive_int(
-        get("chunk_size"), "chunk_size", default_chunk_size(max_active_runs), limits.max_active_runs, errors
+        get("chunk_size"), "chunk_size", max_active_runs, limits.max_active_runs, errors
     )
     if chunk_size > max_active_runs and "chunk_size" not in {e.field for e in errors}:
         errors.append(

@@ -1,13 +1,13 @@
 """The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
-``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on. Every task
-instance starts deferred (``start_from_trigger``): it waits in the triggerer, holding no task
-process and no executor slot, until the backfill's window has room for its chunk
-(:class:`include.controller.progress.ChunkTurnTrigger`), then runs once in a worker and starts its
-dates in order through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to
-clear and re-run an existing one), after the dates of earlier chunks. The window: at most
-``max_active_runs`` runs of the backfill queued or running (:func:`include.backfill.plan.room`).
-With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
+``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
+instances run one after another (``max_active_tis_per_dagrun=1``: feeding the window holds one
+executor slot, not more). Each starts its dates in order
+through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
+an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
+queued or running (a sliding window, :func:`include.backfill.plan.room`). Waiting for room costs a
+``GetDRCount`` call a second in a task process that is already running, rather than a task process
+per date. With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
 finished, and only while the budget lasts.
 
 ``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
@@ -23,9 +23,8 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from airflow.triggers.base import StartTriggerArgs
 
-from include.backfill.plan import CHUNK_DONE, chunk_bounds, room
+from include.backfill.plan import room
 from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
@@ -33,22 +32,15 @@ from include.backfill.settings import poll_interval
 from include.controller.progress import (
     OPEN,
     BackfillProgressTrigger,
-    ChunkTurnTrigger,
     Watch,
-    Window,
-    chunk_states,
+    batches,
     observe,
     unfinished,
     why_stuck,
 )
 
 PLAN_TASK_ID = "plan"
-#: What a waiting chunk waits for (for timeout messages).
-WAITING_FOR = {
-    "budget": "the earlier dates never finished",
-    "room": "the window never had room for the next date",
-}
-#: Seconds between looks at the window while a chunk waits for its turn: cheap calls, so short.
+#: Seconds between looks at the window while a chunk waits for room: one cheap call, so short.
 FEED_INTERVAL = 0.5
 
 
@@ -74,6 +66,34 @@ def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str]
     )
 
 
+class _Window:
+    """The runs of this backfill that may still be open, counted in batches.
+
+    Starts with every earlier date of the controller run; batches found with nothing open are
+    dropped, so after the first look only the recent dates are asked about.
+    """
+
+    def __init__(self, target_dag_id: str, run_ids: list[str]):
+        self.target_dag_id = target_dag_id
+        self.candidates = list(run_ids)
+
+    def count(self) -> int:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        still: list[str] = []
+        total = 0
+        for batch in batches(self.candidates):
+            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=list(OPEN))
+            if found:
+                still += batch
+                total += found
+        self.candidates = still
+        return total
+
+    def add(self, run_id: str) -> None:
+        self.candidates.append(run_id)
+
+
 class BackfillTriggerOperator(TriggerDagRunOperator):
     """Trigger (or clear and re-run) the target runs of one chunk, each once the backfill has room.
 
@@ -93,16 +113,6 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
 
     template_fields = ()
     ui_color = "#e8f4ea"
-    # Every chunk starts deferred, in the triggerer, and runs in a worker only once it may start
-    # its dates: waiting for its turn costs no task process and no executor slot.
-    start_from_trigger = True
-    start_trigger_args = StartTriggerArgs(
-        trigger_cls=f"{ChunkTurnTrigger.__module__}.{ChunkTurnTrigger.__qualname__}",
-        trigger_kwargs=None,  # the trigger finds its chunk from its task instance
-        next_method="feed",
-        next_kwargs=None,
-        timeout=None,
-    )
 
     def __init__(
         self,
@@ -124,35 +134,27 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self._api: Any = None
 
     def execute(self, context: Any) -> None:
-        """Only if the task was not started deferred (``start_from_trigger``): wait for the turn now."""
-        self.defer(trigger=ChunkTurnTrigger(poll_interval=FEED_INTERVAL), method_name="feed")
-
-    def feed(self, context: Any, event: dict[str, Any]) -> None:
-        """Start the chunk's dates, in order, once :class:`ChunkTurnTrigger` says it is its turn.
-
-        The trigger saw room for the whole chunk (or a quarter of the window, for a larger chunk);
-        the dates that do not fit when their turn comes wait here for room, looking twice a second.
-        """
-        gate = self._gate(context)
-        budget = gate.get("max_failed_dates") is not None
-        what = WAITING_FOR["budget" if budget else "room"]
-        if event.get("timed_out"):
-            raise AirflowFailException(_timeout_message(context, gate, set(event.get("pending") or []), what))
-        run_ids = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
-        pending = [run_ids[i] for j in event.get("pending", []) for i in self._bounds(gate, j, run_ids)]
-        window = Window(gate["target_dag_id"], [*event.get("candidates", []), *pending])
-        self._wait_until(
-            context, gate, window, lambda: self._earlier_done(context, event), what, interval=0.2
-        )
-        if budget:
-            self._check_budget(gate, _watch(context, gate, upto=self.first_position))
-        max_active_runs = gate["max_active_runs"]
+        gate = _gate(context)
+        if gate is None:
+            raise AirflowFailException("the plan task stored no plan; see its log")
+        request = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="request") or {}
+        self.conf = dict(request.get("conf") or {})
+        earlier = _watch(context, gate, upto=self.first_position)
+        window = _Window(gate["target_dag_id"], list(earlier.run_ids))
+        if gate.get("max_failed_dates") is not None:
+            finished = "the earlier dates never finished"
+            self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
+            self._check_budget(gate, earlier)
         open_runs = window.count()
         retry = context["ti"].try_number > 1
         for date in self.dates:
-            if not room(open_runs, max_active_runs):
+            if not room(open_runs, gate["max_active_runs"]):
                 self._wait_until(
-                    context, gate, window, lambda: room(window.count(), max_active_runs) > 0, what
+                    context,
+                    gate,
+                    window,
+                    lambda: room(window.count(), gate["max_active_runs"]) > 0,
+                    "the window never had room for the next date",
                 )
                 open_runs = window.count()
             self._act(context, date, retry)
@@ -160,41 +162,12 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             open_runs += 1
         context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
 
-    @staticmethod
-    def _bounds(gate: dict[str, Any], chunk: int, run_ids: list[str]) -> range:
-        return chunk_bounds(chunk, gate["chunk_size"], len(run_ids))
-
-    def _earlier_done(self, context: Any, event: dict[str, Any]) -> bool:
-        """Whether the earlier chunks not finished when this one got its turn have finished now,
-        so this chunk's runs are created after theirs."""
-        if not event.get("pending"):
-            return True
-        ti = context["ti"]
-        states = chunk_states(ti.dag_id, ti.run_id)
-        return all(states.get(j) in CHUNK_DONE for j in event["pending"])
-
-    def _gate(self, context: Any) -> dict[str, Any]:
-        gate = _gate(context)
-        if gate is None:
-            raise AirflowFailException("the plan task stored no plan; see its log")
-        request = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="request") or {}
-        self.conf = dict(request.get("conf") or {})
-        return gate
-
-    def _wait_until(
-        self,
-        context: Any,
-        gate: dict[str, Any],
-        window: Window,
-        ready: Any,
-        what: str,
-        interval: float = FEED_INTERVAL,
-    ) -> None:
-        """Look every ``interval`` seconds until ``ready()``; fail past the deadline."""
+    def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
+        """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
         while not ready():
             if gate.get("deadline") and time.time() > gate["deadline"]:
                 raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
-            time.sleep(interval)
+            time.sleep(FEED_INTERVAL)
 
     def _check_budget(self, gate: dict[str, Any], earlier: Watch) -> None:
         """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only

@@ -11,15 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.overlap import first_overlap, span_of
 from include.backfill.params import conf_errors
-from include.backfill.plan import (
-    IN_FLIGHT_STATES,
-    DatePlan,
-    acting,
-    chunk_bounds,
-    chunk_count,
-    chunk_size_for,
-    decide,
-)
+from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_bounds, chunk_count, decide
 from include.backfill.report import CANCELLED, audit_note, build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, OnOverlap, parse_request
 from include.backfill.segments import (
@@ -36,7 +28,6 @@ from include.controller.progress import Watch, observe
 
 log = logging.getLogger(__name__)
 
-#: Conf key of a continuation run (internal: set by the head run, not by users).
 _FAR_FUTURE = pendulum.datetime(2999, 1, 1, tz="UTC")
 
 
@@ -80,15 +71,14 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         log.info("planned %d dates in %d segment(s) of at most %d", len(all_plans), len(parts), size)
         ti.xcom_push(key="stats", value=_stats(started, len(all_plans)))
     act = [] if request.dry_run else acting(plans)
-    chunk_size = chunk_size_for(request.chunk_size, len(act))
-    log.info("this run acts on %d of its %d dates, %d per chunk", len(act), len(plans), chunk_size)
+    log.info("this run acts on %d of its %d dates", len(act), len(plans))
     facts = {
         "request": request.to_dict(),
         "plans": [p.to_dict() for p in plans],
         "run_ids": [p.run_id for p in act],
         "gate": {
             "target_dag_id": request.target_dag_id,
-            "chunk_size": chunk_size,
+            "chunk_size": request.chunk_size,
             "max_active_runs": request.max_active_runs,
             "max_failed_dates": request.max_failed_dates,
             "failed_before": failed_before,
@@ -99,9 +89,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
     note = audit_note(request.reason, getattr(dag_run, "triggering_user_name", None))
-    return [
-        _chunk_kwargs(request, act, k, chunk_size, note) for k in range(chunk_count(len(act), chunk_size))
-    ]
+    return [_chunk_kwargs(request, act, k, note) for k in range(chunk_count(len(act), request.chunk_size))]
 
 
 def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> None:
@@ -243,14 +231,12 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
     return parts
 
 
-def _chunk_kwargs(
-    request: BackfillRequest, act: list[DatePlan], chunk: int, chunk_size: int, note: str
-) -> dict[str, Any]:
+def _chunk_kwargs(request: BackfillRequest, act: list[DatePlan], chunk: int, note: str) -> dict[str, Any]:
     """The mapped kwargs of ``trigger`` for one chunk: what is common once, then each date.
 
     The conf (up to 64 KB) is not repeated per chunk: the task reads it from the ``request`` XCom.
     """
-    bounds = chunk_bounds(chunk, chunk_size, len(act))
+    bounds = chunk_bounds(chunk, request.chunk_size, len(act))
     plans = [act[i] for i in bounds]
     first, last = plans[0].logical_date.isoformat(), plans[-1].logical_date.isoformat()
     return {
@@ -301,9 +287,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         outcomes: dict[str, str] = {}
         if not request.dry_run:
             run_ids = ti.xcom_pull(task_ids="plan", key="run_ids") or []
-            gate = ti.xcom_pull(task_ids="plan", key="gate") or {}
-            chunk_size = int(gate.get("chunk_size") or request.chunk_size)
-            watch = Watch(ti.dag_id, ti.run_id, request.target_dag_id, run_ids, chunk_size)
+            watch = Watch(ti.dag_id, ti.run_id, request.target_dag_id, run_ids, request.chunk_size)
             outcomes = observe(watch)
         report = build_report(
             request, plans, outcomes, controller_run_id=dag_run.run_id, triggered_by=triggered_by

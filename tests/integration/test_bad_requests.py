@@ -18,6 +18,7 @@ TARGET = "bf_params"  # never backfilled successfully by any test: it must keep 
 PAUSED = "bf_none_native"
 
 REFUSED_BY_PARAMS = {
+    "missing dag_id": ({"start_date": "2024-01-01", "end_date": "2024-01-02"}, "dag_id"),
     "reprocess not an enum": (
         {"dag_id": TARGET, "dates": ["2024-01-01"], "reprocess": "sometimes"},
         "sometimes",
@@ -49,8 +50,6 @@ def nested(depth: int) -> dict:
 
 
 REFUSED_BY_PLAN = {
-    # Not a Param without a default (see the controller's dag_id Param): the plan refuses it.
-    "missing dag_id": ({"start_date": "2024-01-01", "end_date": "2024-01-02"}, ["dag_id", "is required"]),
     "unknown key (typo)": (
         {"dag_id": TARGET, "strat_date": "2024-01-01", "end_date": "2024-01-03"},
         ["strat_date", "did you mean 'start_date'"],

@@ -49,18 +49,12 @@ def test_the_controller_plans_triggers_waits_and_reports(controller) -> None:
     assert [t.task_id for t in controller.leaves] == ["report"]
 
 
-def test_trigger_is_a_trigger_dag_run_operator_mapped_per_chunk_that_waits_for_its_turn_deferred(
-    controller,
-) -> None:
+def test_trigger_is_a_trigger_dag_run_operator_mapped_per_chunk_one_chunk_at_a_time(controller) -> None:
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
     trigger = controller.get_task("trigger")
     assert issubclass(trigger.operator_class, TriggerDagRunOperator)
-    assert trigger.start_from_trigger is True  # no task process while a chunk waits for room
-    assert trigger.start_trigger_args.trigger_cls == "include.controller.progress.ChunkTurnTrigger"
-    assert trigger.start_trigger_args.trigger_kwargs is None  # decoded as-is by the scheduler: keep empty
-    # Deferred chunks count toward max_active_tis_per_dagrun: a limit would stop every chunk.
-    assert "max_active_tis_per_dagrun" not in trigger.partial_kwargs
+    assert trigger.partial_kwargs["max_active_tis_per_dagrun"] == 1  # one executor slot for feeding
     assert trigger.partial_kwargs["map_index_template"] == "{{ task.dates_label }}"  # its first .. last date
 
 

@@ -7,22 +7,18 @@ import pytest
 
 from include.backfill.plan import (
     Action,
-    ChunkTurn,
     DatePlan,
     ExistingRun,
     acting,
     chunk_bounds,
     chunk_count,
-    chunk_fits,
     chunk_of,
-    chunk_size_for,
-    chunk_turn,
     date_states,
     decide,
     new_run_id,
     room,
 )
-from include.backfill.request import BackfillRequest, Reprocess, default_chunk_size
+from include.backfill.request import BackfillRequest, Reprocess
 from include.backfill.schedule import ScheduledDate
 
 JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -270,75 +266,3 @@ def test_each_date_reads_the_state_of_its_chunks_trigger_task() -> None:
 )
 def test_room_is_what_the_window_has_left(open_runs: int, max_active_runs: int, more: int) -> None:
     assert room(open_runs, max_active_runs) == more
-
-
-@pytest.mark.parametrize(
-    ("states", "chunk", "turn"),
-    [
-        ({}, 0, ChunkTurn(done=(), pending=())),
-        ({0: "success", 1: "failed", 2: "skipped"}, 3, ChunkTurn(done=(0, 1, 2), pending=())),
-        ({0: "success", 1: "running", 2: "deferred"}, 3, ChunkTurn(done=(0,), pending=(1, 2))),
-        ({0: "up_for_retry", 1: "success"}, 2, ChunkTurn(done=(1,), pending=(0,))),
-        ({0: "success"}, 2, ChunkTurn(done=(0,), pending=(1,))),
-    ],
-    ids=[
-        "the first chunk has nothing before it",
-        "finished chunks, however they ended, are counted by their runs",
-        "chunks triggering or still waiting reserve all their dates",
-        "a chunk waiting for its retry is pending",
-        "a chunk with no task state yet is pending",
-    ],
-)
-def test_a_chunk_counts_the_chunks_before_it_as_done_or_pending(
-    states: dict[int, str | None], chunk: int, turn: ChunkTurn
-) -> None:
-    assert chunk_turn(states, chunk) == turn
-
-
-@pytest.mark.parametrize(
-    ("open_runs", "reserved", "dates", "fits"),
-    [
-        (16, 0, 4, True),
-        (12, 4, 4, True),
-        (13, 4, 4, False),
-        (0, 20, 4, False),
-        (12, 0, 16, True),
-        (13, 4, 16, False),
-    ],
-    ids=[
-        "every earlier date is in the window: set off, one chunk ahead",
-        "dates of earlier chunks not finished count as open",
-        "... so with one earlier date not in the window yet, wait",
-        "two chunks ahead: wait",
-        "a chunk larger than a quarter of the window sets off as a quarter",
-        "... and waits as a quarter",
-    ],
-)
-def test_a_chunk_sets_off_once_every_earlier_date_fits_in_the_window(
-    open_runs: int, reserved: int, dates: int, fits: bool
-) -> None:
-    assert chunk_fits(open_runs, reserved, dates, max_active_runs=16) is fits
-
-
-@pytest.mark.parametrize(
-    ("max_active_runs", "chunk_size"),
-    [(16, 4), (10, 3), (4, 1), (3, 1), (1, 1)],
-)
-def test_the_default_chunk_is_a_quarter_of_the_window(max_active_runs: int, chunk_size: int) -> None:
-    assert default_chunk_size(max_active_runs) == chunk_size
-
-
-@pytest.mark.parametrize(
-    ("requested", "dates", "used"),
-    [(4, 365, 4), (4, 800, 4), (4, 1000, 5), (1, 1000, 5), (16, 1000, 16)],
-    ids=[
-        "the request's",
-        "up to 200 chunks",
-        "larger past 200 chunks",
-        "even past the window",
-        "never smaller",
-    ],
-)
-def test_a_controller_run_holds_at_most_200_chunks(requested: int, dates: int, used: int) -> None:
-    # Each waiting chunk is a trigger in the triggerer, shared with every deferred task.
-    assert chunk_size_for(requested, dates) == used

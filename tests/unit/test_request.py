@@ -70,15 +70,14 @@ def test_defaults_apply_to_every_optional_key() -> None:
     assert request.run_backwards is False
     assert request.dry_run is False
     assert request.max_active_runs == DEFAULT_MAX_ACTIVE_RUNS
-    assert request.chunk_size == 3  # a quarter of the window, rounded up
+    assert request.chunk_size == DEFAULT_MAX_ACTIVE_RUNS
     assert request.max_failed_dates is None
     assert request.conf == {}
     assert request.reason == ""
 
 
-def test_chunk_size_defaults_to_a_quarter_of_max_active_runs() -> None:
-    assert parse({**WINDOW, "max_active_runs": 16}).chunk_size == 4
-    assert parse({**WINDOW, "max_active_runs": 4}).chunk_size == 1
+def test_chunk_size_defaults_to_max_active_runs() -> None:
+    assert parse({**WINDOW, "max_active_runs": 4}).chunk_size == 4
 
 
 def test_keys_set_to_none_mean_the_default() -> None:
