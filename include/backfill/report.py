@@ -18,8 +18,8 @@ CANCELLED = "cancelled"
 _TI_DONE_OK = "success"
 _TI_CANCELLED = frozenset({"skipped"})
 _TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
-#: A chunk's task instance between its start and its end: running, waiting deferred for room in
-#: the window, or on its way back to a worker.
+#: A chunk's task instance that has not finished: running, or on its way to a worker again
+#: (a retry after a try that already triggered some dates).
 _TI_TRIGGERING = frozenset({"running", "deferred", "scheduled", "queued", "up_for_retry", "restarting"})
 FAILED_OUTCOMES = frozenset({"failed", TRIGGER_FAILED})
 
@@ -56,10 +56,10 @@ def outcome(trigger_state: str | None, run_state: str | None) -> str:
 def acted_state(trigger_state: str | None, action: str, run_state: str | None) -> str | None:
     """A date's trigger state as live progress reads it while its chunk's task is still at work.
 
-    A chunk's task triggers its dates one by one, waiting deferred while the window is full; a
-    *new* run (action ``triggered``) that exists was created by it, so the date counts as
-    triggered already. A cleared run cannot be told apart from its old self until the task has
-    finished.
+    A chunk's task triggers its dates one by one, in one try or across retries; a *new* run
+    (action ``triggered``) that exists was created by it, so the date counts as triggered
+    already, whatever unfinished state the task is in. A cleared run cannot be told apart from
+    its old self until the task has finished.
 
     >>> acted_state("running", "triggered", "queued"), acted_state("deferred", "cleared", "success")
     ('success', 'deferred')

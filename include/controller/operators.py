@@ -54,6 +54,10 @@ def _watch(context: Any, gate: dict[str, Any], upto: int | None = None) -> Watch
     return Watch(ti.dag_id, ti.run_id, gate["target_dag_id"], run_ids[:upto], gate["chunk_size"])
 
 
+def _past_deadline(gate: dict[str, Any]) -> bool:
+    return bool(gate.get("deadline")) and time.time() > gate["deadline"]
+
+
 def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str], what: str) -> str:
     """Which dates did not finish in time, and the likely reason."""
     plans = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or []
@@ -165,7 +169,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
         """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
         while not ready():
-            if gate.get("deadline") and time.time() > gate["deadline"]:
+            if _past_deadline(gate):
                 raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
             time.sleep(FEED_INTERVAL)
 
@@ -278,7 +282,7 @@ class BackfillWaitSensor(BaseSensorOperator):
         waiting = unfinished(watch)
         if not waiting:
             return None
-        if gate.get("deadline") and time.time() > gate["deadline"]:
+        if _past_deadline(gate):
             # Deferring now would resume at once, racing the scheduler: fail here instead.
             raise AirflowFailException(_timeout_message(context, gate, waiting, "timeout_minutes passed"))
         self.defer(

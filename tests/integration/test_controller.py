@@ -255,7 +255,7 @@ def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, ph
 
 def test_a_date_that_never_gets_room_in_the_window_times_out_naming_it(airflow, phase1):
     # The window holds one run; a run that cannot finish keeps it full, so at least the last
-    # date's chunk waits (deferred) until timeout_minutes, then fails naming what is open.
+    # date's chunk waits in its worker until timeout_minutes, then fails naming what is open.
     out = phase1["stuck"]
     assert "2024-01-03" in out.dates(state="trigger_failed")
     log = airflow.api(
