@@ -9,9 +9,10 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    (existing run re-run under its own run_id, per `reprocess`) or *skipped* (why is reported).
    A bad request fails here and nothing is created or changed.
 2. **trigger** (one mapped task instance per chunk of dates, chunk after chunk) creates or
-   clears the target runs in date order, each as soon as fewer than `max_active_runs` runs of this
-   backfill are queued or running (a sliding window); once `max_failed_dates` dates have failed no
-   new chunk starts.
+   clears the target runs in date order, keeping at most `max_active_runs` of them running (a
+   sliding window; when the target's own `max_active_runs` is at most the request's, a reserve of
+   queued runs waits behind the running ones); once `max_failed_dates` dates have failed no new
+   chunk starts.
 3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished.
 4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
    date acted on ended `success`.
@@ -163,7 +164,7 @@ with DAG(
             minimum=1,
             maximum=LIMITS.max_active_runs,
             title="Max active runs",
-            description="Most target runs of this backfill queued or running at once.",
+            description="Most target runs of this backfill running at once.",
             section="How",
         ),
         "chunk_size": Param(
@@ -173,7 +174,9 @@ with DAG(
             maximum=LIMITS.max_active_runs,
             title="Chunk size",
             description="Dates per trigger task instance (unit of progress in the grid, and of the "
-            "failure budget: a chunk starts only while the budget lasts). Default: max_active_runs.",
+            "failure budget: a chunk starts only while the budget lasts). Default: max_active_runs "
+            "(the whole window when the target's own max_active_runs holds runs back and there is no "
+            "failure budget).",
             section="How",
         ),
         "segment_size": Param(
@@ -232,11 +235,14 @@ with DAG(
 ) as dag:
     plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
 
-    # One task instance per chunk, one at a time: it holds an executor slot while it keeps the
-    # window full, so only one does (a second, started early, cost a second slot all along).
+    # One task instance per chunk, one at a time (a deferred one counts): a second one started
+    # early cost a second executor slot all along. Ahead of the target's own tasks for a slot: a
+    # chunk resumed from waiting deferred must refill the window before its queued runs run out.
     trigger = BackfillTriggerOperator.partial(
         task_id="trigger",
         max_active_tis_per_dagrun=1,
+        priority_weight=1000,
+        weight_rule="absolute",
         map_index_template="{{ task.dates_label }}",
         retries=1,
     ).expand_kwargs(plan.output)

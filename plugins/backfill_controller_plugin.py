@@ -2,6 +2,7 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
+from include.controller import cancel
 from include.controller.web import app
 
 PREFIX = "/backfill-controller"
@@ -10,6 +11,8 @@ PREFIX = "/backfill-controller"
 class BackfillControllerPlugin(AirflowPlugin):
     name = "backfill_controller"
     fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Backfill Controller"}]
+    # Cancelling a backfill (its controller run marked failed) fails its queued target runs.
+    listeners = [cancel]
     # The Backfills page (include/controller/ui.py) as a top-level navigation item (Airflow 3.1+
     # external view: no category = top level; the UI shows it in an iframe at /plugin/backfills).
     external_views = [

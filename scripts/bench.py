@@ -11,7 +11,12 @@ controller / native. Cases (sizes configurable):
    (native backfill sorts its runs behind all others: apache/airflow#58554).
 
     python -m scripts.bench [--backend postgres] [--overhead 60,365,2000] [--realistic 120]
-                            [--contention 365] [--max-active-runs 16] [--chunk-size N] [--json out.json]
+                            [--contention 365] [--max-active-runs 16] [--target-max-active-runs M]
+                            [--chunk-size N] [--json out.json]
+
+The targets' own ``max_active_runs`` defaults to the backfills' (both sides run at most that many
+runs at once); with a larger one (``--target-max-active-runs 64``) only the controller's window
+holds its runs back and its feeding task waits in its worker, holding an executor slot.
 
 Task processes are counted from the task logs: every task process (a start, or a resume after a
 deferral) writes one "Pre Execute" group.
@@ -55,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contention", default="365", help="sizes of the contention case ('' skips)")
     parser.add_argument("--scale", action="store_true", help="also time a 9,961-date (hourly) dry run")
     parser.add_argument("--max-active-runs", type=int, default=16)
+    parser.add_argument(
+        "--target-max-active-runs", type=int, help="the targets' own max_active_runs (default: the same)"
+    )
     parser.add_argument("--chunk-size", type=int, help="controller chunk size (default: the request's)")
     parser.add_argument("--json", help="also write the measures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the Airflow home afterwards")
@@ -69,12 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         home,
         backend=args.backend,
         dags_folder=dags,
-        extra_env={"BACKFILL_POLL_INTERVAL": "2", "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64"},
+        extra_env={
+            "BACKFILL_POLL_INTERVAL": "2",
+            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
+            "BENCH_TARGET_MAX_ACTIVE_RUNS": str(args.target_max_active_runs or args.max_active_runs),
+        },
     )
     measures: list[Measure] = []
     offset = 0  # each backfill gets its own dates
     try:
-        print(f"starting Airflow ({args.backend}) in {home} ...", flush=True)
+        target_cap = args.target_max_active_runs or args.max_active_runs
+        print(
+            f"starting Airflow ({args.backend}) in {home}; targets' max_active_runs {target_cap}", flush=True
+        )
         airflow.start()
         ids = ["bench_trivial", "bench_trivial_native", "bench_work5", "bench_work5_native", "bench_blocker"]
         ids.append("bench_hourly")

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-active-runs",
         type=_positive_int,
         metavar="N",
-        help="most target runs of this backfill queued or running at once (default 10)",
+        help="most target runs of this backfill running at once (default 10)",
     )
     how.add_argument(
         "--chunk-size",

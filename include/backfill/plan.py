@@ -7,7 +7,9 @@ Chunking and the sliding window, worked through: 7 dates, ``chunk_size=3``, ``ma
 The chunks are ``[d0 d1 d2] [d3 d4 d5] [d6]``, one mapped ``trigger`` task instance each, run one
 after another. A chunk starts its dates in order, each as soon as fewer than four runs of this
 backfill are queued or running (:func:`room`): d0..d3 at once, d4 when the first of them has
-finished, and so on, so the window stays full and never holds more than four. Before a chunk
+finished, and so on, so the window stays full and never holds more than four (when the target's
+own ``max_active_runs`` holds the runs back, the window is larger and also holds queued runs:
+:func:`feeding`). Before a chunk
 starts, the failed dates so far are counted against ``max_failed_dates``; once it is reached, no
 further chunk starts and the dates left are ``cancelled``.
 """
@@ -227,3 +229,73 @@ def room(open_runs: int, max_active_runs: int) -> int:
     (7, 0, 0)
     """
     return max(0, max_active_runs - open_runs)
+
+
+#: Seconds a feeding task waits deferred at the least before it resumes. Airflow 3.3.2 can fail a
+#: task resumed sooner: its worker may report the deferred attempt's end up to ``[workers]
+#: min_heartbeat_interval`` (5 s) late, and the scheduler then takes it for the resumed attempt.
+MIN_DEFERRAL_SECONDS = 6.5
+
+
+@dataclass(frozen=True)
+class Feeding:
+    """How the ``trigger`` tasks keep a backfill's window full.
+
+    ``window``: most runs of the backfill queued or running at once. ``deferred``: whether a
+    feeding task waits for room deferred in the triggerer (holding no executor slot; every
+    wake-up costs a task start) or in its worker (one executor slot held, reacts within half a
+    second). ``resume_at``: a deferred feeding task wakes once at most this many runs are open.
+    ``chunk_size``: dates per ``trigger`` task instance.
+    """
+
+    window: int
+    deferred: bool
+    resume_at: int
+    chunk_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "deferred": self.deferred,
+            "resume_at": self.resume_at,
+            "chunk_size": self.chunk_size,
+        }
+
+
+def feeding(
+    max_active_runs: int,
+    target_max_active_runs: int | None,
+    *,
+    chunk_size: int | None = None,
+    failure_budget: bool = False,
+) -> Feeding:
+    """Choose how to feed the window, from the request's and the target's own ``max_active_runs``.
+
+    When the target's own limit ``M`` is at most the request's, Airflow's scheduler itself keeps
+    the backfill to ``M`` running runs and holds the others queued, in logical-date order. The
+    window then also holds a reserve of up to ``2M`` queued runs behind the running ones
+    (``max(request, 3M)`` open), so runs keep starting while the feeding task waits deferred and
+    its executor slot serves the target. It wakes once ``M`` of the reserve have started (and
+    :data:`MIN_DEFERRAL_SECONDS` at the least) and refills it in one burst, so the reserve left
+    covers the few seconds a wake-up takes, and a wake-up (a task start) buys ``M`` dates. A
+    chunk then holds a whole window unless ``chunk_size`` says otherwise (or a failure budget is
+    set: the budget is counted chunk by chunk).
+
+    Otherwise only the window keeps the backfill to the request's ``max_active_runs``, and nothing
+    holds runs back: the feeding task waits in its worker and starts a run within half a second of
+    room (one executor slot held while it feeds). Chunks hold ``max_active_runs`` dates by default.
+
+    >>> feeding(16, 16)
+    Feeding(window=48, deferred=True, resume_at=32, chunk_size=48)
+    >>> feeding(10, 16)
+    Feeding(window=10, deferred=False, resume_at=9, chunk_size=10)
+    >>> feeding(16, 4, chunk_size=2)
+    Feeding(window=16, deferred=True, resume_at=12, chunk_size=2)
+    """
+    cap = target_max_active_runs
+    if cap is None or cap < 1 or cap > max_active_runs:
+        window = max_active_runs
+        return Feeding(window, deferred=False, resume_at=window - 1, chunk_size=chunk_size or window)
+    window = max(max_active_runs, 3 * cap)
+    default_chunk = max_active_runs if failure_budget else window
+    return Feeding(window, deferred=True, resume_at=window - cap, chunk_size=chunk_size or default_chunk)

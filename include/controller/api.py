@@ -49,6 +49,7 @@ class TargetDag:
     timetable_summary: str | None
     params: dict[str, Any]
     task_ids: tuple[str, ...] = ()
+    max_active_runs: int | None = None
 
 
 class AirflowApi:
@@ -88,6 +89,7 @@ class AirflowApi:
             is_paused=bool(body.get("is_paused")),
             timetable_summary=body.get("timetable_summary"),
             params=body.get("params") or {},
+            max_active_runs=body.get("max_active_runs"),
         )
 
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:

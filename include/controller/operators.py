@@ -1,13 +1,14 @@
 """The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
 
 ``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
-instances run one after another (``max_active_tis_per_dagrun=1``: feeding the window holds one
-executor slot, not more). Each starts its dates in order
+instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
 through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
-an existing one), each as soon as the backfill has room: fewer than ``max_active_runs`` of its runs
-queued or running (a sliding window, :func:`include.backfill.plan.room`). Waiting for room costs a
-``GetDRCount`` call a second in a task process that is already running, rather than a task process
-per date. With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
+an existing one), each as soon as the backfill's window has room (:func:`include.backfill.plan.room`).
+How it waits while the window is full depends on the target (:func:`include.backfill.plan.feeding`):
+when the target's own ``max_active_runs`` already holds the backfill's runs back, the window also
+holds queued runs and the task waits deferred (:class:`include.controller.progress.WindowTrigger`,
+no executor slot); otherwise it waits in its worker, one ``GetDRCount`` call every half second.
+With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
 finished, and only while the budget lasts.
 
 ``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
@@ -24,7 +25,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.backfill.plan import room
+from include.backfill.plan import MIN_DEFERRAL_SECONDS, Feeding, room
 from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
@@ -33,15 +34,21 @@ from include.controller.progress import (
     OPEN,
     BackfillProgressTrigger,
     Watch,
-    batches,
+    Window,
+    WindowTrigger,
     observe,
     unfinished,
     why_stuck,
 )
 
 PLAN_TASK_ID = "plan"
-#: Seconds between looks at the window while a chunk waits for room: one cheap call, so short.
+#: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
+#: call, so short.
 FEED_INTERVAL = 0.5
+#: The same while it waits deferred: the queued reserve covers a slower look, and the triggerer
+#: and the API server have less to do.
+DEFERRED_FEED_INTERVAL = 1.0
+NO_ROOM = "the window never had room for the next date"
 
 
 def _gate(context: Any) -> dict[str, Any] | None:
@@ -68,34 +75,6 @@ def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str]
         f"timed out ({what}): {len(stuck)} date(s) of {gate['target_dag_id']} did not finish: {shown}; "
         f"{why_stuck(gate['target_dag_id'])}"
     )
-
-
-class _Window:
-    """The runs of this backfill that may still be open, counted in batches.
-
-    Starts with every earlier date of the controller run; batches found with nothing open are
-    dropped, so after the first look only the recent dates are asked about.
-    """
-
-    def __init__(self, target_dag_id: str, run_ids: list[str]):
-        self.target_dag_id = target_dag_id
-        self.candidates = list(run_ids)
-
-    def count(self) -> int:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
-
-        still: list[str] = []
-        total = 0
-        for batch in batches(self.candidates):
-            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=list(OPEN))
-            if found:
-                still += batch
-                total += found
-        self.candidates = still
-        return total
-
-    def add(self, run_id: str) -> None:
-        self.candidates.append(run_id)
 
 
 class BackfillTriggerOperator(TriggerDagRunOperator):
@@ -138,35 +117,92 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self._api: Any = None
 
     def execute(self, context: Any) -> None:
+        gate = self._gate(context)
+        earlier = _watch(context, gate, upto=self.first_position)
+        window = Window(gate["target_dag_id"], list(earlier.run_ids))
+        if gate.get("max_failed_dates") is not None:
+            finished = "the earlier dates never finished"
+            self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
+            self._check_budget(gate, earlier)
+        self._feed(context, gate, 0, window)
+
+    def feed_more(self, context: Any, event: dict[str, Any], position: int) -> None:
+        """Resumed from waiting deferred for room: start the chunk's dates from ``position``."""
+        gate = self._gate(context)
+        if event.get("timed_out"):
+            raise AirflowFailException(
+                _timeout_message(context, gate, set(event.get("pending") or []), NO_ROOM)
+            )
+        self._feed(context, gate, position, Window(gate["target_dag_id"], event["candidates"]))
+
+    def _gate(self, context: Any) -> dict[str, Any]:
         gate = _gate(context)
         if gate is None:
             raise AirflowFailException("the plan task stored no plan; see its log")
         request = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="request") or {}
         self.conf = dict(request.get("conf") or {})
-        earlier = _watch(context, gate, upto=self.first_position)
-        window = _Window(gate["target_dag_id"], list(earlier.run_ids))
-        if gate.get("max_failed_dates") is not None:
-            finished = "the earlier dates never finished"
-            self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
-            self._check_budget(gate, earlier)
+        return gate
+
+    def _feed(self, context: Any, gate: dict[str, Any], position: int, window: Window) -> None:
+        """Start the chunk's dates from ``position``, each once the window has room.
+
+        While the window is full the task waits in its worker, or deferred in the triggerer when
+        Airflow itself holds the backfill's extra runs queued (:func:`include.backfill.plan.feeding`).
+        """
+        feed = Feeding(**gate["feeding"])
         open_runs = window.count()
         retry = context["ti"].try_number > 1
-        for date in self.dates:
-            if not room(open_runs, gate["max_active_runs"]):
+        for index in range(position, len(self.dates)):
+            if not room(open_runs, feed.window):
+                if feed.deferred:
+                    self._defer_for_room(gate, window, feed, open_runs, index)
                 self._wait_until(
-                    context,
-                    gate,
-                    window,
-                    lambda: room(window.count(), gate["max_active_runs"]) > 0,
-                    "the window never had room for the next date",
+                    context, gate, window, lambda: room(window.count(), feed.window) > 0, NO_ROOM
                 )
                 open_runs = window.count()
-            self._act(context, date, retry)
+            self._act(context, self.dates[index], retry)
             window.add(str(self.trigger_run_id))
             open_runs += 1
         context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
+        last_chunk = self.first_position + len(self.dates) >= gate["total"]
+        if feed.deferred and not last_chunk and open_runs > feed.resume_at and not _past_deadline(gate):
+            # Hand over to the next chunk once a burst fits: the task ends from the triggerer, so
+            # the next chunk's task does not start only to find the window full.
+            self.log.info(
+                "all dates started; the next chunk starts once at most %d runs are open", feed.resume_at
+            )
+            self.defer(trigger=self._window_trigger(gate, window, feed, end_task=True), method_name="execute")
 
-    def _wait_until(self, context: Any, gate: dict[str, Any], window: _Window, ready: Any, what: str) -> None:
+    def _defer_for_room(
+        self, gate: dict[str, Any], window: Window, feed: Feeding, open_runs: int, position: int
+    ) -> None:
+        if _past_deadline(gate):  # deferring now would resume at once, racing the scheduler
+            return
+        self.log.info(
+            "window full (%d of %d runs open): waiting deferred until at most %d are open",
+            open_runs,
+            feed.window,
+            feed.resume_at,
+        )
+        trigger = self._window_trigger(gate, window, feed, end_task=False)
+        self.defer(trigger=trigger, method_name="feed_more", kwargs={"position": position})
+
+    @staticmethod
+    def _window_trigger(
+        gate: dict[str, Any], window: Window, feed: Feeding, *, end_task: bool
+    ) -> WindowTrigger:
+        return WindowTrigger(
+            target_dag_id=gate["target_dag_id"],
+            run_ids=window.candidates,
+            open_at_most=feed.resume_at,
+            # A resumed task must not race the report of its deferred attempt (see the constant).
+            not_before=0.0 if end_task else time.time() + MIN_DEFERRAL_SECONDS,
+            poll_interval=DEFERRED_FEED_INTERVAL,
+            deadline=gate.get("deadline"),
+            end_task=end_task,
+        )
+
+    def _wait_until(self, context: Any, gate: dict[str, Any], window: Window, ready: Any, what: str) -> None:
         """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
         while not ready():
             if _past_deadline(gate):

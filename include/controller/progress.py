@@ -137,6 +137,34 @@ def unfinished(watch: Watch) -> set[str]:
     return pending
 
 
+class Window:
+    """The runs of a backfill that may still be open, counted in batches.
+
+    Starts with every earlier date of the controller run; batches found with nothing open are
+    dropped, so after the first look only the recent dates are asked about.
+    """
+
+    def __init__(self, target_dag_id: str, run_ids: Sequence[str]):
+        self.target_dag_id = target_dag_id
+        self.candidates = list(run_ids)
+
+    def count(self) -> int:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        still: list[str] = []
+        total = 0
+        for batch in batches(self.candidates):
+            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=list(OPEN))
+            if found:
+                still += batch
+                total += found
+        self.candidates = still
+        return total
+
+    def add(self, run_id: str) -> None:
+        self.candidates.append(run_id)
+
+
 def why_stuck(target_dag_id: str) -> str:
     """A likely reason runs of the target do not finish, for timeout messages."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
@@ -207,3 +235,67 @@ class BackfillProgressTrigger(BaseTrigger):
             watch = watch.only(todo)
             # The last few runs cost one call a look: look every second, and end without delay.
             await asyncio.sleep(self.poll_interval if len(todo) > BATCH else min(1.0, self.poll_interval))
+
+
+class WindowTrigger(BaseTrigger):
+    """Fires once at most ``open_at_most`` of the given runs are queued or running, and not before
+    ``not_before`` (epoch seconds).
+
+    A ``trigger`` task instance waits here, in the triggerer, while the backfill's window is full,
+    instead of holding an executor slot. The event carries the run ids that may still be open
+    (the next count starts from them) or, past ``deadline``, ``"timed_out": true``. With
+    ``end_task`` (a chunk that has started all its dates, handing over to the next chunk once a
+    burst fits) it ends the task from the triggerer instead, in either case: no worker process.
+    """
+
+    def __init__(
+        self,
+        target_dag_id: str,
+        run_ids: list[str],
+        open_at_most: int,
+        not_before: float = 0.0,
+        poll_interval: float = 0.5,
+        deadline: float | None = None,
+        end_task: bool = False,
+    ):
+        super().__init__()
+        self.target_dag_id = target_dag_id
+        self.run_ids = list(run_ids)
+        self.open_at_most = open_at_most
+        self.not_before = not_before
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.end_task = end_task
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "target_dag_id": self.target_dag_id,
+                "run_ids": self.run_ids,
+                "open_at_most": self.open_at_most,
+                "not_before": self.not_before,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "end_task": self.end_task,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from asgiref.sync import sync_to_async
+
+        window = Window(self.target_dag_id, self.run_ids)
+        await asyncio.sleep(max(0.0, self.not_before - time.time()))
+        while True:
+            room = await sync_to_async(window.count)() <= self.open_at_most
+            timed_out = self.deadline is not None and time.time() > self.deadline
+            if self.end_task and (room or timed_out):
+                yield TaskSuccessEvent()
+                return
+            if room:
+                yield TriggerEvent({"timed_out": False, "candidates": window.candidates})
+                return
+            if timed_out:
+                yield TriggerEvent({"timed_out": True, "pending": window.candidates})
+                return
+            await asyncio.sleep(self.poll_interval)

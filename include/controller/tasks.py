@@ -11,7 +11,16 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.overlap import first_overlap, span_of
 from include.backfill.params import conf_errors
-from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, acting, chunk_bounds, chunk_count, decide
+from include.backfill.plan import (
+    IN_FLIGHT_STATES,
+    DatePlan,
+    Feeding,
+    acting,
+    chunk_bounds,
+    chunk_count,
+    decide,
+    feeding,
+)
 from include.backfill.report import CANCELLED, audit_note, build_report, render_table
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, OnOverlap, parse_request
 from include.backfill.segments import (
@@ -54,11 +63,18 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
             for p in ti.xcom_pull(task_ids="plan", run_id=head, key=f"segment_{segment}")
         ]
         failed_before = int(continues.get("failed_before", 0))
+        feed = Feeding(**ti.xcom_pull(task_ids="plan", run_id=head, key="gate")["feeding"])
     else:
         started = time.monotonic()
         try:
-            request, all_plans = _plan(conf, ti.dag_id)
+            request, all_plans, target_cap = _plan(conf, ti.dag_id)
             _claim_dates(ti, dag_run.run_id, request, all_plans)
+            feed = feeding(
+                request.max_active_runs,
+                target_cap,
+                chunk_size=request.chunk_size if conf.get("chunk_size") is not None else None,
+                failure_budget=request.max_failed_dates is not None,
+            )
         except InvalidRequest as exc:
             ti.xcom_push(key="error", value=str(exc))
             raise AirflowFailException(str(exc)) from None
@@ -78,8 +94,9 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         "run_ids": [p.run_id for p in act],
         "gate": {
             "target_dag_id": request.target_dag_id,
-            "chunk_size": request.chunk_size,
+            "chunk_size": feed.chunk_size,
             "max_active_runs": request.max_active_runs,
+            "feeding": feed.to_dict(),
             "max_failed_dates": request.max_failed_dates,
             "failed_before": failed_before,
             "deadline": time.time() + 60 * (request.timeout_minutes or timeout_minutes()),
@@ -89,7 +106,8 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
     note = audit_note(request.reason, getattr(dag_run, "triggering_user_name", None))
-    return [_chunk_kwargs(request, act, k, note) for k in range(chunk_count(len(act), request.chunk_size))]
+    chunk = feed.chunk_size
+    return [_chunk_kwargs(request, act, k, chunk, note) for k in range(chunk_count(len(act), chunk))]
 
 
 def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> None:
@@ -153,7 +171,8 @@ def list_segments(**context: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest, list[DatePlan]]:
+def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest, list[DatePlan], int | None]:
+    """The request, the decision for each of its dates, and the target's own ``max_active_runs``."""
     # Imported here: the API client is slow to import and the DAG file is parsed often.
     from include.controller.api import AirflowApi, ApiError
 
@@ -209,7 +228,8 @@ def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest
     if selected:
         finished = [r.run_id for r in existing.values() if r.state not in IN_FLIGHT_STATES]
         ti_states = api.task_states(request.target_dag_id, finished, selected)
-    return request, decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
+    plans = decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
+    return request, plans, target.max_active_runs
 
 
 def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list[dict[str, Any]]:
@@ -231,12 +251,14 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
     return parts
 
 
-def _chunk_kwargs(request: BackfillRequest, act: list[DatePlan], chunk: int, note: str) -> dict[str, Any]:
+def _chunk_kwargs(
+    request: BackfillRequest, act: list[DatePlan], chunk: int, chunk_size: int, note: str
+) -> dict[str, Any]:
     """The mapped kwargs of ``trigger`` for one chunk: what is common once, then each date.
 
     The conf (up to 64 KB) is not repeated per chunk: the task reads it from the ``request`` XCom.
     """
-    bounds = chunk_bounds(chunk, request.chunk_size, len(act))
+    bounds = chunk_bounds(chunk, chunk_size, len(act))
     plans = [act[i] for i in bounds]
     first, last = plans[0].logical_date.isoformat(), plans[-1].logical_date.isoformat()
     return {
@@ -287,7 +309,8 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         outcomes: dict[str, str] = {}
         if not request.dry_run:
             run_ids = ti.xcom_pull(task_ids="plan", key="run_ids") or []
-            watch = Watch(ti.dag_id, ti.run_id, request.target_dag_id, run_ids, request.chunk_size)
+            chunk_size = ti.xcom_pull(task_ids="plan", key="gate")["chunk_size"]
+            watch = Watch(ti.dag_id, ti.run_id, request.target_dag_id, run_ids, chunk_size)
             outcomes = observe(watch)
         report = build_report(
             request, plans, outcomes, controller_run_id=dag_run.run_id, triggered_by=triggered_by

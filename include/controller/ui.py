@@ -130,7 +130,7 @@ def _batches(values: Iterable[str]) -> Iterator[list[str]]:
         yield wanted[start : start + _BATCH]
 
 
-def _plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
+def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
     """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs, in one query."""
     if not run_pks or not keys:
         return {}
@@ -282,14 +282,14 @@ def _parts(
         for head in heads
     }
     later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
-    later_facts = _plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", "gate"))
+    later_facts = plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", "gate"))
     missing = {
         f"segment_{k}"
         for ids in continuations.values()
         for k, run_id in enumerate(ids, start=1)
         if run_id not in later or "plans" not in later_facts.get(later[run_id].id, {})
     }
-    head_segments = _plan_xcoms(session, [h.id for h in heads], sorted(missing))
+    head_segments = plan_xcoms(session, [h.id for h in heads], sorted(missing))
     states = _trigger_states(session, [h.run_id for h in heads] + list(later))
     parts: dict[str, list[_Part]] = {}
     for head in heads:
@@ -334,7 +334,7 @@ def list_backfills(
             select(DagRun).where(heads_only).order_by(DagRun.id.desc()).limit(limit).offset(offset)
         )
     )
-    facts = _plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
+    facts = plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
     parts = _parts(session, heads, facts)
     backfills = [_summary(h, facts.get(h.id, {}), parts[h.run_id], session, readable) for h in heads]
     return {

@@ -43,7 +43,9 @@ def work(**context):
     }
 
 
-def _dag(dag_id: str, schedule="@daily", retries: int = 0, end_date=END, **kwargs) -> DAG:
+def _dag(
+    dag_id: str, schedule="@daily", retries: int = 0, end_date=END, max_active_runs: int = 16, **kwargs
+) -> DAG:
     """A test target: runs only when backfilled (its end_date is past), tagged, no retries by default."""
     default_args = {"retries": retries, "retry_delay": timedelta(seconds=5)}
     return DAG(
@@ -52,7 +54,7 @@ def _dag(dag_id: str, schedule="@daily", retries: int = 0, end_date=END, **kwarg
         start_date=START,
         end_date=end_date,
         catchup=False,
-        max_active_runs=16,
+        max_active_runs=max_active_runs,
         tags=["backfill-test"],
         default_args=default_args,
         **kwargs,
@@ -114,9 +116,25 @@ with _dag("bf_slow") as bf_slow:
     slow() >> EmptyOperator(task_id="done")
 
 
+@task
+def nap():
+    import time
+
+    time.sleep(2)
+
+
+# Its own max_active_runs holds runs back: the controller keeps queued runs ahead and feeds deferred.
+with _dag("bf_capped", max_active_runs=2) as bf_capped:
+    nap() >> EmptyOperator(task_id="done")
+
+
 with _dag("bf_sturdy", retries=3) as bf_sturdy:
     # Survives its worker being killed (retries): for the fault-injection tests.
     step.override(task_id="load")() >> EmptyOperator(task_id="done")
+
+with _dag("bf_sturdy_capped", retries=3, max_active_runs=2) as bf_sturdy_capped:
+    # The same, holding its runs back itself: the controller feeds it deferred.
+    nap.override(task_id="load")() >> EmptyOperator(task_id="done")
 
 # Scheduled like a live pipeline (no end_date): the scheduler makes its latest run, the catch-up the rest.
 bf_recent = _target("bf_recent", "@daily", end_date=None)

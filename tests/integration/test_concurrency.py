@@ -110,3 +110,34 @@ def test_a_cancelled_backfill_starts_nothing_new_and_leaves_nothing_queued(airfl
     started = len(day_runs(airflow, SLOW, "2024-03-01", "2024-03-08"))
     figures.fault("backfill cancelled mid-way (nothing new, nothing left queued)", 1 <= started <= 4)
     assert 1 <= started <= 4
+
+
+def test_cancelling_a_backfill_whose_runs_wait_queued_fails_the_queued_ones(airflow, figures):
+    """bf_capped holds its runs back itself (max_active_runs 2): the controller keeps up to 4 more
+    queued behind them and waits deferred. Cancelled then, the queued ones are marked failed (as
+    cancelling a native backfill does), the running ones finish, and nothing new starts."""
+    capped, first, last = "bf_capped", "2024-05-01", "2024-05-12"
+    conf = {"dag_id": capped, "start_date": first, "end_date": last, "max_active_runs": 2}
+    run_id = airflow.trigger(CONTROLLER, conf)
+    deadline = time.monotonic() + 300
+    while not airflow._json(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": "trigger", "state": "deferred"},
+    )["task_instances"]:
+        assert time.monotonic() < deadline, "no trigger task was ever caught waiting deferred"
+        time.sleep(0.5)
+    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", json={"state": "failed"})
+    assert resp.status_code == 200, resp.text
+    deadline = time.monotonic() + 120
+    while any(r["state"] in ("queued", "running") for r in day_runs(airflow, capped, first, last).values()):
+        assert time.monotonic() < deadline, "runs of the cancelled backfill are still open"
+        time.sleep(1)
+    time.sleep(10)  # nothing new appears afterwards either
+    runs = day_runs(airflow, capped, first, last)
+    never_started = [r for r in runs.values() if not r.get("start_date")]
+    ok = bool(never_started) and all(r["state"] == "failed" for r in never_started) and len(runs) < 12
+    figures.fault("backfill cancelled while runs waited queued (queued ones failed, nothing new)", ok)
+    assert never_started, {d: (r["state"], r.get("start_date")) for d, r in runs.items()}
+    assert all(r["state"] == "failed" for r in never_started)
+    assert len(runs) < 12  # the dates not triggered yet never were

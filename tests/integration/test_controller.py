@@ -137,6 +137,14 @@ def phase1(airflow) -> dict[str, Outcome]:
             "max_active_runs": 3,
             "chunk_size": 2,
         },
+        # The target's own max_active_runs (2) holds the runs back: queued runs wait behind.
+        "reserve": {
+            "dag_id": "bf_capped",
+            "start_date": "2024-01-01",
+            "end_date": "2024-01-16",
+            "max_active_runs": 2,
+            "segment_size": 12,  # the continuation run feeds the same way
+        },
         # One date per segment: the continuation takes its date from the head's plan.
         "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"], "segment_size": 1},
         "unscheduled": {"dag_id": "bf_none", "dates": ["2024-01-05T03:00:00", "2024-01-06"]},
@@ -293,6 +301,35 @@ def test_the_window_holds_max_active_runs_runs_and_is_kept_full(airflow, phase1)
     assert most_at_once(list(runs.values())) == 3
     queued = [runs[day]["queued_at"] for day in sorted(runs)]
     assert queued == sorted(queued)
+
+
+def most_running(runs: list[dict[str, Any]]) -> int:
+    """The most runs running at the same moment (from start_date .. end_date)."""
+    return most_at_once([{"queued_at": r["start_date"], "end_date": r["end_date"]} for r in runs])
+
+
+def test_a_target_that_holds_its_runs_back_gets_queued_runs_ahead_from_a_deferred_feeder(airflow, phase1):
+    """bf_capped runs at most 2 runs at once itself: the window (6) also holds up to 4 queued runs,
+    so a run starts as soon as one ends, while the feeding task waits deferred (no executor slot)
+    and wakes once at most 4 are open. Chunks default to the window: the head run's 12 dates are
+    2 chunks; its continuation run has the other 4."""
+    out = phase1["reserve"]
+    assert out.state == "success"
+    runs = list(day_runs(airflow, "bf_capped", "2024-01-01", "2024-01-16").values())
+    assert len(runs) == 16 and all(r["state"] == "success" for r in runs)
+    assert most_running(runs) == 2
+    assert 2 < most_at_once(runs) <= 6
+    started = [r["start_date"] for r in sorted(runs, key=lambda r: r["logical_date"])]
+    assert started == sorted(started)
+    first, second = (
+        airflow.api(
+            "GET",
+            f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/trigger/logs/1?map_index={k}",
+        ).text
+        for k in range(2)
+    )
+    assert "the next chunk starts once at most 4 runs are open" in first  # ended from the triggerer
+    assert "waiting deferred until at most 4 are open" in second  # and woke up to go on
 
 
 def test_explicit_dates_run_only_those_dates(airflow, phase1):

@@ -27,7 +27,7 @@ def started(airflow, conf: dict) -> str:
         (conf["dates"][0], conf["dates"][-1]) if "dates" in conf else (conf["start_date"], conf["end_date"])
     )
     deadline = time.monotonic() + 300
-    while not day_runs(airflow, TARGET, first, last):
+    while not day_runs(airflow, conf["dag_id"], first, last):
         assert time.monotonic() < deadline, "the backfill never started"
         time.sleep(1)
     return run_id
@@ -42,14 +42,16 @@ def days(first: str, count: int) -> list[str]:
     return [f"{first[:8]}{int(first[8:]) + i:02d}" for i in range(count)]
 
 
-def record(figures, airflow, what: str, out: Outcome, first: str, count: int, earlier: int = 0) -> None:
+def record(
+    figures, airflow, what: str, out: Outcome, first: str, count: int, earlier: int = 0, target: str = TARGET
+) -> None:
     """Record the fault, and per date of its window how many times its work ran to success
     (``earlier``: successes before this backfill). None is lost, more than one is duplicated."""
-    runs = day_runs(airflow, TARGET, first, days(first, count)[-1])
+    runs = day_runs(airflow, target, first, days(first, count)[-1])
     per_date = {}
     for day, run in runs.items():
         tries = airflow._json(
-            "GET", f"/api/v2/dags/{TARGET}/dagRuns/{run['dag_run_id']}/taskInstances/load/tries"
+            "GET", f"/api/v2/dags/{target}/dagRuns/{run['dag_run_id']}/taskInstances/load/tries"
         )["task_instances"]
         per_date[day] = [t["state"] for t in tries].count("success") - earlier
     figures.fault(what, out.state == "success")
@@ -157,4 +159,29 @@ def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures)
     runs = day_runs(airflow, TARGET, "2024-06-11", "2024-06-18")
     assert sorted(runs) == days("2024-06-11", 8)
     assert all(r["dag_run_id"].startswith("backfill_controller__") for r in runs.values())
+    assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # triggered once, never cleared
+
+
+def test_the_triggerer_killed_while_a_chunk_waits_deferred_for_room(airflow, figures):
+    """A target that holds its runs back (max_active_runs 2): the chunk's task waits deferred in
+    the triggerer while the window (6) is full. SIGKILL the triggerer then: the waiting trigger is
+    picked up again when it is back, and every date runs exactly once."""
+    target, first = "bf_sturdy_capped", "2024-07-01"
+    conf = {"dag_id": target, "start_date": first, "end_date": "2024-07-12", "max_active_runs": 2}
+    run_id = started(airflow, conf)
+    deadline = time.monotonic() + 240
+    while not airflow._json(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": "trigger", "state": "deferred"},
+    )["task_instances"]:
+        assert time.monotonic() < deadline, "no trigger task was ever caught waiting deferred"
+        time.sleep(0.5)
+    airflow.restart("triggerer", kill=True, down_for=2)
+    out = finished(airflow, run_id)
+    what = "triggerer SIGKILLed while a chunk waits deferred for room"
+    record(figures, airflow, what, out, first, 12, target=target)
+    assert out.state == "success", out.report
+    runs = day_runs(airflow, target, first, "2024-07-12")
+    assert sorted(runs) == days(first, 12)
     assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # triggered once, never cleared

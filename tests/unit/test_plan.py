@@ -9,12 +9,14 @@ from include.backfill.plan import (
     Action,
     DatePlan,
     ExistingRun,
+    Feeding,
     acting,
     chunk_bounds,
     chunk_count,
     chunk_of,
     date_states,
     decide,
+    feeding,
     new_run_id,
     room,
 )
@@ -266,3 +268,45 @@ def test_each_date_reads_the_state_of_its_chunks_trigger_task() -> None:
 )
 def test_room_is_what_the_window_has_left(open_runs: int, max_active_runs: int, more: int) -> None:
     assert room(open_runs, max_active_runs) == more
+
+
+@pytest.mark.parametrize(
+    ("requested", "targets_own"),
+    [(10, 16), (16, 64), (4, None), (1, 2)],
+)
+def test_when_only_the_window_holds_runs_back_the_feeder_waits_in_its_worker(
+    requested: int, targets_own: int | None
+) -> None:
+    feed = feeding(requested, targets_own)
+    assert feed == Feeding(window=requested, deferred=False, resume_at=requested - 1, chunk_size=requested)
+
+
+@pytest.mark.parametrize(
+    ("requested", "targets_own", "window", "resume_at"),
+    [
+        (16, 16, 48, 32),  # 16 running, up to 32 queued behind them; refill once 16 have started
+        (32, 16, 48, 32),
+        (64, 16, 64, 48),  # the request's window holds more queued runs already
+        (16, 4, 16, 12),
+        (1, 1, 3, 2),
+        (2, 2, 6, 4),
+    ],
+)
+def test_when_the_target_holds_runs_back_the_window_keeps_queued_runs_and_the_feeder_defers(
+    requested: int, targets_own: int, window: int, resume_at: int
+) -> None:
+    feed = feeding(requested, targets_own)
+    assert (feed.window, feed.deferred, feed.resume_at) == (window, True, resume_at)
+    assert feed.window - targets_own >= targets_own  # a reserve of queued runs behind the running ones
+    assert feed.chunk_size == feed.window  # one task start per window, not per max_active_runs
+
+
+def test_a_chunk_size_asked_for_is_kept_and_a_failure_budget_keeps_chunks_small() -> None:
+    assert feeding(16, 16, chunk_size=4).chunk_size == 4
+    assert feeding(16, 64, chunk_size=4).chunk_size == 4
+    assert feeding(16, 16, failure_budget=True).chunk_size == 16
+
+
+def test_feeding_round_trips_through_the_plan_xcom() -> None:
+    feed = feeding(16, 16)
+    assert Feeding(**feed.to_dict()) == feed
