@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs
+from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs, wait_for_a_deferred_trigger
 
 pytestmark = pytest.mark.backend("postgres")
 
@@ -119,14 +119,7 @@ def test_cancelling_a_backfill_whose_runs_wait_queued_fails_the_queued_ones(airf
     capped, first, last = "bf_capped", "2024-05-01", "2024-05-12"
     conf = {"dag_id": capped, "start_date": first, "end_date": last, "max_active_runs": 2}
     run_id = airflow.trigger(CONTROLLER, conf)
-    deadline = time.monotonic() + 300
-    while not airflow._json(
-        "GET",
-        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
-        params={"task_id": "trigger", "state": "deferred"},
-    )["task_instances"]:
-        assert time.monotonic() < deadline, "no trigger task was ever caught waiting deferred"
-        time.sleep(0.5)
+    wait_for_a_deferred_trigger(airflow, run_id)
     resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", json={"state": "failed"})
     assert resp.status_code == 200, resp.text
     deadline = time.monotonic() + 120

@@ -303,6 +303,18 @@ def test_the_window_holds_max_active_runs_runs_and_is_kept_full(airflow, phase1)
     assert queued == sorted(queued)
 
 
+def wait_for_a_deferred_trigger(airflow, run_id: str, timeout: float = 240) -> None:
+    """Wait until one of the controller run's ``trigger`` task instances waits deferred for room."""
+    deadline = time.monotonic() + timeout
+    while not airflow._json(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": "trigger", "state": "deferred"},
+    )["task_instances"]:
+        assert time.monotonic() < deadline, "no trigger task was ever caught waiting deferred"
+        time.sleep(0.5)
+
+
 def most_running(runs: list[dict[str, Any]]) -> int:
     """The most runs running at the same moment (from start_date .. end_date)."""
     return most_at_once([{"queued_at": r["start_date"], "end_date": r["end_date"]} for r in runs])

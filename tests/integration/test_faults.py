@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs
+from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs, wait_for_a_deferred_trigger
 
 TARGET = "bf_sturdy"
 
@@ -169,14 +169,7 @@ def test_the_triggerer_killed_while_a_chunk_waits_deferred_for_room(airflow, fig
     target, first = "bf_sturdy_capped", "2024-07-01"
     conf = {"dag_id": target, "start_date": first, "end_date": "2024-07-12", "max_active_runs": 2}
     run_id = started(airflow, conf)
-    deadline = time.monotonic() + 240
-    while not airflow._json(
-        "GET",
-        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
-        params={"task_id": "trigger", "state": "deferred"},
-    )["task_instances"]:
-        assert time.monotonic() < deadline, "no trigger task was ever caught waiting deferred"
-        time.sleep(0.5)
+    wait_for_a_deferred_trigger(airflow, run_id)
     airflow.restart("triggerer", kill=True, down_for=2)
     out = finished(airflow, run_id)
     what = "triggerer SIGKILLed while a chunk waits deferred for room"
