@@ -231,10 +231,22 @@ def room(open_runs: int, max_active_runs: int) -> int:
     return max(0, max_active_runs - open_runs)
 
 
-#: Seconds a feeding task waits deferred at the least before it resumes. Airflow 3.3.2 can fail a
-#: task resumed sooner: its worker may report the deferred attempt's end up to ``[workers]
-#: min_heartbeat_interval`` (5 s) late, and the scheduler then takes it for the resumed attempt.
-MIN_DEFERRAL_SECONDS = 6.5
+#: Seconds beyond ``[workers] min_heartbeat_interval`` in :func:`min_deferral_seconds`.
+DEFERRAL_MARGIN_SECONDS = 1.5
+
+
+def min_deferral_seconds(min_heartbeat_interval: float) -> float:
+    """Seconds a feeding task waits deferred at the least before it resumes.
+
+    Airflow 3.3.2 can fail a task resumed sooner: its worker may report the deferred attempt's end
+    up to ``[workers] min_heartbeat_interval`` late (its supervisor misses the task process's exit
+    and sleeps until its next heartbeat), and the scheduler then takes that report for the resumed
+    attempt. So: the worker's interval, and a margin.
+
+    >>> min_deferral_seconds(5.0), min_deferral_seconds(1.0)
+    (6.5, 2.5)
+    """
+    return max(0.0, min_heartbeat_interval) + DEFERRAL_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -276,7 +288,7 @@ def feeding(
     window then also holds a reserve of up to ``2M`` queued runs behind the running ones
     (``max(request, 3M)`` open), so runs keep starting while the feeding task waits deferred and
     its executor slot serves the target. It wakes once ``M`` of the reserve have started (and
-    :data:`MIN_DEFERRAL_SECONDS` at the least) and refills it in one burst, so the reserve left
+    :func:`min_deferral_seconds` at the least) and refills it in one burst, so the reserve left
     covers the few seconds a wake-up takes, and a wake-up (a task start) buys ``M`` dates. A
     chunk then holds a whole window unless ``chunk_size`` says otherwise (or a failure budget is
     set: the budget is counted chunk by chunk).

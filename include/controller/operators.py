@@ -25,7 +25,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.backfill.plan import MIN_DEFERRAL_SECONDS, Feeding, room
+from include.backfill.plan import Feeding, min_deferral_seconds, room
 from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
 from include.backfill.segments import continuation_run_id
@@ -49,6 +49,13 @@ FEED_INTERVAL = 0.5
 #: and the API server have less to do.
 DEFERRED_FEED_INTERVAL = 1.0
 NO_ROOM = "the window never had room for the next date"
+
+
+def _min_deferral() -> float:
+    """:func:`include.backfill.plan.min_deferral_seconds` for this worker's configuration."""
+    from airflow.sdk.configuration import conf
+
+    return min_deferral_seconds(conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0))
 
 
 def _gate(context: Any) -> dict[str, Any] | None:
@@ -195,8 +202,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             target_dag_id=gate["target_dag_id"],
             run_ids=window.candidates,
             open_at_most=feed.resume_at,
-            # A resumed task must not race the report of its deferred attempt (see the constant).
-            not_before=0.0 if end_task else time.time() + MIN_DEFERRAL_SECONDS,
+            # A resumed task must not race the report of its deferred attempt (see the function).
+            not_before=0.0 if end_task else time.time() + _min_deferral(),
             poll_interval=DEFERRED_FEED_INTERVAL,
             deadline=gate.get("deadline"),
             end_task=end_task,

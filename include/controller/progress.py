@@ -31,6 +31,8 @@ TRIGGER_TASK_ID = "trigger"
 #: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
 BATCH = 40
 FINISHED = ("success", "failed")
+#: Seconds between looks once only the last batch of runs is left (one call a look).
+TAIL_POLL = 0.5
 OPEN = ("queued", "running")
 
 
@@ -233,8 +235,10 @@ class BackfillProgressTrigger(BaseTrigger):
                 return
             self.log.info("%d of %d runs of %s finished", total - len(todo), total, watch.target_dag_id)
             watch = watch.only(todo)
-            # The last few runs cost one call a look: look every second, and end without delay.
-            await asyncio.sleep(self.poll_interval if len(todo) > BATCH else min(1.0, self.poll_interval))
+            # The last few runs cost two cheap calls a look: look twice a second, end without delay.
+            await asyncio.sleep(
+                self.poll_interval if len(todo) > BATCH else min(TAIL_POLL, self.poll_interval)
+            )
 
 
 class WindowTrigger(BaseTrigger):

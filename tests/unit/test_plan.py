@@ -17,6 +17,7 @@ from include.backfill.plan import (
     date_states,
     decide,
     feeding,
+    min_deferral_seconds,
     new_run_id,
     room,
 )
@@ -310,3 +311,16 @@ def test_a_chunk_size_asked_for_is_kept_and_a_failure_budget_keeps_chunks_small(
 def test_feeding_round_trips_through_the_plan_xcom() -> None:
     feed = feeding(16, 16)
     assert Feeding(**feed.to_dict()) == feed
+
+
+@pytest.mark.parametrize("min_heartbeat_interval", [5.0, 2.0, 1.0])
+def test_a_deferred_feeder_resumes_only_after_its_workers_heartbeat_interval(
+    min_heartbeat_interval: float,
+) -> None:
+    # The worker may report the deferred attempt's end up to one heartbeat interval late.
+    assert min_deferral_seconds(min_heartbeat_interval) > min_heartbeat_interval
+    assert min_deferral_seconds(min_heartbeat_interval) <= min_heartbeat_interval + 2
+
+
+def test_a_shorter_heartbeat_interval_lets_a_deferred_feeder_resume_sooner() -> None:
+    assert min_deferral_seconds(1.0) < min_deferral_seconds(5.0)
