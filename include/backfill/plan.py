@@ -17,7 +17,7 @@ further chunk starts and the dates left are ``cancelled``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -266,12 +266,7 @@ class Feeding:
     chunk_size: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "deferred": self.deferred,
-            "resume_at": self.resume_at,
-            "chunk_size": self.chunk_size,
-        }
+        return asdict(self)
 
 
 def feeding(

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -98,20 +99,19 @@ class AirflowApi:
         _raise_for(response)
         return [ScheduledDate.from_dict(d) for d in response.json()["dates"]]
 
-    def iter_runs(self, dag_id: str, first: Any, last: Any) -> Iterator[ExistingRun]:
+    def iter_runs(self, dag_id: str, first: datetime, last: datetime) -> Iterator[ExistingRun]:
         """Every run of ``dag_id`` with a logical date in ``[first, last]``, page by page."""
         offset = 0
         while True:
+            params: dict[str, str | int] = {
+                "logical_date_gte": first.isoformat(),
+                "logical_date_lte": last.isoformat(),
+                "limit": PAGE_SIZE,
+                "offset": offset,
+                "order_by": "logical_date",
+            }
             response = self._session.get(
-                f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns",
-                params={
-                    "logical_date_gte": _iso(first),
-                    "logical_date_lte": _iso(last),
-                    "limit": PAGE_SIZE,
-                    "offset": offset,
-                    "order_by": "logical_date",
-                },
-                timeout=_TIMEOUT,
+                f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns", params=params, timeout=_TIMEOUT
             )
             _raise_for(response)
             page = response.json()
@@ -238,10 +238,6 @@ class AirflowApi:
 
 def _utc_iso(value: str | None) -> str | None:
     return parse_datetime(value).isoformat() if value else None
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _retry() -> Retry:
