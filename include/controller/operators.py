@@ -158,6 +158,13 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         """
         feed = Feeding(**gate["feeding"])
         open_runs = window.count()
+        self.log.info(
+            "%d of %d runs open; next: date %d of %d in this chunk",
+            open_runs,
+            feed.window,
+            position + 1,
+            len(self.dates),
+        )
         retry = context["ti"].try_number > 1
         for index in range(position, len(self.dates)):
             if not room(open_runs, feed.window):

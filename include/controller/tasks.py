@@ -68,7 +68,9 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         started = time.monotonic()
         try:
             request, all_plans, target_cap = _plan(conf, ti.dag_id)
-            _claim_dates(ti, dag_run.run_id, request, all_plans)
+            if _claim_dates(ti, dag_run.run_id, request, all_plans):
+                # The other backfill ran some of these dates meanwhile: decide each date afresh.
+                request, all_plans, target_cap = _plan(conf, ti.dag_id)
             feed = feeding(
                 request.max_active_runs,
                 target_cap,
@@ -110,8 +112,9 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     return [_chunk_kwargs(request, act, k, chunk, note) for k in range(chunk_count(len(act), chunk))]
 
 
-def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> None:
+def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> bool:
     """Publish the dates this backfill acts on; refuse, or wait, if a running backfill has them.
+    Returns whether it waited: the plan is then out of date (the other backfill ran some dates).
 
     Waiting happens here, in the running task (a look every ``2 * poll_interval``, at least 5 s),
     not by rescheduling it: a rescheduled task can race the scheduler's record of its previous
@@ -122,9 +125,10 @@ def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[Dat
     mine = None if request.dry_run else span_of(request.target_dag_id, plans)
     ti.xcom_push(key="span", value=mine.to_dict() if mine else None)
     if mine is None:
-        return
+        return False
     api = AirflowApi.from_connection()
     deadline = time.monotonic() + 60 * (request.timeout_minutes or timeout_minutes())
+    waited = False
     while (clash := first_overlap(mine, api.active_spans(ti.dag_id, run_id))) is not None:
         other, span = clash
         message = (
@@ -140,6 +144,8 @@ def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[Dat
             raise InvalidRequest([FieldError("on_overlap", value, f"{message}; {problem}", "refuse or wait")])
         log.info("%s: waiting for it", message)
         time.sleep(max(5.0, 2 * poll_interval()))
+        waited = True
+    return waited
 
 
 def _stats(started: float, dates: int) -> dict[str, float]:

@@ -117,15 +117,17 @@ with _dag("bf_slow") as bf_slow:
 
 
 @task
-def nap():
+def nap(seconds: int = 2):
     import time
 
-    time.sleep(2)
+    time.sleep(seconds)
 
 
 # Its own max_active_runs holds runs back: the controller keeps queued runs ahead and feeds deferred.
+# Its runs last long enough (about 6 s) that the 4 runs left open when a deferred feeding task hands
+# over still run while the next chunk's task starts on a busy machine, which then finds the window full.
 with _dag("bf_capped", max_active_runs=2) as bf_capped:
-    nap() >> EmptyOperator(task_id="done")
+    nap(4) >> EmptyOperator(task_id="done")
 
 
 with _dag("bf_sturdy", retries=3) as bf_sturdy:
