@@ -23,7 +23,7 @@ endef
 
 help:
 	@echo "make venv                  create/update .venv from requirements-dev.txt + constraints.txt"
-	@echo "make lint                  ruff check, ruff format --check, mypy include/backfill"
+	@echo "make lint                  ruff check, ruff format --check, mypy include"
 	@echo "make compose-config        validate docker-compose.yaml with Debian's docker-compose (no engine)"
 	@echo "make unit                  unit tests (no Airflow started)"
 	@echo "make integration-sqlite    integration tests against a local Airflow on SQLite"
@@ -49,7 +49,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy include/backfill
+	$(BIN)/mypy include
 
 compose-config:
 	$(call debian,docker-compose,docker-compose)

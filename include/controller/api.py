@@ -175,18 +175,21 @@ class AirflowApi:
         _raise_for(response)
         return [f"{t['task_id']}[{t['map_index']}]" for t in response.json()["task_instances"]]
 
-    def active_spans(self, controller_dag_id: str, exclude_run_id: str) -> dict[str, Span | None]:
-        """The spans published by the other controller runs still queued or running."""
+    def _open_head_runs(self, controller_dag_id: str) -> list[dict[str, Any]]:
+        """The controller's head runs (not continuations) still queued or running."""
+        params: dict[str, list[str] | int] = {"state": ["queued", "running"], "limit": PAGE_SIZE}
         response = self._session.get(
-            f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns",
-            params={"state": ["queued", "running"], "limit": PAGE_SIZE},
-            timeout=_TIMEOUT,
+            f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns", params=params, timeout=_TIMEOUT
         )
         _raise_for(response)
+        return [run for run in response.json()["dag_runs"] if SEGMENT_MARK not in run["dag_run_id"]]
+
+    def active_spans(self, controller_dag_id: str, exclude_run_id: str) -> dict[str, Span | None]:
+        """The spans published by the other controller runs still queued or running."""
         spans: dict[str, Span | None] = {}
-        for run in response.json()["dag_runs"]:
+        for run in self._open_head_runs(controller_dag_id):
             run_id = run["dag_run_id"]
-            if run_id == exclude_run_id or SEGMENT_MARK in run_id:
+            if run_id == exclude_run_id:
                 continue
             xcom = self._session.get(
                 f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns/{run_id}"
@@ -202,16 +205,9 @@ class AirflowApi:
 
     def open_backfill_targets(self, controller_dag_id: str) -> dict[str, str]:
         """``{run_id: target dag_id}`` of the controller runs still queued or running (head runs)."""
-        response = self._session.get(
-            f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns",
-            params={"state": ["queued", "running"], "limit": PAGE_SIZE},
-            timeout=_TIMEOUT,
-        )
-        _raise_for(response)
         return {
             run["dag_run_id"]: str((run.get("conf") or {}).get("dag_id"))
-            for run in response.json()["dag_runs"]
-            if SEGMENT_MARK not in run["dag_run_id"]
+            for run in self._open_head_runs(controller_dag_id)
         }
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> bool:

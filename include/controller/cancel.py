@@ -13,13 +13,14 @@ A controller run that fails by itself (a failed date, a timeout) changes nothing
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from airflow.listeners import hookimpl
 from airflow.models.dagrun import DagRun
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
 from sqlalchemy import update
+from sqlalchemy.engine import CursorResult
 
 from include.controller.ui import CONTROLLER_DAG_ID, plan_xcoms
 
@@ -48,14 +49,17 @@ def fail_queued_runs(controller_run_pk: int) -> int:
         gate, run_ids = facts.get("gate") or {}, facts.get("run_ids") or []
         if not gate.get("target_dag_id") or not run_ids:
             return 0
-        result = session.execute(
-            update(DagRun)
-            .where(
-                DagRun.dag_id == gate["target_dag_id"],
-                DagRun.run_id.in_(run_ids),
-                DagRun.state == DagRunState.QUEUED,
-            )
-            .values(state=DagRunState.FAILED)
-            .execution_options(synchronize_session=False)
+        result = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(DagRun)
+                .where(
+                    DagRun.dag_id == gate["target_dag_id"],
+                    DagRun.run_id.in_(run_ids),
+                    DagRun.state == DagRunState.QUEUED,
+                )
+                .values(state=DagRunState.FAILED)
+                .execution_options(synchronize_session=False)
+            ),
         )
         return int(result.rowcount or 0)

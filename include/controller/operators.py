@@ -24,6 +24,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.utils.state import DagRunState
 
 from include.backfill.plan import Feeding, min_deferral_seconds, room
 from include.backfill.report import failed_count
@@ -390,7 +391,7 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
         self.defer(
             trigger=DagStateTrigger(
                 dag_id=ti.dag_id,
-                states=["success", "failed"],
+                states=[DagRunState.SUCCESS, DagRunState.FAILED],
                 run_ids=[run_id],
                 poll_interval=self.poke_interval,
             ),
