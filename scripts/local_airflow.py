@@ -56,16 +56,15 @@ SPEED_SETTINGS = {
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
     # scheduler sleeps 0.5 s between idle loops (default 1 s)
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-    # A task's supervisor (Airflow 3.3.2) that misses its task process's exit sleeps until its next
-    # heartbeat, up to this long (default 5 s), holding its executor slot: it happened after about
-    # 40% of task processes here, at random; a 120-run backfill took 142 s instead of 100 s.
-    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
 }
-# Not on SQLite: there every heartbeat is a write to the one file, and Airflow 3.3.2's processes
-# then more often waited out SQLite's 5 s lock timeout on one another (an api-server request held
-# up 5 s and failing with HTTP 500, the triggerer exiting on "database is locked" and taking its
-# deferred tasks down until restarted). Test suite on SQLite: 13 requests held up 5 s at 2 s, 2 at 5 s.
-SQLITE_SETTINGS = {"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5"}  # Airflow's default
+# ``[workers] min_heartbeat_interval`` by backend. A task's supervisor (Airflow 3.3.2) that misses
+# its task process's exit sleeps until its next heartbeat, up to this long (default 5 s), holding
+# its executor slot: it happened after about 40% of task processes here, at random; a 120-run
+# backfill took 142 s at 5 s and 100 s at 1 s. Not on SQLite: there every heartbeat is a write to
+# the one file, and Airflow 3.3.2's processes then more often waited out SQLite's 5 s lock timeout
+# on one another (an api-server request held up 5 s and failing with HTTP 500, the triggerer exiting
+# on "database is locked"). Test suite on SQLite: 13 requests held up 5 s at 2 s, 2 to 6 at 5 s.
+MIN_HEARTBEAT_INTERVAL = {"postgres": "1", "sqlite": "5"}  # SQLite: Airflow's default
 
 
 def free_port(exclude: Iterable[int] = ()) -> int:
@@ -348,9 +347,8 @@ class LocalAirflow:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
             "AIRFLOW_CONN_AIRFLOW_API": f"http://{credentials}@localhost:{self.port}",
             **SPEED_SETTINGS,
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": MIN_HEARTBEAT_INTERVAL[self.backend],
         }
-        if self._pg is None:
-            settings.update(SQLITE_SETTINGS)
         if self.executor == "celery" and self._pg is not None:
             settings.update(
                 {

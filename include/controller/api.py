@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,28 +101,31 @@ class AirflowApi:
 
     def iter_runs(self, dag_id: str, first: datetime, last: datetime) -> Iterator[ExistingRun]:
         """Every run of ``dag_id`` with a logical date in ``[first, last]``, page by page."""
+        window = {
+            "logical_date_gte": first.isoformat(),
+            "logical_date_lte": last.isoformat(),
+            "order_by": "logical_date",
+        }
+        for run in self._dag_runs(dag_id, window):
+            if run.get("logical_date"):
+                yield ExistingRun(
+                    run["dag_run_id"],
+                    run["state"],
+                    parse_datetime(run["logical_date"]),
+                    _utc_iso(run.get("end_date")),
+                )
+
+    def _dag_runs(self, dag_id: str, params: Mapping[str, str | list[str]]) -> Iterator[dict[str, Any]]:
+        """``GET /api/v2/dags/{dag_id}/dagRuns`` with ``params``, every page of :data:`PAGE_SIZE`."""
         offset = 0
         while True:
-            params: dict[str, str | int] = {
-                "logical_date_gte": first.isoformat(),
-                "logical_date_lte": last.isoformat(),
-                "limit": PAGE_SIZE,
-                "offset": offset,
-                "order_by": "logical_date",
-            }
+            query: dict[str, str | int | list[str]] = {**params, "limit": PAGE_SIZE, "offset": offset}
             response = self._session.get(
-                f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns", params=params, timeout=_TIMEOUT
+                f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns", params=query, timeout=_TIMEOUT
             )
             _raise_for(response)
             page = response.json()
-            for run in page["dag_runs"]:
-                if run.get("logical_date"):
-                    yield ExistingRun(
-                        run["dag_run_id"],
-                        run["state"],
-                        parse_datetime(run["logical_date"]),
-                        _utc_iso(run.get("end_date")),
-                    )
+            yield from page["dag_runs"]
             offset += len(page["dag_runs"])
             if not page["dag_runs"] or offset >= page["total_entries"]:
                 return
@@ -177,12 +180,8 @@ class AirflowApi:
 
     def _open_head_runs(self, controller_dag_id: str) -> list[dict[str, Any]]:
         """The controller's head runs (not continuations) still queued or running."""
-        params: dict[str, list[str] | int] = {"state": ["queued", "running"], "limit": PAGE_SIZE}
-        response = self._session.get(
-            f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns", params=params, timeout=_TIMEOUT
-        )
-        _raise_for(response)
-        return [run for run in response.json()["dag_runs"] if SEGMENT_MARK not in run["dag_run_id"]]
+        runs = self._dag_runs(controller_dag_id, {"state": ["queued", "running"]})
+        return [run for run in runs if SEGMENT_MARK not in run["dag_run_id"]]
 
     def active_spans(self, controller_dag_id: str, exclude_run_id: str) -> dict[str, Span | None]:
         """The spans published by the other controller runs still queued or running."""

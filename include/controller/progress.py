@@ -31,7 +31,7 @@ TRIGGER_TASK_ID = "trigger"
 #: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
 BATCH = 40
 FINISHED = ("success", "failed")
-#: Seconds between looks once only the last batch of runs is left (one call a look).
+#: Seconds between looks once only the last batch of runs is left (two cheap calls a look).
 TAIL_POLL = 0.5
 OPEN = ("queued", "running")
 
