@@ -8,6 +8,11 @@ Backends: ``sqlite`` (a file in AIRFLOW_HOME) or ``postgres`` (a throwaway Postg
 with initdb/pg_ctl, its data directory inside AIRFLOW_HOME; as root it runs as the ``postgres`` user).
 Every process gets the same environment (``LocalAirflow.env``), so ``airflow`` CLI commands run with
 it talk to the same metadata database.
+
+Auth managers: ``simple`` (Airflow's SimpleAuthManager: users from the environment, fixed roles viewer,
+user, op, admin) or ``fab`` (the FAB provider's FabAuthManager: users and roles in the metadata database,
+per-DAG permissions such as ``("can_edit", "DAG:my_dag")``). Either way ``username``/``password`` is
+an admin whose JWT ``token()`` returns, and ``AIRFLOW_CONN_AIRFLOW_API`` logs in with it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,6 +52,53 @@ BACKENDS = ("sqlite", "postgres")
 MAX_RESTARTS = 10
 _DAGBAG_MARK = "LOCAL_AIRFLOW_DAGBAG="
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+AUTH_MANAGERS = {"simple": SIMPLE_AUTH_MANAGER, "fab": FAB_AUTH_MANAGER}
+#: SimpleAuthManager's fixed roles, lowest to highest; each grants what the ones before it grant.
+SIMPLE_ROLES = ("viewer", "user", "op", "admin")
+#: The role of ``LocalAirflow.username`` by auth manager (FAB's builtin roles: Admin, Op, User,
+#: Viewer, Public).
+ADMIN_ROLE = {"simple": "admin", "fab": "Admin"}
+#: FAB's REST API for users and roles (served by the FAB auth manager under /auth).
+FAB_API = "/auth/fab/v1"
+_FAB_SETUP_MARK = "LOCAL_AIRFLOW_FAB_SETUP="
+# Run with the instance's environment and a JSON spec on stdin: creates FAB roles (with their
+# permissions; missing actions/resources such as "DAG:<id>" are created) and creates or updates users
+# (password and roles). FAB's security manager needs a Flask app: get_application_builder() builds one,
+# which also syncs FAB's builtin roles. Prints no password.
+_FAB_SETUP_CODE = """\
+import json, sys
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+spec = json.load(sys.stdin)
+done = {"roles": [], "users": []}
+with get_application_builder() as appbuilder:
+    sm = appbuilder.sm
+    for role_spec in spec["roles"]:
+        role = sm.add_role(role_spec["name"])  # returns the existing role if there is one
+        for action, resource in role_spec["permissions"]:
+            perm = sm.create_permission(action, resource)
+            if perm not in role.permissions:
+                sm.add_permission_to_role(role, perm)
+        done["roles"].append(role_spec["name"])
+    for user_spec in spec["users"]:
+        roles = [sm.find_role(name) for name in user_spec["roles"]]
+        missing = [name for name, role in zip(user_spec["roles"], roles) if role is None]
+        if missing:
+            sys.exit(f"user {user_spec['username']!r}: unknown FAB roles {missing}")
+        user = sm.find_user(username=user_spec["username"])
+        if user is None:
+            name = user_spec["username"]
+            sm.add_user(name, name, "local", name + "@example.org", roles, user_spec["password"])
+        else:
+            user.roles = roles
+            user.active = True
+            user.password = sm._hash_password(user_spec["password"])
+            if not sm.update_user(user):
+                sys.exit(f"could not update user {user_spec['username']!r}")
+        done["users"].append(user_spec["username"])
+print("\\n" + MARK + json.dumps(done))
+"""
 
 # Settings that make a local Airflow react quickly in tests. Override any of them with ``extra_env``.
 SPEED_SETTINGS = {
@@ -260,14 +312,23 @@ class LocalAirflow:
         password: str = "admin",
         username: str = "admin",
         executor: str = "local",
+        auth_manager: str = "simple",
+        users: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        """``users``: more users than the admin ``username``, as ``{username: (role, password)}``,
+        created before the services start; the role is one of :data:`SIMPLE_ROLES` with
+        ``auth_manager="simple"``, a FAB role name with ``"fab"`` (builtin Admin, Op, User, Viewer,
+        Public, or one given to ``create_role`` before ``start()``)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         if executor == "celery" and backend != "postgres":
             raise ValueError("the celery executor needs the postgres backend (its result backend)")
+        if auth_manager not in AUTH_MANAGERS:
+            raise ValueError(f"auth_manager must be one of {tuple(AUTH_MANAGERS)}, not {auth_manager!r}")
         self.executor = executor
+        self.auth_manager = auth_manager
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.backend = backend
@@ -276,6 +337,13 @@ class LocalAirflow:
         self.plugins_folder = Path(plugins_folder or REPO_ROOT / "plugins").resolve()
         self.username = username
         self.password = password
+        #: {username: (roles, password)} of every user created at start, the admin first
+        self.users: dict[str, tuple[tuple[str, ...], str]] = {}
+        #: FAB roles to create at start: {name: [(action, resource), ...]}
+        self._pending_roles: dict[str, list[tuple[str, str]]] = {}
+        self._add_user(username, (ADMIN_ROLE[auth_manager],), password)
+        for name, (role, user_password) in (users or {}).items():
+            self._add_user(name, (role,), user_password)
         self.url = f"http://localhost:{self.port}"
         self.logs_dir = self.home / "logs"
         self.passwords_file = self.home / "passwords.json"
@@ -332,9 +400,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": secrets["fernet_key"],
-            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGERS[self.auth_manager],
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
@@ -349,6 +415,11 @@ class LocalAirflow:
             **SPEED_SETTINGS,
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": MIN_HEARTBEAT_INTERVAL[self.backend],
         }
+        if self.auth_manager == "simple":
+            settings["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(
+                f"{name}:{roles[0]}" for name, (roles, _) in self.users.items()
+            )
+            settings["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self.passwords_file)
         if self.executor == "celery" and self._pg is not None:
             settings.update(
                 {
@@ -383,8 +454,10 @@ class LocalAirflow:
             return self
         deadline = time.monotonic() + timeout
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.passwords_file.write_text(json.dumps({self.username: self.password}) + "\n")
-        self.passwords_file.chmod(0o600)
+        if self.auth_manager == "simple":
+            passwords = {name: password for name, (_, password) in self.users.items()}
+            self.passwords_file.write_text(json.dumps(passwords) + "\n")
+            self.passwords_file.chmod(0o600)
         self.env_file.write_text(
             "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(self.settings.items()))
         )
@@ -396,6 +469,9 @@ class LocalAirflow:
             if self.executor == "celery":
                 self._spawn("redis")
             self._migrate(deadline)
+            if self.auth_manager == "fab":
+                self._fab_setup(self._pending_roles, self.users, deadline)
+                self._pending_roles.clear()
             for service in self.service_names:
                 if service not in self.processes:
                     self._spawn(service)
@@ -422,6 +498,33 @@ class LocalAirflow:
             raise RuntimeError(f"`airflow db migrate` failed ({res.returncode}):\n{_tail(log, 40)}")
         if self._pg is None:
             self._use_wal()
+
+    def _fab_setup(
+        self,
+        roles: Mapping[str, Iterable[tuple[str, str]]],
+        users: Mapping[str, tuple[Sequence[str], str]],
+        deadline: float | None = None,
+    ) -> None:
+        """Create FAB roles and create or update users in one Python process (FAB's security
+        manager; works with or without the services running). Output in logs/fab-setup.log."""
+        spec = {
+            "roles": [
+                {"name": name, "permissions": [list(p) for p in perms]} for name, perms in roles.items()
+            ],
+            "users": [
+                {"username": name, "roles": list(user_roles), "password": password}
+                for name, (user_roles, password) in users.items()
+            ],
+        }
+        log = self.logs_dir / "fab-setup.log"
+        timeout = max(deadline - time.monotonic(), 1) if deadline is not None else 300
+        res = self._python(
+            _FAB_SETUP_CODE.replace("MARK", repr(_FAB_SETUP_MARK)), timeout, stdin=json.dumps(spec)
+        )
+        with open(log, "a") as out:
+            out.write(res.stdout + res.stderr)
+        if res.returncode != 0 or _FAB_SETUP_MARK not in res.stdout:
+            raise RuntimeError(f"creating FAB roles/users failed ({res.returncode}):\n{_tail(log, 40)}")
 
     def _use_wal(self) -> None:
         """Put the SQLite file in write-ahead-log mode (persistent, set once).
@@ -566,27 +669,111 @@ class LocalAirflow:
     ) -> None:
         self.stop()
 
+    # ------------------------------------------------------------------ users and roles
+    def _add_user(self, username: str, roles: Sequence[str], password: str) -> None:
+        if isinstance(roles, str):
+            raise TypeError("roles must be a sequence of role names, not a string")
+        roles = tuple(roles)
+        if not username or not roles:
+            raise ValueError("a user needs a name and a role")
+        if self.auth_manager == "simple":
+            if len(roles) != 1 or roles[0].lower() not in SIMPLE_ROLES:
+                raise ValueError(
+                    f"SimpleAuthManager gives each user exactly one of {SIMPLE_ROLES}, not {list(roles)}"
+                )
+            if set(username) & set(":,") or username != username.strip():
+                raise ValueError(f"SimpleAuthManager user names cannot hold ':' or ',': {username!r}")
+            roles = (roles[0].lower(),)
+        self.users[username] = (roles, password)
+
+    def create_role(self, name: str, permissions: Iterable[tuple[str, str]]) -> None:
+        """FAB only: create a role with these ``(action, resource)`` permissions, or replace the
+        permissions of the role of that name, e.g. ``[("can_read", "DAG:x"), ("can_edit", "DAG:x"),
+        ("can_create", "DAG Runs")]``.
+
+        Before ``start()``: created at start (missing resources such as ``DAG:x`` are created).
+        While running: through FAB's REST API, which refuses an unknown action or resource (HTTP
+        400): a ``DAG:<dag_id>`` resource exists once the dag-processor has stored that DAG
+        (``wait_for_dags``). Users already logged in see a changed role within FAB's cache TTL
+        (``[fab] cache_ttl``, 30 s)."""
+        if self.auth_manager != "fab":
+            raise NotImplementedError(f"SimpleAuthManager has only its fixed roles {SIMPLE_ROLES}")
+        perms = [(str(action), str(resource)) for action, resource in permissions]
+        if not self._running:
+            self._pending_roles[name] = perms
+            return
+        body = {
+            "name": name,
+            "actions": [{"action": {"name": a}, "resource": {"name": r}} for a, r in perms],
+        }
+        resp = self.api("POST", f"{FAB_API}/roles", json=body)
+        if resp.status_code == 409:  # exists: replace its permissions
+            resp = self.api(
+                "PATCH",
+                f"{FAB_API}/roles/{quote(name, safe='')}",
+                params={"update_mask": "actions"},
+                json=body,
+            )
+        _raise_for(resp, f"create role {name!r}")
+
+    def create_user(self, username: str, password: str, roles: Sequence[str]) -> None:
+        """Create a user (or update the password and roles of an existing one).
+
+        ``"simple"``: before ``start()`` only (SimpleAuthManager reads its users when its processes
+        start), with exactly one role of :data:`SIMPLE_ROLES`. ``"fab"``: FAB role names, before
+        ``start()`` (created at start) or while running (FAB's REST API)."""
+        if self.auth_manager == "simple":
+            if self._running:
+                raise RuntimeError("SimpleAuthManager reads its users at start: create them before start()")
+            self._add_user(username, roles, password)
+            self.settings = self._settings()
+            self.env = self._full_env()
+            return
+        if not self._running:
+            self._add_user(username, roles, password)
+            return
+        if isinstance(roles, str):
+            raise TypeError("roles must be a sequence of role names, not a string")
+        body = {
+            "username": username,
+            "email": f"{username}@example.org",
+            "first_name": username,
+            "last_name": "local",
+            "roles": [{"name": role} for role in roles],
+            "password": password,
+        }
+        resp = self.api("POST", f"{FAB_API}/users", json=body)
+        if resp.status_code == 409:  # exists: new password and roles
+            patch = {"roles": body["roles"], "password": password}
+            resp = self.api("PATCH", f"{FAB_API}/users/{quote(username, safe='')}", json=patch)
+        _raise_for(resp, f"create user {username!r}")
+        self.users[username] = (tuple(roles), password)
+
     # ------------------------------------------------------------------ REST API
+    def token_for(self, username: str, password: str) -> str:
+        """A JWT of the public REST API for this user (POST /auth/token; both auth managers take a
+        JSON body with username and password). Raises HTTPError if the login is refused."""
+        resp = self._session.post(
+            f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
+        _raise_for(resp, f"log in as {username!r}")
+        return str(resp.json()["access_token"])
+
     def token(self, refresh: bool = False) -> str:
         """A JWT for the public REST API (POST /auth/token with the admin credentials)."""
         if self._token is None or refresh:
-            resp = self._session.post(
-                f"{self.url}/auth/token",
-                json={"username": self.username, "password": self.password},
-                timeout=30,
-            )
-            resp.raise_for_status()
-            self._token = str(resp.json()["access_token"])
+            self._token = self.token_for(self.username, self.password)
         return self._token
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Call the REST API with a bearer token; ``path`` like "/api/v2/dags". Does not raise on errors."""
+    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
+        """Call the REST API with a bearer token: ``token`` if given (e.g. from ``token_for``), else
+        the admin's (renewed once on HTTP 401); ``path`` like "/api/v2/dags". Does not raise on errors."""
         kwargs.setdefault("timeout", 30)
         if self._running:
             self.check_alive()  # every call also supervises: a dead service is restarted at once
         headers = dict(kwargs.pop("headers", None) or {})
-        for attempt in range(2):
-            headers["Authorization"] = f"Bearer {self.token(refresh=attempt > 0)}"
+        for attempt in range(1 if token else 2):
+            headers["Authorization"] = f"Bearer {token or self.token(refresh=attempt > 0)}"
             resp = self._session.request(method, f"{self.url}{path}", headers=headers, **kwargs)
             if resp.status_code != 401:
                 break
@@ -734,8 +921,19 @@ class LocalAirflow:
             "print('\\n' + _MARK + json.dumps({'dag_ids': sorted(bag.dag_ids),"
             " 'import_errors': dict(bag.import_errors)}))\n"
         ).replace("_MARK", repr(_DAGBAG_MARK))
-        res = subprocess.run(
+        res = self._python(code, timeout)
+        for line in reversed(res.stdout.splitlines()):
+            if line.startswith(_DAGBAG_MARK):
+                return dict(json.loads(line[len(_DAGBAG_MARK) :]))
+        raise RuntimeError(f"parsing {self.dags_folder} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+
+    def _python(
+        self, code: str, timeout: float, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``code`` in a Python process with this Airflow's environment."""
+        return subprocess.run(
             [sys.executable, "-c", code],
+            input=stdin,
             env=self.env,
             capture_output=True,
             text=True,
@@ -743,10 +941,6 @@ class LocalAirflow:
             cwd=self.home,
             check=False,
         )
-        for line in reversed(res.stdout.splitlines()):
-            if line.startswith(_DAGBAG_MARK):
-                return dict(json.loads(line[len(_DAGBAG_MARK) :]))
-        raise RuntimeError(f"parsing {self.dags_folder} failed ({res.returncode}):\n{res.stderr[-3000:]}")
 
     def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run ``airflow *args`` against this instance (text output captured, no check)."""
@@ -771,8 +965,13 @@ class LocalAirflow:
         return _tail(self.log_path(service), n)
 
     def services(self) -> list[str]:
-        names = ["db-migrate", *self.service_names]
+        names = ["db-migrate", *(["fab-setup"] if self.auth_manager == "fab" else []), *self.service_names]
         return [*names, "postgres"] if self._pg is not None else names
+
+
+def _raise_for(resp: requests.Response, what: str) -> None:
+    if resp.status_code >= 400:
+        raise requests.HTTPError(f"{what} -> HTTP {resp.status_code}: {resp.text[:2000]}", response=resp)
 
 
 def _pids_in_sessions(sessions: set[int]) -> list[int]:
@@ -813,6 +1012,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--executor", choices=EXECUTORS, default="local", help="celery: adds Redis and a Celery worker"
     )
+    up.add_argument(
+        "--auth-manager",
+        choices=tuple(AUTH_MANAGERS),
+        default="simple",
+        help="simple: SimpleAuthManager (default); fab: the FAB provider's FabAuthManager (users, roles)",
+    )
     args = parser.parse_args(argv)
 
     # Ctrl-C and `kill` both stop cleanly (SIGINT is ignored when started in a script's background)
@@ -826,8 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
         plugins_folder=args.plugins_folder,
         password=args.password,
         executor=args.executor,
+        auth_manager=args.auth_manager,
     )
-    what = f"{args.backend}, {args.executor} executor"
+    what = f"{args.backend}, {args.executor} executor, {args.auth_manager} auth manager"
     print(f"Starting Airflow ({what}) in {airflow.home}; logs in {airflow.logs_dir}", flush=True)
     started = time.monotonic()
     try:

@@ -1,6 +1,8 @@
 """Shared pytest setup.
 
 * ``--backend sqlite|postgres`` chooses the metadata database of the integration Airflow.
+* ``--auth-manager simple|fab`` chooses its auth manager (default: ``fab`` on PostgreSQL, ``simple``
+  on SQLite); the ``auth_manager_name`` fixture tells tests which one runs.
 * Tests under ``tests/integration`` are marked ``integration`` automatically.
 * ``airflow`` (session scope, lazy): a real local Airflow (``scripts.local_airflow.LocalAirflow``)
   whose DAGs folder holds symlinks to every ``dags/*.py`` and ``tests/dags/*.py``, with the repo's
@@ -33,6 +35,9 @@ _LOG_REPORT = pytest.StashKey[str]()
 _FIGURES = pytest.StashKey["Figures"]()
 #: The REST password of the test Airflow: distinctive, so tests can prove it is never logged.
 SECRET = "Bf-s3cret-7Q2xZ"
+#: SimpleAuthManager's users besides the admin, one per fixed role (FAB's users are made by the tests
+#: that need them: tests/integration/test_authorization.py).
+SIMPLE_USERS = {"vera": ("viewer", SECRET), "uma": ("user", SECRET), "otto": ("op", SECRET)}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +47,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("sqlite", "postgres"),
         default="sqlite",
         help="metadata database of the Airflow started for integration tests (default: sqlite)",
+    )
+    group.addoption(
+        "--auth-manager",
+        choices=("simple", "fab"),
+        default=None,
+        help="auth manager of the integration Airflow: simple (SimpleAuthManager) or fab (FabAuthManager, "
+        "users and roles with per-DAG permissions); default: fab with --backend=postgres, simple with sqlite",
     )
     group.addoption(
         "--keep-airflow-home",
@@ -71,6 +83,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"runs on the {', '.join(marker.args)} backend only"))
 
 
+def auth_manager_option(config: pytest.Config) -> str:
+    """``--auth-manager``, else the backend's default: ``fab`` on PostgreSQL, ``simple`` on SQLite."""
+    chosen = config.getoption("--auth-manager")
+    if chosen:
+        return str(chosen)
+    return "fab" if config.getoption("--backend") == "postgres" else "simple"
+
+
+@pytest.fixture(scope="session")
+def auth_manager_name(request: pytest.FixtureRequest) -> str:
+    """The auth manager of the integration Airflow: "simple" or "fab"."""
+    return auth_manager_option(request.config)
+
+
 def build_dags_folder(target: Path) -> list[Path]:
     """Symlink every ``*.py`` of dags/ and tests/dags/ into ``target``; return the links."""
     target.mkdir(parents=True, exist_ok=True)
@@ -88,7 +114,10 @@ def build_dags_folder(target: Path) -> list[Path]:
 
 
 def _log_report(instance: LocalAirflow, lines: int = 40) -> str:
-    parts = [f"AIRFLOW_HOME: {instance.home} (backend {instance.backend}, {instance.url})"]
+    parts = [
+        f"AIRFLOW_HOME: {instance.home} (backend {instance.backend}, "
+        f"{instance.auth_manager} auth manager, {instance.url})"
+    ]
     for service in instance.services():
         parts.append(f"----- {service} (last {lines} lines of {instance.log_path(service)})")
         parts.append(instance.log_tail(service, lines))
@@ -127,6 +156,8 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
         dags_folder=dags_folder,
         plugins_folder=REPO_ROOT / "plugins",
         password=SECRET,
+        auth_manager=auth_manager_option(config),
+        users=SIMPLE_USERS if auth_manager_option(config) == "simple" else None,
         # A killed worker's task instances are found after 30 s instead of 5 minutes (fault tests).
         extra_env={
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
