@@ -53,7 +53,20 @@ lint: venv
 
 compose-config:
 	$(call debian,docker-compose,docker-compose)
-	docker-compose -f docker-compose.yaml config -q && echo "docker-compose.yaml: valid"
+	AIRFLOW_JWT_SECRET=x AIRFLOW_FERNET_KEY=x AIRFLOW_ADMIN_PASSWORD=x \
+		docker-compose -f docker-compose.yaml config -q && echo "docker-compose.yaml: valid"
+	@# Each secret is required: without it (and with no .env), config fails and names it.
+	@empty=$$(mktemp) && trap 'rm -f "$$empty"' EXIT && \
+	for var in AIRFLOW_JWT_SECRET AIRFLOW_FERNET_KEY AIRFLOW_ADMIN_PASSWORD; do \
+		if out=$$(env AIRFLOW_JWT_SECRET=x AIRFLOW_FERNET_KEY=x AIRFLOW_ADMIN_PASSWORD=x env -u $$var \
+				docker-compose --env-file "$$empty" -f docker-compose.yaml config -q 2>&1); then \
+			echo "docker-compose.yaml: accepted a missing $$var; it must be required (\$${$$var:?...})"; exit 1; \
+		fi; \
+		case "$$out" in \
+			*": set $$var to"*) echo "docker-compose.yaml: refuses to start without $$var";; \
+			*) echo "docker-compose.yaml: failed without $$var but did not name it:"; echo "$$out"; exit 1;; \
+		esac; \
+	done
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q

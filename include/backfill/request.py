@@ -52,6 +52,7 @@ DATE_ACCEPTED = "YYYY-MM-DD or an ISO-8601 datetime such as 2024-01-31T06:00:00+
 
 DEFAULT_MAX_ACTIVE_RUNS = 10
 MAX_REASON_LENGTH = 1000
+MAX_TASK_REGEX_LENGTH = 1000
 MAX_CONF_BYTES = 65_536
 MAX_CONF_DEPTH = 16
 
@@ -467,13 +468,16 @@ def _depth(value: Any) -> int:
 def _task_regex(value: Any, errors: list[FieldError]) -> str | None:
     if value is None or value == "":
         return None
-    accepted = "a Python regular expression matched with re.search against task ids, like Airflow 2's -t"
-    if not isinstance(value, str) or len(value) > 1000:
+    accepted = (
+        "a Python regular expression matched with re.search against task ids, like Airflow 2's -t, "
+        f"at most {MAX_TASK_REGEX_LENGTH} characters"
+    )
+    if not isinstance(value, str) or len(value) > MAX_TASK_REGEX_LENGTH:
         errors.append(FieldError("task_regex", value, "is not a regular expression", accepted))
         return None
     try:
-        re.compile(value)
-    except re.error as exc:
+        re.compile(value)  # matching is bounded in time by include.backfill.selection.matching
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}, deeply nested groups
         errors.append(FieldError("task_regex", value, f"does not compile: {exc}", accepted))
         return None
     return value

@@ -12,7 +12,11 @@ each date's existing task instances according to ``reprocess``:
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +26,28 @@ from include.backfill.request import FieldError, InvalidRequest, Reprocess
 TIKey = tuple[str, int]
 
 FAILED_TI_STATES = frozenset({"failed", "upstream_failed"})
+
+#: Wall-clock seconds that matching one request's ``task_regex`` may take, for all task ids together.
+MATCH_BUDGET_SECONDS = 1.0
+#: Extra seconds allowed for the matcher's interpreter to start before it is given up on.
+MATCHER_START_SECONDS = 30.0
+TASK_REGEX_ACCEPTED = (
+    "a regular expression that matches task ids in bounded time: avoid nested quantifiers such as (a+)+"
+)
+
+# Python's ``re`` has no timeout and cannot be interrupted from another thread (it holds the GIL),
+# so the pattern runs in a fresh interpreter that an interval timer kills (SIGALRM's default
+# action) once the budget is spent; its start-up is not counted in the budget.
+_MATCHER = """\
+import json, re, signal, sys
+job = json.load(sys.stdin)
+search = re.compile(job["pattern"]).search
+signal.signal(signal.SIGALRM, signal.SIG_DFL)
+signal.setitimer(signal.ITIMER_REAL, job["budget"])
+found = [i for i, task_id in enumerate(job["task_ids"]) if search(task_id)]
+signal.setitimer(signal.ITIMER_REAL, 0)
+json.dump(found, sys.stdout)
+"""
 
 
 def select_tasks(
@@ -39,8 +65,7 @@ def select_tasks(
     >>> select_tasks(graph, "^b$"), select_tasks(graph, "^b$", include_upstream=True)
     (('b',), ('a', 'b'))
     """
-    pattern = re.compile(task_regex)
-    matched = {t for t in downstream if pattern.search(t)}
+    matched = matching(task_regex, downstream)
     if not matched:
         raise InvalidRequest(
             [
@@ -62,6 +87,51 @@ def select_tasks(
                 upstream.setdefault(child, []).append(task)
         selected |= _reachable(matched, upstream)
     return tuple(sorted(selected))
+
+
+def matching(pattern: str, task_ids: Iterable[str], budget: float = MATCH_BUDGET_SECONDS) -> set[str]:
+    """The task ids in which ``pattern`` is found (``re.search``), in at most ``budget`` seconds in all.
+
+    A pattern that backtracks catastrophically (nested quantifiers such as ``(a+)+$`` over a long
+    task id) is stopped and refused as an invalid ``task_regex`` instead of pinning the worker.
+
+    >>> sorted(matching("load|transform", ["extract", "transform", "load"]))
+    ['load', 'transform']
+    """
+    ids = list(task_ids)
+    re.compile(pattern)  # a pattern that does not compile fails here, with re's own error
+    if not ids:
+        return set()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _MATCHER],
+            input=json.dumps({"pattern": pattern, "task_ids": ids, "budget": budget}),
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=budget + MATCHER_START_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"the task_regex matcher did not finish in {budget + MATCHER_START_SECONDS:g} s"
+        ) from None
+    if done.returncode == -signal.SIGALRM:
+        raise InvalidRequest(
+            [
+                FieldError(
+                    "task_regex",
+                    pattern,
+                    f"took longer than {budget:g} s to match the target's {len(ids)} task id(s) "
+                    "(catastrophic backtracking)",
+                    TASK_REGEX_ACCEPTED,
+                )
+            ]
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"the task_regex matcher failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return {ids[i] for i in json.loads(done.stdout)}
 
 
 def _reachable(start: Iterable[str], edges: Mapping[str, Sequence[str]]) -> set[str]:

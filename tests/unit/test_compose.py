@@ -4,13 +4,33 @@ tests/integration/test_topology.py."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+SECRETS = ("AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_ADMIN_PASSWORD")
+#: ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}``, ``${NAME:?message}``, ``${NAME?message}``...
+SUBSTITUTION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|FERNET|TOKEN|_KEY\b")
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string of the loaded YAML, keys and values, however deep."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +68,68 @@ def test_the_image_is_the_official_one_plus_the_pinned_requirements() -> None:
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
     assert "FROM apache/airflow:3.3.2" in dockerfile
     assert "-r /opt/backfill/requirements.txt -c /opt/backfill/constraints.txt" in dockerfile
+
+
+# --- no default secrets: compose refuses to start without them ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "setting"),
+    [
+        ("AIRFLOW_JWT_SECRET", "AIRFLOW__API_AUTH__JWT_SECRET"),
+        ("AIRFLOW_FERNET_KEY", "AIRFLOW__CORE__FERNET_KEY"),
+        ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_CONN_AIRFLOW_API"),
+    ],
+    ids=["jwt secret", "fernet key", "admin password in the api connection"],
+)
+def test_every_airflow_service_gets_the_secret_only_from_a_required_variable(
+    compose, secret, setting
+) -> None:
+    for name in (*AIRFLOW_SERVICES, "airflow-worker", "airflow-init"):
+        value = compose["services"][name]["environment"][setting]
+        uses = [m for m in SUBSTITUTION.finditer(value) if m["name"] == secret]
+        assert len(uses) == 1, (name, value)
+        (use,) = uses
+        assert use["op"] == ":?" and use["arg"].startswith(f"set {secret} to "), (name, value)
+        if setting != "AIRFLOW_CONN_AIRFLOW_API":
+            assert use.group(0) == value, (name, value)  # the whole value: nothing literal around it
+
+
+def test_airflow_init_writes_the_admin_password_from_the_required_variable(compose) -> None:
+    script = " ".join(compose["services"]["airflow-init"]["command"])
+    assert "passwords.json" in script
+    (use,) = [m for m in SUBSTITUTION.finditer(script) if m["name"] == "AIRFLOW_ADMIN_PASSWORD"]
+    assert use["op"] == ":?"
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=[s.lower() for s in SECRETS])
+def test_every_use_of_a_secret_is_required_and_says_how_to_set_it(compose, secret) -> None:
+    uses = [m for text in strings(compose) for m in SUBSTITUTION.finditer(text) if m["name"] == secret]
+    assert uses, f"{secret} is not used"
+    for use in uses:
+        assert use["op"] == ":?", use.group(0)  # required, and empty counts as unset
+        assert use["arg"].startswith(f"set {secret} to "), use.group(0)
+
+
+def test_no_default_password_or_secret_remains() -> None:
+    text = (REPO / "docker-compose.yaml").read_text()
+    for use in SUBSTITUTION.finditer(text):
+        if SECRET_NAME.search(use["name"]):
+            assert use["op"] == ":?", f"{use.group(0)} has a default or may be empty"
+    assert "change-me" not in text
+    assert "(admin / admin)" not in text
+    compose = yaml.safe_load(text)
+    for name, service in compose["services"].items():
+        env = service.get("environment", {})
+        for key, value in env.items():
+            if key == "POSTGRES_PASSWORD":
+                continue  # the internal database's, unpublished (left as in the official file)
+            if SECRET_NAME.search(key) and not key.endswith("_FILE"):
+                assert isinstance(value, str) and SUBSTITUTION.fullmatch(value), (name, key, value)
+
+
+def test_the_header_says_which_secrets_to_set() -> None:
+    header = (REPO / "docker-compose.yaml").read_text().split("\n\n", 1)[0]
+    assert ".env" in header
+    for secret in SECRETS:
+        assert f"#   {secret}=" in header, secret

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from include.backfill.plan import Action, decide
 from include.backfill.request import BackfillRequest, InvalidRequest, MissingRuns, Reprocess
-from include.backfill.selection import describe, select_tasks, to_clear
+from include.backfill.selection import describe, matching, select_tasks, to_clear
 from tests.unit.test_plan import JAN_1, existing_run, scheduled
+from tests.unit.test_request import WINDOW, parse, refused
 
 # extract >> api_ingestion_task >> transform >> load, and extract >> audit
 GRAPH = {
@@ -40,6 +44,102 @@ def test_a_regex_matching_nothing_is_refused_with_the_task_ids() -> None:
     (error,) = refused.value.errors
     assert error.field == "task_regex"
     assert "api_ingestion_task, audit, extract, load, transform" in str(error)
+
+
+# --- a hostile task_regex cannot pin a worker -------------------------------------------------
+
+LONG_TASK_ID = "a" * 200 + "!"
+ORDINARY_TASK_IDS = [
+    "extract",
+    "extract_orders",
+    "api_ingestion_task",
+    "transform",
+    "load",
+    "audit",
+    "a_to_b",
+    "ba",
+]
+
+
+@pytest.mark.parametrize(
+    ("regex", "expected"),
+    [
+        ("^extract", ("extract", "extract_orders")),
+        ("load|transform", ("load", "transform")),
+        ("a.*b", ("a_to_b",)),
+    ],
+    ids=["anchored prefix", "alternation", "dot-star"],
+)
+def test_ordinary_regexes_select_exactly_what_re_search_finds(regex, expected) -> None:
+    graph = {task_id: [] for task_id in ORDINARY_TASK_IDS}
+    assert select_tasks(graph, regex) == expected
+    assert expected == tuple(sorted(t for t in ORDINARY_TASK_IDS if re.search(regex, t)))
+
+
+def test_matching_finds_task_ids_like_re_search() -> None:
+    assert matching("^a", ["a", "ba", "ab"]) == {"a", "ab"}
+    assert matching(r"(\w)\1", ["aa", "ab"]) == {"aa"}  # backreferences keep working
+    assert matching("x", []) == set()
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        "(a+)+$",
+        "^(a|aa)+$",
+        "(a*)*$",
+        "(a|a)*$",
+        r"(\w+\s?)*$",
+        "(.*a){12}$",
+    ],
+    ids=[
+        "nested plus (a+)+$",
+        "overlapping alternation ^(a|aa)+$",
+        "nested star (a*)*$",
+        "duplicate alternation (a|a)*$",
+        "optional separator (\\w+\\s?)*$",
+        "repeated dot-star (.*a){12}$",
+    ],
+)
+def test_a_catastrophic_regex_is_stopped_and_refused(regex) -> None:
+    graph = {**GRAPH, LONG_TASK_ID: []}
+    started = time.monotonic()
+    with pytest.raises(InvalidRequest) as stopped:
+        select_tasks(graph, regex)
+    assert time.monotonic() - started < 5
+    (error,) = stopped.value.errors
+    assert (error.field, error.value) == ("task_regex", regex)
+    assert "longer than 1 s" in error.problem
+    assert str(error).startswith("task_regex: ")
+    assert "a regular expression that matches task ids in bounded time" in str(error)
+    assert "avoid nested quantifiers such as (a+)+" in str(error)
+
+
+def test_a_long_catastrophic_regex_is_shortened_in_the_error() -> None:
+    regex = "(?#" + "x" * 200 + ")(a+)+$"
+    with pytest.raises(InvalidRequest) as stopped:
+        select_tasks({LONG_TASK_ID: []}, regex)
+    message = str(stopped.value)
+    assert "task_regex" in message and regex[:40] in message and regex not in message
+
+
+@pytest.mark.parametrize(
+    ("regex", "problem"),
+    [
+        ("([", "does not compile"),
+        ("a{99999999999}", "does not compile"),
+        ("(" * 500 + ")" * 500, "does not compile"),
+        ("a" * 1001, "is not a regular expression"),
+    ],
+    ids=["unbalanced", "repeat count too large", "groups nested too deep", "longer than 1000 characters"],
+)
+def test_a_bad_task_regex_is_refused_when_the_request_is_parsed(regex, problem) -> None:
+    (error,) = refused({**WINDOW, "task_regex": regex})
+    assert error.field == "task_regex" and problem in error.problem
+
+
+def test_a_catastrophic_regex_still_parses_and_is_bounded_when_matched() -> None:
+    assert parse({**WINDOW, "task_regex": "(a+)+$"}).task_regex == "(a+)+$"
 
 
 STATES = {
