@@ -28,8 +28,13 @@ from airflow.sdk import DAG, Param
 
 from include.backfill.request import DATE_PATTERN
 from include.backfill.settings import Limits, poll_interval
-from include.controller.operators import BackfillSegmentOperator, BackfillTriggerOperator, BackfillWaitSensor
-from include.controller.tasks import list_segments, plan_backfill, report_backfill
+from include.controller.operators import (
+    BackfillPlanOperator,
+    BackfillSegmentOperator,
+    BackfillTriggerOperator,
+    BackfillWaitSensor,
+)
+from include.controller.tasks import list_segments, report_backfill
 
 LIMITS = Limits.from_env()
 
@@ -233,7 +238,8 @@ with DAG(
         ),
     },
 ) as dag:
-    plan = PythonOperator(task_id="plan", python_callable=plan_backfill, retries=1)
+    # Planning is a few REST calls; a hung call must not hold a worker (the overlap wait is deferred).
+    plan = BackfillPlanOperator(task_id="plan", retries=1, execution_timeout=pendulum.duration(minutes=10))
 
     # One task instance per chunk, one at a time (a deferred one counts): a second one started
     # early cost a second executor slot all along. Ahead of the target's own tasks for a slot: a

@@ -11,8 +11,12 @@ PREFIX = "/backfill-controller"
 class BackfillControllerPlugin(AirflowPlugin):
     name = "backfill_controller"
     fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Backfill Controller"}]
-    # Cancelling a backfill (its controller run marked failed) fails its queued target runs.
+    # Cancelling a backfill (a controller run marked failed by a user) stops all of it; the
+    # middleware keeps the acting user of such requests for the listener.
     listeners = [cancel]
+    fastapi_root_middlewares = [
+        {"middleware": cancel.ActingUserMiddleware, "name": "Backfill Controller: acting user"}
+    ]
     # The Backfills page (include/controller/ui.py) as a top-level navigation item (Airflow 3.1+
     # external view: no category = top level; the UI shows it in an iframe at /plugin/backfills).
     external_views = [

@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realistic", default="120", help="sizes of the realistic case ('' skips)")
     parser.add_argument("--contention", default="365", help="sizes of the contention case ('' skips)")
     parser.add_argument("--scale", action="store_true", help="also time a 9,961-date (hourly) dry run")
+    parser.add_argument(
+        "--front-door",
+        default="10,365,10000",
+        help="sizes (hourly dates) of the front-door latency case: dry run and refusal vs native dry run",
+    )
     parser.add_argument("--max-active-runs", type=int, default=16)
     parser.add_argument(
         "--target-max-active-runs", type=int, help="the targets' own max_active_runs (default: the same)"
@@ -101,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         ids.append("bench_hourly")
         airflow.wait_for_dags([CONTROLLER, *ids], timeout=300)
         _warm_up(airflow, args.max_active_runs)
+        if _sizes(args.front_door):
+            print("\n" + front_door_table(_front_door(airflow, _sizes(args.front_door))), flush=True)
         cases = [("overhead", "bench_trivial", n) for n in _sizes(args.overhead)]
         cases += [("realistic", "bench_work5", n) for n in _sizes(args.realistic)]
         cases += [("contention", "bench_trivial", n) for n in _sizes(args.contention)]
@@ -156,6 +163,57 @@ def _scale(airflow: LocalAirflow) -> str:
         f"plan task {stats['plan_seconds']}s, peak RSS {stats['peak_rss_mb']} MB; "
         f"largest XCom {largest / 1024:.0f} KiB"
     )
+
+
+FRONT_DOOR = "/backfill-controller/api/backfills"
+
+
+def _front_door(airflow: LocalAirflow, sizes: list[int], repeat: int = 5) -> list[tuple[int, str, float]]:
+    """Median seconds of the front door's dry run and refusal, and native's dry run, for ``n``
+    hourly dates of ``bench_hourly`` (the refusal: the same dates with the last one off the
+    schedule, found after every date is checked)."""
+    airflow.api("PATCH", "/api/v2/dags/bench_hourly", json={"is_paused": False})
+    first = pendulum.datetime(2016, 1, 1, tz="UTC")
+    found = []
+    for n in sizes:
+        last = first.add(hours=n - 1)
+        window = {"dag_id": "bench_hourly", "start_date": first.isoformat(), "end_date": last.isoformat()}
+        dates = [first.add(hours=h).isoformat() for h in range(n - 1)] + [last.add(minutes=30).isoformat()]
+        native = {
+            "dag_id": "bench_hourly",
+            "from_date": first.isoformat(),
+            "to_date": last.isoformat(),
+            "reprocess_behavior": "none",
+            "max_active_runs": 16,
+            "run_backwards": False,
+            "dag_run_conf": {},
+        }
+        calls = (
+            ("front door: dry run", f"{FRONT_DOOR}/dry_run", window, 200),
+            (
+                "front door: refusal (last date off the schedule)",
+                FRONT_DOOR,
+                {"dag_id": "bench_hourly", "dates": dates},
+                422,
+            ),
+            ("native: POST /api/v2/backfills/dry_run", "/api/v2/backfills/dry_run", native, 200),
+        )
+        for what, path, body, expected in calls:
+            seconds = []
+            for _ in range(repeat):
+                began = time.monotonic()
+                resp = airflow.api("POST", path, json=body, timeout=300)
+                seconds.append(time.monotonic() - began)
+                if resp.status_code != expected:
+                    raise RuntimeError(f"{what}: HTTP {resp.status_code}: {resp.text[:300]}")
+            found.append((n, what, sorted(seconds)[len(seconds) // 2]))
+    return found
+
+
+def front_door_table(found: list[tuple[int, str, float]]) -> str:
+    lines = ["| dates | call | median of 5 |", "|---|---|---|"]
+    lines += [f"| {n:,} | {what} | {seconds:.3f} s |" for n, what, seconds in found]
+    return "\n".join(lines)
 
 
 def _sizes(text: str) -> list[int]:

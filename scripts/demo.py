@@ -1,6 +1,7 @@
 """``make demo``: start a local Airflow (SQLite, LocalExecutor, four services) and run a real backfill.
 
-It backfills two weeks of the example ``sales_pipeline`` through the REST API, shows progress
+It previews, then backfills two weeks of the example ``sales_pipeline`` through the front door
+(``POST /backfill-controller/api/backfills``), shows progress
 while the controller works, prints the per-date summary and exits non-zero if the backfill failed.
 
     python -m scripts.demo [--start 2024-01-01] [--end 2024-01-14] [--port 8080] [--keep]
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         airflow.stop()
 
 
+FRONT_DOOR = "/backfill-controller/api/backfills"
+
+
 def run_backfill(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> bool:
     conf = {
         "dag_id": dag_id,
@@ -62,8 +66,14 @@ def run_backfill(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> bo
         "chunk_size": 4,
         "reason": "make demo",
     }
-    print(f"POST /api/v2/dags/{CONTROLLER}/dagRuns  conf={conf}", flush=True)
-    run_id = airflow.trigger(CONTROLLER, conf)
+    print(f"POST {FRONT_DOOR}/dry_run  {conf}", flush=True)
+    preview = airflow.api("POST", f"{FRONT_DOOR}/dry_run", json=conf)
+    preview.raise_for_status()
+    print(render_table(preview.json()) + "\n", flush=True)
+    print(f"POST {FRONT_DOOR}  {conf}", flush=True)
+    started = airflow.api("POST", FRONT_DOOR, json=conf)
+    started.raise_for_status()
+    run_id = started.json()["dag_run_id"]
     began = time.monotonic()
     while (state := airflow.run_state(CONTROLLER, run_id)) not in ("success", "failed"):
         print(f"[{time.monotonic() - began:5.0f}s] {progress(airflow, dag_id, start, end)}", flush=True)

@@ -837,7 +837,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         api.login()
         print(f"{CONTROLLER_DAG_ID} <- {json.dumps(conf)}", file=err)
-        run_id = api.trigger(CONTROLLER_DAG_ID, conf)
+        if conf.get("dry_run"):
+            report = api.dry_run(conf)
+            counts = report["counts"]
+            print(f"dry run: {counts['dates']} dates planned, {counts.get('skipped', 0)} skipped", file=err)
+            print(render_table(report), file=sys.stdout)
+            return EXIT_SUCCESS
+        run_id = api.start_backfill(conf)
         if args.no_wait:
             print(f"started {ui_link(settings.url, run_id)}", file=err)
             print(run_id)
@@ -845,8 +851,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run {run_id}: {ui_link(settings.url, run_id)}", file=err)
         return follow(api, run_id, conf, args.poll_interval, out=sys.stdout, err=err)
     except RequestRefused as exc:
-        # A Params error ends in a dump of the JSON schema: its first paragraph says it all.
-        detail = exc.detail if args.verbose else exc.detail.split("\n\n")[0]
+        detail = exc.detail
         print(redact(f"{parser.prog}: request refused, nothing was started:\n{detail}", password), file=err)
         return EXIT_USAGE
     except ApiError as exc:

@@ -16,6 +16,8 @@ from urllib.parse import quote
 import requests
 
 PAGE_SIZE = 100
+#: The plugin's front door (``include/controller/web.py``).
+FRONT_DOOR = "/backfill-controller"
 TIMEOUT = 30.0
 #: Answers that mean "try again": gateway trouble, and SQLite's "database is locked" (503).
 TRANSIENT_STATUS = frozenset({502, 503, 504})
@@ -53,6 +55,8 @@ def error_detail(response: requests.Response) -> str:
     except ValueError:
         return response.text[:2000] or response.reason
     detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, dict) and "message" in detail:  # the front door's answers
+        return str(detail["message"])
     if isinstance(detail, list):
         lines = []
         for item in detail:
@@ -165,43 +169,48 @@ class ControllerApi:
                 return
 
     # ------------------------------------------------------------------ calls
-    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
-        """Start a run of ``dag_id`` with ``conf`` now; its run_id. Raises RequestRefused on 400/422.
+    def start_backfill(self, conf: Mapping[str, Any]) -> str:
+        """Start a backfill through the front door; its controller run_id. Raises RequestRefused
+        (HTTP 403, 409, 422) with every problem the api-server found, nothing started.
 
         The run_id is chosen here (``manual__<now>``, as Airflow would), so a call that failed on
         the way (connection error; HTTP 500 "Database error" when SQLite is locked; 502-504) is
-        retried safely: if the earlier attempt did create the run, the retry gets 409 for our own
-        run_id, and that is success.
+        retried safely: the front door answers a retry with the run the earlier attempt created.
         """
-        path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"
         run_id = f"manual__{datetime.now(UTC).isoformat()}"
-        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf)}
+        body = self._front_door("/api/backfills", conf, params={"run_id": run_id})
+        return str(body["dag_run_id"])
+
+    def dry_run(self, conf: Mapping[str, Any]) -> dict[str, Any]:
+        """What the backfill would do to each date (the controller's dry-run report); changes nothing."""
+        return dict(self._front_door("/api/backfills/dry_run", conf))
+
+    def _front_door(self, path: str, conf: Mapping[str, Any], **kwargs: Any) -> Any:
+        path = FRONT_DOOR + path
         response = None
         for attempt in range(1, RETRIES + 1):
             try:
-                response = self._call("POST", path, retry=False, json=body)
+                response = self._call("POST", path, retry=False, json=dict(conf), **kwargs)
             except ApiError as exc:
                 if not exc.transient or attempt == RETRIES:
                     raise
                 time.sleep(RETRY_DELAY * attempt)
                 continue
-            if response.status_code == 409 and attempt > 1:
-                return run_id  # an earlier attempt created it
             if response.status_code not in (500, *TRANSIENT_STATUS):
                 break
             time.sleep(RETRY_DELAY * attempt)
         assert response is not None
-        if response.status_code in (400, 422):
+        if response.status_code in (400, 403, 409, 422):
             raise RequestRefused(response.status_code, error_detail(response))
         if response.status_code == 404:
             raise ApiError(
-                f"{dag_id} is not a DAG of this Airflow ({self.base_url}): is the controller deployed?", 404
+                f"{self.base_url} has no Backfill Controller ({path} not found): is its plugin deployed?", 404
             )
         if response.status_code >= 400:
             raise ApiError(
                 f"POST {path} -> HTTP {response.status_code}: {error_detail(response)}", response.status_code
             )
-        return str(response.json()["dag_run_id"])
+        return response.json()
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"

@@ -10,17 +10,16 @@ included, before a backfill's first run (measured with ``python -X importtime``)
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from urllib3.util.retry import Retry
 
-from include.backfill.overlap import Span
 from include.backfill.plan import ExistingRun
 from include.backfill.request import parse_datetime
 from include.backfill.schedule import ScheduledDate
@@ -91,6 +90,15 @@ class AirflowApi:
             max_active_runs=body.get("max_active_runs"),
         )
 
+    def plan_run(self, controller_run_id: str) -> dict[str, Any]:
+        """Have the api-server plan a controller run for its requester (``include/controller/web.py``)."""
+        response = self._session.post(
+            f"{self.base_url}{PLUGIN_PREFIX}/api/controller_runs/{quote(controller_run_id, safe='')}/plan",
+            timeout=300,
+        )
+        _raise_for(response)
+        return dict(response.json())
+
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
         """The target's logical dates for a request, from the plugin (which reads its timetable)."""
         response = self._session.post(
@@ -130,36 +138,6 @@ class AirflowApi:
             if not page["dag_runs"] or offset >= page["total_entries"]:
                 return
 
-    def task_graph(self, dag_id: str) -> dict[str, list[str]]:
-        """``{task_id: [downstream task ids]}`` of the target."""
-        response = self._session.get(f"{self.base_url}/api/v2/dags/{dag_id}/tasks", timeout=_TIMEOUT)
-        _raise_for(response)
-        return {t["task_id"]: list(t.get("downstream_task_ids") or []) for t in response.json()["tasks"]}
-
-    def task_states(
-        self, dag_id: str, run_ids: Sequence[str], task_ids: Sequence[str]
-    ) -> dict[str, dict[tuple[str, int], str | None]]:
-        """``{run_id: {(task_id, map_index): state}}`` for the given runs and tasks, page by page."""
-        result: dict[str, dict[tuple[str, int], str | None]] = {r: {} for r in run_ids}
-        for start in range(0, len(run_ids), PAGE_SIZE):
-            body = {"dag_ids": [dag_id], "dag_run_ids": list(run_ids[start : start + PAGE_SIZE])}
-            body["task_ids"] = list(task_ids)
-            offset = 0
-            while True:
-                response = self._session.post(
-                    f"{self.base_url}/api/v2/dags/~/dagRuns/~/taskInstances/list",
-                    json={**body, "page_offset": offset, "page_limit": PAGE_SIZE},
-                    timeout=_TIMEOUT,
-                )
-                _raise_for(response)
-                page = response.json()
-                for ti in page["task_instances"]:
-                    result.setdefault(ti["dag_run_id"], {})[(ti["task_id"], ti["map_index"])] = ti["state"]
-                offset += len(page["task_instances"])
-                if not page["task_instances"] or offset >= page["total_entries"]:
-                    break
-        return result
-
     def clear_task_instances(self, dag_id: str, run_id: str, task_ids: Sequence[Any]) -> list[str]:
         """Clear exactly these task instances of one run, so the scheduler runs them again."""
         response = self._session.post(
@@ -182,25 +160,6 @@ class AirflowApi:
         """The controller's head runs (not continuations) still queued or running."""
         runs = self._dag_runs(controller_dag_id, {"state": ["queued", "running"]})
         return [run for run in runs if SEGMENT_MARK not in run["dag_run_id"]]
-
-    def active_spans(self, controller_dag_id: str, exclude_run_id: str) -> dict[str, Span | None]:
-        """The spans published by the other controller runs still queued or running."""
-        spans: dict[str, Span | None] = {}
-        for run in self._open_head_runs(controller_dag_id):
-            run_id = run["dag_run_id"]
-            if run_id == exclude_run_id:
-                continue
-            xcom = self._session.get(
-                f"{self.base_url}/api/v2/dags/{controller_dag_id}/dagRuns/{run_id}"
-                "/taskInstances/plan/xcomEntries/span",
-                params={"deserialize": "true"},  # else the value comes back as a Python repr
-                timeout=_TIMEOUT,
-            )
-            value = xcom.json().get("value") if xcom.status_code == 200 else None
-            if isinstance(value, str):
-                value = json.loads(value)
-            spans[run_id] = Span.from_dict(value) if value else None
-        return spans
 
     def open_backfill_targets(self, controller_dag_id: str) -> dict[str, str]:
         """``{run_id: target dag_id}`` of the controller runs still queued or running (head runs)."""

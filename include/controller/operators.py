@@ -22,15 +22,16 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.utils.state import DagRunState
 
 from include.backfill.plan import Feeding, min_deferral_seconds, room
 from include.backfill.report import failed_count
 from include.backfill.request import parse_datetime
+from include.backfill.rights import may_clear
 from include.backfill.segments import continuation_run_id
-from include.backfill.settings import poll_interval
+from include.backfill.settings import poll_interval, timeout_minutes
 from include.controller.progress import (
     OPEN,
     BackfillProgressTrigger,
@@ -85,6 +86,51 @@ def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str]
     )
 
 
+class BackfillPlanOperator(BaseOperator):
+    """Plan the backfill (:func:`include.controller.tasks.plan_backfill`); wait deferred while an
+    overlapping backfill runs and the request says ``on_overlap: wait``.
+
+    The wait holds no executor slot: the task defers for :func:`overlap_look_seconds` and plans
+    again, until the request's ``timeout_minutes`` have passed since it first had to wait.
+    ``execution_timeout`` bounds each planning attempt, not the wait.
+    """
+
+    template_fields = ()
+    ui_color = "#fdf6e3"
+
+    def execute(self, context: Any) -> Any:
+        return self._plan(context, waiting_since=None)
+
+    def plan_again(self, context: Any, event: Any = None, waiting_since: float | None = None) -> Any:
+        return self._plan(context, waiting_since=waiting_since)
+
+    def _plan(self, context: Any, waiting_since: float | None) -> Any:
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        from include.controller.tasks import OverlapWait, plan_backfill
+
+        try:
+            return plan_backfill(**context)
+        except OverlapWait as wait:
+            since = waiting_since or time.time()
+            minutes = (context["dag_run"].conf or {}).get("timeout_minutes") or timeout_minutes()
+            if time.time() - since > 60 * minutes:
+                message = f"{wait}; waited timeout_minutes for it; wait longer or cancel it"
+                context["ti"].xcom_push(key="error", value=message)
+                raise AirflowFailException(message) from None
+            self.log.info("%s: waiting for it", wait)
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=overlap_look_seconds())),
+                method_name="plan_again",
+                kwargs={"waiting_since": since},
+            )
+
+
+def overlap_look_seconds() -> float:
+    """Seconds between looks while waiting for an overlapping backfill (never below the deferral floor)."""
+    return max(_min_deferral(), 2 * poll_interval())
+
+
 class BackfillTriggerOperator(TriggerDagRunOperator):
     """Trigger (or clear and re-run) the target runs of one chunk, each once the backfill has room.
 
@@ -122,6 +168,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.dates_label = dates_label
         self.planned_end_date: str | None = None
         self.clear_task_ids: list[Any] | None = None
+        self.may_clear = False
         self._api: Any = None
 
     def execute(self, context: Any) -> None:
@@ -144,11 +191,21 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self._feed(context, gate, position, Window(gate["target_dag_id"], event["candidates"]))
 
     def _gate(self, context: Any) -> dict[str, Any]:
+        """The plan's facts, held against this controller run's own conf.
+
+        The plan reaches this task through XComs, which anyone who may write the controller's
+        XComs can rewrite through the REST API; the run's conf, which the requester was
+        authorized for, nobody can. So the target, the conf given to each run, and whether
+        clearing is allowed at all come from the conf.
+        """
         gate = _gate(context)
         if gate is None:
             raise AirflowFailException("the plan task stored no plan; see its log")
-        request = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="request") or {}
-        self.conf = dict(request.get("conf") or {})
+        asked = context["dag_run"].conf or {}
+        if not gate["target_dag_id"] == self.trigger_dag_id == asked.get("dag_id"):
+            raise AirflowFailException("the stored plan names another DAG than this run's request")
+        self.conf = dict(asked.get("conf") or {})
+        self.may_clear = may_clear(asked)
         return gate
 
     def _feed(self, context: Any, gate: dict[str, Any], position: int, window: Window) -> None:
@@ -243,6 +300,10 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.clear_task_ids = date.get("clear_task_ids")
         self.planned_end_date = date.get("planned_end_date")
         run_id = str(self.trigger_run_id)
+        if (self.reset_dag_run or self.clear_task_ids is not None) and not self.may_clear:
+            raise AirflowFailException(
+                f"the stored plan clears {run_id}, which this run's request never asks"
+            )
         if retry and self._already_done():
             self.log.info("run %s was already triggered or cleared by this backfill", run_id)
             return

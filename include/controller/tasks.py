@@ -9,20 +9,16 @@ from typing import Any
 import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.backfill.overlap import first_overlap, span_of
-from include.backfill.params import conf_errors
 from include.backfill.plan import (
-    IN_FLIGHT_STATES,
     DatePlan,
     Feeding,
     acting,
     chunk_bounds,
     chunk_count,
-    decide,
     feeding,
 )
 from include.backfill.report import CANCELLED, audit_note, build_report, render_table
-from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, OnOverlap, parse_request
+from include.backfill.request import BackfillRequest, OnOverlap, parse_request
 from include.backfill.segments import (
     CONTINUES_KEY,
     continuation_conf,
@@ -30,8 +26,7 @@ from include.backfill.segments import (
     merge_reports,
     split,
 )
-from include.backfill.selection import select_tasks
-from include.backfill.settings import Limits, poll_interval, segment_size, timeout_minutes
+from include.backfill.settings import Limits, segment_size, timeout_minutes
 from include.controller.notify import notify_end
 from include.controller.progress import Watch, observe
 
@@ -40,46 +35,60 @@ log = logging.getLogger(__name__)
 _FAR_FUTURE = pendulum.datetime(2999, 1, 1, tz="UTC")
 
 
-def plan_backfill(**context: Any) -> list[dict[str, Any]]:
-    """Validate the request against the live target and decide what happens to each date.
+class OverlapWait(Exception):
+    """Another running backfill has some of this one's dates, and the request says to wait."""
 
-    Nothing changes here. A bad request fails this task with every problem named, and pushes the
-    message as XCom ``error`` so ``report`` can return it. Returns the ``trigger`` task's mapped
-    kwargs (one dict per chunk of the dates to act on); the rest of the plan goes to XComs named
-    after it.
+
+def plan_backfill(**context: Any) -> list[dict[str, Any]]:
+    """Have the api-server check the request for its requester and decide each date; store the plan.
+
+    Nothing changes here. The api-server plans this run for the user who requested it (its
+    ``triggering_user_name``; see :mod:`include.controller.web`): a bad or forbidden request fails
+    this task with every problem named, and pushes the message as XCom ``error`` so ``report`` can
+    return it. Raises :class:`OverlapWait` when the request waits for an overlapping backfill.
+    Returns the ``trigger`` task's mapped kwargs (one dict per chunk of the dates to act on); the
+    rest of the plan goes to XComs named after it.
     """
+    from include.controller.api import AirflowApi, ApiError
+
     ti, dag_run = context["ti"], context["dag_run"]
     conf = dict(dag_run.conf or {})
-    continues = conf.pop(CONTINUES_KEY, None)
-    if continues:  # a continuation run: carry out one segment of the head run's plan
-        head = str(continues["head_run_id"])
+    started = time.monotonic()
+    try:
+        answer = AirflowApi.from_connection().plan_run(dag_run.run_id)
+    except ApiError as exc:
+        if exc.status not in (403, 404, 409, 422):
+            raise
+        message = exc.detail.get("message") if isinstance(exc.detail, dict) else str(exc.detail)
+        ti.xcom_push(key="error", value=message)
+        raise AirflowFailException(message) from None
+    if answer["status"] == "continuation":  # carry out one segment of the head run's plan
+        head, segment = str(answer["head_run_id"]), int(answer["segment"])
         stored = ti.xcom_pull(task_ids="plan", run_id=head, key="request")
-        request = parse_request(
-            stored, limits=Limits.from_env(), now=_FAR_FUTURE, controller_dag_id=ti.dag_id
-        )
-        segment = int(continues["segment"])
+        request = parse_request(stored, limits=Limits.from_env(), now=_FAR_FUTURE)
         plans = [
             DatePlan.from_dict(p)
             for p in ti.xcom_pull(task_ids="plan", run_id=head, key=f"segment_{segment}")
         ]
-        failed_before = int(continues.get("failed_before", 0))
+        failed_before = int(conf[CONTINUES_KEY].get("failed_before", 0))
         feed = Feeding(**ti.xcom_pull(task_ids="plan", run_id=head, key="gate")["feeding"])
     else:
-        started = time.monotonic()
-        try:
-            request, all_plans, target_cap = _plan(conf, ti.dag_id)
-            if _claim_dates(ti, dag_run.run_id, request, all_plans):
-                # The other backfill ran some of these dates meanwhile: decide each date afresh.
-                request, all_plans, target_cap = _plan(conf, ti.dag_id)
-            feed = feeding(
-                request.max_active_runs,
-                target_cap,
-                chunk_size=request.chunk_size if conf.get("chunk_size") is not None else None,
-                failure_budget=request.max_failed_dates is not None,
-            )
-        except InvalidRequest as exc:
-            ti.xcom_push(key="error", value=str(exc))
-            raise AirflowFailException(str(exc)) from None
+        if answer["status"] == "overlap":
+            if conf.get("on_overlap") == OnOverlap.WAIT.value:
+                raise OverlapWait(answer["message"])
+            message = f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait"
+            ti.xcom_push(key="error", value=message)
+            raise AirflowFailException(message)
+        request = parse_request(answer["request"], limits=Limits.from_env(), now=_FAR_FUTURE)
+        all_plans = [DatePlan.from_dict(p) for p in answer["plans"]]
+        if request.task_regex is not None:
+            log.info("task_regex %r selects %s", request.task_regex, ", ".join(answer["selected_tasks"]))
+        feed = feeding(
+            request.max_active_runs,
+            answer["target_max_active_runs"],
+            chunk_size=request.chunk_size if conf.get("chunk_size") is not None else None,
+            failure_budget=request.max_failed_dates is not None,
+        )
         size = request.segment_size or segment_size()
         parts = split(all_plans, size)
         plans, failed_before = parts[0], 0
@@ -112,42 +121,6 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     return [_chunk_kwargs(request, act, k, chunk, note) for k in range(chunk_count(len(act), chunk))]
 
 
-def _claim_dates(ti: Any, run_id: str, request: BackfillRequest, plans: list[DatePlan]) -> bool:
-    """Publish the dates this backfill acts on; refuse, or wait, if a running backfill has them.
-    Returns whether it waited: the plan is then out of date (the other backfill ran some dates).
-
-    Waiting happens here, in the running task (a look every ``2 * poll_interval``, at least 5 s),
-    not by rescheduling it: a rescheduled task can race the scheduler's record of its previous
-    try on a busy machine ("finished with state success, but ... queued") and be failed.
-    """
-    from include.controller.api import AirflowApi
-
-    mine = None if request.dry_run else span_of(request.target_dag_id, plans)
-    ti.xcom_push(key="span", value=mine.to_dict() if mine else None)
-    if mine is None:
-        return False
-    api = AirflowApi.from_connection()
-    deadline = time.monotonic() + 60 * (request.timeout_minutes or timeout_minutes())
-    waited = False
-    while (clash := first_overlap(mine, api.active_spans(ti.dag_id, run_id))) is not None:
-        other, span = clash
-        message = (
-            f"dates {mine.first} .. {mine.last} overlap backfill {other} of {mine.target_dag_id} "
-            f"({span.first} .. {span.last}), which is still running"
-        )
-        if request.on_overlap is not OnOverlap.WAIT or time.monotonic() > deadline:
-            ti.xcom_push(key="span", value=None)
-            problem = "wait for it, cancel it, or set on_overlap=wait"
-            if request.on_overlap is OnOverlap.WAIT:
-                problem = "waited timeout_minutes for it; wait longer or cancel it"
-            value = request.on_overlap.value
-            raise InvalidRequest([FieldError("on_overlap", value, f"{message}; {problem}", "refuse or wait")])
-        log.info("%s: waiting for it", message)
-        time.sleep(max(5.0, 2 * poll_interval()))
-        waited = True
-    return waited
-
-
 def _stats(started: float, dates: int) -> dict[str, float]:
     """How long planning took and the task's peak memory (reported by the benchmark and tests)."""
     import resource
@@ -175,67 +148,6 @@ def list_segments(**context: Any) -> list[dict[str, Any]]:
         }
         for k in range(1, count)
     ]
-
-
-def _plan(conf: dict[str, Any], controller_dag_id: str) -> tuple[BackfillRequest, list[DatePlan], int | None]:
-    """The request, the decision for each of its dates, and the target's own ``max_active_runs``."""
-    # Imported here: the API client is slow to import and the DAG file is parsed often.
-    from include.controller.api import AirflowApi, ApiError
-
-    now = pendulum.now("UTC")
-    request = parse_request(conf, limits=Limits.from_env(), now=now, controller_dag_id=controller_dag_id)
-    api = AirflowApi.from_connection()
-    target = api.get_dag(request.target_dag_id)
-    if target is None:
-        raise InvalidRequest(
-            [FieldError("dag_id", request.target_dag_id, "no such DAG in this Airflow", "an existing dag_id")]
-        )
-    if target.is_paused:
-        raise InvalidRequest(
-            [
-                FieldError(
-                    "dag_id",
-                    request.target_dag_id,
-                    "the target is paused, so its runs would wait forever; unpause it first "
-                    f"(UI toggle, or `airflow dags unpause {request.target_dag_id}`)",
-                    "an unpaused DAG",
-                )
-            ]
-        )
-    if errors := conf_errors(request.conf, target.params):
-        raise InvalidRequest(errors)
-    selected: tuple[str, ...] = ()
-    if request.task_regex is not None:
-        selected = select_tasks(
-            api.task_graph(request.target_dag_id),
-            request.task_regex,
-            include_upstream=request.include_upstream,
-            include_downstream=request.include_downstream,
-        )
-        log.info("task_regex %r selects %s", request.task_regex, ", ".join(selected))
-    try:
-        dates = api.expand_dates(request.target_dag_id, request.to_dict())
-    except ApiError as exc:
-        if exc.status != 422 or not isinstance(exc.detail, dict):
-            raise
-        field = exc.detail.get("field", "dates")
-        raise InvalidRequest(
-            [
-                FieldError(
-                    field, conf.get(field), exc.detail.get("message", ""), "dates of the target's schedule"
-                )
-            ]
-        ) from None
-    existing = {}
-    if dates:
-        first, last = min(d.logical_date for d in dates), max(d.logical_date for d in dates)
-        existing = {r.logical_date: r for r in api.iter_runs(request.target_dag_id, first, last)}
-    ti_states = None
-    if selected:
-        finished = [r.run_id for r in existing.values() if r.state not in IN_FLIGHT_STATES]
-        ti_states = api.task_states(request.target_dag_id, finished, selected)
-    plans = decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
-    return request, plans, target.max_active_runs
 
 
 def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list[dict[str, Any]]:

@@ -237,6 +237,10 @@ def _summary(
         states = _runs(session, target, (p["run_id"] for part in parts for p in part.plans))
         cells = _cells(parts, {run_id: _state(row.state) for run_id, row in states.items()}, dry_run)
     counts = Counter(c["state"] for c in cells)
+    if not visible:  # a reader without read rights on the target sees that a backfill exists, no more
+        request = {"dag_id": target}
+        facts = {key: value for key, value in facts.items() if key not in ("error", "plans")}
+        dry_run, explicit = False, None
     return {
         "run_id": run.run_id,
         "state": _state(run.state),
@@ -434,6 +438,15 @@ PAGE = """<!doctype html>
   .error { color: var(--failed); white-space: pre-wrap; font-size: 12px; margin: 4px 0 0; }
   #status { font-size: 12px; }
   nav.pages { margin-top: 12px; display: flex; gap: 12px; font-size: 13px; }
+  details.new { margin: 0 0 14px; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
+  details.new summary { cursor: pointer; font-weight: 600; }
+  form.new { display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: end; margin-top: 8px; }
+  form.new label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); gap: 2px; }
+  form.new input, form.new select { font: inherit; padding: 4px 6px; border: 1px solid var(--line);
+                                    border-radius: 4px; background: var(--bg); color: var(--fg); }
+  form.new button { font: inherit; padding: 5px 12px; border-radius: 4px; border: 1px solid var(--line);
+                    background: var(--soft); color: var(--fg); cursor: pointer; }
+  #preview { margin-top: 8px; font-size: 13px; }
 </style>
 </head>
 <body>
@@ -442,6 +455,22 @@ PAGE = """<!doctype html>
   <span class="muted">runs of <code>backfill_controller</code>, newest first; logical dates in UTC</span>
   <span id="status" class="muted">loading&hellip;</span>
 </header>
+<details class="new" id="new">
+  <summary>New backfill</summary>
+  <form class="new" id="new-form">
+    <label>Target DAG <input name="dag_id" required placeholder="dag_id"></label>
+    <label>Start date <input name="start_date" placeholder="YYYY-MM-DD"></label>
+    <label>End date <input name="end_date" placeholder="YYYY-MM-DD"></label>
+    <label>Re-process <select name="reprocess">
+      <option value="missing">missing</option><option value="failed">failed</option>
+      <option value="all">all</option>
+    </select></label>
+    <label>Reason <input name="reason" maxlength="1000"></label>
+    <button type="submit" name="action" value="preview" id="preview-button">Preview</button>
+    <button type="submit" name="action" value="start" id="start-button">Start</button>
+  </form>
+  <div id="preview"></div>
+</details>
 <ul class="legend" id="legend"></ul>
 <div id="content"></div>
 <nav class="pages" id="pages"></nav>
@@ -657,6 +686,49 @@ async function load() {
   if (active) timer = setTimeout(load, REFRESH_MS);
 }
 
+// The front door checks the request for the signed-in user: a preview is its dry run (nothing is
+// created), Start creates the backfill. Refusals list every problem, or the missing right.
+async function submitNew(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const data = new FormData(form);
+  const conf = {};
+  for (const key of ["dag_id", "start_date", "end_date", "reprocess", "reason"]) {
+    const value = (data.get(key) || "").trim();
+    if (value) conf[key] = value;
+  }
+  const preview = event.submitter && event.submitter.value === "preview";
+  const out = document.getElementById("preview");
+  out.replaceChildren(el("span", { class: "muted", text: preview ? "checking…" : "starting…" }));
+  const resp = await fetch(preview ? "api/backfills/dry_run" : "api/backfills", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(conf),
+  });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const detail = body.detail || {};
+    const errors = (detail.errors || [])
+      .map((e) => e.field + ": " + e.problem + " (accepted: " + e.accepted + ")");
+    const why = errors.length ? errors.join("\\n") : detail.message || resp.statusText;
+    out.replaceChildren(el("div", { class: "error", id: "refusal",
+      text: "refused (HTTP " + resp.status + "): " + why }));
+    return;
+  }
+  if (preview) {
+    const b = { run_id: "preview", target_dag_id: body.dag_id, cells: body.dates.map((d) => ({
+      logical_date: d.logical_date, state: d.action === "skipped" ? "skipped" : "planned", action: d.action,
+      why: d.why, run_id: d.run_id, run_exists: false })) };
+    const counts = Object.entries(body.counts).filter(([, v]) => v).map(([k, v]) => v + " " + k).join(" · ");
+    out.replaceChildren(el("div", { class: "note", id: "preview-counts", text: counts }), calendar(b));
+  } else {
+    out.replaceChildren(el("div", { class: "note", id: "started", text: "started " + body.dag_run_id }));
+    offset = 0;
+    load();
+  }
+}
+
+document.getElementById("new-form").addEventListener("submit", submitNew);
 document.getElementById("legend").append(...STATES.map(([state, label]) =>
   el("li", {}, el("span", { class: "swatch", style: "background:var(--" + state + ")" }), label)));
 load();

@@ -142,3 +142,14 @@ with _dag("bf_sturdy_capped", retries=3, max_active_runs=2) as bf_sturdy_capped:
 bf_recent = _target("bf_recent", "@daily", end_date=None)
 # Paused by its owner: the catch-up must leave it alone and say so.
 bf_paused = _target("bf_paused", "@daily", end_date=None, is_paused_upon_creation=True)
+
+# Backfilled only by users with rights on it (tests/integration/test_authorization.py): task ids
+# that would show in a log or XCom, and its own max_active_runs of 1 keeps a backfill's runs queued.
+with _dag("bf_secured", max_active_runs=1) as bf_secured:
+    nap.override(task_id="secret_ingest_step")(3) >> EmptyOperator(task_id="secret_publish_step")
+
+# A task id on which a regex with nested quantifiers backtracks catastrophically (hostile task_regex).
+with DAG(
+    dag_id="bf_long_task_ids", schedule="@daily", start_date=START, end_date=END, catchup=False
+) as bf_long_task_ids:
+    EmptyOperator(task_id="a" * 200 + "_x")

@@ -163,12 +163,13 @@ def test_dry_run_prints_the_plan_and_creates_no_run(airflow, commands):
     assert_no_password(airflow, result)
 
 
-def test_a_request_the_controller_refuses_exits_1_naming_the_problem(airflow, commands):
+def test_a_request_the_front_door_refuses_exits_2_at_once_naming_the_problem(airflow, commands):
     result = commands["unknown_dag"]
-    assert result.code == 1, result.output
-    assert "refused by the controller, nothing was created or changed" in result.err
+    assert result.code == 2, result.output
+    assert "request refused, nothing was started" in result.err
     assert "dag_id: no such DAG in this Airflow (got 'no_such_dag')" in result.err
     assert result.out == ""
+    assert result.seconds < 30
     assert_no_password(airflow, result)
 
 
@@ -194,7 +195,7 @@ def test_a_conf_the_trigger_refuses_exits_2_and_starts_nothing(airflow):
     result = run(["bf_daily", "-s", "2024-08-25", "--max-active-runs", "1000"], cli_env(airflow))
     assert result.code == 2, result.output
     assert "request refused, nothing was started" in result.err
-    assert "max_active_runs: 1000 is greater than the maximum of 64" in result.err
+    assert "max_active_runs: is out of range (got 1000); accepted: an integer from 1 to 64" in result.err
     assert_no_password(airflow, result)
 
 

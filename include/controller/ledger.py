@@ -1,0 +1,117 @@
+"""The ledger: what each backfill was authorized to do, kept where no user can rewrite it.
+
+One row per backfill (its head controller run), written by the api-server when the backfill is
+planned and authorized (:mod:`include.controller.web`), in the plugin's own table of the
+metadata database, ``backfill_controller_ledger``. Users reach the metadata database only
+through Airflow's API, which has no endpoint for this table; XComs, by contrast, can be written
+through the REST API by anyone who may write the controller's XComs (FAB: ``can_create`` or
+``can_edit`` on ``XComs``). So whatever must be trusted is read from
+here: who asked, for which target, and which target runs the backfill acts on (every segment's);
+cancelling fails exactly those (:mod:`include.controller.cancel`), and overlapping backfills are
+found from the spans recorded here.
+
+The table is created on first use (``CREATE TABLE IF NOT EXISTS``); Airflow's own migrations do
+not know it, and ``airflow db reset`` leaves it alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, inspect, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from include.backfill.overlap import Span
+
+metadata = MetaData()
+
+ledger = Table(
+    "backfill_controller_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("controller_run_id", String(250), nullable=False, unique=True),
+    Column("target_dag_id", String(250), nullable=False),
+    Column("requester", String(512), nullable=True),
+    Column("span_first", String(40), nullable=True),
+    Column("span_last", String(40), nullable=True),
+    Column("run_ids", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+_created: set[str] = set()
+
+
+def ensure_table(session: Session) -> None:
+    """Create the table if this database does not have it yet (once per process and database)."""
+    key = str(session.get_bind().engine.url)
+    if key in _created:
+        return
+    connection = session.connection()  # the session's own: a second one would wait on SQLite's lock
+    if connection.dialect.name == "sqlite":  # one writer at a time: nobody creates it meanwhile
+        metadata.create_all(bind=connection, tables=[ledger], checkfirst=True)
+    else:
+        try:  # in a savepoint: another api-server worker creating it at the same moment fails only that
+            with session.begin_nested():
+                metadata.create_all(bind=connection, tables=[ledger], checkfirst=True)
+        except DBAPIError:
+            if not inspect(session.connection()).has_table(ledger.name):
+                raise
+    _created.add(key)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One backfill as authorized: its head run, target, requester, span and acting run ids."""
+
+    controller_run_id: str
+    target_dag_id: str
+    requester: str | None
+    span: Span | None
+    run_ids: tuple[str, ...]
+
+
+def record(session: Session, entry: Entry) -> None:
+    """Record (or, for a re-planned backfill, replace) a backfill's entry; the caller commits."""
+    ensure_table(session)
+    values: dict[str, Any] = {
+        "target_dag_id": entry.target_dag_id,
+        "requester": entry.requester,
+        "span_first": entry.span.first if entry.span else None,
+        "span_last": entry.span.last if entry.span else None,
+        "run_ids": json.dumps(list(entry.run_ids)),
+        "recorded_at": datetime.now(UTC),
+    }
+    found = session.execute(
+        select(ledger.c.id).where(ledger.c.controller_run_id == entry.controller_run_id)
+    ).scalar()
+    if found is None:
+        session.execute(ledger.insert().values(controller_run_id=entry.controller_run_id, **values))
+    else:
+        session.execute(ledger.update().where(ledger.c.id == found).values(**values))
+
+
+def entry(session: Session, controller_run_id: str) -> Entry | None:
+    ensure_table(session)
+    row = session.execute(select(ledger).where(ledger.c.controller_run_id == controller_run_id)).first()
+    return _entry(row) if row is not None else None
+
+
+def entries(session: Session, controller_run_ids: Sequence[str]) -> dict[str, Entry]:
+    """The entries of these head runs that have one."""
+    if not controller_run_ids:
+        return {}
+    ensure_table(session)
+    rows = session.execute(select(ledger).where(ledger.c.controller_run_id.in_(list(controller_run_ids))))
+    return {row.controller_run_id: _entry(row) for row in rows}
+
+
+def _entry(row: Any) -> Entry:
+    span = Span(row.target_dag_id, row.span_first, row.span_last) if row.span_first else None
+    return Entry(
+        row.controller_run_id, row.target_dag_id, row.requester, span, tuple(json.loads(row.run_ids))
+    )

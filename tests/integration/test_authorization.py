@@ -1,0 +1,300 @@
+"""A backfill does only what its requester may do on the target, as Airflow itself would allow it.
+
+FAB (the PostgreSQL suite) with per-DAG roles: the rights a data engineer is given on one DAG, and
+nothing of a DAG they may not read leaks through the controller. SimpleAuthManager (the SQLite
+suite): what each of its fixed roles may do.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import SECRET
+from test_controller import CONTROLLER, TIMEOUT
+
+FRONT_DOOR = "/backfill-controller/api/backfills"
+X = "bf_secured"  # task ids secret_ingest_step, secret_publish_step
+SECRET_MARKS = ("secret_ingest_step", "secret_publish_step", "backfill_controller__2024-12-01")
+
+#: Rights on backfill_controller itself: trigger it, read its runs, task instances and XComs.
+CONTROLLER_RIGHTS = [
+    ("can_read", f"DAG:{CONTROLLER}"),
+    ("can_edit", f"DAG:{CONTROLLER}"),
+    ("can_create", "DAG Runs"),
+    ("can_read", "DAG Runs"),
+    ("can_read", "Task Instances"),
+    ("can_read", "XComs"),
+]
+FAB_ROLES = {
+    # may backfill X: read it, edit it (creating and clearing its runs and task instances)
+    "x_backfiller": [
+        *CONTROLLER_RIGHTS,
+        ("can_read", f"DAG:{X}"),
+        ("can_edit", f"DAG:{X}"),
+        ("can_edit", "DAG Runs"),
+    ],
+    # may read X: dry runs only
+    "x_reader": [*CONTROLLER_RIGHTS, ("can_read", f"DAG:{X}")],
+    # may trigger and cancel controller runs, and read X, but not edit X's runs
+    "x_canceller": [*CONTROLLER_RIGHTS, ("can_edit", "DAG Runs"), ("can_read", f"DAG:{X}")],
+    # rights on the controller, none on X
+    "stranger": CONTROLLER_RIGHTS,
+}
+FAB_USERS = {"bea": "x_backfiller", "rita": "x_reader", "carl": "x_canceller", "sam": "stranger"}
+
+
+def post(airflow, path: str, conf: dict, token: str):
+    for _ in range(5):
+        resp = airflow.api("POST", path, json=conf, token=token)
+        if resp.status_code not in (500, 503):
+            return resp
+        time.sleep(3)
+    return resp
+
+
+def trigger_as(airflow, token: str, conf: dict, run_id: str | None = None):
+    body = {"logical_date": None, "conf": conf, **({"dag_run_id": run_id} if run_id else {})}
+    return airflow.api("POST", f"/api/v2/dags/{CONTROLLER}/dagRuns", json=body, token=token)
+
+
+def runs_of(airflow, dag_id: str) -> list[tuple]:
+    data = airflow._json("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_id"})
+    return [(r["dag_run_id"], r["state"], r["end_date"], r.get("note")) for r in data["dag_runs"]]
+
+
+def controller_traces(airflow, run_id: str) -> str:
+    """Everything the controller kept of one run: its XComs and its task logs."""
+    entries = airflow._json(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances/~/xcomEntries",
+        params={"limit": 100},
+    )["xcom_entries"]
+    values = [
+        str(airflow.xcom(CONTROLLER, run_id, e["task_id"], key=e["key"], map_index=e["map_index"]))
+        for e in entries
+    ]
+    logs = [
+        path.read_text(errors="replace")
+        for path in airflow.home.joinpath("logs", f"dag_id={CONTROLLER}", f"run_id={run_id}").rglob("*.log")
+    ]
+    return "\n".join(values + logs)
+
+
+# ---------------------------------------------------------------------------------------- FAB
+
+
+@pytest.fixture(scope="module")
+def fab(auth_manager_name, airflow) -> dict[str, str]:
+    """The FAB roles and users; ``{user: token}``."""
+    if auth_manager_name != "fab":
+        pytest.skip("per-DAG roles need FAB (the PostgreSQL suite runs it)")
+    for role, permissions in FAB_ROLES.items():
+        airflow.create_role(role, permissions)
+    for user, role in FAB_USERS.items():
+        airflow.create_user(user, SECRET, [role])
+    tokens = {user: airflow.token_for(user, SECRET) for user in FAB_USERS}
+    # A run of X the stranger must never learn of: bea backfills 2024-12-01.
+    started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": ["2024-12-01"]}, tokens["bea"])
+    assert started.status_code == 201, started.text
+    assert airflow.wait_for_run(CONTROLLER, started.json()["dag_run_id"], timeout=TIMEOUT) == "success"
+    return tokens
+
+
+@pytest.mark.backend("postgres")
+def test_a_user_without_rights_on_the_target_is_refused_and_learns_nothing_of_it(airflow, fab, figures):
+    before = runs_of(airflow, X)
+    request = {"dag_id": X, "start_date": "2024-12-01", "end_date": "2024-12-03", "reprocess": "all"}
+    refused = post(airflow, FRONT_DOOR, request, fab["sam"])
+    dry = post(airflow, FRONT_DOOR + "/dry_run", request, fab["sam"])
+    triggered = trigger_as(airflow, fab["sam"], request)
+    assert triggered.status_code == 200, triggered.text  # sam may trigger the controller itself
+    run_id = triggered.json()["dag_run_id"]
+    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
+    report = airflow.xcom(CONTROLLER, run_id, "report")
+    traces = controller_traces(airflow, run_id)
+    leaked = [mark for mark in SECRET_MARKS if mark in refused.text + dry.text + traces]
+    figures.bad_input(
+        "forbidden: a user without rights on the target (front door, dry run, REST trigger)",
+        refused.status_code == dry.status_code == 403 and state == "failed" and not leaked,
+    )
+    assert refused.status_code == 403, refused.text
+    assert "sam may not backfill DAG 'bf_secured': missing right" in refused.json()["detail"]["message"]
+    assert "POST on its DAG runs" in refused.text and "PUT on its DAG runs" in refused.text
+    assert dry.status_code == 403 and "GET on the DAG" in dry.text, dry.text
+    assert state == "failed"
+    assert "sam may not backfill DAG 'bf_secured': missing right" in report["error"] and report["dates"] == []
+    assert leaked == []
+    assert runs_of(airflow, X) == before  # no new, cleared or changed run
+
+
+@pytest.mark.backend("postgres")
+def test_the_same_request_from_a_user_with_rights_on_the_target_succeeds(airflow, fab):
+    request = {"dag_id": X, "start_date": "2024-12-01", "end_date": "2024-12-03", "reprocess": "all"}
+    started = post(airflow, FRONT_DOOR, request, fab["bea"])
+    assert started.status_code == 201, started.text
+    assert airflow.wait_for_run(CONTROLLER, started.json()["dag_run_id"], timeout=TIMEOUT) == "success"
+    triggered = trigger_as(
+        airflow, fab["bea"], {**request, "dates": ["2024-12-04"], "start_date": None, "end_date": None}
+    )
+    assert triggered.status_code == 200, triggered.text
+    assert airflow.wait_for_run(CONTROLLER, triggered.json()["dag_run_id"], timeout=TIMEOUT) == "success"
+    days = {r[0][len("backfill_controller__") :][:10] for r in runs_of(airflow, X)}
+    assert {"2024-12-01", "2024-12-02", "2024-12-03", "2024-12-04"} <= days
+
+
+@pytest.mark.backend("postgres")
+def test_a_read_only_user_on_the_target_gets_a_dry_run_and_nothing_else(airflow, fab):
+    before = runs_of(airflow, X)
+    request = {"dag_id": X, "start_date": "2024-12-01", "end_date": "2024-12-06"}
+    dry = post(airflow, FRONT_DOOR + "/dry_run", request, fab["rita"])
+    assert dry.status_code == 200, dry.text
+    assert [d["action"] for d in dry.json()["dates"]][-2:] == ["triggered", "triggered"]
+    refused = post(airflow, FRONT_DOOR, request, fab["rita"])
+    assert refused.status_code == 403 and "POST on its DAG runs" in refused.text, refused.text
+    triggered = trigger_as(airflow, fab["rita"], request)
+    run_id = triggered.json()["dag_run_id"]
+    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "failed"
+    assert "rita may not backfill" in airflow.xcom(CONTROLLER, run_id, "report")["error"]
+    assert runs_of(airflow, X) == before
+
+
+@pytest.mark.backend("postgres")
+def test_the_backfills_page_shows_a_backfill_only_to_readers_of_its_target(airflow, fab):
+    for user, visible in (("sam", False), ("rita", True)):
+        page = airflow.api("GET", FRONT_DOOR, params={"limit": 200}, token=fab[user])
+        assert page.status_code == 200, page.text
+        ours = [b for b in page.json()["backfills"] if b["target_dag_id"] == X]
+        assert ours, user
+        for backfill in ours:
+            assert backfill["visible"] is visible
+            if not visible:
+                assert backfill["cells"] == [] and backfill["reason"] == "" and backfill["error"] is None
+                assert backfill["window"] == {"start_date": None, "end_date": None, "dates": None}
+                assert not any(mark in str(backfill) for mark in SECRET_MARKS)
+
+
+@pytest.mark.backend("postgres")
+def test_a_canceller_without_edit_rights_on_the_target_fails_nothing_of_it(airflow, fab):
+    dates = [f"2024-12-{day:02d}" for day in range(10, 18)]
+    started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": dates, "max_active_runs": 1}, fab["bea"])
+    assert started.status_code == 201, started.text
+    head = started.json()["dag_run_id"]
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # the target holds its runs back: the backfill keeps some queued
+        queued = [r for r in runs_of(airflow, X) if r[1] == "queued"]
+        if queued:
+            break
+        time.sleep(1)
+    assert queued, runs_of(airflow, X)
+    begun = time.monotonic()
+    cancel = airflow.api(
+        "PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{head}", json={"state": "failed"}, token=fab["carl"]
+    )
+    assert cancel.status_code == 200, cancel.text
+    assert time.monotonic() - begun < 5
+    queued_ids = {r[0] for r in queued}
+    time.sleep(3)
+    after = {r[0]: r[1] for r in runs_of(airflow, X)}
+    assert all(after[run_id] != "failed" for run_id in queued_ids), after  # carl may not edit X's runs
+    # ... while bea, who may, fails what is still queued when she cancels hers.
+    started = post(
+        airflow,
+        FRONT_DOOR,
+        {
+            "dag_id": X,
+            "dates": ["2024-12-20", "2024-12-21", "2024-12-22", "2024-12-23"],
+            "max_active_runs": 1,
+        },
+        fab["bea"],
+    )
+    assert started.status_code == 201, started.text
+    second = started.json()["dag_run_id"]
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        queued = [
+            r for r in runs_of(airflow, X) if r[1] == "queued" and r[0] >= "backfill_controller__2024-12-2"
+        ]
+        if queued:
+            break
+        time.sleep(1)
+    cancel = airflow.api(
+        "PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{second}", json={"state": "failed"}, token=fab["bea"]
+    )
+    assert cancel.status_code == 200, cancel.text
+    after = {r[0]: r[1] for r in runs_of(airflow, X)}
+    assert queued and all(after[r[0]] == "failed" for r in queued), after
+
+
+@pytest.mark.backend("postgres")
+def test_a_finished_backfill_marked_failed_later_fails_nothing(airflow, fab):
+    started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": ["2024-12-28"]}, fab["bea"])
+    assert started.status_code == 201, started.text
+    head = started.json()["dag_run_id"]
+    assert airflow.wait_for_run(CONTROLLER, head, timeout=TIMEOUT) == "success"
+    run_id = "backfill_controller__2024-12-28T00:00:00+00:00"
+    assert airflow.api("PATCH", f"/api/v2/dags/{X}", json={"is_paused": True}).status_code == 200
+    try:  # someone re-runs that date later: its run waits queued (the target is paused)
+        cleared = airflow.api("POST", f"/api/v2/dags/{X}/dagRuns/{run_id}/clear", json={"dry_run": False})
+        assert cleared.status_code == 200, cleared.text
+        assert airflow.run_state(X, run_id) == "queued"
+        marked = airflow.api(
+            "PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{head}", json={"state": "failed"}, token=fab["bea"]
+        )
+        assert marked.status_code == 200, marked.text
+        assert airflow.run_state(X, run_id) == "queued"  # not the old backfill's to cancel any more
+    finally:
+        airflow.api("PATCH", f"/api/v2/dags/{X}", json={"is_paused": False})
+
+
+# ---------------------------------------------------------------------------- SimpleAuthManager
+
+
+@pytest.fixture(scope="module")
+def simple(auth_manager_name, airflow) -> dict[str, str]:
+    if auth_manager_name != "simple":
+        pytest.skip("SimpleAuthManager's fixed roles (the SQLite suite runs it)")
+    return {user: airflow.token_for(user, SECRET) for user in ("vera", "uma", "otto")}
+
+
+@pytest.mark.backend("sqlite")
+@pytest.mark.parametrize(
+    "user, role, may_backfill, day",
+    [
+        ("vera", "viewer", False, "2024-12-24"),
+        ("uma", "user", True, "2024-12-25"),
+        ("otto", "op", True, "2024-12-26"),
+    ],
+    ids=["viewer: dry runs only", "user: backfills", "op: backfills"],
+)
+def test_what_each_simple_role_may_do(airflow, simple, user, role, may_backfill, day):
+    request = {"dag_id": "bf_daily", "dates": [day]}
+    dry = post(airflow, FRONT_DOOR + "/dry_run", request, simple[user])
+    assert dry.status_code == 200, dry.text
+    started = post(airflow, FRONT_DOOR, request, simple[user])
+    triggered = trigger_as(
+        airflow, simple[user], {"dag_id": "bf_daily", "dates": [day], "on_overlap": "wait"}
+    )
+    if not may_backfill:
+        assert started.status_code == 403 and f"{user} may not trigger backfill_controller" in started.text
+        assert triggered.status_code == 403  # Airflow itself: a viewer may not trigger any DAG
+        assert airflow.dag_runs("bf_daily", day, day) == []
+        return
+    assert started.status_code == 201, started.text
+    assert triggered.status_code == 200, triggered.text
+    for run_id in (started.json()["dag_run_id"], triggered.json()["dag_run_id"]):
+        assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+        assert airflow.xcom(CONTROLLER, run_id, "report")["triggered_by"] == user
+    assert [r["state"] for r in airflow.dag_runs("bf_daily", day, day)] == ["success"]
+
+
+@pytest.mark.backend("sqlite")
+def test_a_user_may_not_take_the_catch_ups_run_ids(airflow, simple):
+    resp = trigger_as(
+        airflow, simple["uma"], {"dag_id": "bf_daily", "dates": ["2024-12-27"]}, run_id="catchup__bf_daily__x"
+    )
+    assert resp.status_code == 200, resp.text
+    assert airflow.wait_for_run(CONTROLLER, "catchup__bf_daily__x", timeout=TIMEOUT) == "failed"
+    error = airflow.xcom(CONTROLLER, "catchup__bf_daily__x", "report")["error"]
+    assert "run_id" in error and "shaped like the controller's own run ids" in error
+    assert airflow.dag_runs("bf_daily", "2024-12-27", "2024-12-27") == []

@@ -1,0 +1,75 @@
+"""Cancelling a backfill stops all of it at once, on SQLite and PostgreSQL alike.
+
+Marking the controller run failed answers at once (the cancel happens inside that request, in its
+own transaction), no date starts afterwards in any segment, and nothing is left queued.
+"""
+
+from __future__ import annotations
+
+import time
+
+from test_controller import CONTROLLER, day_runs, wait_for_a_deferred_trigger
+
+CAPPED = "bf_capped"  # holds its runs back itself (max_active_runs 2): the backfill keeps some queued
+OPEN = ("queued", "running")
+
+
+def cancel(airflow, run_id: str) -> float:
+    """Mark the controller run failed; seconds the PATCH took."""
+    began = time.monotonic()
+    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", json={"state": "failed"})
+    assert resp.status_code == 200, resp.text
+    return time.monotonic() - began
+
+
+def settled(airflow, first: str, last: str, timeout: float = 180) -> dict[str, dict]:
+    """The target's runs once none is open, and after 10 more seconds in which nothing new appears."""
+    deadline = time.monotonic() + timeout
+    while any(r["state"] in OPEN for r in day_runs(airflow, CAPPED, first, last).values()):
+        assert time.monotonic() < deadline, "runs of the cancelled backfill are still open"
+        time.sleep(1)
+    before = day_runs(airflow, CAPPED, first, last)
+    time.sleep(10)
+    after = day_runs(airflow, CAPPED, first, last)
+    assert sorted(after) == sorted(before), "a date started after the cancel"
+    return after
+
+
+def test_a_cancel_answers_at_once_and_fails_the_queued_runs(airflow, figures):
+    first, last = "2024-06-01", "2024-06-10"
+    run_id = airflow.trigger(
+        CONTROLLER, {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2}
+    )
+    wait_for_a_deferred_trigger(airflow, run_id)
+    seconds = cancel(airflow, run_id)
+    runs = settled(airflow, first, last)
+    never_started = [r for r in runs.values() if not r.get("start_date")]
+    ok = seconds < 1.5 and bool(never_started) and all(r["state"] == "failed" for r in never_started)
+    figures.fault(f"backfill cancelled with queued runs on {airflow.backend} (PATCH {seconds:.2f} s)", ok)
+    assert seconds < 1.5
+    assert never_started and all(r["state"] == "failed" for r in never_started)
+    assert len(runs) < 10
+
+
+def test_a_cancel_stops_every_segment(airflow, figures):
+    first, last = "2024-06-15", "2024-06-24"
+    conf = {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2, "segment_size": 3}
+    head = airflow.trigger(CONTROLLER, conf)
+    segment = f"{head}__segment_1"
+    deadline = time.monotonic() + 300
+    while True:  # the first continuation has started triggering its dates
+        runs = day_runs(airflow, CAPPED, first, last)
+        if len(runs) > 3:
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(1)
+    seconds = cancel(airflow, head)
+    assert airflow.run_state(CONTROLLER, segment) == "failed"
+    runs = settled(airflow, first, last)
+    controller = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns", params={"limit": 100})["dag_runs"]
+    segments = [r["dag_run_id"] for r in controller if r["dag_run_id"].startswith(head + "__segment_")]
+    ok = segments == [segment] and len(runs) <= 6 and seconds < 1.5
+    figures.fault(f"segmented backfill cancelled on {airflow.backend}: no segment starts anything", ok)
+    assert segments == [segment]  # the next segment never started
+    assert len(runs) <= 6  # nothing beyond the running segment's dates
+    assert seconds < 1.5
