@@ -10,9 +10,12 @@ controller / native. Cases (sizes configurable):
 3. contention: case 1 at N = 365 while 25 runs of another DAG are active
    (native backfill sorts its runs behind all others: apache/airflow#58554).
 
-    python -m scripts.bench [--backend postgres] [--overhead 60,365,2000] [--realistic 120]
-                            [--contention 365] [--max-active-runs 16] [--target-max-active-runs M]
-                            [--chunk-size N] [--json out.json]
+First, the front door's latency (``--front-door 10,365,10000``): its dry run and a refusal that
+checks every date, next to native's ``POST /api/v2/backfills/dry_run``, for N hourly dates.
+
+    python -m scripts.bench [--backend postgres] [--front-door 10,365,10000] [--overhead 60,365,2000]
+                            [--realistic 120] [--contention 365] [--max-active-runs 16]
+                            [--target-max-active-runs M] [--chunk-size N] [--json out.json]
 
 The targets' own ``max_active_runs`` defaults to the backfills' (both sides run at most that many
 runs at once); with a larger one (``--target-max-active-runs 64``) only the controller's window
