@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import zlib
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import pendulum
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -184,7 +185,8 @@ def create_backfill(
     elif existing is None:  # it waits for the other backfill: its plan task claims the dates later
         entry = ledger.Entry(run.run_id, planned.request.target_dag_id, access.user_name(user), None, ())
         ledger.record(session, entry)
-    base = "/api/v2/dags/backfill_controller/dagRuns/" + run.run_id
+    quoted = quote(run.run_id, safe="")
+    base = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quoted}"
     return {
         "dag_id": CONTROLLER_DAG_ID,
         "dag_run_id": run.run_id,
@@ -193,7 +195,7 @@ def create_backfill(
         "acting": len(acting(planned.plans)),
         "waits_for": why,
         "links": {
-            "ui": f"/dags/{CONTROLLER_DAG_ID}/runs/{run.run_id}",
+            "ui": f"/dags/{CONTROLLER_DAG_ID}/runs/{quoted}",
             "page": "/backfill-controller/ui",
             "run": base,
             "report": base + "/taskInstances/report/xcomEntries/return_value",
