@@ -7,7 +7,7 @@ STAMP  := $(VENV)/requirements.stamp
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 CHROMIUM  ?= /usr/bin/chromium
 
-.PHONY: help venv lint compose-config unit integration-sqlite integration-postgres check-postgres check-chromium check-redis test demo up bench clean
+.PHONY: help venv lint compose-config unit integration-sqlite integration-postgres check-postgres check-chromium check-redis test test-next demo up bench clean
 
 # $(call debian,COMMAND,PACKAGE): COMMAND exists, else install PACKAGE (as root), else say how.
 define debian
@@ -29,6 +29,7 @@ help:
 	@echo "make integration-sqlite    integration tests against a local Airflow on SQLite"
 	@echo "make integration-postgres  integration tests against a local Airflow on PostgreSQL"
 	@echo "make test                  all of the above (what CI runs)"
+	@echo "make test-next             unit tests and an end-to-end smoke on the next Airflow (.venv-next)"
 	@echo "make up                    local Airflow with the repo DAGs at http://localhost:PORT (Ctrl-C stops)"
 	@echo "make demo | bench          run scripts/demo.py | scripts/bench.py"
 	@echo "make clean                 remove caches and local Airflow homes (keeps .venv)"
@@ -109,6 +110,20 @@ check-chromium:
 
 test: venv lint compose-config unit integration-sqlite integration-postgres
 
+# The next Airflow (requirements-next.txt) in a second virtualenv: the unit tests, then the
+# controller end to end on SQLite (windows, explicit dates, a failing date, a task subset, cancels,
+# the front door).
+VENV_NEXT := .venv-next
+NEXT_SMOKE := tests/integration/test_controller.py tests/integration/test_cancel.py \
+	tests/integration/test_front_door.py tests/integration/test_security.py
+
+test-next:
+	test -x $(VENV_NEXT)/bin/python || $(PYTHON) -m venv $(VENV_NEXT)
+	$(VENV_NEXT)/bin/python -m pip install -q -r requirements-next.txt
+	$(VENV_NEXT)/bin/python -c "import airflow; print('Airflow', airflow.__version__)"
+	$(VENV_NEXT)/bin/python -m pytest tests/unit -q -p no:cacheprovider
+	$(VENV_NEXT)/bin/python -m pytest $(NEXT_SMOKE) -m integration --backend=sqlite -q -p no:cacheprovider
+
 demo: venv
 	$(BIN)/python -m scripts.demo
 
@@ -119,5 +134,5 @@ bench: venv
 	$(BIN)/python -m scripts.bench
 
 clean:
-	rm -rf .airflow-demo .airflow-* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .airflow-demo .airflow-* .pytest_cache .mypy_cache .ruff_cache .venv-next
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
