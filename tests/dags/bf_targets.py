@@ -148,6 +148,9 @@ bf_paused = _target("bf_paused", "@daily", end_date=None, is_paused_upon_creatio
 with _dag("bf_secured", max_active_runs=1) as bf_secured:
     nap.override(task_id="secret_ingest_step")(3) >> EmptyOperator(task_id="secret_publish_step")
 
+# Accepts only manual and scheduled runs: the controller's operator-triggered runs are refused.
+bf_manual_only = _target("bf_manual_only", "@daily", allowed_run_types=["manual", "scheduled"])
+
 # A task id on which a regex with nested quantifiers backtracks catastrophically (hostile task_regex).
 with DAG(
     dag_id="bf_long_task_ids", schedule="@daily", start_date=START, end_date=END, catchup=False

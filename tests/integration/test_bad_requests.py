@@ -86,6 +86,10 @@ REFUSED_BY_PLAN = {
         ["dates", "not both"],
     ),
     "duplicate dates": ({"dag_id": TARGET, "dates": ["2024-01-01", "2024-01-01"]}, ["dates", "twice"]),
+    "target refusing operator-triggered runs": (
+        {"dag_id": "bf_manual_only", "dates": ["2024-01-01"]},
+        ["dag_id", "allowed_run_types", "operator_triggered"],
+    ),
     # hostile input the trigger form lets through: the plan refuses it
     "hostile: conf nested 40 levels deep": (
         {"dag_id": TARGET, "dates": ["2024-01-01"], "conf": nested(40)},
