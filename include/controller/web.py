@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from include.backfill.overlap import first_overlap, span_of
 from include.backfill.plan import acting
 from include.backfill.report import build_report
-from include.backfill.request import InvalidRequest, OnOverlap, parse_request
+from include.backfill.request import FieldError, InvalidRequest, OnOverlap, parse_request
 from include.backfill.rights import Right
 from include.backfill.schedule import ScheduleError, expand
 from include.backfill.segments import CONTINUES_KEY, SEGMENT_MARK, continuation_run_id
@@ -307,9 +307,7 @@ def _continuation(
     return {"status": "continuation", "head_run_id": head, "segment": segment}
 
 
-def _field(name: str, value: Any, problem: str, accepted: str = "a request without it") -> Any:
-    from include.backfill.request import FieldError
-
+def _field(name: str, value: Any, problem: str, accepted: str = "a request without it") -> FieldError:
     return FieldError(name, value, problem, accepted)
 
 

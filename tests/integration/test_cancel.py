@@ -1,7 +1,8 @@
 """Cancelling a backfill stops all of it at once, on SQLite and PostgreSQL alike.
 
-Marking the controller run failed answers at once (the cancel happens inside that request, in its
-own transaction), no date starts afterwards in any segment, and nothing is left queued.
+The cancel happens inside the request that marks the controller run failed, in its own
+transaction (the PATCH's duration is recorded as a figure; `make bench` is where speed is judged):
+no date starts afterwards in any segment, and nothing is left queued.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def settled(airflow, first: str, last: str, timeout: float = 180) -> dict[str, d
     return after
 
 
-def test_a_cancel_answers_at_once_and_fails_the_queued_runs(airflow, figures):
+def test_a_cancel_fails_the_queued_runs(airflow, figures):
     first, last = "2024-06-01", "2024-06-10"
     run_id = airflow.trigger(
         CONTROLLER, {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2}
@@ -44,9 +45,8 @@ def test_a_cancel_answers_at_once_and_fails_the_queued_runs(airflow, figures):
     seconds = cancel(airflow, run_id)
     runs = settled(airflow, first, last)
     never_started = [r for r in runs.values() if not r.get("start_date")]
-    ok = seconds < 1.5 and bool(never_started) and all(r["state"] == "failed" for r in never_started)
+    ok = bool(never_started) and all(r["state"] == "failed" for r in never_started)
     figures.fault(f"backfill cancelled with queued runs on {airflow.backend} (PATCH {seconds:.2f} s)", ok)
-    assert seconds < 1.5
     assert never_started and all(r["state"] == "failed" for r in never_started)
     assert len(runs) < 10
 
@@ -68,8 +68,10 @@ def test_a_cancel_stops_every_segment(airflow, figures):
     runs = settled(airflow, first, last)
     controller = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns", params={"limit": 100})["dag_runs"]
     segments = [r["dag_run_id"] for r in controller if r["dag_run_id"].startswith(head + "__segment_")]
-    ok = segments == [segment] and len(runs) <= 6 and seconds < 1.5
-    figures.fault(f"segmented backfill cancelled on {airflow.backend}: no segment starts anything", ok)
+    ok = segments == [segment] and len(runs) <= 6
+    figures.fault(
+        f"segmented backfill cancelled on {airflow.backend} (PATCH {seconds:.2f} s): nothing starts after",
+        ok,
+    )
     assert segments == [segment]  # the next segment never started
     assert len(runs) <= 6  # nothing beyond the running segment's dates
-    assert seconds < 1.5

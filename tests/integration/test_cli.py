@@ -169,7 +169,6 @@ def test_a_request_the_front_door_refuses_exits_2_at_once_naming_the_problem(air
     assert "request refused, nothing was started" in result.err
     assert "dag_id: no such DAG in this Airflow (got 'no_such_dag')" in result.err
     assert result.out == ""
-    assert result.seconds < 30
     assert_no_password(airflow, result)
 
 
