@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
-from include.backfill.plan import date_states
-from include.backfill.report import CANCELLED, PENDING, acted_state, outcome, render_table
+from include.backfill.airflow_states import FINISHED_RUN
+from include.backfill.report import render_table
 from include.backfill.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
-from include.backfill.segments import continuation_run_id
+from include.backfill.state import Counts, Phase
 
 if TYPE_CHECKING:
     from include.backfill.client import ControllerApi
@@ -47,9 +47,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
-
-_IN_FLIGHT = frozenset({"queued", "running"})
-_ACTING = frozenset({"triggered", "cleared"})
 
 
 class UsageError(ValueError):
@@ -605,7 +602,7 @@ def redact(text: str, secret: str | None) -> str:
 class Progress:
     """Where a controller run is. Counts are dates; ``to_run`` dates are triggered or cleared."""
 
-    phase: str  # queued | planning | waiting (on_overlap) | running | dry run | finished
+    phase: str  # queued | planning | running | cancelling | dry run | finished
     dates: int = 0
     to_run: int = 0
     done: int = 0
@@ -624,62 +621,39 @@ class Progress:
         return max(0, self.to_run - self.finished - self.running)
 
 
-def progress_of(
-    controller_state: str | None,
-    plans: Sequence[Mapping[str, Any]] | None,
-    run_ids: Sequence[str] | None,
-    trigger_states: Mapping[int, str | None],
-    run_states: Mapping[str, str | None],
-    *,
-    dry_run: bool = False,
-) -> Progress:
-    """Progress from what the REST API shows of the controller run and the target's runs.
+#: How the progress line names each phase of :class:`include.backfill.state.Phase`.
+_SHOWN_PHASE = {Phase.QUEUED: "queued", Phase.PLANNING: "planning", Phase.PLANNED: "dry run"}
 
-    ``plans`` and ``run_ids`` are the ``plan`` task's XComs of those names (None until it has
-    finished); ``trigger_states`` maps each index ``i`` of ``run_ids`` to the state of the
-    ``trigger`` task instance (of its chunk) that acts on it; ``run_states`` maps target run ids
-    to run states. A date is *running* once its trigger has acted and its run is queued or
-    running, and *done* or *failed* as the report will say (:func:`include.backfill.report.outcome`).
+
+def progress_of(backfill: Mapping[str, Any]) -> Progress:
+    """Progress from the Backfills page's view of one backfill (``GET .../api/backfills/{run_id}``),
+    the same the page and the report show.
+
+    >>> tally = {"dates": 3, "acting": 2, "succeeded": 1, "running": 1, "skipped": 1}
+    >>> progress_of({"phase": "running", "progress": {"tally": tally}})
+    Progress(phase='running', dates=3, to_run=2, done=1, failed=0, running=1, cancelled=0, skipped=1)
     """
-    final = controller_state in ("success", "failed")
-    if plans is None or run_ids is None:
-        if final:
-            return Progress("finished")
-        return Progress("queued" if controller_state in (None, "queued") else "planning")
-    skipped = sum(1 for p in plans if p.get("action") == "skipped")
-    if dry_run:
-        return Progress("dry run", dates=len(plans), skipped=skipped)
-    counts = {"done": 0, "failed": 0, "running": 0, "cancelled": 0}
-    actions = {str(p.get("run_id")): str(p.get("action")) for p in plans}
-    for index, target_run_id in enumerate(run_ids):
-        run_state = run_states.get(target_run_id)
-        trigger_state = acted_state(trigger_states.get(index), actions.get(target_run_id, ""), run_state)
-        result = outcome(trigger_state, run_state)
-        if result == PENDING:
-            if trigger_state == "success" and run_state in _IN_FLIGHT:
-                counts["running"] += 1
-        elif result == "success":
-            counts["done"] += 1
-        elif result == CANCELLED:
-            counts["cancelled"] += 1
-        else:  # failed, trigger_failed, or any other final state of a run
-            counts["failed"] += 1
-    return Progress(
-        "finished" if final else "running", dates=len(plans), to_run=len(run_ids), skipped=skipped, **counts
+    try:
+        shown = Phase(backfill.get("phase") or Phase.QUEUED)
+    except ValueError:  # a phase a newer server knows
+        shown = Phase.RUNNING
+    fields = Counts.__dataclass_fields__
+    tally = Counts(
+        **{k: v for k, v in ((backfill.get("progress") or {}).get("tally") or {}).items() if k in fields}
     )
-
-
-_COUNTS = ("dates", "to_run", "done", "failed", "running", "cancelled", "skipped")
-
-
-def combine(parts: Sequence[Progress], phase: str) -> Progress:
-    """The progress of several segments as one.
-
-    >>> parts = [Progress("running", dates=2, to_run=2, done=1), Progress("running", dates=3, to_run=1)]
-    >>> combine(parts, "running")
-    Progress(phase='running', dates=5, to_run=3, done=1, failed=0, running=0, cancelled=0, skipped=0)
-    """
-    return Progress(phase, *(sum(getattr(p, name) for p in parts) for name in _COUNTS))
+    phase = _SHOWN_PHASE.get(shown) or (
+        shown.value if shown in (Phase.RUNNING, Phase.CANCELLING) else "finished"
+    )
+    return Progress(
+        phase,
+        dates=tally.dates,
+        to_run=tally.acting,
+        done=tally.succeeded,
+        failed=tally.failed,
+        running=tally.queued + tally.running,
+        cancelled=tally.cancelled,
+        skipped=tally.skipped,
+    )
 
 
 def format_elapsed(seconds: float) -> str:
@@ -701,8 +675,6 @@ def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
     clock = format_elapsed(elapsed)
     if progress.phase in ("queued", "planning"):
         return f"{progress.phase}...  {clock}"
-    if progress.phase == "waiting":
-        return f"waiting for another backfill of some of these dates to finish (on_overlap=wait)  {clock}"
     if progress.phase == "dry run" or (
         progress.phase == "finished" and progress.to_run == 0 and progress.dates
     ):
@@ -867,69 +839,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-@dataclass
-class Segment:
-    """The dates one controller run acts on: the head run's segment 0, or a continuation's."""
-
-    controller_run_id: str
-    plans: list[dict[str, Any]]
-    dry_run: bool
-    chunk_size: int = 1
-    """Dates per ``trigger`` task instance (the plan's ``gate``)."""
-    final: Progress | None = None  # set once every date of the segment has ended
-
-    @property
-    def run_ids(self) -> list[str]:
-        """Target run ids in map-index order of the segment's ``trigger`` task (the plan's order)."""
-        return [] if self.dry_run else [str(p["run_id"]) for p in self.plans if p.get("action") in _ACTING]
-
-    @property
-    def window(self) -> tuple[str, str] | None:
-        """First and last logical date acted on: the target runs to list."""
-        acted = sorted(str(p["logical_date"]) for p in self.plans if p.get("action") in _ACTING)
-        return (acted[0], acted[-1]) if acted and not self.dry_run else None
-
-
-def _segments(api: ControllerApi, head_run_id: str, dry_run: bool) -> list[Segment] | None:
-    """Every segment of the head run's plan, once ``plan`` has stored it (None before)."""
-    first = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "plans"))
-    if not isinstance(first, list):
-        return None
-    count = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "segments"))
-    gate = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", "gate"))
-    size = int(gate.get("chunk_size") or 1) if isinstance(gate, dict) else 1
-    segments = [Segment(head_run_id, first, dry_run, size)]
-    for index in range(1, count if isinstance(count, int) else 1):
-        plans = _parse_json(api.xcom(CONTROLLER_DAG_ID, head_run_id, "plan", f"segment_{index}"))
-        segments.append(Segment(continuation_run_id(head_run_id, index), list(plans or []), dry_run, size))
-    return segments
-
-
-def _segment_progress(api: ControllerApi, segment: Segment, target_dag_id: str) -> Progress:
-    """One segment's progress: its trigger task instances, and its target runs by logical date."""
-    from include.backfill.client import ApiError
-
-    chunk_states: dict[int, str | None] = {}
-    run_states: dict[str, str | None] = {}
-    window = segment.window
-    if window is not None:
-        try:
-            for ti in api.task_instances(CONTROLLER_DAG_ID, segment.controller_run_id, task_id="trigger"):
-                chunk_states[int(ti.get("map_index", -1))] = ti.get("state")
-        except ApiError as exc:
-            if exc.status != 404:  # a continuation run not triggered yet
-                raise
-        if chunk_states:
-            wanted = set(segment.run_ids)
-            for run in api.dag_runs(target_dag_id, window[0], window[1]):
-                if run["dag_run_id"] in wanted:
-                    run_states[run["dag_run_id"]] = run.get("state")
-    trigger_states = date_states(chunk_states, len(segment.run_ids), segment.chunk_size)
-    return progress_of(
-        "running", segment.plans, segment.run_ids, trigger_states, run_states, dry_run=segment.dry_run
-    )
-
-
 def follow(
     api: ControllerApi,
     run_id: str,
@@ -941,48 +850,21 @@ def follow(
 ) -> int:
     """Show progress until the controller run has finished, then print its report.
 
-    Each poll costs: the run's state; until planned, the ``plan`` XComs (and its task instance);
-    then, for the segment in progress only, its ``trigger`` task instances and the target's runs
-    between its first and last date, 100 per call. Finished segments are not asked about again.
+    Each poll costs one call: the backfill as the Backfills page shows it (its phase, counts
+    and dates, every segment included).
     """
     from include.backfill.client import ApiError
 
     printer = ProgressPrinter(err, tty=err.isatty())
     began = time.monotonic()
-    target = str(conf["dag_id"])
-    dry_run = bool(conf.get("dry_run"))
-    segments: list[Segment] | None = None
     trouble_since: float | None = None
     progress = Progress("queued")
     state: str | None = None
     while True:
         try:
-            state = api.run_state(CONTROLLER_DAG_ID, run_id)
-            final = state in ("success", "failed")
-            if segments is None:
-                segments = _segments(api, run_id, dry_run)
-            if segments is None:
-                phase = "queued" if state == "queued" else "planning"
-                if phase == "planning" and not final:
-                    plan = api.task_instances(CONTROLLER_DAG_ID, run_id, task_id="plan")
-                    if any(ti.get("state") == "up_for_reschedule" for ti in plan):
-                        phase = "waiting"  # on_overlap=wait: another backfill has some of these dates
-                progress = Progress("finished" if final else phase)
-            else:
-                parts = []
-                for index, segment in enumerate(segments):
-                    started = index == 0 or segments[index - 1].final is not None
-                    if segment.final is None and started:
-                        part = _segment_progress(api, segment, target)
-                        if part.finished == part.to_run:
-                            segment.final = part
-                    else:
-                        part = segment.final or progress_of(
-                            "running", segment.plans, segment.run_ids, {}, {}, dry_run=dry_run
-                        )
-                    parts.append(part)
-                phase = "dry run" if dry_run else ("finished" if final else "running")
-                progress = combine(parts, phase)
+            backfill = api.backfill(run_id)
+            state = backfill.get("state")
+            progress = progress_of(backfill)
             trouble_since = None
         except ApiError as exc:
             if not exc.transient:
@@ -991,7 +873,7 @@ def follow(
             if time.monotonic() - trouble_since > 300:
                 raise
             state = None
-        if state in ("success", "failed"):
+        if state in FINISHED_RUN:
             break
         printer.show(progress, time.monotonic() - began)
         time.sleep(poll_interval)

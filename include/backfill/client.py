@@ -239,6 +239,10 @@ class ControllerApi:
             )
         return response.json().get("value")
 
+    def backfill(self, run_id: str) -> dict[str, Any]:
+        """One backfill as the Backfills page shows it: phase, counts and one cell per date."""
+        return dict(self._json("GET", f"{FRONT_DOOR}/api/backfills/{quote(run_id, safe='')}"))
+
     def dag_runs(self, dag_id: str, first: str, last: str) -> list[dict[str, Any]]:
         """The runs of ``dag_id`` with logical dates in ``[first, last]`` (ISO-8601), 100 per call."""
         path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"

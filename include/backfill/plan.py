@@ -23,15 +23,13 @@ from typing import Any
 
 from pendulum import DateTime
 
+from include.backfill.airflow_states import OPEN_RUN
 from include.backfill.request import BackfillRequest, MissingRuns, Reprocess
 from include.backfill.schedule import ScheduledDate
 from include.backfill.selection import TIKey, describe, to_clear
 
 #: Prefix of the run_id of every run the controller creates: ``backfill_controller__<logical date ISO>``.
 RUN_ID_PREFIX = "backfill_controller__"
-
-IN_FLIGHT_STATES = frozenset({"queued", "running"})
-FINISHED_STATES = frozenset({"success", "failed"})
 
 
 class Action(StrEnum):
@@ -42,7 +40,10 @@ class Action(StrEnum):
     SKIPPED = "skipped"
     """Left alone (the report says why)."""
     CANCELLED = "cancelled"
-    """Planned, but not started because the failure budget ran out."""
+    """Planned, but never started (the failure budget ran out, or the backfill was cancelled)."""
+    ADOPTED = "adopted"
+    """Another run took the date's logical date before the backfill reached it: its outcome is
+    that run's."""
 
 
 ACTING = frozenset({Action.TRIGGERED, Action.CLEARED})
@@ -150,7 +151,7 @@ def _decide_subset(
             "no run yet, and Airflow 3 cannot run part of a DAG for a new date; "
             "set missing_runs=trigger to run the whole DAG for such dates",
         )
-    if run.state in IN_FLIGHT_STATES:
+    if run.state in OPEN_RUN:
         return _existing(date, run, Action.SKIPPED, f"in flight: its run is {run.state}; not touched")
     task_ids = to_clear(states, selected, request.reprocess)
     if not task_ids:
@@ -172,7 +173,7 @@ def _decide_one(date: ScheduledDate, run: ExistingRun | None, reprocess: Reproce
     def existing(action: Action, why: str) -> DatePlan:
         return _existing(date, run, action, why)
 
-    if run.state in IN_FLIGHT_STATES:
+    if run.state in OPEN_RUN:
         return existing(Action.SKIPPED, f"in flight: its run is {run.state}; not touched")
     if run.state == "failed" and reprocess in (Reprocess.FAILED, Reprocess.ALL):
         return existing(Action.CLEARED, f"run failed (reprocess={reprocess})")
@@ -306,3 +307,52 @@ def feeding(
     window = max(max_active_runs, 3 * cap)
     default_chunk = max_active_runs if failure_budget else window
     return Feeding(window, deferred=True, resume_at=window - cap, chunk_size=chunk_size or default_chunk)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How one controller run carries out its plan: the ``plan`` task's XCom ``execution``.
+
+    ``total``: the run's acting dates; ``failed_before``: dates failed in earlier segments (they
+    count against ``max_failed_dates``); ``deadline``: epoch seconds after which nothing waits.
+    """
+
+    target_dag_id: str
+    feeding: Feeding
+    max_failed_dates: int | None = None
+    failed_before: int = 0
+    deadline: float | None = None
+    total: int = 0
+
+    @property
+    def chunk_size(self) -> int:
+        return self.feeding.chunk_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "feeding": self.feeding.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Execution:
+        return cls(
+            target_dag_id=str(data["target_dag_id"]),
+            feeding=Feeding(**data["feeding"]),
+            max_failed_dates=data.get("max_failed_dates"),
+            failed_before=int(data.get("failed_before") or 0),
+            deadline=data.get("deadline"),
+            total=int(data.get("total") or 0),
+        )
+
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and now > self.deadline
+
+
+#: The ``plan`` task's XCom holding the :class:`Execution`.
+EXECUTION_KEY = "execution"
+
+
+def chunk_size_of(execution: Any) -> int:
+    """The chunk size stored in an ``execution`` XCom (1 when absent or unreadable)."""
+    try:
+        return int(execution["feeding"]["chunk_size"])
+    except (KeyError, TypeError, ValueError):
+        return 1

@@ -9,19 +9,15 @@ from typing import Any
 from include.backfill.plan import Action, DatePlan
 from include.backfill.request import BackfillRequest
 from include.backfill.selection import describe
-
-PENDING = "pending"
-#: A date whose trigger task failed (e.g. the target refused the conf): it counts as failed.
-TRIGGER_FAILED = "trigger_failed"
-CANCELLED = "cancelled"
-
-_TI_DONE_OK = "success"
-_TI_CANCELLED = frozenset({"skipped"})
-_TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
-#: A chunk's task instance that has not finished: running, or on its way to a worker again
-#: (a retry after a try that already triggered some dates).
-_TI_TRIGGERING = frozenset({"running", "deferred", "scheduled", "queued", "up_for_retry", "restarting"})
-FAILED_OUTCOMES = frozenset({"failed", TRIGGER_FAILED})
+from include.backfill.state import (
+    FAILED_DATES,
+    UNFINISHED_DATES,
+    DateOutcome,
+    DateState,
+    SegmentFacts,
+    count,
+    segment_dates,
+)
 
 
 def audit_note(reason: str, user: str | None) -> str:
@@ -36,87 +32,43 @@ def audit_note(reason: str, user: str | None) -> str:
     return f"backfill_controller{who}: {reason}" if reason else f"backfill_controller{who}"
 
 
-def outcome(trigger_state: str | None, run_state: str | None) -> str:
-    """One date's progress from its trigger task's state and its run's state.
-
-    >>> outcome("success", "running"), outcome("success", "failed"), outcome("skipped", None)
-    ('pending', 'failed', 'cancelled')
-    >>> outcome("deferred", "success"), outcome("failed", None)
-    ('pending', 'trigger_failed')
-    """
-    if trigger_state in _TI_CANCELLED:
-        return CANCELLED
-    if trigger_state in _TI_FAILED:
-        return TRIGGER_FAILED
-    if trigger_state != _TI_DONE_OK or run_state in (None, "queued", "running"):
-        return PENDING
-    return str(run_state)
-
-
-def acted_state(trigger_state: str | None, action: str, run_state: str | None) -> str | None:
-    """A date's trigger state as live progress reads it while its chunk's task is still at work.
-
-    A chunk's task triggers its dates one by one, in one try or across retries; a *new* run
-    (action ``triggered``) that exists was created by it, so the date counts as triggered
-    already, whatever unfinished state the task is in. A cleared run cannot be told apart from
-    its old self until the task has finished.
-
-    >>> acted_state("running", "triggered", "queued"), acted_state("deferred", "cleared", "success")
-    ('success', 'deferred')
-    """
-    if trigger_state in _TI_TRIGGERING and action == "triggered" and run_state is not None:
-        return _TI_DONE_OK
-    return trigger_state
-
-
-def failed_count(outcomes: Mapping[str, str]) -> int:
-    return sum(1 for o in outcomes.values() if o in FAILED_OUTCOMES)
-
-
 def build_report(
     request: BackfillRequest,
     plans: Sequence[DatePlan],
-    outcomes: Mapping[str, str],
+    dates: Sequence[DateOutcome] | None = None,
     *,
     controller_run_id: str = "",
     triggered_by: str | None = None,
 ) -> dict[str, Any]:
-    """The controller's result. ``outcomes`` maps the run_id of each date acted on to how it ended.
+    """The controller's result, from where each date ended (:func:`include.backfill.state.segment_dates`;
+    None: a dry run's, from the plan alone).
 
     ``success`` is true if and only if every date acted on ended ``success`` (a dry run
     succeeds when it could be planned).
     """
-    dates = []
-    for plan in plans:
-        action, state = plan.action.value, plan.existing_state
-        why = plan.why
-        if plan.action in (Action.TRIGGERED, Action.CLEARED) and not request.dry_run:
-            result = outcomes.get(plan.run_id, PENDING)
-            if result == CANCELLED:
-                action, why = Action.CANCELLED.value, "not started: max_failed_dates reached"
-            else:
-                state = result
-        dates.append(
+    if dates is None or request.dry_run:
+        facts = SegmentFacts([p.to_dict() for p in plans], [], 1, {}, {}, {}, finished=True, dry_run=True)
+        dates = segment_dates(facts)
+    by_run_id = {p.run_id: p for p in plans}
+    rows = []
+    for date in dates:
+        plan = by_run_id.get(date.run_id) or next(
+            p for p in plans if p.logical_date.isoformat() == date.logical_date
+        )
+        rows.append(
             {
-                "logical_date": plan.logical_date.isoformat(),
-                "run_id": plan.run_id,
-                "action": action,
-                "state": state,
-                "why": why,
+                **date.to_dict(),
+                "planned_run_id": plan.run_id,
                 "task_ids": describe(plan.task_ids) if plan.task_ids is not None else None,
                 "data_interval_start": plan.date.data_interval_start.isoformat(),
                 "data_interval_end": plan.date.data_interval_end.isoformat(),
             }
         )
-    actions = Counter(d["action"] for d in dates)
-    # A cancelled date never ran here: its state is its previous run's and counts for nothing.
-    acted = [] if request.dry_run else [d for d in dates if d["action"] in (Action.TRIGGERED, Action.CLEARED)]
-    states = Counter(str(d["state"]) for d in acted)
-    failed = [d["logical_date"] for d in acted if d["state"] in FAILED_OUTCOMES]
-    unfinished = [d["logical_date"] for d in acted if d["state"] == PENDING]
-    success = request.dry_run or (
-        all(d["state"] == "success" for d in acted) and not actions.get(Action.CANCELLED)
-    )
+    actions = Counter(d.action for d in dates)
+    tally = count(dates)
+    failed = [d.logical_date for d in dates if d.state in FAILED_DATES]
+    unfinished = [d.logical_date for d in dates if d.state in UNFINISHED_DATES]
+    success = request.dry_run or all(d.state in (DateState.SUCCESS, DateState.SKIPPED) for d in dates)
     return {
         "dag_id": request.target_dag_id,
         "controller_run_id": controller_run_id,
@@ -127,13 +79,13 @@ def build_report(
         "request": request.to_dict(),
         "counts": {
             "dates": len(dates),
-            **{a.value: actions.get(a.value, 0) for a in Action},
-            "succeeded": states.get("success", 0),
-            "failed": len(failed),
+            **{a.value: actions.get(a, 0) for a in Action},
+            "succeeded": tally.succeeded,
+            "failed": tally.failed,
         },
         "failed_dates": failed,
         "unfinished_dates": unfinished,
-        "dates": dates,
+        "dates": rows,
     }
 
 

@@ -20,12 +20,13 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from include.backfill.airflow_states import TaskState
 from include.backfill.request import FieldError, InvalidRequest, Reprocess
 
 #: A task instance key: (task_id, map_index); map_index is -1 for unmapped tasks.
 TIKey = tuple[str, int]
 
-FAILED_TI_STATES = frozenset({"failed", "upstream_failed"})
+FAILED_TI_STATES = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED})
 
 #: Wall-clock seconds that matching one request's ``task_regex`` may take, for all task ids together.
 MATCH_BUDGET_SECONDS = 1.0

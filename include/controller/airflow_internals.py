@@ -1,7 +1,9 @@
-"""The api-server's uses of Airflow that are not its public REST, Task SDK or plugin interfaces.
+"""Every use of Airflow that is not its public REST, Task SDK or plugin interface, in one module.
 
-Checked against apache-airflow 3.3.2 and 3.4.0b2. ``tests/unit/test_airflow_internals.py`` fails
-when a signature used here changes.
+Checked against apache-airflow 3.3.2 (task-sdk 1.3.2) and 3.4.0b2. ``tests/unit/test_airflow_internals.py``
+fails when a name, signature or message shape used here changes.
+
+In the api-server:
 
 * :func:`create_run` creates a run of a DAG exactly as ``POST /api/v2/dags/{dag_id}/dagRuns``
   does for the calling user (``triggering_user_name``, ``triggered_by`` REST API or UI, Params
@@ -9,10 +11,22 @@ when a signature used here changes.
   ``airflow/api_fastapi/core_api/routes/public/dag_run.py``) inside the plugin's request.
 * :func:`fail_runs` marks runs failed as that route's PATCH does
   (``airflow.api.common.mark_tasks.set_dag_run_state_to_failed``), inside the listener's request.
+
+In a task (for speed: one supervisor round trip instead of a REST call with credentials):
+
+* :func:`send_trigger` asks for a run as the task runner does with the ``DagRunTriggerException``
+  that ``TriggerDagRunOperator.execute`` raises (``TriggerDagRun`` over ``SUPERVISOR_COMMS``),
+  but returns Airflow's answer instead of failing the task, so one refused date does not fail
+  its whole chunk.
+* :func:`run_end_date` reads one run's state and end date (``_fetch_dag_run``), to tell a run
+  cleared by an earlier try from one still as planned.
+* :func:`mapped_states` reads ``get_task_states``' answer for a mapped task, whose keys are
+  ``<task_id>_<map_index>``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -48,3 +62,76 @@ def fail_runs(session: Session, dag_id: str, run_ids: list[str]) -> None:
         dag = bag.get_dag_for_run(run, session=session)
         if dag is not None:
             set_dag_run_state_to_failed(dag=dag, run_id=run.run_id, commit=True, session=session)
+
+
+@dataclass(frozen=True)
+class TriggerRefused:
+    """Airflow's answer to a refused run: its HTTP status (409: a run with this run_id or logical
+    date exists) and its message."""
+
+    status: int
+    message: str
+
+
+def send_trigger(request: Any) -> TriggerRefused | None:
+    """Create (or with ``reset_dag_run`` clear) the run ``DagRunTriggerException`` ``request``
+    asks for; None when done, the refusal when Airflow refused it.
+
+    A 5xx is returned too: a run with the same logical date can make the api-server fail that way.
+    """
+    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    message = TriggerDagRun(
+        dag_id=request.trigger_dag_id,
+        run_id=request.dag_run_id,
+        logical_date=request.logical_date,
+        run_after=request.run_after,
+        conf=request.conf,
+        reset_dag_run=request.reset_dag_run,
+        note=request.note,
+    )
+    try:
+        answer = SUPERVISOR_COMMS.send(message)
+    except AirflowRuntimeError as error:
+        return refusal(error)
+    if isinstance(answer, ErrorResponse):  # the client's answer to a 409
+        return TriggerRefused(409, f"a run of {request.trigger_dag_id} exists already ({answer.error.value})")
+    return None
+
+
+def refusal(error: Any) -> TriggerRefused:
+    """The refusal an ``AirflowRuntimeError`` from the supervisor carries (status 500 when it names
+    none)."""
+    detail = error.error.detail or {}
+    status = detail.get("status_code")
+    if not isinstance(status, int):
+        status = 500
+    body = detail.get("detail")
+    inner = body.get("detail") if isinstance(body, dict) else None
+    text = (inner.get("message") or inner.get("reason")) if isinstance(inner, dict) else inner
+    return TriggerRefused(status, str(text or detail.get("message") or error))
+
+
+def run_end_date(dag_id: str, run_id: str) -> tuple[str, Any]:
+    """``(state, end_date)`` of one run (``end_date`` a datetime or None)."""
+    from airflow.sdk.execution_time.comms import _fetch_dag_run
+
+    run = _fetch_dag_run(dag_id=dag_id, run_id=run_id)
+    return str(getattr(run.state, "value", run.state)), run.end_date
+
+
+def mapped_states(states: dict[str, Any]) -> dict[int, str | None]:
+    """``{map_index: state}`` from ``get_task_states``' ``{"<task_id>_<map_index>": state}`` for one
+    mapped task.
+
+    >>> mapped_states({"trigger_0": "success", "trigger_12": None})
+    {0: 'success', 12: None}
+    """
+    found: dict[int, str | None] = {}
+    for key, state in states.items():
+        index = key.rsplit("_", 1)[-1]
+        if index.isdigit():
+            found[int(index)] = None if state is None else str(getattr(state, "value", state))
+    return found

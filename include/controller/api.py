@@ -20,6 +20,7 @@ from urllib.parse import quote
 import requests
 from urllib3.util.retry import Retry
 
+from include.backfill.airflow_states import OPEN_RUN
 from include.backfill.plan import ExistingRun
 from include.backfill.request import parse_datetime
 from include.backfill.schedule import ScheduledDate
@@ -158,7 +159,7 @@ class AirflowApi:
 
     def _open_head_runs(self, controller_dag_id: str) -> list[dict[str, Any]]:
         """The controller's head runs (not continuations) still queued or running."""
-        runs = self._dag_runs(controller_dag_id, {"state": ["queued", "running"]})
+        runs = self._dag_runs(controller_dag_id, {"state": sorted(OPEN_RUN)})
         return [run for run in runs if SEGMENT_MARK not in run["dag_run_id"]]
 
     def open_backfill_targets(self, controller_dag_id: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from typing import Any, cast
 
 from airflow.listeners import hookimpl
+from airflow.utils.state import DagRunState, TaskInstanceState
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
@@ -143,7 +144,7 @@ def _had_finished(session: Session, head: str) -> bool:
             TaskInstance.task_id == REPORT_TASK_ID,
         )
     )
-    return str(getattr(state, "value", state)) in ("success", "failed")
+    return state in (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
 
 
 def _open_runs(session: Session, head: str) -> list[str]:
@@ -153,7 +154,7 @@ def _open_runs(session: Session, head: str) -> list[str]:
     rows = session.scalars(
         select(DagRun.run_id).where(
             DagRun.dag_id == CONTROLLER_DAG_ID,
-            DagRun.state.in_(("queued", "running")),
+            DagRun.state.in_((DagRunState.QUEUED, DagRunState.RUNNING)),
             (DagRun.run_id == head) | DagRun.run_id.startswith(head + SEGMENT_MARK, autoescape=True),
         )
     )

@@ -18,28 +18,42 @@ has finished, and then ends itself from the triggerer.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from airflow.utils.state import DagRunState
 
-from include.backfill.plan import Feeding, min_deferral_seconds, room
-from include.backfill.report import failed_count
+from include.backfill.airflow_states import OPEN_RUN, TASK_FINISHED
+from include.backfill.plan import EXECUTION_KEY, Execution, Feeding, min_deferral_seconds, room
 from include.backfill.request import parse_datetime
 from include.backfill.rights import may_clear
 from include.backfill.segments import continuation_run_id
 from include.backfill.settings import poll_interval, timeout_minutes
+from include.backfill.state import (
+    CHUNK_RECORD_KEY,
+    ChunkRecord,
+    DateOutcome,
+    Event,
+    EventKind,
+    failed_dates,
+    open_run_ids,
+    segment_dates,
+)
 from include.controller.progress import (
-    OPEN,
     BackfillProgressTrigger,
-    Watch,
     Window,
     WindowTrigger,
-    observe,
-    unfinished,
+    chunk_states,
+    segment_facts,
     why_stuck,
 )
 
@@ -50,6 +64,9 @@ FEED_INTERVAL = 0.5
 #: The same while it waits deferred: the queued reserve covers a slower look, and the triggerer
 #: and the API server have less to do.
 DEFERRED_FEED_INTERVAL = 1.0
+#: Seconds a chunk waits, holding no slot, before it looks again whether the chunk before it
+#: (in a retry) has finished.
+PREVIOUS_CHUNK_LOOK = 5.0
 NO_ROOM = "the window never had room for the next date"
 
 
@@ -60,29 +77,31 @@ def _min_deferral() -> float:
     return min_deferral_seconds(conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0))
 
 
-def _gate(context: Any) -> dict[str, Any] | None:
-    return context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="gate")
+def stored_execution(context: Any) -> Execution | None:
+    """This controller run's :class:`include.backfill.plan.Execution` (None: nothing planned)."""
+    data = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key=EXECUTION_KEY)
+    return Execution.from_dict(data) if data else None
 
 
-def _watch(context: Any, gate: dict[str, Any], upto: int | None = None) -> Watch:
+def dates_so_far(context: Any, execution: Execution, upto: int | None = None) -> list[DateOutcome]:
+    """Where this controller run's acting dates are (the first ``upto`` of them), as the report says."""
     ti = context["ti"]
-    run_ids = ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or []
-    return Watch(ti.dag_id, ti.run_id, gate["target_dag_id"], run_ids[:upto], gate["chunk_size"])
+    run_ids = list(ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or [])[:upto]
+    wanted = set(run_ids)
+    plans = [p for p in ti.xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or [] if p["run_id"] in wanted]
+    facts = segment_facts(ti, ti.run_id, execution, plans, run_ids, finished=False)
+    return segment_dates(facts)
 
 
-def _past_deadline(gate: dict[str, Any]) -> bool:
-    return bool(gate.get("deadline")) and time.time() > gate["deadline"]
-
-
-def _timeout_message(context: Any, gate: dict[str, Any], stuck_run_ids: set[str], what: str) -> str:
+def _timeout_message(context: Any, execution: Execution, stuck_run_ids: Sequence[str], what: str) -> str:
     """Which dates did not finish in time, and the likely reason."""
     plans = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or []
     dates = {p["run_id"]: p["logical_date"] for p in plans}
-    stuck = sorted(dates.get(r, r) for r in stuck_run_ids)
+    stuck = sorted(dates.get(r, r) for r in set(stuck_run_ids))
     shown = ", ".join(stuck[:20]) + (f" and {len(stuck) - 20} more" if len(stuck) > 20 else "")
+    target = execution.target_dag_id
     return (
-        f"timed out ({what}): {len(stuck)} date(s) of {gate['target_dag_id']} did not finish: {shown}; "
-        f"{why_stuck(gate['target_dag_id'])}"
+        f"timed out ({what}): {len(stuck)} date(s) of {target} did not finish: {shown}; {why_stuck(target)}"
     )
 
 
@@ -146,6 +165,12 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     is the request's, read from the plan.
     Nothing is templated: every value comes from the plan, and user text (conf, reason) must never
     be rendered as a Jinja template.
+
+    Chunks start one after another, in order, also across retries: a chunk starts only once the
+    chunk before it has finished (a chunk waiting for its retry holds no slot meanwhile). Each date
+    ends one way: its run created or cleared; adopted (another run had its logical date already);
+    or refused by Airflow (``trigger_failed``, Airflow's message kept). The task records which
+    (:class:`include.backfill.state.ChunkRecord`) before it ends, defers or fails.
     """
 
     template_fields = ()
@@ -169,52 +194,74 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.planned_end_date: str | None = None
         self.clear_task_ids: list[Any] | None = None
         self.may_clear = False
+        self.events: dict[str, Event] = {}
         self._api: Any = None
 
     def execute(self, context: Any) -> None:
-        gate = self._gate(context)
-        earlier = _watch(context, gate, upto=self.first_position)
-        window = Window(gate["target_dag_id"], list(earlier.run_ids))
-        if gate.get("max_failed_dates") is not None:
+        execution = self._execution(context)
+        self._wait_for_previous_chunk(context)
+        window = Window(execution.target_dag_id, self._earlier_run_ids(context, execution))
+        if execution.max_failed_dates is not None:
             finished = "the earlier dates never finished"
-            self._wait_until(context, gate, window, lambda: window.count() == 0, finished)
-            self._check_budget(gate, earlier)
-        self._feed(context, gate, 0, window)
+            self._wait_until(context, execution, window, lambda: window.count() == 0, finished)
+            self._check_budget(context, execution)
+        self._feed(context, execution, 0, window)
 
-    def feed_more(self, context: Any, event: dict[str, Any], position: int) -> None:
+    def feed_more(
+        self, context: Any, event: dict[str, Any], position: int, events: dict[str, Any] | None = None
+    ) -> None:
         """Resumed from waiting deferred for room: start the chunk's dates from ``position``."""
-        gate = self._gate(context)
+        execution = self._execution(context)
+        self.events = {run_id: Event.from_dict(e) for run_id, e in (events or {}).items()}
         if event.get("timed_out"):
-            raise AirflowFailException(
-                _timeout_message(context, gate, set(event.get("pending") or []), NO_ROOM)
-            )
-        self._feed(context, gate, position, Window(gate["target_dag_id"], event["candidates"]))
+            message = _timeout_message(context, execution, event.get("pending") or [], NO_ROOM)
+            self._record(context, position, stopped=NO_ROOM)
+            raise AirflowFailException(message)
+        self._feed(context, execution, position, Window(execution.target_dag_id, event["candidates"]))
 
-    def _gate(self, context: Any) -> dict[str, Any]:
-        """The plan's facts, held against this controller run's own conf.
+    def _execution(self, context: Any) -> Execution:
+        """The plan's execution, held against this controller run's own conf.
 
         The plan reaches this task through XComs, which anyone who may write the controller's
         XComs can rewrite through the REST API; the run's conf, which the requester was
         authorized for, nobody can. So the target, the conf given to each run, and whether
         clearing is allowed at all come from the conf.
         """
-        gate = _gate(context)
-        if gate is None:
+        execution = stored_execution(context)
+        if execution is None:
             raise AirflowFailException("the plan task stored no plan; see its log")
         asked = context["dag_run"].conf or {}
-        if not gate["target_dag_id"] == self.trigger_dag_id == asked.get("dag_id"):
+        if not execution.target_dag_id == self.trigger_dag_id == asked.get("dag_id"):
             raise AirflowFailException("the stored plan names another DAG than this run's request")
         self.conf = dict(asked.get("conf") or {})
         self.may_clear = may_clear(asked)
-        return gate
+        return execution
 
-    def _feed(self, context: Any, gate: dict[str, Any], position: int, window: Window) -> None:
+    def _wait_for_previous_chunk(self, context: Any) -> None:
+        """Start only once the chunk before has finished: a chunk waiting for its retry frees its
+        ``max_active_tis_per_dagrun`` slot, and the dates must still go in order. Waits
+        rescheduled (no slot held), so the retry can take the slot."""
+        if self.chunk_index == 0:
+            return
+        ti = context["ti"]
+        before = chunk_states(ti.dag_id, ti.run_id).get(self.chunk_index - 1)
+        if before not in TASK_FINISHED:
+            self.log.info("chunk %d is %s: starting once it has finished", self.chunk_index - 1, before)
+            again = datetime.now(tz=UTC) + timedelta(seconds=PREVIOUS_CHUNK_LOOK)
+            raise AirflowRescheduleException(reschedule_date=again)
+
+    def _earlier_run_ids(self, context: Any, execution: Execution) -> list[str]:
+        """The runs of the earlier chunks that may still be open: their dates' runs and those adopted."""
+        dates = dates_so_far(context, execution, upto=self.first_position)
+        return open_run_ids(dates) if execution.max_failed_dates is None else [d.run_id for d in dates]
+
+    def _feed(self, context: Any, execution: Execution, position: int, window: Window) -> None:
         """Start the chunk's dates from ``position``, each once the window has room.
 
         While the window is full the task waits in its worker, or deferred in the triggerer when
         Airflow itself holds the backfill's extra runs queued (:func:`include.backfill.plan.feeding`).
         """
-        feed = Feeding(**gate["feeding"])
+        feed = execution.feeding
         open_runs = window.count()
         self.log.info(
             "%d of %d runs open; next: date %d of %d in this chunk",
@@ -224,31 +271,49 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             len(self.dates),
         )
         retry = context["ti"].try_number > 1
-        for index in range(position, len(self.dates)):
-            if not room(open_runs, feed.window):
-                if feed.deferred:
-                    self._defer_for_room(gate, window, feed, open_runs, index)
-                self._wait_until(
-                    context, gate, window, lambda: room(window.count(), feed.window) > 0, NO_ROOM
-                )
-                open_runs = window.count()
-            self._act(context, self.dates[index], retry)
-            window.add(str(self.trigger_run_id))
-            open_runs += 1
-        context["ti"].xcom_push(key="trigger_run_id", value=[d["trigger_run_id"] for d in self.dates])
-        last_chunk = self.first_position + len(self.dates) >= gate["total"]
-        if feed.deferred and not last_chunk and open_runs > feed.resume_at and not _past_deadline(gate):
+        index = position
+        try:
+            for index in range(position, len(self.dates)):
+                if not room(open_runs, feed.window):
+                    if feed.deferred:
+                        self._defer_for_room(context, execution, window, feed, open_runs, index)
+                    self._wait_until(
+                        context, execution, window, lambda: room(window.count(), feed.window) > 0, NO_ROOM
+                    )
+                    open_runs = window.count()
+                carrier = self._act(context, self.dates[index], retry)
+                if carrier is not None:
+                    window.add(carrier)
+                    open_runs += 1
+            index = len(self.dates)
+        except AirflowFailException as failure:
+            self._record(context, index, stopped=str(failure).split(":")[0])
+            raise
+        except TaskDeferred:
+            raise  # recorded before deferring
+        except Exception as error:
+            self._record(context, index, stopped=f"its trigger task failed ({type(error).__name__})")
+            raise
+        self._record(context, len(self.dates))
+        last_chunk = self.first_position + len(self.dates) >= execution.total
+        past = execution.past_deadline(time.time())
+        if feed.deferred and not last_chunk and open_runs > feed.resume_at and not past:
             # Hand over to the next chunk once a burst fits: the task ends from the triggerer, so
             # the next chunk's task does not start only to find the window full.
             self.log.info(
                 "all dates started; the next chunk starts once at most %d runs are open", feed.resume_at
             )
-            self.defer(trigger=self._window_trigger(gate, window, feed, end_task=True), method_name="execute")
+            trigger = self._window_trigger(execution, window, feed, end_task=True)
+            self.defer(trigger=trigger, method_name="execute")
+
+    def _record(self, context: Any, acted: int, stopped: str | None = None) -> None:
+        record = ChunkRecord(self.chunk_index, acted, dict(self.events), stopped)
+        context["ti"].xcom_push(key=CHUNK_RECORD_KEY, value=record.to_dict())
 
     def _defer_for_room(
-        self, gate: dict[str, Any], window: Window, feed: Feeding, open_runs: int, position: int
+        self, context: Any, execution: Execution, window: Window, feed: Feeding, open_runs: int, position: int
     ) -> None:
-        if _past_deadline(gate):  # deferring now would resume at once, racing the scheduler
+        if execution.past_deadline(time.time()):  # deferring now would resume at once, racing the scheduler
             return
         self.log.info(
             "window full (%d of %d runs open): waiting deferred until at most %d are open",
@@ -256,41 +321,48 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             feed.window,
             feed.resume_at,
         )
-        trigger = self._window_trigger(gate, window, feed, end_task=False)
-        self.defer(trigger=trigger, method_name="feed_more", kwargs={"position": position})
+        self._record(context, position)
+        trigger = self._window_trigger(execution, window, feed, end_task=False)
+        events = {run_id: e.to_dict() for run_id, e in self.events.items()}
+        self.defer(trigger=trigger, method_name="feed_more", kwargs={"position": position, "events": events})
 
     @staticmethod
     def _window_trigger(
-        gate: dict[str, Any], window: Window, feed: Feeding, *, end_task: bool
+        execution: Execution, window: Window, feed: Feeding, *, end_task: bool
     ) -> WindowTrigger:
         return WindowTrigger(
-            target_dag_id=gate["target_dag_id"],
+            target_dag_id=execution.target_dag_id,
             run_ids=window.candidates,
             open_at_most=feed.resume_at,
             # A resumed task must not race the report of its deferred attempt (see the function).
             not_before=0.0 if end_task else time.time() + _min_deferral(),
             poll_interval=DEFERRED_FEED_INTERVAL,
-            deadline=gate.get("deadline"),
+            deadline=execution.deadline,
             end_task=end_task,
         )
 
-    def _wait_until(self, context: Any, gate: dict[str, Any], window: Window, ready: Any, what: str) -> None:
+    def _wait_until(self, context: Any, execution: Execution, window: Window, ready: Any, what: str) -> None:
         """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
         while not ready():
-            if _past_deadline(gate):
-                raise AirflowFailException(_timeout_message(context, gate, set(window.candidates), what))
+            if execution.past_deadline(time.time()):
+                raise AirflowFailException(_timeout_message(context, execution, window.candidates, what))
             time.sleep(FEED_INTERVAL)
 
-    def _check_budget(self, gate: dict[str, Any], earlier: Watch) -> None:
+    def _check_budget(self, context: Any, execution: Execution) -> None:
         """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only
         while fewer than that many have failed (the dates of this and later chunks are cancelled)."""
-        budget = gate["max_failed_dates"]
-        failed = failed_count(observe(earlier)) + gate.get("failed_before", 0)
-        if failed >= budget:
+        budget = execution.max_failed_dates
+        failed = failed_dates(dates_so_far(context, execution, upto=self.first_position))
+        failed += execution.failed_before
+        if budget is not None and failed >= budget:
+            self._record(context, 0, stopped=f"max_failed_dates reached ({failed} dates failed)")
             raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
 
-    def _act(self, context: Any, date: dict[str, Any], retry: bool) -> None:
-        """Create or clear one date's run, as ``TriggerDagRunOperator`` would in its own task."""
+    def _act(self, context: Any, date: dict[str, Any], retry: bool) -> str | None:
+        """Create or clear one date's run, as ``TriggerDagRunOperator`` would in its own task.
+
+        Returns the run that now carries the date (None: Airflow refused it, recorded as such).
+        """
         from airflow.sdk.exceptions import DagRunTriggerException
 
         self.trigger_run_id = date["trigger_run_id"]
@@ -306,41 +378,69 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             )
         if retry and self._already_done():
             self.log.info("run %s was already triggered or cleared by this backfill", run_id)
-            return
+            return run_id
         if self.reset_dag_run:
             if self.note:  # clearing keeps the run's old note: set ours first
                 self._rest().set_note(self.trigger_dag_id, run_id, self.note)
             if self.clear_task_ids is not None:
-                cleared = self._rest().clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
-                self.log.info("cleared %s of %s", ", ".join(cleared), run_id)
-                return
+                return self._clear_tasks(run_id)
         try:
             super().execute(context)  # validates and raises DagRunTriggerException, as ever
         except DagRunTriggerException as request:
-            self._send(request)
+            return self._send(request)
+        return run_id
 
-    def _send(self, request: Any) -> None:
-        """What the task runner does with ``DagRunTriggerException``: ask the API server for the run."""
-        from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun
-        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+    def _clear_tasks(self, run_id: str) -> str | None:
+        from include.controller.api import ApiError
 
-        answer = SUPERVISOR_COMMS.send(
-            TriggerDagRun(
-                dag_id=request.trigger_dag_id,
-                run_id=request.dag_run_id,
-                logical_date=request.logical_date,
-                run_after=request.run_after,
-                conf=request.conf,
-                reset_dag_run=request.reset_dag_run,
-                note=request.note,
-            )
-        )
-        if isinstance(answer, ErrorResponse):
-            # Only a new run can be refused as existing (a reset clears it instead): an earlier
-            # try of this chunk created it under our deterministic run_id.
-            self.log.info("run %s exists already: %s", request.dag_run_id, answer.error)
-        else:
-            self.log.info("%s run %s", "cleared" if request.reset_dag_run else "created", request.dag_run_id)
+        try:
+            cleared = self._rest().clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
+        except ApiError as error:
+            if error.status is None or error.status >= 500:
+                raise
+            self._refused(run_id, f"Airflow refused to clear its task instances: {error}")
+            return None
+        self.log.info("cleared %s of %s", ", ".join(cleared), run_id)
+        return run_id
+
+    def _send(self, request: Any) -> str | None:
+        """Ask Airflow for the run; on a refusal, tell ours (an earlier try made it), another run
+        with the same logical date (adopted), and a real refusal (recorded) apart."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        from include.controller.airflow_internals import send_trigger
+
+        run_id = str(request.dag_run_id)
+        refused = send_trigger(request)
+        if refused is None:
+            self.log.info("%s run %s", "cleared" if request.reset_dag_run else "created", run_id)
+            return run_id
+        if refused.status == 409 and RTI.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]) > 0:
+            self.log.info("run %s exists already (an earlier try of this chunk created it)", run_id)
+            return run_id
+        other = self._run_at(request.logical_date)
+        if other is not None and other != run_id:
+            why = f"{other} had this logical date first; its outcome is this date's"
+            self.log.warning("date %s: %s", self.logical_date, why)
+            self.events[run_id] = Event(EventKind.ADOPTED, why, other)
+            return other
+        if refused.status >= 500:  # Airflow's own error: the task's retry is the remedy
+            raise RuntimeError(f"Airflow could not create {run_id}: {refused.message}")
+        self._refused(run_id, f"Airflow refused the run (HTTP {refused.status}): {refused.message}")
+        return None
+
+    def _refused(self, run_id: str, message: str) -> None:
+        self.log.error("date %s: %s", self.logical_date, message)
+        self.events[run_id] = Event(EventKind.REFUSED, message)
+
+    def _run_at(self, logical_date: Any) -> str | None:
+        """The run_id of the target's run with this logical date, if there is one."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        if logical_date is None:
+            return None
+        found = RTI.get_task_states(dag_id=self.trigger_dag_id, logical_dates=[logical_date])
+        return next(iter(found), None)
 
     def _rest(self) -> Any:
         if self._api is None:
@@ -350,27 +450,30 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         return self._api
 
     def _already_done(self) -> bool:
-        """True when an earlier try of this chunk already created or cleared the run.
+        """True when an earlier try of this chunk already created, cleared or adopted the run.
 
         Makes retries safe (a worker killed after triggering, or a task whose success could not be
         recorded): a new run exists under our deterministic run_id; a cleared run is queued or
-        running again, or has finished again since planning (its end_date changed).
+        running again, or has finished again since planning (its end_date changed). A date adopted
+        or refused before is met again the same way, and recorded again.
         """
-        from airflow.sdk.execution_time.comms import _fetch_dag_run
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        from include.controller.airflow_internals import run_end_date
 
         run_id = str(self.trigger_run_id)
         if not self.reset_dag_run:
             return RTI.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]) > 0
-        run = _fetch_dag_run(dag_id=self.trigger_dag_id, run_id=run_id)
-        state = str(getattr(run.state, "value", run.state))
-        end_date = parse_datetime(run.end_date.isoformat()).isoformat() if run.end_date else None
+        state, ended = run_end_date(self.trigger_dag_id, run_id)
+        end_date = parse_datetime(ended.isoformat()).isoformat() if ended else None
         planned = self.planned_end_date
-        return state in OPEN or (planned is not None and end_date != planned)
+        return state in OPEN_RUN or (planned is not None and end_date != planned)
 
 
 class BackfillWaitSensor(BaseSensorOperator):
-    """Wait until every run of this controller run has finished (deferred; ends in the triggerer)."""
+    """Wait until every run this controller run started or adopted has finished (deferred; ends
+    in the triggerer). It starts once every chunk has finished, so the runs to wait for are known:
+    a refused date or one never started has no run to wait for."""
 
     template_fields = ()
     ui_color = "#eef3fb"
@@ -381,27 +484,29 @@ class BackfillWaitSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
-        gate = _gate(context)
-        return gate is None or not unfinished(_watch(context, gate))
+        execution = stored_execution(context)
+        return execution is None or not open_run_ids(dates_so_far(context, execution))
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        gate = _gate(context)
-        if gate is None:
+        execution = stored_execution(context)
+        if execution is None:
             return None  # nothing planned (refused request, dry run): nothing to wait for
-        watch = _watch(context, gate)
-        waiting = unfinished(watch)
+        waiting = open_run_ids(dates_so_far(context, execution))
         if not waiting:
             return None
-        if _past_deadline(gate):
+        if execution.past_deadline(time.time()):
             # Deferring now would resume at once, racing the scheduler: fail here instead.
-            raise AirflowFailException(_timeout_message(context, gate, waiting, "timeout_minutes passed"))
+            raise AirflowFailException(
+                _timeout_message(context, execution, waiting, "timeout_minutes passed")
+            )
         self.defer(
             trigger=BackfillProgressTrigger(
-                **watch.only(waiting).to_kwargs(),
+                target_dag_id=execution.target_dag_id,
+                run_ids=waiting,
                 poll_interval=self.poke_interval,
-                deadline=gate.get("deadline"),
+                deadline=execution.deadline,
                 end_task=True,
             ),
             method_name="execute_complete",
@@ -410,9 +515,11 @@ class BackfillWaitSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
         if event.get("timed_out"):
-            gate = _gate(context) or {}
+            execution = stored_execution(context)
+            if execution is None:
+                raise AirflowFailException("timed out: timeout_minutes passed")
             raise AirflowFailException(
-                _timeout_message(context, gate, set(event.get("pending") or []), "timeout_minutes passed")
+                _timeout_message(context, execution, event.get("pending") or [], "timeout_minutes passed")
             )
 
 
@@ -440,7 +547,8 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
 
         ti = context["ti"]
         failed = self._failed_so_far(context)
-        budget = (_gate(context) or {}).get("max_failed_dates")
+        execution = stored_execution(context)
+        budget = execution.max_failed_dates if execution else None
         if budget is not None and failed >= budget:
             raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
         self.conf = {**(self.conf or {})}
@@ -461,8 +569,8 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
 
     def _failed_so_far(self, context: Any) -> int:
         ti = context["ti"]
-        gate = _gate(context)
-        failed = failed_count(observe(_watch(context, gate))) if gate else 0
+        execution = stored_execution(context)
+        failed = failed_dates(dates_so_far(context, execution)) if execution else 0
         for k in range(1, self.segment_index):
             part = ti.xcom_pull(
                 task_ids="report", run_id=continuation_run_id(ti.run_id, k), key="segment_report"

@@ -26,8 +26,9 @@ from pendulum import DateTime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from include.backfill.airflow_states import OPEN_RUN
 from include.backfill.params import conf_errors
-from include.backfill.plan import IN_FLIGHT_STATES, DatePlan, ExistingRun, decide
+from include.backfill.plan import DatePlan, ExistingRun, decide
 from include.backfill.request import BackfillRequest, FieldError, InvalidRequest, parse_request
 from include.backfill.rights import rights_needed
 from include.backfill.schedule import ScheduledDate, ScheduleError, expand
@@ -126,7 +127,7 @@ def plan_request(
     existing = _existing_runs(session, target_id, dates)
     ti_states = None
     if selected:
-        finished = [r.run_id for r in existing.values() if r.state not in IN_FLIGHT_STATES]
+        finished = [r.run_id for r in existing.values() if r.state not in OPEN_RUN]
         ti_states = _ti_states(session, target_id, finished, selected)
     plans = decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
     return Planned(request, plans, model.max_active_runs, selected)

@@ -1,14 +1,12 @@
 """Watching a backfill's runs from inside Airflow, through the Task SDK (no database, no REST).
 
-A date's progress combines two facts: the state of the controller's mapped ``trigger`` task
-instance of its chunk (success: its runs were created or cleared; skipped: cancelled by the
-failure budget; failed: the trigger was refused), and the state of the target run. Reading the
-trigger task's state first matters for cleared runs: before they are cleared they already look
-finished.
+:func:`segment_facts` gathers what :mod:`include.backfill.state` needs to say where each date of
+a controller run is: the state of each ``trigger`` task instance, what each recorded
+(:class:`include.backfill.state.ChunkRecord`), and the target runs' states.
 
 Run states are read in batches (``GetDRCount`` over up to :data:`BATCH` run ids at a time): a
-batch whose runs have all succeeded costs one call, so watching 1,000 dates costs about 20 calls
-per poll, not 1,000. Only a batch with a failure is read run by run, to name the failed dates.
+batch whose runs have all succeeded costs one call, so reading 1,000 dates costs about 25 calls,
+not 1,000. Only a batch with another state is read run by run.
 
 :class:`BackfillProgressTrigger` waits, in the triggerer, until *every* watched run has finished
 (unlike ``DagStateTrigger``, which returns after the first one).
@@ -18,22 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from include.backfill.plan import chunk_of
-from include.backfill.report import PENDING, outcome
+from include.backfill.airflow_states import OPEN_RUN, RunState
+from include.backfill.plan import Execution
+from include.backfill.state import (
+    CHUNK_RECORD_KEY,
+    SegmentFacts,
+    adopted_run_ids,
+    records_by_chunk,
+)
 
 TRIGGER_TASK_ID = "trigger"
 #: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
 BATCH = 40
-FINISHED = ("success", "failed")
 #: Seconds between looks once only the last batch of runs is left (two cheap calls a look).
 TAIL_POLL = 0.5
-OPEN = ("queued", "running")
+OPEN = sorted(OPEN_RUN)
 
 
 def batches(items: Sequence[str], size: int = BATCH) -> Iterator[list[str]]:
@@ -41,102 +43,71 @@ def batches(items: Sequence[str], size: int = BATCH) -> Iterator[list[str]]:
         yield list(items[start : start + size])
 
 
-@dataclass(frozen=True)
-class Watch:
-    """Where to look: the controller run, and the run_ids of its acting dates in plan order.
-
-    ``positions`` are the dates' indexes among the acting dates (default: all of them), which
-    with ``chunk_size`` name each date's ``trigger`` task instance.
-    """
-
-    controller_dag_id: str
-    controller_run_id: str
-    target_dag_id: str
-    run_ids: Sequence[str]
-    chunk_size: int
-    positions: Sequence[int] | None = None
-
-    def to_kwargs(self) -> dict[str, Any]:
-        return {
-            "controller_dag_id": self.controller_dag_id,
-            "controller_run_id": self.controller_run_id,
-            "target_dag_id": self.target_dag_id,
-            "run_ids": list(self.run_ids),
-            "chunk_size": self.chunk_size,
-            "positions": list(self.positions) if self.positions is not None else None,
-        }
-
-    def entries(self) -> list[tuple[int, str]]:
-        positions = self.positions if self.positions is not None else range(len(self.run_ids))
-        return list(zip(positions, self.run_ids, strict=True))
-
-    def only(self, run_ids: set[str]) -> Watch:
-        kept = [(p, r) for p, r in self.entries() if r in run_ids]
-        return Watch(
-            self.controller_dag_id,
-            self.controller_run_id,
-            self.target_dag_id,
-            [r for _, r in kept],
-            self.chunk_size,
-            [p for p, _ in kept],
-        )
-
-
-def _chunk_states(watch: Watch) -> dict[int, str | None]:
+def chunk_states(controller_dag_id: str, controller_run_id: str) -> dict[int, str | None]:
+    """``{map_index: state}`` of a controller run's ``trigger`` task instances."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
 
+    from include.controller.airflow_internals import mapped_states
+
     states = RTI.get_task_states(
-        dag_id=watch.controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[watch.controller_run_id]
-    ).get(watch.controller_run_id, {})
-    found: dict[int, str | None] = {}
-    for key, state in states.items():
-        index = key.rsplit("_", 1)[-1]
-        if index.isdigit():
-            found[int(index)] = getattr(state, "value", state)
+        dag_id=controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[controller_run_id]
+    ).get(controller_run_id, {})
+    return mapped_states(states)
+
+
+def _run_state(target_dag_id: str, run_id: str) -> str | None:
+    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    try:
+        state = RTI.get_dagrun_state(dag_id=target_dag_id, run_id=run_id)
+    except AirflowRuntimeError as error:
+        if (error.error.detail or {}).get("status_code") == 404:
+            return None  # no such run
+        raise
+    return str(getattr(state, "value", state))
+
+
+def run_states(target_dag_id: str, run_ids: Sequence[str]) -> dict[str, str | None]:
+    """``{run_id: state}`` of those of ``run_ids`` that exist."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    found: dict[str, str | None] = {}
+    for batch in batches(list(dict.fromkeys(run_ids))):
+        succeeded = RTI.get_dr_count(dag_id=target_dag_id, run_ids=batch, states=[RunState.SUCCESS.value])
+        if succeeded == len(batch):
+            found.update(dict.fromkeys(batch, RunState.SUCCESS.value))
+            continue
+        for run_id in batch:
+            state = _run_state(target_dag_id, run_id)
+            if state is not None:
+                found[run_id] = state
     return found
 
 
-def _acted(watch: Watch) -> tuple[dict[str, str], list[str]]:
-    """Outcomes of the dates whose trigger did not succeed, and the run_ids of those whose did."""
-    chunk_states = _chunk_states(watch)
-    result: dict[str, str] = {}
-    acted: list[str] = []
-    for position, run_id in watch.entries():
-        ti_state = chunk_states.get(chunk_of(position, watch.chunk_size))
-        if ti_state == "success":
-            acted.append(run_id)
-        else:
-            result[run_id] = outcome(ti_state, None)
-    return result, acted
-
-
-def observe(watch: Watch) -> dict[str, str]:
-    """``{run_id: outcome}`` for the watched dates; see :func:`include.backfill.report.outcome`."""
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
-
-    if not watch.run_ids:
-        return {}
-    result, acted = _acted(watch)
-    for batch in batches(acted):
-        if RTI.get_dr_count(dag_id=watch.target_dag_id, run_ids=batch, states=["success"]) == len(batch):
-            result.update(dict.fromkeys(batch, "success"))
-            continue
-        for run_id in batch:
-            state = RTI.get_dagrun_state(dag_id=watch.target_dag_id, run_id=run_id)
-            result[run_id] = outcome("success", str(getattr(state, "value", state)))
-    return result
-
-
-def unfinished(watch: Watch) -> set[str]:
-    """The watched dates still pending: trigger not done yet, or run queued or running (cheap)."""
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
-
-    result, acted = _acted(watch)
-    pending = {r for r, o in result.items() if o == PENDING}
-    for batch in batches(acted):
-        if RTI.get_dr_count(dag_id=watch.target_dag_id, run_ids=batch, states=list(FINISHED)) < len(batch):
-            pending.update(batch)
-    return pending
+def segment_facts(
+    ti: Any,
+    controller_run_id: str,
+    execution: Execution,
+    plans: Sequence[Mapping[str, Any]],
+    run_ids: Sequence[str],
+    *,
+    finished: bool,
+) -> SegmentFacts:
+    """What :func:`include.backfill.state.segment_dates` needs about one controller run's dates
+    ``plans`` (acting ones: ``run_ids``)."""
+    records = records_by_chunk(
+        ti.xcom_pull(task_ids=TRIGGER_TASK_ID, key=CHUNK_RECORD_KEY, run_id=controller_run_id)
+    )
+    return SegmentFacts(
+        plans=plans,
+        run_ids=run_ids,
+        chunk_size=execution.chunk_size,
+        chunk_states=chunk_states(ti.dag_id, controller_run_id),
+        records=records,
+        run_states=run_states(execution.target_dag_id, [*run_ids, *adopted_run_ids(records)]),
+        finished=finished,
+    )
 
 
 class Window:
@@ -180,30 +151,25 @@ def why_stuck(target_dag_id: str) -> str:
 
 
 class BackfillProgressTrigger(BaseTrigger):
-    """Fires once every watched date has finished.
+    """Fires once none of the watched runs is queued or running (a run that does not exist is not).
 
     With ``end_task`` it then ends the waiting task itself (``TaskSuccessEvent``: no worker
     process to resume it); otherwise it resumes the task with ``{"timed_out": false}``. Past
-    ``deadline`` (epoch seconds) it resumes the task with ``"timed_out": true`` and the dates still
-    pending, so nothing waits forever on a run that never finishes.
+    ``deadline`` (epoch seconds) it resumes the task with ``"timed_out": true`` and the runs that
+    may still be open, so nothing waits forever on a run that never finishes.
     """
 
     def __init__(
         self,
-        controller_dag_id: str,
-        controller_run_id: str,
         target_dag_id: str,
         run_ids: list[str],
-        chunk_size: int,
-        positions: list[int] | None = None,
         poll_interval: float = 5.0,
         deadline: float | None = None,
         end_task: bool = False,
     ):
         super().__init__()
-        self.watch = Watch(
-            controller_dag_id, controller_run_id, target_dag_id, run_ids, chunk_size, positions
-        )
+        self.target_dag_id = target_dag_id
+        self.run_ids = list(run_ids)
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.end_task = end_task
@@ -212,7 +178,8 @@ class BackfillProgressTrigger(BaseTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                **self.watch.to_kwargs(),
+                "target_dag_id": self.target_dag_id,
+                "run_ids": self.run_ids,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "end_task": self.end_task,
@@ -222,22 +189,21 @@ class BackfillProgressTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
-        watch = self.watch
-        total = len(watch.run_ids)
+        window = Window(self.target_dag_id, self.run_ids)
+        total = len(self.run_ids)
         while True:
-            todo = await sync_to_async(unfinished)(watch)
-            if not todo:
-                self.log.info("all %d runs of %s finished", total, watch.target_dag_id)
+            still = await sync_to_async(window.count)()
+            if not still:
+                self.log.info("all %d runs of %s finished", total, self.target_dag_id)
                 yield TaskSuccessEvent() if self.end_task else TriggerEvent({"timed_out": False})
                 return
             if self.deadline is not None and time.time() > self.deadline:
-                yield TriggerEvent({"timed_out": True, "pending": sorted(todo)})
+                yield TriggerEvent({"timed_out": True, "pending": sorted(window.candidates)})
                 return
-            self.log.info("%d of %d runs of %s finished", total - len(todo), total, watch.target_dag_id)
-            watch = watch.only(todo)
-            # The last few runs cost two cheap calls a look: look twice a second, end without delay.
+            self.log.info("%d of %d runs of %s still open", still, total, self.target_dag_id)
+            # The last few runs cost one cheap call a look: look twice a second, end without delay.
             await asyncio.sleep(
-                self.poll_interval if len(todo) > BATCH else min(TAIL_POLL, self.poll_interval)
+                self.poll_interval if len(window.candidates) > BATCH else min(TAIL_POLL, self.poll_interval)
             )
 
 

@@ -10,14 +10,15 @@ import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.plan import (
+    EXECUTION_KEY,
     DatePlan,
-    Feeding,
+    Execution,
     acting,
     chunk_bounds,
     chunk_count,
     feeding,
 )
-from include.backfill.report import CANCELLED, audit_note, build_report, render_table
+from include.backfill.report import audit_note, build_report, render_table
 from include.backfill.request import BackfillRequest, OnOverlap, parse_request
 from include.backfill.segments import (
     CONTINUES_KEY,
@@ -27,8 +28,9 @@ from include.backfill.segments import (
     split,
 )
 from include.backfill.settings import Limits, segment_size, timeout_minutes
+from include.backfill.state import SegmentFacts, segment_dates
 from include.controller.notify import notify_end
-from include.controller.progress import Watch, observe
+from include.controller.progress import segment_facts
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
             for p in ti.xcom_pull(task_ids="plan", run_id=head, key=f"segment_{segment}")
         ]
         failed_before = int(conf[CONTINUES_KEY].get("failed_before", 0))
-        feed = Feeding(**ti.xcom_pull(task_ids="plan", run_id=head, key="gate")["feeding"])
+        feed = Execution.from_dict(ti.xcom_pull(task_ids="plan", run_id=head, key=EXECUTION_KEY)).feeding
     else:
         if answer["status"] == "overlap":
             if conf.get("on_overlap") == OnOverlap.WAIT.value:
@@ -103,16 +105,14 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         "request": request.to_dict(),
         "plans": [p.to_dict() for p in plans],
         "run_ids": [p.run_id for p in act],
-        "gate": {
-            "target_dag_id": request.target_dag_id,
-            "chunk_size": feed.chunk_size,
-            "max_active_runs": request.max_active_runs,
-            "feeding": feed.to_dict(),
-            "max_failed_dates": request.max_failed_dates,
-            "failed_before": failed_before,
-            "deadline": time.time() + 60 * (request.timeout_minutes or timeout_minutes()),
-            "total": len(act),
-        },
+        EXECUTION_KEY: Execution(
+            target_dag_id=request.target_dag_id,
+            feeding=feed,
+            max_failed_dates=request.max_failed_dates,
+            failed_before=failed_before,
+            deadline=time.time() + 60 * (request.timeout_minutes or timeout_minutes()),
+            total=len(act),
+        ).to_dict(),
     }
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
@@ -162,9 +162,10 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
             None if request.dry_run else ti.xcom_pull(task_ids="report", run_id=run_id, key="segment_report")
         )
         if part is None:
-            plans = [DatePlan.from_dict(p) for p in ti.xcom_pull(task_ids="plan", key=f"segment_{k}")]
-            cancelled = {p.run_id: CANCELLED for p in plans}
-            part = build_report(request, plans, cancelled, controller_run_id=run_id)
+            stored = ti.xcom_pull(task_ids="plan", key=f"segment_{k}")
+            plans = [DatePlan.from_dict(p) for p in stored]
+            never = segment_dates(SegmentFacts(stored, [], 1, {}, {}, {}, finished=True))
+            part = build_report(request, plans, never, controller_run_id=run_id)
         parts.append(part)
     return parts
 
@@ -223,15 +224,17 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         log.error("backfill refused:\n%s", report["error"])
     else:
         request = parse_request(stored, limits=Limits.from_env(), now=_FAR_FUTURE)
-        plans = [DatePlan.from_dict(p) for p in ti.xcom_pull(task_ids="plan", key="plans")]
-        outcomes: dict[str, str] = {}
+        stored_plans = ti.xcom_pull(task_ids="plan", key="plans")
+        plans = [DatePlan.from_dict(p) for p in stored_plans]
+        dates = None
         if not request.dry_run:
             run_ids = ti.xcom_pull(task_ids="plan", key="run_ids") or []
-            chunk_size = ti.xcom_pull(task_ids="plan", key="gate")["chunk_size"]
-            watch = Watch(ti.dag_id, ti.run_id, request.target_dag_id, run_ids, chunk_size)
-            outcomes = observe(watch)
+            execution = Execution.from_dict(ti.xcom_pull(task_ids="plan", key=EXECUTION_KEY))
+            dates = segment_dates(
+                segment_facts(ti, ti.run_id, execution, stored_plans, run_ids, finished=True)
+            )
         report = build_report(
-            request, plans, outcomes, controller_run_id=dag_run.run_id, triggered_by=triggered_by
+            request, plans, dates, controller_run_id=dag_run.run_id, triggered_by=triggered_by
         )
         ti.xcom_push(key="segment_report", value=report)
         if not continues:

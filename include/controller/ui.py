@@ -10,13 +10,12 @@ Served inside the api-server by the plugin's FastAPI app (``include/controller/w
   that renders that JSON as a table and a calendar per backfill. The plugin registers it in the
   UI navigation, where Airflow shows it in an iframe.
 
-A cell's ``state`` is the target run's *live* state, read from ``dag_run`` in one query per
-backfill (run_id IN the plan's run_ids), combined with the state of the controller's mapped
-``trigger`` task instance of the date's chunk (``run_ids[i]`` is in chunk ``i // chunk_size``), as
-``progress.py`` does: until its trigger task has succeeded a date is ``pending`` (a cleared run
-still shows its old state before that), a skipped trigger task means ``cancelled`` (failure
-budget), a failed one ``trigger_failed``. Dates the plan skips are ``skipped``; a dry run's
-acting dates are ``planned``.
+* ``GET /backfill-controller/api/backfills/{run_id}`` (JSON): one backfill, as in the list (what the
+  CLI follows).
+
+A cell is one date as :mod:`include.backfill.state` says (the report and the CLI read the same):
+the facts are read from the database in a few queries per page (the target runs: run_id IN the
+plan's run_ids and the adopted ones, batched; the ``trigger`` task instances and their records).
 
 A large backfill runs in segments (``include/backfill/segments.py``): its continuation runs are
 not listed on their own but folded into the run that received the request.
@@ -26,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -37,26 +36,31 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
-from fastapi import APIRouter, Depends, Query
+from airflow.utils.state import TaskInstanceState
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from include.backfill.plan import date_states
-from include.backfill.report import CANCELLED, PENDING, TRIGGER_FAILED, acted_state
+from include.backfill.airflow_states import OPEN_RUN
+from include.backfill.plan import EXECUTION_KEY, chunk_size_of
 from include.backfill.segments import continuation_run_id
+from include.backfill.state import (
+    CHUNK_RECORD_KEY,
+    ChunkRecord,
+    SegmentFacts,
+    adopted_run_ids,
+    count,
+    phase,
+    segment_dates,
+)
 from include.controller.progress import TRIGGER_TASK_ID
 
 CONTROLLER_DAG_ID = "backfill_controller"
 PLAN_TASK_ID = "plan"
-SKIPPED = "skipped"
-PLANNED = "planned"
-"""A dry run's date that a real run would trigger or clear."""
 
-_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments", "gate")
-_IN_FLIGHT: frozenset[str | None] = frozenset({"queued", "running"})
-_TI_FAILED = frozenset({"failed", "upstream_failed", "removed"})
-_DONE = ("success", "failed", TRIGGER_FAILED, CANCELLED)  # dates that will not change any more
+_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments", EXECUTION_KEY)
+_IN_FLIGHT: frozenset[str | None] = frozenset(OPEN_RUN)
 #: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
 _CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
@@ -73,42 +77,6 @@ def _readable_dag_ids(user: GetUserDep) -> set[str]:
     # Not Airflow's ReadableDagsFilterDep: it reads the auth manager from app.state, which a
     # plugin's sub-application does not have.
     return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
-
-
-def cell_state(
-    action: str, trigger_state: str | None, run_state: str | None, *, dry_run: bool, finished: bool
-) -> str:
-    """One date's state in the grid.
-
-    ``action`` is the plan's (triggered, cleared, skipped), ``trigger_state`` the state of the
-    ``trigger`` task instance of the date's chunk (see :func:`include.backfill.report.acted_state`),
-    ``run_state`` the target run's state (None: no such run), and ``finished`` whether the
-    controller run has finished.
-
-    >>> cell_state("triggered", "success", "running", dry_run=False, finished=False)
-    'running'
-    >>> cell_state("cleared", "running", "failed", dry_run=False, finished=False)  # not cleared yet
-    'pending'
-    >>> cell_state("triggered", "skipped", None, dry_run=False, finished=True)
-    'cancelled'
-    >>> cell_state("triggered", None, None, dry_run=False, finished=True)  # controller stopped early
-    'cancelled'
-    >>> cell_state("skipped", None, "success", dry_run=False, finished=True)
-    'skipped'
-    >>> cell_state("triggered", None, None, dry_run=True, finished=True)
-    'planned'
-    """
-    if action == SKIPPED:
-        return SKIPPED
-    if dry_run:
-        return PLANNED
-    if action == CANCELLED or trigger_state == SKIPPED:
-        return CANCELLED
-    if trigger_state in _TI_FAILED:
-        return TRIGGER_FAILED
-    if trigger_state != "success" or run_state is None:
-        return CANCELLED if finished else PENDING
-    return run_state
 
 
 def _iso(value: Any) -> str | None:
@@ -149,6 +117,25 @@ def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) ->
     return found
 
 
+def _chunk_records(session: Session, run_pks: Sequence[int]) -> dict[int, dict[int, ChunkRecord]]:
+    """``{dag_run.id: {chunk: record}}`` of the ``trigger`` task instances' records."""
+    found: dict[int, dict[int, ChunkRecord]] = {}
+    if not run_pks:
+        return found
+    rows = session.execute(
+        select(XComModel.dag_run_id, XComModel.value).where(
+            XComModel.dag_run_id.in_(run_pks),
+            XComModel.task_id == TRIGGER_TASK_ID,
+            XComModel.key == CHUNK_RECORD_KEY,
+        )
+    )
+    for row in rows:
+        record = ChunkRecord.from_dict(XComModel.deserialize_value(row))
+        if record is not None:
+            found.setdefault(row.dag_run_id, {})[record.chunk] = record
+    return found
+
+
 def _trigger_states(session: Session, run_ids: Iterable[str]) -> dict[str, dict[int, str | None]]:
     """``{controller run_id: {map_index: state}}`` of the mapped ``trigger`` task."""
     found: dict[str, dict[int, str | None]] = {}
@@ -165,6 +152,23 @@ def _trigger_states(session: Session, run_ids: Iterable[str]) -> dict[str, dict[
     return found
 
 
+def _report_ran(session: Session, run_ids: Iterable[str]) -> set[str]:
+    """The controller runs whose ``report`` task ran (a run failed without it was cancelled)."""
+    ran: set[str] = set()
+    for batch in _batches(run_ids):
+        ran.update(
+            session.scalars(
+                select(TaskInstance.run_id).where(
+                    TaskInstance.dag_id == CONTROLLER_DAG_ID,
+                    TaskInstance.task_id == "report",
+                    TaskInstance.run_id.in_(batch),
+                    TaskInstance.state.in_((TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)),
+                )
+            )
+        )
+    return ran
+
+
 def _runs(session: Session, dag_id: str, run_ids: Iterable[str]) -> dict[str, Any]:
     """``{run_id: (id, run_id, state)}`` of ``dag_id``'s runs among ``run_ids`` (IN (...), batched)."""
     found: dict[str, Any] = {}
@@ -178,46 +182,35 @@ def _runs(session: Session, dag_id: str, run_ids: Iterable[str]) -> dict[str, An
     return found
 
 
-@dataclass(frozen=True)
-class _Part:
-    """The dates one controller run carries out: the head run's, or one continuation segment's."""
+def _part(
+    facts: Mapping[str, Any],
+    chunk_states: Mapping[int, str | None],
+    records: Mapping[int, ChunkRecord],
+    finished: bool,
+    dry_run: bool,
+) -> SegmentFacts:
+    """A controller run's facts, the target run states still to fill in."""
+    return SegmentFacts(
+        plans=facts["plans"],
+        run_ids=facts.get("run_ids") or [],
+        chunk_size=chunk_size_of(facts.get(EXECUTION_KEY)),
+        chunk_states=chunk_states,
+        records=records,
+        run_states={},
+        finished=finished,
+        dry_run=dry_run,
+    )
 
-    plans: Sequence[Mapping[str, Any]]
-    run_ids: Sequence[str]
-    """Acting dates' run_ids in plan order (empty: the segment has not started)."""
-    trigger_states: Mapping[int, str | None]
-    """Each acting date's (index into ``run_ids``) ``trigger`` state: that of its chunk's instance."""
-    finished: bool
 
-
-def _part(facts: Mapping[str, Any], chunk_states: Mapping[int, str | None], finished: bool) -> _Part:
-    """A controller run's part from its ``plan`` XComs and its ``trigger`` (per chunk) states."""
-    run_ids = facts.get("run_ids") or []
-    chunk_size = int((facts.get("gate") or {}).get("chunk_size") or 1)
-    return _Part(facts["plans"], run_ids, date_states(chunk_states, len(run_ids), chunk_size), finished)
-
-
-def _cells(parts: Sequence[_Part], target_states: Mapping[str, str | None], dry_run: bool) -> list[dict]:
+def _cells(parts: Sequence[SegmentFacts], run_states: Mapping[str, str | None]) -> list[dict]:
     cells = []
     for part in parts:
-        index = {run_id: i for i, run_id in enumerate(part.run_ids)}
-        for plan in part.plans:
-            run_id, action = plan["run_id"], plan["action"]
-            position = index.get(run_id)
-            run_state = target_states.get(run_id)
-            trigger_state = part.trigger_states.get(position) if position is not None else None
-            trigger_state = acted_state(trigger_state, action, run_state)
+        for date in segment_dates(replace(part, run_states=run_states)):
             cells.append(
                 {
-                    "logical_date": _utc(plan["logical_date"]),
-                    "run_id": run_id,
-                    "state": cell_state(
-                        action, trigger_state, run_state, dry_run=dry_run, finished=part.finished
-                    ),
-                    "action": action,
-                    "why": plan.get("why") or "",
-                    "run_state": run_state,
-                    "run_exists": run_id in target_states,
+                    **date.to_dict(),
+                    "logical_date": _utc(date.logical_date),
+                    "run_exists": date.run_state is not None,
                 }
             )
     cells.sort(key=lambda c: c["logical_date"])
@@ -225,7 +218,12 @@ def _cells(parts: Sequence[_Part], target_states: Mapping[str, str | None], dry_
 
 
 def _summary(
-    run: DagRun, facts: Mapping[str, Any], parts: Sequence[_Part], session: Session, readable: set[str]
+    run: DagRun,
+    facts: Mapping[str, Any],
+    parts: Sequence[SegmentFacts],
+    session: Session,
+    readable: set[str],
+    reported: bool,
 ) -> dict[str, Any]:
     request = facts.get("request") or dict(run.conf or {})
     target = request.get("dag_id")
@@ -233,17 +231,25 @@ def _summary(
     explicit = request.get("dates")
     visible = target in readable  # else the target's runs are not shown
     cells: list[dict[str, Any]] = []
+    dates = []
     if visible and parts and isinstance(target, str):
-        states = _runs(session, target, (p["run_id"] for part in parts for p in part.plans))
-        cells = _cells(parts, {run_id: _state(row.state) for run_id, row in states.items()}, dry_run)
-    counts = Counter(c["state"] for c in cells)
+        wanted = [p["run_id"] for part in parts for p in part.plans]
+        wanted += [r for part in parts for r in adopted_run_ids(part.records)]
+        states = {run_id: _state(row.state) for run_id, row in _runs(session, target, wanted).items()}
+        cells = _cells(parts, states)
+        dates = [segment_dates(replace(part, run_states=states)) for part in parts]
+    tally = count([d for part in dates for d in part])
     if not visible:  # a reader without read rights on the target sees that a backfill exists, no more
         request = {"dag_id": target}
         facts = {key: value for key, value in facts.items() if key not in ("error", "plans")}
         dry_run, explicit = False, None
+    where = phase(
+        _state(run.state), planned="plans" in facts, dry_run=dry_run, counts=tally, reported=reported
+    )
     return {
         "run_id": run.run_id,
         "state": _state(run.state),
+        "phase": where.value,
         "queued_at": _iso(run.queued_at),
         "start_date": _iso(run.start_date),
         "end_date": _iso(run.end_date),
@@ -262,10 +268,11 @@ def _summary(
         "visible": visible,
         "segments": len(parts),
         "progress": {
-            "dates": len(cells),
-            "acting": 0 if dry_run else sum(1 for c in cells if c["action"] != SKIPPED),
-            "finished": 0 if dry_run else sum(counts[s] for s in _DONE),
-            "counts": dict(counts),
+            "dates": tally.dates,
+            "acting": 0 if dry_run else tally.acting,
+            "finished": 0 if dry_run else tally.finished,
+            "counts": dict(Counter(c["state"] for c in cells)),
+            "tally": tally.to_dict(),
         },
         "cells": cells,
     }
@@ -273,7 +280,7 @@ def _summary(
 
 def _parts(
     session: Session, heads: Sequence[DagRun], facts: Mapping[int, Mapping[str, Any]]
-) -> dict[str, list[_Part]]:
+) -> dict[str, list[SegmentFacts]]:
     """Each head run's parts: its own dates, then one per continuation segment (large backfills).
 
     A segment whose continuation run has not planned yet is read from the head's ``segment_<k>`` XCom.
@@ -286,7 +293,7 @@ def _parts(
         for head in heads
     }
     later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
-    later_facts = plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", "gate"))
+    later_facts = plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", EXECUTION_KEY))
     missing = {
         f"segment_{k}"
         for ids in continuations.values()
@@ -295,25 +302,39 @@ def _parts(
     }
     head_segments = plan_xcoms(session, [h.id for h in heads], sorted(missing))
     states = _trigger_states(session, [h.run_id for h in heads] + list(later))
-    parts: dict[str, list[_Part]] = {}
+    records = _chunk_records(session, [h.id for h in heads] + [row.id for row in later.values()])
+    parts: dict[str, list[SegmentFacts]] = {}
     for head in heads:
         own = facts.get(head.id, {})
         if "plans" not in own:
             parts[head.run_id] = []
             continue
+        dry_run = bool((own.get("request") or {}).get("dry_run"))
         head_finished = _state(head.state) not in _IN_FLIGHT
-        found = [_part(own, states.get(head.run_id, {}), head_finished)]
+        found = [_part(own, states.get(head.run_id, {}), records.get(head.id, {}), head_finished, dry_run)]
         for k, run_id in enumerate(continuations[head.run_id], start=1):
             row = later.get(run_id)
             segment = later_facts.get(row.id, {}) if row is not None else {}
             if row is not None and "plans" in segment:
                 finished = _state(row.state) not in _IN_FLIGHT
-                found.append(_part(segment, states.get(run_id, {}), finished))
+                found.append(
+                    _part(segment, states.get(run_id, {}), records.get(row.id, {}), finished, dry_run)
+                )
             else:
                 plans = head_segments.get(head.id, {}).get(f"segment_{k}") or []
-                found.append(_Part(plans, [], {}, head_finished))
+                found.append(_part({"plans": plans}, {}, {}, head_finished, dry_run))
         parts[head.run_id] = found
     return parts
+
+
+def _backfills(session: Session, heads: Sequence[DagRun], readable: set[str]) -> list[dict[str, Any]]:
+    facts = plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
+    parts = _parts(session, heads, facts)
+    reported = _report_ran(session, [h.run_id for h in heads])
+    return [
+        _summary(h, facts.get(h.id, {}), parts[h.run_id], session, readable, h.run_id in reported)
+        for h in heads
+    ]
 
 
 @router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
@@ -338,9 +359,7 @@ def list_backfills(
             select(DagRun).where(heads_only).order_by(DagRun.id.desc()).limit(limit).offset(offset)
         )
     )
-    facts = plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
-    parts = _parts(session, heads, facts)
-    backfills = [_summary(h, facts.get(h.id, {}), parts[h.run_id], session, readable) for h in heads]
+    backfills = _backfills(session, heads, readable)
     return {
         "controller_dag_id": CONTROLLER_DAG_ID,
         "total": total,
@@ -349,6 +368,17 @@ def list_backfills(
         "active": any(b["state"] in _IN_FLIGHT for b in backfills),
         "backfills": backfills,
     }
+
+
+@router.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
+def get_backfill(
+    run_id: str, session: SessionDep, readable: Annotated[set[str], Depends(_readable_dag_ids)]
+) -> dict[str, Any]:
+    """One backfill, as :func:`list_backfills` shows it; 404 for a run that is not one."""
+    head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
+    if head is None or _CONTINUATION_MARK in run_id:
+        raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
+    return _backfills(session, [head], readable)[0]
 
 
 @router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])

@@ -34,6 +34,7 @@ import pendulum
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.utils.state import DagRunState
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -55,7 +56,7 @@ app = FastAPI(title="Backfill Controller", description="Backfills any DAG with i
 _DATE_KEYS = ("start_date", "end_date", "dates")
 #: Prefix of the run_ids of the controller runs the scheduled catch-up creates.
 CATCHUP_PREFIX = "catchup__"
-_OPEN = ("queued", "running")
+_OPEN = (DagRunState.QUEUED, DagRunState.RUNNING)
 
 _READ_CONTROLLER_RUNS = Depends(
     requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
@@ -212,7 +213,7 @@ def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> dict[str, Any]
     action, why, and the task ids a task-subset backfill would clear.
     """
     planned = _plan({**conf, "dry_run": True}, user, session)
-    report = build_report(planned.request, planned.plans, {}, triggered_by=access.user_name(user))
+    report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
     return {**report, "selected_tasks": list(planned.selected_tasks)}
 
 

@@ -12,8 +12,11 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+
+from include.backfill.cli import progress_of
 
 # On the embedded default (SQLite). PostgreSQL runs the whole controller too, in the concurrency,
 # fault, scale, task-subset and Celery-topology modules; repeating these scenarios there would
@@ -199,6 +202,16 @@ def start_stuck_backfill(airflow) -> str:
     return run_id
 
 
+def views_agree(airflow, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+    """Assert the Backfills page (which the CLI follows) says of each date what the report says;
+    returns the page's view of the backfill."""
+    page = airflow._json("GET", f"/backfill-controller/api/backfills/{quote(run_id, safe='')}")
+    shown = {c["logical_date"][:10]: (c["action"], c["state"], c["run_id"]) for c in page["cells"]}
+    reported = {d["logical_date"][:10]: (d["action"], d["state"], d["run_id"]) for d in report["dates"]}
+    assert shown == reported
+    return page
+
+
 def finish(airflow, run_id: str) -> Outcome:
     state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
     return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
@@ -263,13 +276,26 @@ def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, ph
 
 def test_a_date_that_never_gets_room_in_the_window_times_out_naming_it(airflow, phase1):
     # The window holds one run; a run that cannot finish keeps it full, so at least the last
-    # date's chunk waits in its worker until timeout_minutes, then fails naming what is open.
+    # date's chunk waits in its worker until timeout_minutes, then fails naming what is open;
+    # the date it never started is cancelled, saying why.
     out = phase1["stuck"]
-    assert "2024-01-03" in out.dates(state="trigger_failed")
+    assert "2024-01-03" in out.dates(state="cancelled")
+    never = next(d for d in out.report["dates"] if d["logical_date"].startswith("2024-01-03"))
+    assert never["why"].startswith("not started: timed out"), never
     log = airflow.api(
         "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/trigger/logs/1?map_index=2"
     ).text
     assert "timed out (the window never had room for the next date)" in log and "paused" in log
+
+
+def test_the_page_and_the_cli_say_what_the_report_says_of_a_stuck_backfill(airflow, phase1):
+    out = phase1["stuck"]
+    page = views_agree(airflow, out.run_id, out.report)
+    progress = progress_of(page)
+    tally = page["progress"]["tally"]
+    assert progress.phase == "finished"
+    assert (progress.cancelled, progress.done) == (tally["cancelled"], tally["succeeded"])
+    assert progress.cancelled >= 1
 
 
 def test_report_has_the_contract_fields(phase1):

@@ -134,7 +134,8 @@ def running_trigger_pids(airflow, run_id: str) -> list[int]:
 
 def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures):
     """SIGKILL to the task process of one mapped trigger task, mid-chunk: it fails, is retried, and
-    the retry finds the dates it had triggered already there (exactly one run each, never cleared)."""
+    the retry finds the dates it had triggered already there (exactly one run each, never cleared).
+    The later chunks wait for the retry: the runs are still created in logical-date order."""
     conf = {**window("2024-06-11", 8), "chunk_size": 3, "max_active_runs": 3}
     run_id = airflow.trigger(CONTROLLER, conf)
     killed = None
@@ -160,6 +161,8 @@ def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures)
     assert sorted(runs) == days("2024-06-11", 8)
     assert all(r["dag_run_id"].startswith("backfill_controller__") for r in runs.values())
     assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # triggered once, never cleared
+    created = [day for day, _ in sorted(runs.items(), key=lambda item: item[1]["queued_at"])]
+    assert created == sorted(runs), f"runs created out of order: {created}"
 
 
 def test_the_triggerer_killed_while_a_chunk_waits_deferred_for_room(airflow, figures):

@@ -7,8 +7,21 @@ instead of in a user's backfill.
 from __future__ import annotations
 
 import inspect
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
 
 import pytest
+from airflow.sdk.exceptions import AirflowRuntimeError, DagRunTriggerException, ErrorType
+from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse, TriggerDagRun
+
+from include.controller.airflow_internals import (
+    TriggerRefused,
+    mapped_states,
+    refusal,
+    run_end_date,
+    send_trigger,
+)
 
 
 def parameters(function) -> set[str]:
@@ -61,3 +74,206 @@ def test_plugins_may_add_root_middlewares_and_listeners():
     from airflow.plugins_manager import AirflowPlugin
 
     assert hasattr(AirflowPlugin, "fastapi_root_middlewares") and hasattr(AirflowPlugin, "listeners")
+
+
+# --- in a task: send_trigger, refusal, run_end_date, mapped_states -------------------------------
+
+COMMS = "airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS"
+JAN_1 = datetime(2024, 1, 1, tzinfo=UTC)
+DENIED = "Dag with dag_id 'sales' does not allow operator-triggered runs"
+
+
+def trigger_request(**overrides: Any) -> DagRunTriggerException:
+    """What ``TriggerDagRunOperator.execute`` raises, as the controller's chunks catch it."""
+    fields = {
+        "trigger_dag_id": "sales",
+        "dag_run_id": "backfill_controller__2024-01-01T00:00:00+00:00",
+        "conf": {"region": "eu"},
+        "logical_date": JAN_1,
+        "run_after": JAN_1 + timedelta(days=1),
+        "reset_dag_run": False,
+        "skip_when_already_exists": False,
+        "wait_for_completion": False,
+        "allowed_states": ["success"],
+        "failed_states": ["failed"],
+        "poke_interval": 60,
+        "deferrable": False,
+        "note": "backfill_controller (ada): outage",
+    }
+    return DagRunTriggerException(**{**fields, **overrides})
+
+
+def server_error(status: int | None, body: Any) -> AirflowRuntimeError:
+    """The error the supervisor sends back when the API server refuses a request (see
+    :func:`test_the_supervisor_hands_an_api_refusal_to_the_task_with_its_status_and_body`)."""
+    detail = {"status_code": status, "message": f"Server returned error {status}", "detail": body}
+    return AirflowRuntimeError(error=ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail=detail))
+
+
+def test_the_trigger_message_takes_every_field_send_trigger_fills():
+    message = TriggerDagRun(
+        dag_id="sales",
+        run_id="r",
+        logical_date=JAN_1,
+        run_after=JAN_1,
+        conf={"a": 1},
+        reset_dag_run=True,
+        note="n",
+    )
+    assert (message.dag_id, message.run_id, message.conf, message.reset_dag_run, message.note) == (
+        "sales",
+        "r",
+        {"a": 1},
+        True,
+        "n",
+    )
+    assert (message.logical_date, message.run_after) == (JAN_1, JAN_1)
+    assert {"dag_id", "run_id", "logical_date", "run_after", "conf", "reset_dag_run", "note"} <= set(
+        TriggerDagRun.model_fields
+    )
+
+
+def test_the_trigger_exception_carries_what_send_trigger_reads():
+    request = trigger_request()
+    for name in (
+        "trigger_dag_id",
+        "dag_run_id",
+        "logical_date",
+        "run_after",
+        "conf",
+        "reset_dag_run",
+        "note",
+    ):
+        assert hasattr(request, name), name
+
+
+def source_of(function: Any) -> str:
+    """A function's source with every run of whitespace made one space."""
+    return " ".join(inspect.getsource(function).split())
+
+
+def test_the_supervisor_sends_the_trigger_message_on_to_the_api_client_as_is():
+    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+    call = (
+        "self.client.dag_runs.trigger( msg.dag_id, msg.run_id, msg.conf, msg.logical_date, msg.run_after,"
+        " msg.reset_dag_run, msg.note )"
+    )
+    assert call in source_of(ActivitySubprocess._handle_request)
+
+
+def test_the_api_client_answers_a_409_with_an_error_response_it_does_not_raise():
+    import httpx
+    from airflow.sdk.api.client import DagRunOperations, ServerResponseError
+
+    request = httpx.Request("POST", "http://api/execution/dag-runs/sales/r")
+    response = httpx.Response(409, json={"detail": {"reason": "already_exists"}}, request=request)
+    client = mock.Mock()
+    client.post.side_effect = ServerResponseError.from_response(response)
+
+    answer = DagRunOperations(client).trigger("sales", "r", {}, JAN_1, JAN_1, False, None)
+
+    assert isinstance(answer, ErrorResponse) and answer.error is ErrorType.DAGRUN_ALREADY_EXISTS
+
+
+def test_the_supervisor_hands_an_api_refusal_to_the_task_with_its_status_and_body():
+    from airflow.sdk.execution_time.supervisor import WatchedSubprocess
+
+    source = source_of(WatchedSubprocess.handle_requests)
+    assert "except ServerResponseError as e:" in source
+    assert "error_details = e.response.json()" in source
+    for line in (
+        "error=ErrorType.API_SERVER_ERROR",
+        '"status_code": e.response.status_code',
+        '"message": str(e)',
+        '"detail": error_details',
+    ):
+        assert line in source, line
+
+
+def test_a_runtime_error_carries_the_error_response():
+    response = ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 400})
+    error = AirflowRuntimeError(error=response)
+    assert error.error is response and error.error.detail == {"status_code": 400}
+
+
+def test_send_trigger_sends_one_trigger_message_and_answers_none_when_done():
+    with mock.patch(COMMS, create=True) as comms:
+        comms.send.return_value = OKResponse(ok=True)
+        assert send_trigger(trigger_request()) is None
+    (message,), _ = comms.send.call_args
+    assert isinstance(message, TriggerDagRun)
+    assert (message.dag_id, message.run_id) == ("sales", "backfill_controller__2024-01-01T00:00:00+00:00")
+    assert (message.logical_date, message.run_after) == (JAN_1, JAN_1 + timedelta(days=1))
+    assert (message.conf, message.reset_dag_run) == ({"region": "eu"}, False)
+    assert message.note == "backfill_controller (ada): outage"
+
+
+def test_send_trigger_answers_a_conflict_as_a_409():
+    with mock.patch(COMMS, create=True) as comms:
+        comms.send.return_value = ErrorResponse(error=ErrorType.DAGRUN_ALREADY_EXISTS)
+        refused = send_trigger(trigger_request())
+    assert refused is not None and refused.status == 409
+    assert "DAGRUN_ALREADY_EXISTS" in refused.message
+
+
+def test_send_trigger_answers_a_refusal_with_airflows_status_and_message():
+    body = {"detail": {"reason": "denied_run_type", "message": DENIED}}
+    with mock.patch(COMMS, create=True) as comms:
+        comms.send.side_effect = server_error(400, body)
+        assert send_trigger(trigger_request()) == TriggerRefused(400, DENIED)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, {"detail": {"reason": "denied_run_type", "message": DENIED}}, TriggerRefused(400, DENIED)),
+        (400, {"detail": {"reason": "import_errors"}}, TriggerRefused(400, "import_errors")),
+        (422, {"detail": "Unprocessable"}, TriggerRefused(422, "Unprocessable")),
+        (500, None, TriggerRefused(500, "Server returned error 500")),
+        (None, None, TriggerRefused(500, "Server returned error None")),
+    ],
+    ids=["a refusal with a message", "a reason only", "a plain detail", "a body-less 500", "no status"],
+)
+def test_refusal_reads_the_status_and_airflows_message(status, body, expected):
+    assert refusal(server_error(status, body)) == expected
+
+
+def test_fetch_dag_run_is_there_with_keyword_dag_id_and_run_id():
+    from airflow.sdk.execution_time.comms import DagRunResult, _fetch_dag_run
+
+    signature = inspect.signature(_fetch_dag_run)
+    assert {"dag_id", "run_id"} <= set(signature.parameters)
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in signature.parameters.values())
+    assert {"state", "end_date"} <= set(DagRunResult.model_fields)
+
+
+def test_run_end_date_reads_the_runs_state_and_end_date():
+    from airflow.utils.state import DagRunState
+
+    ended = datetime(2024, 1, 2, 3, tzinfo=UTC)
+    run = mock.Mock(state=DagRunState.SUCCESS, end_date=ended)
+    with mock.patch("airflow.sdk.execution_time.comms._fetch_dag_run", return_value=run) as fetch:
+        assert run_end_date("sales", "r") == ("success", ended)
+    fetch.assert_called_once_with(dag_id="sales", run_id="r")
+
+
+def test_task_states_are_keyed_task_id_underscore_map_index_for_mapped_tasks():
+    """:func:`mapped_states` parses this key: the execution API's route builds it."""
+    from airflow.api_fastapi.execution_api.routes.task_instances import get_task_instance_states
+
+    source = source_of(get_task_instance_states)
+    assert '{f"{task.task_id}_{task.map_index}": task.state}' in source
+    assert "if task.map_index < 0" in source
+    assert mapped_states({"trigger_0": "success", "trigger_11": "up_for_retry", "plan": "success"}) == {
+        0: "success",
+        11: "up_for_retry",
+    }
+
+
+def test_the_task_sdk_reads_what_the_controllers_tasks_ask_for():
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    assert {"dag_id", "task_ids", "logical_dates", "run_ids"} <= parameters(RTI.get_task_states)
+    assert {"dag_id", "run_ids", "states"} <= parameters(RTI.get_dr_count)
+    assert {"dag_id", "run_id"} <= parameters(RTI.get_dagrun_state)

@@ -1,6 +1,7 @@
 """Specification of the ``backfill`` command's pure parts: flags -> conf, where Airflow is, progress.
 
-No server: :func:`main` is only run where it stops before any HTTP call (bad command lines).
+No server: :func:`main` is only run where it stops before any HTTP call (bad command lines), and
+:func:`follow` reads a fake API's answers.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from typing import Any
 import pytest
 
 from include.backfill.cli import (
+    CONTROLLER_DAG_ID,
     DEFAULT_API_URL,
+    EXIT_FAILED,
+    EXIT_SUCCESS,
     EXIT_USAGE,
     LEGACY_FLAGS,
     ApiSettings,
     Progress,
     ProgressPrinter,
-    Segment,
     UsageError,
     api_settings,
     build_parser,
-    combine,
+    follow,
     format_progress,
     ignored_flag_notes,
     main,
@@ -34,6 +37,7 @@ from include.backfill.cli import (
     to_conf,
     ui_link,
 )
+from include.backfill.state import Counts, Phase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -447,71 +451,72 @@ def test_ui_link_quotes_the_run_id():
 # --- progress ----------------------------------------------------------------------------------
 
 
-def plans(*actions: str) -> list[dict[str, Any]]:
-    return [
-        {"logical_date": f"2024-01-0{i + 1}T00:00:00+00:00", "run_id": f"r{i + 1}", "action": a}
-        for i, a in enumerate(actions)
-    ]
+def backfill(phase: str | None, state: str | None = "running", **tally: int) -> dict[str, Any]:
+    """One backfill as ``GET /backfill-controller/api/backfills/{run_id}`` answers (the parts read)."""
+    answer: dict[str, Any] = {"run_id": "manual__1", "state": state, "phase": phase}
+    if tally:
+        answer["progress"] = {"tally": Counts(**tally).to_dict()}
+    return answer
 
 
 PROGRESS = {
-    "queued": (dict(controller_state="queued", plans=None, run_ids=None), Progress("queued")),
-    "planning": (dict(controller_state="running", plans=None, run_ids=None), Progress("planning")),
-    "planned, nothing triggered yet": (
-        dict(
-            controller_state="running", plans=plans("triggered", "triggered", "skipped"), run_ids=["r1", "r2"]
-        ),
+    "not created yet": (backfill(None, None), Progress("queued")),
+    "queued": (backfill("queued", "queued"), Progress("queued")),
+    "planning": (backfill("planning"), Progress("planning")),
+    "planned, nothing started yet": (
+        backfill("running", dates=3, acting=2, pending=2, skipped=1),
         Progress("running", dates=3, to_run=2, skipped=1),
     ),
-    "one running, one waiting for its chunk": (
-        dict(
-            plans=plans("triggered", "triggered"),
-            run_ids=["r1", "r2"],
-            trigger_states={0: "success", 1: "deferred"},
-            run_states={"r1": "running"},
-        ),
-        Progress("running", dates=2, to_run=2, running=1),
+    "queued and running runs are running dates": (
+        backfill("running", dates=4, acting=4, queued=1, running=1, succeeded=1, pending=1),
+        Progress("running", dates=4, to_run=4, done=1, running=2),
     ),
-    "a cleared run still shows its old failure: not counted until its trigger acted": (
-        dict(
-            plans=plans("cleared"), run_ids=["r1"], trigger_states={0: "running"}, run_states={"r1": "failed"}
-        ),
-        Progress("running", dates=1, to_run=1),
-    ),
-    "done, failed, trigger failed, cancelled": (
-        dict(
-            plans=plans("triggered", "triggered", "cleared", "triggered"),
-            run_ids=["r1", "r2", "r3", "r4"],
-            trigger_states={0: "success", 1: "success", 2: "failed", 3: "skipped"},
-            run_states={"r1": "success", "r2": "failed"},
-        ),
+    "done, failed (trigger failed included), cancelled": (
+        backfill("running", dates=4, acting=4, succeeded=1, failed=2, cancelled=1),
         Progress("running", dates=4, to_run=4, done=1, failed=2, cancelled=1),
     ),
-    "dry run": (
-        dict(plans=plans("triggered", "skipped"), run_ids=[], dry_run=True),
-        Progress("dry run", dates=2, skipped=1),
+    "cancelling: runs still finishing": (
+        backfill("cancelling", "failed", dates=3, acting=3, running=1, cancelled=2),
+        Progress("cancelling", dates=3, to_run=3, running=1, cancelled=2),
+    ),
+    "cancelled": (
+        backfill("cancelled", "failed", dates=3, acting=3, succeeded=1, cancelled=2),
+        Progress("finished", dates=3, to_run=3, done=1, cancelled=2),
+    ),
+    "succeeded": (
+        backfill("succeeded", "success", dates=3, acting=2, succeeded=2, skipped=1),
+        Progress("finished", dates=3, to_run=2, done=2, skipped=1),
+    ),
+    "failed": (
+        backfill("failed", "failed", dates=2, acting=2, succeeded=1, failed=1),
+        Progress("finished", dates=2, to_run=2, done=1, failed=1),
     ),
     "dry run, finished": (
-        dict(controller_state="success", plans=plans("triggered", "skipped"), run_ids=[], dry_run=True),
+        backfill("planned", "success", dates=2, planned=1, skipped=1),
         Progress("dry run", dates=2, skipped=1),
     ),
     "nothing to run: every date skipped": (
-        dict(controller_state="success", plans=plans("skipped", "skipped"), run_ids=[]),
+        backfill("succeeded", "success", dates=2, skipped=2),
         Progress("finished", dates=2, skipped=2),
     ),
-    "finished before planning (refused)": (
-        dict(controller_state="failed", plans=None, run_ids=None),
-        Progress("finished"),
+    "finished before planning (refused)": (backfill("failed", "failed"), Progress("finished")),
+    "a tally from a newer server: unknown counts ignored": (
+        {"phase": "running", "progress": {"tally": {"dates": 1, "acting": 1, "running": 1, "paused": 3}}},
+        Progress("running", dates=1, to_run=1, running=1),
     ),
 }
 
 
 @pytest.mark.parametrize("name", list(PROGRESS), ids=list(PROGRESS))
-def test_progress_counts_dates_as_the_report_will(name):
+def test_progress_counts_dates_as_the_backfills_page_does(name):
     given, expected = PROGRESS[name]
-    kwargs = {"controller_state": "running", "trigger_states": {}, "run_states": {}, **given}
-    dry_run = kwargs.pop("dry_run", False)
-    assert progress_of(**kwargs, dry_run=dry_run) == expected
+    assert progress_of(given) == expected
+
+
+def test_every_phase_reads_as_a_progress_line():
+    for phase in Phase:
+        progress = progress_of(backfill(phase.value, dates=1, acting=1, running=1))
+        assert format_progress(progress, 1).endswith("0:00:01")
 
 
 LINES = {
@@ -524,10 +529,6 @@ LINES = {
         "[####################]  4/4 dates  done 1  failed 1  running 0  waiting 0  cancelled 2  0:01:05",
     ),
     "planning": (Progress("planning"), "planning...  0:01:05"),
-    "waiting for an overlapping backfill": (
-        Progress("waiting"),
-        "waiting for another backfill of some of these dates to finish (on_overlap=wait)  0:01:05",
-    ),
     "finished without a plan (refused)": (Progress("finished"), "finished without a plan  0:01:05"),
     "dry run": (Progress("dry run", dates=3, skipped=1), "dry run: 3 dates planned, 1 skipped  0:01:05"),
     "nothing to run": (
@@ -592,17 +593,66 @@ def test_on_a_terminal_the_line_is_redrawn_in_place():
     assert last.endswith("\n") and stream.getvalue().count("\n") == 1
 
 
-def test_a_segment_acts_on_its_triggered_and_cleared_dates_in_plan_order():
-    segment = Segment("manual__1__segment_1", plans("skipped", "cleared", "triggered"), dry_run=False)
-    assert segment.run_ids == ["r2", "r3"]  # map index 0 and 1 of that run's trigger task
-    assert segment.window == ("2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00")
-    assert Segment("h", plans("triggered"), dry_run=True).run_ids == []
+class FakeApi:
+    """The answers :func:`follow` reads: the backfill, poll after poll, then the report XCom."""
+
+    def __init__(self, answers: list[dict[str, Any]], report: Any) -> None:
+        self.answers = answers
+        self.report = report
+        self.polled: list[str] = []
+        self.xcoms: list[tuple[str, ...]] = []
+
+    def backfill(self, run_id: str) -> dict[str, Any]:
+        self.polled.append(run_id)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        self.xcoms.append((dag_id, run_id, task_id, key))
+        return self.report
 
 
-def test_segments_add_up_to_one_progress_line():
-    first = Progress("running", dates=1000, to_run=1000, done=1000)
-    second = Progress("running", dates=500, to_run=400, done=10, running=20, skipped=100)
-    assert format_progress(combine([first, second], "running"), 5) == (
-        "[##############------]  1010/1400 dates  done 1010  failed 0  running 20  waiting 370  "
-        "skipped 100  0:00:05"
+REPORT = {
+    "dag_id": "sales",
+    "dry_run": False,
+    "success": True,
+    "counts": {"dates": 1, "triggered": 1, "succeeded": 1, "failed": 0},
+    "dates": [
+        {
+            "logical_date": "2024-01-01T00:00:00+00:00",
+            "action": "triggered",
+            "state": "success",
+            "run_id": "r1",
+            "why": "no run yet",
+        }
+    ],
+}
+
+
+def test_follow_polls_the_backfill_until_its_run_ends_then_prints_the_report():
+    api = FakeApi(
+        [
+            backfill("queued", "queued"),
+            backfill("running", dates=1, acting=1, running=1),
+            backfill("succeeded", "success", dates=1, acting=1, succeeded=1),
+        ],
+        REPORT,
     )
+    out, err = io.StringIO(), io.StringIO()
+
+    assert follow(api, "manual__1", {"dag_id": "sales"}, 0, out=out, err=err) == EXIT_SUCCESS
+
+    assert api.polled == ["manual__1"] * 3
+    assert api.xcoms == [(CONTROLLER_DAG_ID, "manual__1", "report", "return_value")]
+    assert "SUCCESS: 1 dates of sales" in out.getvalue()
+    assert "1/1 dates  done 1" in err.getvalue().splitlines()[-1]
+
+
+def test_follow_fails_when_the_report_says_so_or_is_missing():
+    ended = [backfill("failed", "failed", dates=1, acting=1, failed=1)]
+    out, err = io.StringIO(), io.StringIO()
+
+    failed = follow(FakeApi(ended, {**REPORT, "success": False}), "m", {}, 0, out=out, err=err)
+    missing = follow(FakeApi(ended, None), "m", {}, 0, out=out, err=err)
+
+    assert failed == missing == EXIT_FAILED
+    assert "ended failed without a report" in err.getvalue()

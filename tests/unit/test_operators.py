@@ -1,19 +1,45 @@
 """The controller's operators, tested through what they raise or send (as Airflow tests
-``TriggerDagRunOperator``): the ``TriggerDagRun`` request a chunk sends for a date, the checks
-that hold a stored plan against the run's own conf, and the plan task's deferred overlap wait."""
+``TriggerDagRunOperator``): the ``TriggerDagRun`` request a chunk sends for a date and how it
+reads Airflow's answer, the checks that hold a stored plan against the run's own conf, the order
+and failure budget of chunks, what each chunk records, and the plan task's deferred overlap wait.
+
+``RuntimeTaskInstance`` and ``SUPERVISOR_COMMS`` are mocked as Airflow's own provider tests do:
+every test runs in milliseconds, without an Airflow.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowRuntimeError,
+    AirflowSkipException,
+    ErrorType,
+    TaskDeferred,
+)
+from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse
 
-from include.controller.operators import BackfillPlanOperator, BackfillTriggerOperator
+from include.backfill.plan import Execution, Feeding
+from include.backfill.state import ChunkRecord, Event, EventKind
+from include.controller.operators import (
+    NO_ROOM,
+    PREVIOUS_CHUNK_LOOK,
+    BackfillPlanOperator,
+    BackfillTriggerOperator,
+    BackfillWaitSensor,
+)
 
 COMMS = "airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS"
-GATE = {"target_dag_id": "sales", "chunk_size": 2, "deadline": None}
+RTI = "airflow.sdk.execution_time.task_runner.RuntimeTaskInstance"
+FEEDING = Feeding(window=2, deferred=False, resume_at=1, chunk_size=2)
+EXECUTION = Execution("sales", FEEDING, total=2).to_dict()
 DATE = {
     "trigger_run_id": "backfill_controller__2024-01-01T00:00:00+00:00",
     "logical_date": "2024-01-01T00:00:00+00:00",
@@ -22,11 +48,19 @@ DATE = {
     "clear_task_ids": None,
     "planned_end_date": None,
 }
+OTHER_RUN = "scheduled__2024-01-01T00:00:00+00:00"
 
 
-def context(conf: dict, gate: dict | None = None, try_number: int = 1) -> dict:
-    ti = mock.Mock(try_number=try_number)
-    ti.xcom_pull.side_effect = lambda task_ids, key, **_: {"gate": gate or GATE}.get(key)
+def context(
+    conf: dict,
+    execution: dict | None = None,
+    try_number: int = 1,
+    xcoms: dict[tuple[str, str], Any] | None = None,
+) -> dict:
+    """A task's context: its ``ti`` answers ``xcom_pull`` from ``{(task_id, key): value}``."""
+    ti = mock.Mock(try_number=try_number, dag_id="backfill_controller", run_id="manual__1")
+    stored = {("plan", "execution"): EXECUTION if execution is None else execution, **(xcoms or {})}
+    ti.xcom_pull.side_effect = lambda task_ids, key, **_: stored.get((task_ids, key))
     return {"ti": ti, "dag_run": mock.Mock(conf=conf, run_id="manual__1")}
 
 
@@ -34,13 +68,40 @@ def chunk(**kwargs) -> BackfillTriggerOperator:
     return BackfillTriggerOperator(task_id="trigger", trigger_dag_id="sales", note="why", **kwargs)
 
 
+def pushed_records(ctx: dict) -> list[dict[str, Any]]:
+    """The :class:`ChunkRecord` XComs the task pushed, in order."""
+    return [c.kwargs["value"] for c in ctx["ti"].xcom_push.call_args_list if c.kwargs["key"] == "chunk"]
+
+
+def open_runs(known: dict[str, str]) -> Callable[..., int]:
+    """A ``get_dr_count`` answering from ``{run_id: state}`` (runs not listed do not exist)."""
+
+    def count(dag_id: str, run_ids: Iterable[str] = (), states: Iterable[str] | None = None, **_) -> int:
+        return sum(1 for r in run_ids if r in known and (states is None or known[r] in states))
+
+    return count
+
+
+def run_state(known: dict[str, str]) -> Callable[..., str]:
+    """A ``get_dagrun_state`` answering from ``{run_id: state}``, failing as Airflow does otherwise."""
+
+    def state(dag_id: str, run_id: str) -> str:
+        if run_id not in known:
+            raise AirflowRuntimeError(
+                ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 404})
+            )
+        return known[run_id]
+
+    return state
+
+
 def sent_for(date: dict, conf: dict):
     """The message the chunk sends to have ``date``'s run created or cleared."""
     operator = chunk(dates=[date])
     ctx = context(conf)
-    operator._gate(ctx)
+    operator._execution(ctx)
     with mock.patch(COMMS, create=True) as comms:
-        comms.send.return_value = mock.Mock(spec=[])  # not an ErrorResponse: the run was made
+        comms.send.return_value = OKResponse(ok=True)
         operator._act(ctx, date, retry=False)
     (message,), _ = comms.send.call_args
     return message
@@ -65,34 +126,454 @@ def test_a_failed_date_with_reprocess_failed_is_cleared_under_its_own_run_id():
 
 def test_the_conf_given_to_runs_is_the_run_confs_not_a_stored_plans():
     operator = chunk(dates=[DATE])
-    ctx = context({"dag_id": "sales", "conf": {"safe": True}})
-    ctx["ti"].xcom_pull.side_effect = lambda task_ids, key, **_: {
-        "gate": GATE,
-        "request": {"conf": {"bash_command": "rm -rf /"}},
-    }.get(key)
-    operator._gate(ctx)
+    ctx = context(
+        {"dag_id": "sales", "conf": {"safe": True}},
+        xcoms={("plan", "request"): {"conf": {"bash_command": "rm -rf /"}}},
+    )
+    operator._execution(ctx)
     assert operator.conf == {"safe": True}
 
 
 @pytest.mark.parametrize(
-    "gate_target, operator_target",
+    "stored_target, operator_target",
     [("other", "sales"), ("sales", "other")],
     ids=["plan names another DAG", "chunk kwargs name another DAG"],
 )
-def test_a_stored_plan_naming_another_target_than_the_request_triggers_nothing(gate_target, operator_target):
+def test_a_stored_plan_naming_another_target_than_the_request_triggers_nothing(
+    stored_target, operator_target
+):
     operator = BackfillTriggerOperator(task_id="trigger", trigger_dag_id=operator_target, dates=[DATE])
     with pytest.raises(AirflowFailException, match="another DAG"):
-        operator._gate(context({"dag_id": "sales"}, gate={**GATE, "target_dag_id": gate_target}))
+        operator._execution(
+            context({"dag_id": "sales"}, execution={**EXECUTION, "target_dag_id": stored_target})
+        )
+
+
+def test_a_chunk_without_a_stored_plan_triggers_nothing():
+    with pytest.raises(AirflowFailException, match="stored no plan"):
+        chunk(dates=[DATE])._execution(context({"dag_id": "sales"}, execution={}))
 
 
 def test_a_stored_plan_that_clears_what_the_request_never_asks_clears_nothing():
     date = {**DATE, "reset_dag_run": True}
     operator = chunk(dates=[date])
     ctx = context({"dag_id": "sales"})  # reprocess missing: no clearing asked
-    operator._gate(ctx)
+    operator._execution(ctx)
     with mock.patch(COMMS, create=True) as comms, pytest.raises(AirflowFailException, match="never asks"):
         operator._act(ctx, date, retry=False)
     comms.send.assert_not_called()
+
+
+# --------------------------------------------------------------------- Airflow's answer to a date
+
+
+def refused(status: int, message: str, reason: str = "value_error") -> AirflowRuntimeError:
+    """What ``SUPERVISOR_COMMS.send`` raises when the API server answers ``status`` (the supervisor
+    wraps the server's JSON body, ``{"detail": {...}}``)."""
+    detail = {
+        "status_code": status,
+        "message": f"Server returned error {status}",
+        "detail": {"detail": {"reason": reason, "message": message}},
+    }
+    return AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail=detail))
+
+
+EXISTS = ErrorResponse(error=ErrorType.DAGRUN_ALREADY_EXISTS)  # the client's answer to a 409
+DENIED = "Dag with dag_id 'sales' does not allow operator-triggered runs"
+
+
+def answering(answers: dict[str, Any], default: Any = None) -> Callable[[Any], Any]:
+    """A ``SUPERVISOR_COMMS.send`` answering each ``TriggerDagRun`` by its run_id: a response, or an
+    exception to raise; ``OKResponse`` for the others."""
+
+    def send(message: Any) -> Any:
+        answer = answers.get(message.run_id, default or OKResponse(ok=True))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return send
+
+
+def act(
+    answer: Any, *, ours_exists: bool = False, at_logical_date: dict | None = None
+) -> tuple[BackfillTriggerOperator, str | None, mock.Mock]:
+    """One date acted on while Airflow answers its ``TriggerDagRun`` with ``answer``; ``ours_exists``:
+    a run under the date's run_id exists; ``at_logical_date``: ``get_task_states``' answer for the
+    date's logical date. Returns the operator, the run that carries the date, and that lookup."""
+    operator = chunk(dates=[DATE])
+    ctx = context({"dag_id": "sales"})
+    operator._execution(ctx)
+    with (
+        mock.patch(COMMS, create=True) as comms,
+        mock.patch(f"{RTI}.get_dr_count", return_value=1 if ours_exists else 0),
+        mock.patch(f"{RTI}.get_task_states", return_value=at_logical_date or {}) as lookup,
+    ):
+        comms.send.side_effect = answering({DATE["trigger_run_id"]: answer})
+        carrier = operator._act(ctx, DATE, retry=False)
+    return operator, carrier, lookup
+
+
+def test_a_created_run_carries_its_date():
+    operator, carrier, lookup = act(OKResponse(ok=True))
+    assert carrier == DATE["trigger_run_id"] and operator.events == {}
+    lookup.assert_not_called()
+
+
+def test_a_409_for_our_own_run_is_done_already():
+    """An earlier try of the chunk created it (its success was not recorded)."""
+    operator, carrier, lookup = act(EXISTS, ours_exists=True)
+    assert carrier == DATE["trigger_run_id"] and operator.events == {}
+    lookup.assert_not_called()
+
+
+def test_a_409_for_another_run_at_the_logical_date_adopts_that_run():
+    operator, carrier, lookup = act(EXISTS, at_logical_date={OTHER_RUN: {"extract": "running"}})
+    assert carrier == OTHER_RUN
+    event = operator.events[DATE["trigger_run_id"]]
+    assert (event.kind, event.run_id) == (EventKind.ADOPTED, OTHER_RUN)
+    assert OTHER_RUN in event.message
+    (call,) = lookup.call_args_list
+    assert call.kwargs["dag_id"] == "sales"
+    assert [d.isoformat() for d in call.kwargs["logical_dates"]] == [DATE["logical_date"]]
+
+
+def test_a_500_from_a_run_at_the_same_logical_date_adopts_that_run_too():
+    _, carrier, _ = act(refused(500, "duplicate key"), at_logical_date={OTHER_RUN: {}})
+    assert carrier == OTHER_RUN
+
+
+def test_a_400_refusal_is_recorded_with_airflows_message():
+    operator, carrier, _ = act(refused(400, DENIED, reason="denied_run_type"))
+    assert carrier is None
+    event = operator.events[DATE["trigger_run_id"]]
+    assert event.kind == EventKind.REFUSED
+    assert event.message == f"Airflow refused the run (HTTP 400): {DENIED}"
+
+
+def test_a_500_with_no_other_run_fails_the_try_so_the_task_retries():
+    with pytest.raises(RuntimeError, match="could not create .*boom"):
+        act(refused(500, "boom"))
+
+
+def feed_answered(answers: dict[str, Any], at_logical_date: dict | None = None) -> tuple[dict, FakeWindow]:
+    """A two-date chunk (``r0``, ``r1``) fed with room to spare, Airflow answering by run_id."""
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator._execution(ctx)
+    window = FakeWindow([0])
+    with (
+        mock.patch(COMMS, create=True) as comms,
+        mock.patch(f"{RTI}.get_dr_count", return_value=0),
+        mock.patch(f"{RTI}.get_task_states", return_value=at_logical_date or {}),
+    ):
+        comms.send.side_effect = answering(answers)
+        operator._feed(ctx, feeding_execution(deferred=False, window=4, total=2), 0, window)
+    return ctx, window
+
+
+def test_an_adopted_date_is_recorded_and_its_run_joins_the_window():
+    ctx, window = feed_answered({"r0": EXISTS}, at_logical_date={OTHER_RUN: {}})
+    assert window.candidates == [OTHER_RUN, "r1"]
+    (record,) = pushed_records(ctx)
+    assert (record["acted"], list(record["events"])) == (2, ["r0"])
+    event = ChunkRecord.from_dict(record).events["r0"]
+    assert (event.kind, event.run_id) == (EventKind.ADOPTED, OTHER_RUN)
+
+
+def test_a_refused_date_is_recorded_and_the_chunk_goes_on_with_the_next_date():
+    ctx, window = feed_answered({"r0": refused(400, DENIED, reason="denied_run_type")})
+    assert window.candidates == ["r1"]  # nothing to wait for on the refused date
+    (record,) = pushed_records(ctx)
+    assert record["acted"] == 2 and record["stopped"] is None
+    assert record["events"] == {
+        "r0": {"kind": "refused", "message": f"Airflow refused the run (HTTP 400): {DENIED}", "run_id": None}
+    }
+
+
+def test_a_failing_try_records_the_dates_acted_on_and_why_it_stopped():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator._execution(ctx)
+    with (
+        mock.patch(COMMS, create=True) as comms,
+        mock.patch(f"{RTI}.get_task_states", return_value={}),
+        pytest.raises(RuntimeError),
+    ):
+        comms.send.side_effect = answering({"r1": refused(503, "unavailable")})
+        operator._feed(ctx, feeding_execution(deferred=False, window=4, total=2), 0, FakeWindow([0]))
+    assert pushed_records(ctx) == [
+        {"chunk": 0, "acted": 1, "events": {}, "stopped": "its trigger task failed (RuntimeError)"}
+    ]
+
+
+# ------------------------------------------------------------------------ chunks start in order
+
+
+def chunk_states_answer(states: dict[int, str | None]) -> dict[str, dict[str, str | None]]:
+    return {"manual__1": {f"trigger_{i}": s for i, s in states.items()}}
+
+
+@pytest.mark.parametrize("before", ["up_for_retry", "running", "deferred", "up_for_reschedule", None])
+def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(before):
+    ctx = context({"dag_id": "sales"})
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: before})) as states,
+        pytest.raises(AirflowRescheduleException) as rescheduled,
+    ):
+        chunk(chunk_index=1)._wait_for_previous_chunk(ctx)
+    states.assert_called_once_with(dag_id="backfill_controller", task_ids=["trigger"], run_ids=["manual__1"])
+    expected = datetime.now(tz=UTC) + timedelta(seconds=PREVIOUS_CHUNK_LOOK)
+    assert abs((rescheduled.value.reschedule_date - expected).total_seconds()) < 5
+
+
+@pytest.mark.parametrize("before", ["success", "failed", "skipped", "upstream_failed", "removed"])
+def test_a_chunk_starts_once_the_chunk_before_has_finished(before):
+    states = chunk_states_answer({0: "up_for_retry", 1: before})  # only the one just before counts
+    with mock.patch(f"{RTI}.get_task_states", return_value=states):
+        chunk(chunk_index=2)._wait_for_previous_chunk(context({"dag_id": "sales"}))
+
+
+def test_the_first_chunk_waits_for_nothing():
+    with mock.patch(f"{RTI}.get_task_states") as states:
+        chunk(chunk_index=0)._wait_for_previous_chunk(context({"dag_id": "sales"}))
+    states.assert_not_called()
+
+
+# ------------------------------------------------------------------------- the failure budget
+
+
+def plan_xcoms(count: int, records: list[dict] | None = None) -> dict[tuple[str, str], Any]:
+    """The ``plan`` task's XComs of ``count`` new dates ``r1``... and the chunks' records."""
+    plans = [
+        {"logical_date": f"2024-01-{i:02d}T00:00:00+00:00", "run_id": f"r{i}", "action": "triggered"}
+        for i in range(1, count + 1)
+    ]
+    return {
+        ("plan", "plans"): plans,
+        ("plan", "run_ids"): [p["run_id"] for p in plans],
+        ("trigger", "chunk"): records or [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("runs", "records", "failed_before", "budget", "failed"),
+    [
+        ({"r1": "failed", "r2": "success"}, [], 1, 2, 2),
+        ({"r1": "failed", "r2": "failed"}, [], 0, 2, 2),
+        (
+            {"r1": "failed"},
+            [ChunkRecord(0, 2, {"r2": Event(EventKind.REFUSED, "no")}).to_dict()],
+            0,
+            2,
+            2,
+        ),
+        ({"r1": "failed", "r2": "success"}, [], 3, 2, 4),
+    ],
+    ids=[
+        "this segment's failures and the earlier segments' reach it",
+        "this segment's failures reach it",
+        "a refused date counts",
+        "the earlier segments' alone are over it",
+    ],
+)
+def test_a_spent_failure_budget_cancels_the_next_chunk(runs, records, failed_before, budget, failed):
+    execution = Execution("sales", FEEDING, max_failed_dates=budget, failed_before=failed_before, total=4)
+    ctx = context({"dag_id": "sales"}, execution=execution.to_dict(), xcoms=plan_xcoms(4, records))
+    operator = chunk(chunk_index=1, first_position=2, dates=[{**DATE, "trigger_run_id": "r3"}])
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
+        mock.patch(COMMS, create=True) as comms,
+        pytest.raises(AirflowSkipException, match=f"{failed} dates failed and max_failed_dates is {budget}"),
+    ):
+        operator.execute(ctx)
+    comms.send.assert_not_called()
+    assert pushed_records(ctx) == [
+        {"chunk": 1, "acted": 0, "events": {}, "stopped": f"max_failed_dates reached ({failed} dates failed)"}
+    ]
+
+
+def test_a_chunk_within_its_failure_budget_starts_once_the_earlier_dates_have_finished():
+    runs = {"r1": "failed", "r2": "success"}
+    execution = Execution("sales", FEEDING, max_failed_dates=3, failed_before=1, total=4)
+    ctx = context({"dag_id": "sales"}, execution=execution.to_dict(), xcoms=plan_xcoms(4))
+    operator = chunk(chunk_index=1, first_position=2, dates=[{**DATE, "trigger_run_id": "r3"}])
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)) as count,
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
+        mock.patch.object(BackfillTriggerOperator, "_feed") as feed,
+    ):
+        operator.execute(ctx)
+    # every earlier date was looked at, open or not, before the budget was counted
+    assert mock.call(dag_id="sales", run_ids=["r1", "r2"], states=["queued", "running"]) in count.mock_calls
+    (call,) = feed.call_args_list
+    assert call.args[2] == 0  # from the chunk's first date
+    assert pushed_records(ctx) == []
+
+
+# ------------------------------------------------------------------------- feeding the window
+
+
+class FakeWindow:
+    """The backfill's open runs as :class:`include.controller.progress.Window` counts them."""
+
+    def __init__(self, counts: list[int]):
+        self.counts = list(counts)
+        self.candidates: list[str] = []
+
+    def count(self) -> int:
+        return self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+
+    def add(self, run_id: str) -> None:
+        self.candidates.append(run_id)
+
+
+def feeding_execution(
+    *, deferred: bool, window: int = 2, resume_at: int = 1, total: int = 10, deadline=None
+) -> Execution:
+    feed = Feeding(window=window, deferred=deferred, resume_at=resume_at, chunk_size=2)
+    return Execution("sales", feed, deadline=deadline, total=total)
+
+
+def feeder(n: int = 2, first_position: int = 0) -> BackfillTriggerOperator:
+    dates = [{**DATE, "trigger_run_id": f"r{i}"} for i in range(n)]
+    return chunk(dates=dates, first_position=first_position)
+
+
+def carried(context: Any, date: dict, retry: bool) -> str:
+    return date["trigger_run_id"]
+
+
+def test_with_room_every_date_starts_at_once_and_the_last_chunk_just_ends():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    window = FakeWindow([0])
+    with mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act:
+        operator._feed(ctx, feeding_execution(deferred=True, window=4, total=2), 0, window)
+    assert [c.args[1]["trigger_run_id"] for c in act.call_args_list] == ["r0", "r1"]
+    assert window.candidates == ["r0", "r1"]
+    assert pushed_records(ctx) == [ChunkRecord(0, 2).to_dict()]
+
+
+def test_a_full_window_fed_deferred_waits_in_the_triggerer_from_the_next_date():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
+        mock.patch("include.controller.operators._min_deferral", return_value=2.5),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        operator._feed(ctx, feeding_execution(deferred=True, window=2, resume_at=1), 0, FakeWindow([1]))
+    assert act.call_count == 1  # one date fitted, the second waits
+    assert deferred.value.method_name == "feed_more"
+    assert deferred.value.kwargs == {"position": 1, "events": {}}
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "WindowTrigger" and trigger.open_at_most == 1 and not trigger.end_task
+    assert pushed_records(ctx) == [ChunkRecord(0, 1).to_dict()]  # recorded before deferring
+
+
+def test_a_deferred_chunk_carries_its_events_to_where_it_resumes():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator.events = {"r0": Event(EventKind.REFUSED, "no")}
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_act", return_value=None),
+        mock.patch("include.controller.operators._min_deferral", return_value=2.5),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        operator._feed(ctx, feeding_execution(deferred=True, window=1, resume_at=0), 1, FakeWindow([1]))
+    assert deferred.value.kwargs == {
+        "position": 1,
+        "events": {"r0": Event(EventKind.REFUSED, "no").to_dict()},
+    }
+
+
+def test_a_chunk_resumed_past_its_deadline_records_why_it_stopped_and_fails():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    events = {"r0": Event(EventKind.REFUSED, "no").to_dict()}
+    with (
+        mock.patch("include.controller.operators.why_stuck", return_value="the target is paused"),
+        pytest.raises(AirflowFailException, match="timed out .*the target is paused"),
+    ):
+        operator.feed_more(ctx, {"timed_out": True, "pending": ["r0"]}, position=1, events=events)
+    assert pushed_records(ctx) == [{"chunk": 0, "acted": 1, "events": events, "stopped": NO_ROOM}]
+
+
+def test_a_full_window_fed_in_the_worker_waits_there_until_a_run_finishes():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    window = FakeWindow([1, 2, 2, 1])  # after the first date: full twice, then room
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
+        mock.patch("include.controller.operators.time.sleep") as sleep,
+    ):
+        operator._feed(ctx, feeding_execution(deferred=False, window=2, total=2), 0, window)
+    assert act.call_count == 2 and sleep.call_count >= 1
+
+
+def test_a_window_that_never_has_room_fails_past_the_deadline_naming_the_dates():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    execution = feeding_execution(deferred=False, window=1, deadline=time.time() - 1)
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried),
+        mock.patch("include.controller.operators.why_stuck", return_value="the target is paused"),
+        pytest.raises(AirflowFailException, match="timed out .*the target is paused"),
+    ):
+        operator._feed(ctx, execution, 0, FakeWindow([1]))
+    assert pushed_records(ctx) == [
+        {"chunk": 0, "acted": 0, "events": {}, "stopped": f"timed out ({NO_ROOM})"}
+    ]
+
+
+def test_a_chunk_that_started_its_dates_hands_over_from_the_triggerer():
+    operator, ctx = feeder(), context({"dag_id": "sales"})
+    execution = feeding_execution(deferred=True, window=6, resume_at=2, total=10)
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        operator._feed(ctx, execution, 0, FakeWindow([1]))
+    assert deferred.value.method_name == "execute" and deferred.value.trigger.end_task is True
+    assert pushed_records(ctx) == [ChunkRecord(0, 2).to_dict()]
+
+
+# --------------------------------------------------------------------------- waiting for runs
+
+
+def test_the_wait_sensor_waits_for_the_started_and_adopted_runs_still_open_only():
+    """r1 ran, r2 runs, r3 was adopted (its run queued), r4 refused, r5 never started."""
+    records = [
+        ChunkRecord(
+            0,
+            4,
+            {
+                "r3": Event(EventKind.ADOPTED, "taken", OTHER_RUN),
+                "r4": Event(EventKind.REFUSED, "no"),
+            },
+            stopped="timed out",
+        ).to_dict()
+    ]
+    runs = {"r1": "success", "r2": "running", OTHER_RUN: "queued"}
+    execution = Execution("sales", Feeding(5, False, 4, 5), deadline=time.time() + 60, total=5)
+    ctx = context({"dag_id": "sales"}, execution=execution.to_dict(), xcoms=plan_xcoms(5, records))
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "failed"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        BackfillWaitSensor(task_id="wait").execute(ctx)
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "BackfillProgressTrigger" and trigger.end_task is True
+    assert trigger.run_ids == ["r2", OTHER_RUN]
+
+
+def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
+    assert BackfillWaitSensor(task_id="wait").execute(context({"dag_id": "sales"}, execution={})) is None
+    runs = {"r1": "success"}
+    ctx = context({"dag_id": "sales"}, xcoms=plan_xcoms(1))
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
+    ):
+        assert BackfillWaitSensor(task_id="wait").execute(ctx) is None
 
 
 # ------------------------------------------------------------------------------------- plan
@@ -130,98 +611,3 @@ def test_the_plan_task_returns_the_chunks_when_planning_succeeds():
     operator = BackfillPlanOperator(task_id="plan")
     with mock.patch("include.controller.tasks.plan_backfill", return_value=[{"chunk_index": 0}]):
         assert operator.execute(context({"dag_id": "sales"})) == [{"chunk_index": 0}]
-
-
-# ------------------------------------------------------------------------- feeding the window
-
-
-class FakeWindow:
-    """The backfill's open runs as :class:`include.controller.progress.Window` counts them."""
-
-    def __init__(self, counts: list[int]):
-        self.counts = list(counts)
-        self.candidates: list[str] = []
-
-    def count(self) -> int:
-        return self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
-
-    def add(self, run_id: str) -> None:
-        self.candidates.append(run_id)
-
-
-def feeding_gate(
-    *, deferred: bool, window: int = 2, resume_at: int = 1, total: int = 10, deadline=None
-) -> dict:
-    feed = {"window": window, "deferred": deferred, "resume_at": resume_at, "chunk_size": 2}
-    return {**GATE, "feeding": feed, "total": total, "deadline": deadline}
-
-
-def feeder(n: int = 2, first_position: int = 0) -> BackfillTriggerOperator:
-    dates = [{**DATE, "trigger_run_id": f"r{i}"} for i in range(n)]
-    return chunk(dates=dates, first_position=first_position)
-
-
-def test_with_room_every_date_starts_at_once_and_the_last_chunk_just_ends():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    with mock.patch.object(BackfillTriggerOperator, "_act") as act:
-        operator._feed(ctx, feeding_gate(deferred=True, window=4, total=2), 0, FakeWindow([0]))
-    assert [c.args[1]["trigger_run_id"] for c in act.call_args_list] == ["r0", "r1"]
-    ctx["ti"].xcom_push.assert_called_once_with(key="trigger_run_id", value=["r0", "r1"])
-
-
-def test_a_full_window_fed_deferred_waits_in_the_triggerer_from_the_next_date():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    with (
-        mock.patch.object(BackfillTriggerOperator, "_act") as act,
-        mock.patch("include.controller.operators._min_deferral", return_value=2.5),
-        pytest.raises(TaskDeferred) as deferred,
-    ):
-        operator._feed(ctx, feeding_gate(deferred=True, window=2, resume_at=1), 0, FakeWindow([1]))
-    assert act.call_count == 1  # one date fitted, the second waits
-    assert deferred.value.method_name == "feed_more" and deferred.value.kwargs == {"position": 1}
-    trigger = deferred.value.trigger
-    assert type(trigger).__name__ == "WindowTrigger" and trigger.open_at_most == 1 and not trigger.end_task
-
-
-def test_a_full_window_fed_in_the_worker_waits_there_until_a_run_finishes():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    window = FakeWindow([1, 2, 2, 1])  # after the first date: full twice, then room
-    with (
-        mock.patch.object(BackfillTriggerOperator, "_act") as act,
-        mock.patch("include.controller.operators.time.sleep") as sleep,
-    ):
-        operator._feed(ctx, feeding_gate(deferred=False, window=2, total=2), 0, window)
-    assert act.call_count == 2 and sleep.call_count >= 1
-
-
-def test_a_window_that_never_has_room_fails_past_the_deadline_naming_the_dates():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    gate = feeding_gate(deferred=False, window=1, deadline=time.time() - 1)
-    with (
-        mock.patch.object(BackfillTriggerOperator, "_act"),
-        mock.patch("include.controller.operators.why_stuck", return_value="the target is paused"),
-        pytest.raises(AirflowFailException, match="timed out .*the target is paused"),
-    ):
-        operator._feed(ctx, gate, 0, FakeWindow([1]))
-
-
-def test_a_chunk_that_started_its_dates_hands_over_from_the_triggerer():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    with mock.patch.object(BackfillTriggerOperator, "_act"), pytest.raises(TaskDeferred) as deferred:
-        operator._feed(ctx, feeding_gate(deferred=True, window=6, resume_at=2, total=10), 0, FakeWindow([1]))
-    assert deferred.value.method_name == "execute" and deferred.value.trigger.end_task is True
-
-
-def test_with_a_failure_budget_spent_the_next_chunk_is_cancelled():
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    operator = feeder(first_position=2)
-    gate = {**feeding_gate(deferred=False), "max_failed_dates": 1, "failed_before": 1}
-    with (
-        mock.patch.object(BackfillTriggerOperator, "_gate", return_value=gate),
-        mock.patch("include.controller.operators._watch"),
-        mock.patch("include.controller.operators.Window", return_value=FakeWindow([0])),
-        mock.patch("include.controller.operators.observe", return_value={}),
-        pytest.raises(AirflowSkipException, match="max_failed_dates is 1"),
-    ):
-        operator.execute(context({"dag_id": "sales"}))

@@ -9,18 +9,10 @@ import pendulum
 import pytest
 
 from include.backfill.plan import Action, DatePlan, ExistingRun, decide
-from include.backfill.report import (
-    CANCELLED,
-    PENDING,
-    TRIGGER_FAILED,
-    acted_state,
-    build_report,
-    failed_count,
-    outcome,
-    render_table,
-)
+from include.backfill.report import build_report, render_table
 from include.backfill.request import BackfillRequest, Reprocess
 from include.backfill.schedule import ScheduledDate
+from include.backfill.state import ChunkRecord, DateOutcome, Event, EventKind, SegmentFacts, segment_dates
 
 JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
 REQUEST = BackfillRequest(
@@ -43,8 +35,37 @@ def plans(request: BackfillRequest = REQUEST) -> list[DatePlan]:
     return decide([scheduled(d) for d in (1, 2, 3, 4)], existing, request)
 
 
-def report(outcomes: dict[str, str], request: BackfillRequest = REQUEST) -> dict[str, Any]:
-    return build_report(request, plans(request), outcomes, controller_run_id="manual__c1", triggered_by="ada")
+def ended(
+    runs: dict[str, str | None],
+    request: BackfillRequest = REQUEST,
+    *,
+    chunks: dict[int, str] | None = None,
+    records: dict[int, ChunkRecord] | None = None,
+) -> list[DateOutcome]:
+    """Where each date ended, as the report task reads it: one date per chunk, every chunk done
+    (``success`` unless ``chunks`` says otherwise), the target runs in ``runs``."""
+    planned = plans(request)
+    run_ids = [p.run_id for p in planned if p.action in (Action.TRIGGERED, Action.CLEARED)]
+    facts = SegmentFacts(
+        plans=[p.to_dict() for p in planned],
+        run_ids=run_ids,
+        chunk_size=1,
+        chunk_states={i: (chunks or {}).get(i, "success") for i in range(len(run_ids))},
+        records=records or {},
+        run_states=runs,
+        finished=True,
+    )
+    return segment_dates(facts)
+
+
+def report(runs: dict[str, str | None], request: BackfillRequest = REQUEST, **given: Any) -> dict[str, Any]:
+    return build_report(
+        request,
+        plans(request),
+        ended(runs, request, **given),
+        controller_run_id="manual__c1",
+        triggered_by="ada",
+    )
 
 
 def run_ids() -> tuple[str, str]:
@@ -56,85 +77,9 @@ def by_day(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {pendulum.parse(d["logical_date"]).day: d for d in result["dates"]}
 
 
-# --- outcome of one date ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("trigger_state", "run_state", "expected"),
-    [
-        (None, None, PENDING),
-        ("running", None, PENDING),
-        ("deferred", None, PENDING),
-        ("up_for_retry", None, PENDING),
-        ("success", None, PENDING),
-        ("success", "queued", PENDING),
-        ("success", "running", PENDING),
-        ("deferred", "success", PENDING),
-        ("success", "success", "success"),
-        ("success", "failed", "failed"),
-        ("skipped", None, CANCELLED),
-        ("failed", None, TRIGGER_FAILED),
-        ("upstream_failed", None, TRIGGER_FAILED),
-        ("removed", None, TRIGGER_FAILED),
-    ],
-    ids=[
-        "trigger task not started",
-        "trigger task running",
-        "trigger task deferred",
-        "trigger task waiting to retry",
-        "triggered, run not visible yet",
-        "run queued",
-        "run running",
-        "run done but trigger task still deferred",
-        "run succeeded",
-        "run failed",
-        "trigger task skipped: cancelled",
-        "trigger task failed",
-        "trigger task upstream failed",
-        "trigger task removed",
-    ],
-)
-def test_outcome(trigger_state: str | None, run_state: str | None, expected: str) -> None:
-    assert outcome(trigger_state, run_state) == expected
-
-
-@pytest.mark.parametrize(
-    ("trigger_state", "action", "run_state", "expected"),
-    [
-        ("running", "triggered", "failed", "failed"),
-        ("running", "triggered", "success", "success"),
-        ("running", "triggered", None, PENDING),
-        ("deferred", "triggered", "success", "success"),
-        ("queued", "triggered", "running", PENDING),
-        ("deferred", "triggered", None, PENDING),
-        ("running", "cleared", "success", PENDING),
-        ("success", "cleared", "running", PENDING),
-    ],
-    ids=[
-        "new run of a chunk still triggering: failed",
-        "new run of a chunk still triggering: done",
-        "date of that chunk not triggered yet",
-        "new run of a chunk waiting deferred for room: done",
-        "new run of a chunk resuming after a wait: still running",
-        "date of a waiting chunk not triggered yet",
-        "cleared run of a chunk still triggering: its old state means nothing yet",
-        "cleared run once its chunk has finished triggering",
-    ],
-)
-def test_live_progress_counts_a_new_run_while_its_chunk_still_triggers(
-    trigger_state: str, action: str, run_state: str | None, expected: str
-) -> None:
-    effective = acted_state(trigger_state, action, run_state)
-    assert outcome(effective, run_state) == expected
-
-
-def test_failed_count_counts_failed_runs_and_failed_triggers_only() -> None:
-    outcomes = {"a": "failed", "b": TRIGGER_FAILED, "c": "success", "d": PENDING, "e": CANCELLED}
-
-    assert failed_count(outcomes) == 2
-
-
 # --- the report ------------------------------------------------------------------------------
+
+BUDGET_SPENT = "max_failed_dates reached (1 dates failed)"
 
 
 def test_every_date_acted_on_succeeded_so_the_backfill_succeeded() -> None:
@@ -149,74 +94,115 @@ def test_every_date_acted_on_succeeded_so_the_backfill_succeeded() -> None:
         "cleared": 1,
         "skipped": 2,
         "cancelled": 0,
+        "adopted": 0,
         "succeeded": 2,
         "failed": 0,
     }
     assert result["failed_dates"] == []
+    assert result["unfinished_dates"] == []
+
+
+REFUSED = "Airflow refused the run (HTTP 400): Dag with dag_id 'sales' does not allow operator-triggered runs"
 
 
 @pytest.mark.parametrize(
-    ("cleared_outcome", "failed_dates"),
+    ("cleared_run", "events", "state", "failed", "unfinished"),
     [
-        ("failed", ["2024-01-02T00:00:00+00:00"]),
-        (TRIGGER_FAILED, ["2024-01-02T00:00:00+00:00"]),
-        (PENDING, []),
+        ("failed", {}, "failed", ["2024-01-02T00:00:00+00:00"], []),
+        (
+            "failed",
+            {"scheduled__02": Event(EventKind.REFUSED, REFUSED)},
+            "trigger_failed",
+            ["2024-01-02T00:00:00+00:00"],
+            [],
+        ),
+        ("running", {}, "running", [], ["2024-01-02T00:00:00+00:00"]),
+        (None, {}, "pending", [], ["2024-01-02T00:00:00+00:00"]),
     ],
-    ids=["run failed", "trigger failed", "still pending"],
+    ids=["run failed", "trigger failed", "still running", "no run seen"],
 )
 def test_one_date_not_ending_in_success_fails_the_backfill(
-    cleared_outcome: str, failed_dates: list[str]
+    cleared_run: str | None, events: dict[str, Event], state: str, failed: list[str], unfinished: list[str]
 ) -> None:
     triggered, cleared = run_ids()
 
-    result = report({triggered: "success", cleared: cleared_outcome})
+    result = report({triggered: "success", cleared: cleared_run}, records={1: ChunkRecord(1, 1, events)})
 
     assert result["success"] is False
-    assert result["failed_dates"] == failed_dates
-    assert result["counts"]["failed"] == len(failed_dates)
-    assert by_day(result)[2]["state"] == cleared_outcome
+    assert result["failed_dates"] == failed
+    assert result["unfinished_dates"] == unfinished
+    assert result["counts"]["failed"] == len(failed)
+    assert by_day(result)[2]["state"] == state
 
 
-def test_a_date_without_an_outcome_is_pending() -> None:
-    triggered, _ = run_ids()
+def test_a_refused_date_carries_airflows_message() -> None:
+    triggered, cleared = run_ids()
 
-    result = report({triggered: "success"})
+    result = report(
+        {triggered: "success", cleared: "failed"},
+        records={1: ChunkRecord(1, 1, {cleared: Event(EventKind.REFUSED, REFUSED)})},
+    )
 
-    assert by_day(result)[2]["state"] == PENDING
-    assert result["success"] is False
+    assert (by_day(result)[2]["state"], by_day(result)[2]["why"]) == ("trigger_failed", REFUSED)
 
 
 def test_a_cancelled_date_fails_the_backfill_and_says_why() -> None:
     triggered, cleared = run_ids()
 
-    result = report({triggered: "failed", cleared: CANCELLED})
+    result = report(
+        {triggered: "failed", cleared: "failed"},
+        chunks={1: "skipped"},
+        records={1: ChunkRecord(1, 0, stopped=BUDGET_SPENT)},
+    )
 
     assert result["success"] is False
-    assert by_day(result)[2]["action"] == "cancelled"
-    assert by_day(result)[2]["why"] == "not started: max_failed_dates reached"
+    assert (by_day(result)[2]["action"], by_day(result)[2]["state"]) == ("cancelled", "cancelled")
+    assert by_day(result)[2]["why"] == f"not started: {BUDGET_SPENT}"
     assert result["counts"]["cancelled"] == 1
     assert result["counts"]["cleared"] == 0
+    assert result["failed_dates"] == ["2024-01-01T00:00:00+00:00"]
 
 
 def test_a_cancelled_date_counts_as_neither_succeeded_nor_failed() -> None:
-    """It keeps its previous run's state in the table, but that run is not part of this backfill."""
+    """Its previous run's state is shown as its run_state, but that run is not part of this backfill."""
     request = replace(REQUEST, reprocess=Reprocess.ALL)
-    outcomes = {p.run_id: "success" if p.action is Action.TRIGGERED else CANCELLED for p in plans(request)}
+    (triggered,) = (p.run_id for p in plans(request) if p.action is Action.TRIGGERED)
 
-    result = report(outcomes, request)
+    result = report(
+        {triggered: "success", "scheduled__02": "failed", "scheduled__03": "success"},
+        request,
+        chunks={1: "skipped", 2: "skipped"},
+    )
 
-    assert [(d["action"], d["state"]) for d in result["dates"][1:3]] == [
-        ("cancelled", "failed"),
-        ("cancelled", "success"),
+    assert [(d["action"], d["state"], d["run_state"]) for d in result["dates"][1:3]] == [
+        ("cancelled", "cancelled", "failed"),
+        ("cancelled", "cancelled", "success"),
     ]
     assert (result["counts"]["succeeded"], result["counts"]["failed"]) == (1, 0)
     assert result["failed_dates"] == []
 
 
 def test_a_cancelled_date_fails_the_backfill_even_if_nothing_else_failed() -> None:
-    triggered, cleared = run_ids()
+    triggered, _ = run_ids()
 
-    assert report({triggered: "success", cleared: CANCELLED})["success"] is False
+    assert report({triggered: "success"}, chunks={1: "skipped"})["success"] is False
+
+
+def test_a_date_another_run_took_first_ends_as_that_run() -> None:
+    triggered, _ = run_ids()
+    why = "manual__other had this logical date first; its outcome is this date's"
+    adopted = {triggered: Event(EventKind.ADOPTED, why, "manual__other")}
+
+    result = report(
+        {"manual__other": "success", "scheduled__02": "success"}, records={0: ChunkRecord(0, 1, adopted)}
+    )
+
+    first = by_day(result)[1]
+    assert (first["action"], first["state"], first["run_id"]) == ("adopted", "success", "manual__other")
+    assert first["planned_run_id"] == triggered and first["why"] == why
+    assert first["data_interval_start"] == "2024-01-01T00:00:00+00:00"
+    assert (result["counts"]["adopted"], result["counts"]["triggered"]) == (1, 0)
+    assert result["success"] is True
 
 
 def test_skipped_dates_keep_their_existing_state_and_do_not_count() -> None:
@@ -225,8 +211,8 @@ def test_skipped_dates_keep_their_existing_state_and_do_not_count() -> None:
     result = report({triggered: "success", cleared: "success"})
 
     days = by_day(result)
-    assert (days[3]["action"], days[3]["state"]) == ("skipped", "success")
-    assert (days[4]["action"], days[4]["state"]) == ("skipped", "running")
+    assert (days[3]["action"], days[3]["state"], days[3]["run_state"]) == ("skipped", "skipped", "success")
+    assert (days[4]["action"], days[4]["state"], days[4]["run_state"]) == ("skipped", "skipped", "running")
     assert days[4]["why"].startswith("in flight")
 
 
@@ -236,7 +222,7 @@ def test_a_skipped_failed_date_does_not_fail_the_backfill() -> None:
 
     result = report({triggered: "success"}, request)
 
-    assert by_day(result)[2]["state"] == "failed"
+    assert (by_day(result)[2]["state"], by_day(result)[2]["run_state"]) == ("skipped", "failed")
     assert result["failed_dates"] == []
     assert result["success"] is True
 
@@ -244,8 +230,11 @@ def test_a_skipped_failed_date_does_not_fail_the_backfill() -> None:
 def test_nothing_to_do_is_a_success() -> None:
     request = replace(REQUEST, reprocess=Reprocess.MISSING)
     only_existing = [p for p in plans(request) if p.action is Action.SKIPPED]
+    dates = segment_dates(
+        SegmentFacts([p.to_dict() for p in only_existing], [], 1, {}, {}, {}, finished=True)
+    )
 
-    result = build_report(request, only_existing, {})
+    result = build_report(request, only_existing, dates)
 
     assert result["success"] is True
     assert result["counts"]["dates"] == 3
@@ -254,16 +243,26 @@ def test_nothing_to_do_is_a_success() -> None:
 def test_a_dry_run_succeeds_and_reports_the_planned_actions() -> None:
     request = replace(REQUEST, dry_run=True)
 
-    result = report({}, request)
+    result = build_report(request, plans(request), None)
 
     assert result["success"] is True
     assert result["dry_run"] is True
-    assert [(d["action"], d["state"]) for d in result["dates"]] == [
-        ("triggered", None),
-        ("cleared", "failed"),
-        ("skipped", "success"),
-        ("skipped", "running"),
+    assert [(d["action"], d["state"], d["run_state"]) for d in result["dates"]] == [
+        ("triggered", "planned", None),
+        ("cleared", "planned", "failed"),
+        ("skipped", "skipped", "success"),
+        ("skipped", "skipped", "running"),
     ]
+    assert result["unfinished_dates"] == []
+
+
+def test_a_dry_run_ignores_any_outcomes_given() -> None:
+    request = replace(REQUEST, dry_run=True)
+
+    result = report(dict.fromkeys(run_ids(), "failed"), request)
+
+    assert [d["state"] for d in result["dates"]] == ["planned", "planned", "skipped", "skipped"]
+    assert result["success"] is True
 
 
 def test_the_report_says_who_ran_what_and_why() -> None:
@@ -282,10 +281,23 @@ def test_each_date_carries_its_run_id_and_data_interval() -> None:
     first = result["dates"][0]
     assert first["logical_date"] == "2024-01-01T00:00:00+00:00"
     assert first["run_id"] == "backfill_controller__2024-01-01T00:00:00+00:00"
+    assert first["planned_run_id"] == first["run_id"]
     assert (first["data_interval_start"], first["data_interval_end"]) == (
         "2024-01-01T00:00:00+00:00",
         "2024-01-02T00:00:00+00:00",
     )
+
+
+def test_a_task_subset_date_names_the_tasks_it_clears() -> None:
+    planned = plans()
+    subset = [
+        replace(p, task_ids=("load", ("split", 2))) if p.action is Action.CLEARED else p for p in planned
+    ]
+
+    result = build_report(REQUEST, subset, ended({}))
+
+    assert by_day(result)[2]["task_ids"] == ["load", "split[2]"]
+    assert by_day(result)[1]["task_ids"] is None
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -313,8 +325,17 @@ def test_table_lists_every_date_and_ends_with_a_verdict(outcomes: str, dry_run: 
     assert "triggered 1, cleared 1, skipped 2, cancelled 0" in lines[-1]
 
 
-def test_table_shows_a_dash_for_no_state() -> None:
+def test_table_shows_a_dry_runs_dates_as_planned() -> None:
     line = render_table(report({}, replace(REQUEST, dry_run=True))).splitlines()[1]
+
+    assert line.split()[:3] == ["2024-01-01T00:00:00+00:00", "triggered", "planned"]
+
+
+def test_table_shows_a_dash_for_no_state() -> None:
+    result = report({})
+    result["dates"][0]["state"] = None
+
+    line = render_table(result).splitlines()[1]
 
     assert line.split()[:3] == ["2024-01-01T00:00:00+00:00", "triggered", "-"]
 

@@ -16,7 +16,16 @@ from unittest import mock
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from include.controller.progress import BackfillProgressTrigger, WindowTrigger
+from include.backfill.plan import Execution, Feeding
+from include.backfill.state import ChunkRecord, Event, EventKind, SegmentFacts
+from include.controller.progress import (
+    BATCH,
+    BackfillProgressTrigger,
+    WindowTrigger,
+    chunk_states,
+    run_states,
+    segment_facts,
+)
 
 RTI = "airflow.sdk.execution_time.task_runner.RuntimeTaskInstance"
 
@@ -95,19 +104,8 @@ def test_window_trigger_serializes_to_itself():
 
 
 def progress_trigger(**kwargs) -> BackfillProgressTrigger:
-    defaults = {
-        "controller_dag_id": "backfill_controller",
-        "controller_run_id": "manual__1",
-        "target_dag_id": "t",
-        "run_ids": ["r1", "r2"],
-        "chunk_size": 2,
-        "poll_interval": 0.01,
-    }
+    defaults = {"target_dag_id": "t", "run_ids": ["r1", "r2"], "poll_interval": 0.01}
     return BackfillProgressTrigger(**{**defaults, **kwargs})
-
-
-def chunk_states(states: dict[int, str]):
-    return lambda **_: {"manual__1": {f"trigger_{i}": s for i, s in states.items()}}
 
 
 @pytest.mark.parametrize(
@@ -115,10 +113,7 @@ def chunk_states(states: dict[int, str]):
 )
 def test_progress_trigger_fires_once_every_run_has_finished(end_task, expected):
     trigger = progress_trigger(end_task=end_task)
-    with (
-        mock.patch(f"{RTI}.get_task_states", side_effect=chunk_states({0: "success"})),
-        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({"r1": "success", "r2": "failed"})),
-    ):
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({"r1": "success", "r2": "failed"})):
         assert first_event(trigger) == expected
 
 
@@ -131,36 +126,121 @@ def test_progress_trigger_keeps_waiting_for_a_run_still_running():
         states["r2"] = "success"  # finishes after the first look
         return count
 
-    with (
-        mock.patch(f"{RTI}.get_task_states", side_effect=chunk_states({0: "success"})),
-        mock.patch(f"{RTI}.get_dr_count", side_effect=finish_later) as count,
-    ):
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=finish_later) as count:
         assert first_event(trigger) == TriggerEvent({"timed_out": False})
     assert count.call_count >= 2
 
 
 def test_progress_trigger_past_its_deadline_names_the_pending_runs():
     trigger = progress_trigger(deadline=time.time() - 1)
-    with (
-        mock.patch(f"{RTI}.get_task_states", side_effect=chunk_states({0: "success"})),
-        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({"r1": "success", "r2": "queued"})),
-    ):
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({"r1": "success", "r2": "queued"})):
         assert first_event(trigger) == TriggerEvent({"timed_out": True, "pending": ["r1", "r2"]})
 
 
-def test_progress_trigger_waits_for_dates_whose_chunk_has_not_acted_yet():
-    trigger = progress_trigger(deadline=time.time() - 1)
-    with (
-        mock.patch(f"{RTI}.get_task_states", side_effect=chunk_states({0: "running"})),
-        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({})),
-    ):
-        event = first_event(trigger)
-    assert event == TriggerEvent({"timed_out": True, "pending": ["r1", "r2"]})
+def test_progress_trigger_does_not_wait_for_a_run_that_does_not_exist():
+    """The sensor hands it the runs the backfill started; one never created is nothing to wait for."""
+    trigger = progress_trigger(deadline=time.time() + 60)
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({"r1": "success"})):
+        assert first_event(trigger) == TriggerEvent({"timed_out": False})
+
+
+def test_progress_trigger_asks_about_its_runs_in_batches():
+    run_ids = [f"r{i}" for i in range(BATCH + 1)]
+    trigger = progress_trigger(run_ids=run_ids)
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({})) as count:
+        first_event(trigger)
+    assert [len(c.kwargs["run_ids"]) for c in count.call_args_list] == [BATCH, 1]
+    assert all(sorted(c.kwargs["states"]) == ["queued", "running"] for c in count.call_args_list)
 
 
 def test_progress_trigger_serializes_to_itself():
-    trigger = progress_trigger(positions=[4, 5], deadline=12.5, end_task=True)
+    trigger = progress_trigger(deadline=12.5, end_task=True)
     classpath, kwargs = trigger.serialize()
     assert classpath == "include.controller.progress.BackfillProgressTrigger"
-    assert kwargs["run_ids"] == ["r1", "r2"] and kwargs["positions"] == [4, 5]
+    assert kwargs == {
+        "target_dag_id": "t",
+        "run_ids": ["r1", "r2"],
+        "poll_interval": 0.01,
+        "deadline": 12.5,
+        "end_task": True,
+    }
     assert rebuilt(trigger).serialize() == (classpath, kwargs)
+
+
+# ------------------------------------------------------------ what the tasks read of a backfill
+
+
+def test_chunk_states_are_the_trigger_task_instances_by_map_index():
+    answer = {"manual__1": {"trigger_0": "success", "trigger_1": "up_for_retry", "trigger_10": None}}
+    with mock.patch(f"{RTI}.get_task_states", return_value=answer) as states:
+        found = chunk_states("backfill_controller", "manual__1")
+    assert found == {0: "success", 1: "up_for_retry", 10: None}
+    states.assert_called_once_with(dag_id="backfill_controller", task_ids=["trigger"], run_ids=["manual__1"])
+
+
+def test_chunk_states_of_a_run_without_trigger_task_instances():
+    with mock.patch(f"{RTI}.get_task_states", return_value={}):
+        assert chunk_states("backfill_controller", "manual__1") == {}
+
+
+def test_run_states_cost_one_call_for_a_batch_of_succeeded_runs():
+    known = {"r1": "success", "r2": "success"}
+    with (
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(known)) as count,
+        mock.patch(f"{RTI}.get_dagrun_state") as one_by_one,
+    ):
+        assert run_states("t", ["r1", "r2", "r1"]) == known
+    assert count.call_count == 1
+    one_by_one.assert_not_called()
+
+
+def run_state(known: dict[str, str]) -> Callable[..., str]:
+    """A ``get_dagrun_state`` answering from ``{run_id: state}``, failing as Airflow does for a
+    run that does not exist (the supervisor's answer to the API server's 404)."""
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
+
+    def state(dag_id: str, run_id: str) -> str:
+        if run_id not in known:
+            detail = {"status_code": 404, "message": "not found", "detail": {"detail": "not found"}}
+            raise AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail=detail))
+        return known[run_id]
+
+    return state
+
+
+def test_run_states_read_a_mixed_batch_run_by_run_leaving_out_missing_runs():
+    known = {"r1": "success", "r2": "running"}
+    with (
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(known)),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(known)),
+    ):
+        assert run_states("t", ["r1", "r2", "r3"]) == known
+
+
+def test_segment_facts_gather_chunk_states_records_and_the_adopted_runs_states():
+    execution = Execution("t", Feeding(window=2, deferred=False, resume_at=1, chunk_size=2))
+    record = ChunkRecord(0, 2, {"r2": Event(EventKind.ADOPTED, "taken", "scheduled__2")})
+    ti = mock.Mock(dag_id="backfill_controller")
+    ti.xcom_pull.return_value = [record.to_dict()]
+    known = {"r1": "success", "scheduled__2": "running"}  # r2: adopted, so no run of its own
+    plans = [
+        {"logical_date": "2024-01-01", "run_id": "r1", "action": "triggered"},
+        {"logical_date": "2024-01-02", "run_id": "r2", "action": "triggered"},
+    ]
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value={"manual__1": {"trigger_0": "success"}}),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(known)),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(known)),
+    ):
+        facts = segment_facts(ti, "manual__1", execution, plans, ["r1", "r2"], finished=True)
+    ti.xcom_pull.assert_called_once_with(task_ids="trigger", key="chunk", run_id="manual__1")
+    assert facts == SegmentFacts(
+        plans=plans,
+        run_ids=["r1", "r2"],
+        chunk_size=2,
+        chunk_states={0: "success"},
+        records={0: record},
+        run_states=known,
+        finished=True,
+    )

@@ -1,0 +1,39 @@
+"""Airflow's run and task instance states, as the pure modules and the CLI compare them.
+
+The values are ``airflow.utils.state.DagRunState`` and ``TaskInstanceState``'s, spelled here so
+that the CLI and the domain modules do not import Airflow (over a second);
+``tests/unit/test_state.py`` checks that they match. Modules that run inside Airflow use
+Airflow's enums themselves.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    """``DagRunState``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+OPEN_RUN = frozenset({RunState.QUEUED, RunState.RUNNING})
+FINISHED_RUN = frozenset({RunState.SUCCESS, RunState.FAILED})
+
+
+class TaskState(StrEnum):
+    """The ``TaskInstanceState`` values this model reads."""
+
+    SUCCESS = "success"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    UPSTREAM_FAILED = "upstream_failed"
+    REMOVED = "removed"
+
+
+#: A task instance that will not run again (unless someone clears it).
+TASK_FINISHED = frozenset(TaskState)
+TASK_FAILED = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.REMOVED})
