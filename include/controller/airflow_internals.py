@@ -22,6 +22,11 @@ In a task (for speed: one supervisor round trip instead of a REST call with cred
   cleared by an earlier try from one still as planned.
 * :func:`mapped_states` reads ``get_task_states``' answer for a mapped task, whose keys are
   ``<task_id>_<map_index>``.
+
+Not listed here, being public: the Task SDK's calls on a task instance (``get_dr_count``,
+``get_dagrun_state``, ``get_task_states``), which triggers reach through
+``RuntimeTaskInstance`` as Airflow's own ``DagStateTrigger`` does, and the plugin's FastAPI app
+reading the metadata database through Airflow's models and ``SessionDep``.
 """
 
 from __future__ import annotations

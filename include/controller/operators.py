@@ -44,11 +44,14 @@ from include.backfill.state import (
     DateOutcome,
     Event,
     EventKind,
+    adopted_run_ids,
     failed_dates,
     open_run_ids,
+    records_by_chunk,
     segment_dates,
 )
 from include.controller.progress import (
+    TRIGGER_TASK_ID,
     BackfillProgressTrigger,
     Window,
     WindowTrigger,
@@ -200,7 +203,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     def execute(self, context: Any) -> None:
         execution = self._execution(context)
         self._wait_for_previous_chunk(context)
-        window = Window(execution.target_dag_id, self._earlier_run_ids(context, execution))
+        window = Window(execution.target_dag_id, self._earlier_run_ids(context))
         if execution.max_failed_dates is not None:
             finished = "the earlier dates never finished"
             self._wait_until(context, execution, window, lambda: window.count() == 0, finished)
@@ -250,10 +253,14 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             again = datetime.now(tz=UTC) + timedelta(seconds=PREVIOUS_CHUNK_LOOK)
             raise AirflowRescheduleException(reschedule_date=again)
 
-    def _earlier_run_ids(self, context: Any, execution: Execution) -> list[str]:
-        """The runs of the earlier chunks that may still be open: their dates' runs and those adopted."""
-        dates = dates_so_far(context, execution, upto=self.first_position)
-        return open_run_ids(dates) if execution.max_failed_dates is None else [d.run_id for d in dates]
+    def _earlier_run_ids(self, context: Any) -> list[str]:
+        """The runs of the earlier chunks that may still be open: their dates' runs and those
+        adopted (a refused date has none). Counted in batches by :class:`Window`: no run read
+        one by one."""
+        ti = context["ti"]
+        run_ids = list(ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or [])[: self.first_position]
+        records = records_by_chunk(ti.xcom_pull(task_ids=TRIGGER_TASK_ID, key=CHUNK_RECORD_KEY))
+        return [*run_ids, *adopted_run_ids(records)]
 
     def _feed(self, context: Any, execution: Execution, position: int, window: Window) -> None:
         """Start the chunk's dates from ``position``, each once the window has room.
