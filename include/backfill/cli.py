@@ -5,15 +5,20 @@ The command turns Airflow 2 style flags into the controller's conf (:func:`to_co
 
     backfill sales_pipeline -s 2024-01-01 -e 2024-10-26
 
-Everything here except :func:`main` is pure (argument parsing, the conf, connection settings,
-progress arithmetic and formatting) and imports neither Airflow nor an HTTP library, so the
-command starts in a fraction of a second and the parts are unit-tested without a server. The
-HTTP calls live in :mod:`include.backfill.client`.
+Two sub-commands read the backfills the Backfills page shows, without starting anything::
 
-Exit status: 0 the backfill succeeded (or the dry run was planned); 1 it failed, or the
-controller refused the request; 2 the command line or the trigger was refused (nothing was
+    backfill status RUN_ID          # one backfill: phase, counts and every date
+    backfill list --dag-id sales    # the backfills, newest first
+
+Everything here except the ``run_*`` functions and :func:`main` is pure (argument parsing, the
+conf, connection settings, progress arithmetic and formatting) and imports neither Airflow nor an
+HTTP library, so the command starts in a fraction of a second and the parts are unit-tested
+without a server. The HTTP calls live in :mod:`include.backfill.client`.
+
+Exit status of a backfill: 0 the backfill succeeded (or the dry run was planned); 1 it failed, or
+the controller refused the request; 2 the command line or the trigger was refused (nothing was
 started); 3 Airflow could not be reached or refused the login; 130 interrupted (the controller
-run keeps going).
+run keeps going). ``status`` and ``list`` document theirs in their ``--help``.
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from include.backfill.airflow_states import FINISHED_RUN
-from include.backfill.report import render_table
+from include.backfill.report import aligned, date_table, render_table
 from include.backfill.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
 from include.backfill.state import Counts, Phase
 
@@ -41,16 +46,70 @@ if TYPE_CHECKING:
 CONTROLLER_DAG_ID = "backfill_controller"
 DEFAULT_API_URL = "http://localhost:8080"
 DEFAULT_POLL_INTERVAL = 3.0
+#: The first argument that names a sub-command (see :func:`command_of`).
+SUBCOMMANDS = ("status", "list")
+#: Most backfills one ``GET .../api/backfills`` answers.
+MAX_PAGE = 200
 
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
+#: ``backfill status``: the backfill has not finished (queued, planning, running or cancelling).
+EXIT_STILL_RUNNING = 3
+#: ``backfill status``: Airflow could not be reached or refused the login (3 means still running).
+EXIT_STATUS_UNREACHABLE = 4
 
 
 class UsageError(ValueError):
     """The command line asks for something the command refuses; nothing was sent to Airflow."""
+
+
+# --------------------------------------------------------------------------- underscore spellings
+
+
+def hyphenated(argv: Sequence[str], long_options: Collection[str], allow_abbrev: bool = True) -> list[str]:
+    """``argv`` with each long option given in its underscore spelling (Airflow 1.10's
+    ``--reset_dagruns``) respelled with hyphens, as the parser knows it.
+
+    Only a token that names an option once respelled (exactly, or as an abbreviation argparse
+    accepts) is changed, and only its name (before ``=``): never a value (a value starting with
+    ``--`` is an option to argparse anyway, unless it holds a space, and then it names no option),
+    and nothing after ``--``.
+
+    >>> hyphenated(["my_dag", "--reset_dagruns", "-t", "load_x", "--task_regex=a_b", "--x_y"],
+    ...            ["--reset-dagruns", "--task-regex"])
+    ['my_dag', '--reset-dagruns', '-t', 'load_x', '--task-regex=a_b', '--x_y']
+    >>> hyphenated(["--reason", "--dry_run now", "--", "--dry_run"], ["--reason", "--dry-run"])
+    ['--reason', '--dry_run now', '--', '--dry_run']
+    """
+    respelled: list[str] = []
+    for position, token in enumerate(argv):
+        if token == "--":
+            return respelled + list(argv[position:])
+        name, equals, value = token.partition("=")
+        if name.startswith("--") and "_" in name:
+            spelled = "--" + name[2:].replace("_", "-")
+            if spelled in long_options or (
+                allow_abbrev and any(option.startswith(spelled) for option in long_options)
+            ):
+                token = spelled + equals + value
+        respelled.append(token)
+    return respelled
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that also takes the underscore spelling of every long option
+    (``--reset_dagruns`` for ``--reset-dagruns``): the command line is respelled first
+    (:func:`hyphenated`), so the parser, its ``--help`` and its errors know one spelling."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        argv = sys.argv[1:] if args is None else args
+        options = [option for option in self._option_string_actions if option.startswith("--")]
+        return super().parse_known_args(hyphenated(argv, options, self.allow_abbrev), namespace)
 
 
 # --------------------------------------------------------------------------- command line
@@ -126,8 +185,8 @@ progress, and print what happened to every logical date.
 
 Speaks Airflow 2's `airflow dags backfill` flags. Differences:
   * -s DATE alone (no -e) backfills exactly that one logical date; it must be on the DAG's
-    schedule (the error names the nearest ones). Same for -e alone. -s and -e form an
-    inclusive window of logical dates, like Airflow 2.
+    schedule (the error names the nearest ones). Same for -e alone and for -D DATE (older
+    runbooks' spelling). -s and -e form an inclusive window of logical dates, like Airflow 2.
   * Dates that already have a run are left alone unless --reset-dagruns (re-run every date)
     or --rerun-failed-tasks (re-run dates whose run failed). Queued or running runs are never
     touched.
@@ -136,6 +195,13 @@ Speaks Airflow 2's `airflow dags backfill` flags. Differences:
   * The backfill continues past failed dates (--continue-on-failures is the default); use
     --max-failed-dates 1 to stop starting new dates after the first failure.
   * --dry-run reports what would happen to each date and changes nothing.
+
+Sub-commands, which start nothing:
+  backfill status RUN_ID     one backfill: its phase, counts and every date (backfill status -h)
+  backfill list [--dag-id D] [--state PHASE]   the backfills, newest first (backfill list -h)
+A first argument `status` or `list` names the sub-command unless the command line gives dates
+(-s, -e, --dates or -D): a backfill always needs dates and a sub-command takes none, so
+`backfill list -s 2024-01-01` still backfills a DAG named `list`.
 
 Airflow: --api-url/--username/--password, else BACKFILL_API_URL/BACKFILL_API_USERNAME/
 BACKFILL_API_PASSWORD, else the connection URI in AIRFLOW_CONN_AIRFLOW_API
@@ -154,12 +220,39 @@ examples:
   # re-run one task (not its upstream tasks) for a few days, even where it succeeded
   backfill api_ingestion_dag -s 2024-03-10 -e 2024-03-12 -t api_ingestion_task -i --reset-dagruns
 
-  # re-run the one failed date of a DAG
+  # re-run the one failed date of a DAG (older runbooks: -D 2024-06-05 --reset_dagruns)
   backfill data_transformation_dag -s 2024-06-05 --reset-dagruns
 
   # see the plan first; trigger and return at once, printing the controller's run id
   backfill sales_pipeline -s 2024-01-01 -e 2024-01-31 --dry-run
-  backfill sales_pipeline --dates 2024-01-05,2024-01-10 --reason "late files" --no-wait"""
+  backfill sales_pipeline --dates 2024-01-05,2024-01-10 --reason "late files" --no-wait
+
+  # how is it going? which backfills of sales_pipeline failed?
+  backfill status manual__2024-11-24T08:08:58.461667+00:00
+  backfill list --dag-id sales_pipeline --state failed
+
+Every long flag also takes its underscore spelling, as Airflow 1.10 wrote them (--reset_dagruns,
+--start_date, --task_regex, --dry_run, ...); this help lists the hyphen spellings only."""
+
+STATUS_DESCRIPTION = f"""\
+Print one backfill as the Backfills page shows it: its phase, target, window and counts, then
+one line per logical date (logical_date, action, state, run_id, why). RUN_ID is the run id of
+the {CONTROLLER_DAG_ID} run that received the request (`backfill list` shows them). Starts nothing.
+
+Exit status: 0 the backfill succeeded, or the dry run was planned; 1 it failed or was cancelled;
+2 bad command line, or no backfill has that run id; 3 it has not finished yet (queued,
+planning, running or cancelling: a script can wait while the status is 3); 4 Airflow
+unreachable or login refused (not 3, so such a loop stops)."""
+
+LIST_DESCRIPTION = f"""\
+List the backfills ({CONTROLLER_DAG_ID} runs), newest first, one line each: run_id, phase, target
+DAG, window, dates finished/to run (or planned, for a dry run), who triggered it. The total and
+how to see the next page go to stderr. Starts nothing.
+
+Exit status: 0 listed (also when none match); 2 bad command line; 3 Airflow unreachable or login
+refused."""
+
+UNDERSCORES_ACCEPTED = "Every long flag also takes its underscore spelling (--dag_id, --api_url, ...)."
 
 
 def _positive_int(text: str) -> int:
@@ -170,6 +263,29 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
+
+
+def _page_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be {MAX_PAGE} or less, got {value}")
+    return value
+
+
+def _offset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _dag_id(text: str) -> str:
+    if not DAG_ID_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a dag_id (letters, digits, _ . - only)")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -184,15 +300,40 @@ def _seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``backfill`` command line (Airflow 2 flag names where Airflow 2 had one)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="backfill",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dag_id", metavar="DAG_ID", help="the DAG to backfill")
+    _add_backfill_arguments(parser)
+    return parser
 
-    dates = parser.add_argument_group("dates (a window, one date, or a list)")
+
+def _add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dag_id", metavar="DAG_ID", help="the DAG to backfill")
+    _add_dates(parser.add_argument_group("dates (a window, one date, or a list)"))
+    _add_what(parser.add_argument_group("what to re-run"))
+    _add_how(parser.add_argument_group("how"))
+    run = parser.add_argument_group("Airflow and output")
+    _add_airflow(run)
+    run.add_argument("--no-wait", action="store_true", help="print the controller's run id and exit at once")
+    run.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=DEFAULT_POLL_INTERVAL,
+        metavar="SECONDS",
+        help=f"seconds between progress checks (default {DEFAULT_POLL_INTERVAL:g})",
+    )
+    _add_legacy(
+        parser.add_argument_group(
+            "Airflow 2 flags without an equivalent",
+            "ignored ones print a note; refused ones stop the command",
+        )
+    )
+
+
+def _add_dates(dates: argparse._ArgumentGroup) -> None:
     dates.add_argument(
         "-s",
         "--start-date",
@@ -210,8 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="explicit logical dates instead of a window, comma-separated (repeatable); "
         "for DAGs with schedule=None, any datetimes",
     )
+    dates.add_argument(
+        "-D",
+        dest="date",
+        action="append",
+        metavar="DATE",
+        help="the one logical date to backfill, as older runbooks spell it: the same as -s DATE alone",
+    )
 
-    what = parser.add_argument_group("what to re-run")
+
+def _add_what(what: argparse._ArgumentGroup) -> None:
     what.add_argument(
         "--reset-dagruns",
         action="store_true",
@@ -248,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gets a whole new run (trigger)",
     )
 
-    how = parser.add_argument_group("how")
+
+def _add_how(how: argparse._ArgumentGroup) -> None:
     how.add_argument("-B", "--run-backwards", action="store_true", help="newest date first")
     how.add_argument(
         "-c",
@@ -256,24 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='JSON object passed as conf to every target run, e.g. \'{"mode": "full"}\'',
     )
-    how.add_argument(
-        "--max-active-runs",
-        type=_positive_int,
-        metavar="N",
-        help="most target runs of this backfill running at once (default 10)",
-    )
-    how.add_argument(
-        "--chunk-size",
-        type=_positive_int,
-        metavar="N",
-        help="dates triggered and waited for together (default: --max-active-runs)",
-    )
-    how.add_argument(
-        "--max-failed-dates",
-        type=_positive_int,
-        metavar="N",
-        help="after N failed dates start no new chunk; the rest are reported cancelled",
-    )
+    for flags, help_text in (
+        (("--max-active-runs",), "most target runs of this backfill running at once (default 10)"),
+        (("--chunk-size",), "dates triggered and waited for together (default: --max-active-runs)"),
+        (("--max-failed-dates",), "after N failed dates start no new chunk; the rest are reported cancelled"),
+    ):
+        how.add_argument(*flags, type=_positive_int, metavar="N", help=help_text)
     how.add_argument(
         "--continue-on-failures",
         action="store_true",
@@ -307,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="advanced: dates per controller run, at most 1024 (default: the deployment's, 1000)",
     )
 
-    run = parser.add_argument_group("Airflow and output")
+
+def _add_airflow(run: argparse._ArgumentGroup) -> None:
+    """Where Airflow is and who logs in: every sub-command's."""
     run.add_argument(
         "--api-url",
         metavar="URL",
@@ -320,19 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PASSWORD",
         help="env BACKFILL_API_PASSWORD (safer than the command line); asked for on a terminal",
     )
-    run.add_argument("--no-wait", action="store_true", help="print the controller's run id and exit at once")
-    run.add_argument(
-        "--poll-interval",
-        type=_seconds,
-        default=DEFAULT_POLL_INTERVAL,
-        metavar="SECONDS",
-        help=f"seconds between progress checks (default {DEFAULT_POLL_INTERVAL:g})",
-    )
     run.add_argument("-v", "--verbose", action="store_true", help="also print every REST API call")
 
-    legacy = parser.add_argument_group(
-        "Airflow 2 flags without an equivalent", "ignored ones print a note; refused ones stop the command"
-    )
+
+def _add_legacy(legacy: argparse._ArgumentGroup) -> None:
     for flag in LEGACY_FLAGS:
         verdict = "refused" if flag.refused else "ignored"
         help_text = f"{verdict}: {flag.note}"
@@ -340,7 +471,81 @@ def build_parser() -> argparse.ArgumentParser:
             legacy.add_argument(*flag.flags, dest=flag.dest, metavar=flag.metavar, help=help_text)
         else:
             legacy.add_argument(*flag.flags, dest=flag.dest, action="store_true", help=help_text)
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    """``backfill status RUN_ID``: one backfill, as the Backfills page shows it."""
+    parser = CommandParser(
+        prog="backfill status",
+        description=STATUS_DESCRIPTION,
+        epilog=UNDERSCORES_ACCEPTED,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help=f"the run id of the {CONTROLLER_DAG_ID} run")
+    _add_airflow(parser.add_argument_group("Airflow and output"))
     return parser
+
+
+def build_list_parser() -> argparse.ArgumentParser:
+    """``backfill list``: the backfills, newest first."""
+    parser = CommandParser(
+        prog="backfill list",
+        description=LIST_DESCRIPTION,
+        epilog=UNDERSCORES_ACCEPTED,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = parser.add_argument_group("which backfills")
+    which.add_argument("--dag-id", type=_dag_id, metavar="DAG_ID", help="only the backfills of this DAG")
+    which.add_argument(
+        "--state",
+        choices=[p.value for p in Phase],
+        metavar="PHASE",
+        help=f"only the backfills in this phase: {', '.join(p.value for p in Phase)}",
+    )
+    which.add_argument(
+        "--limit", type=_page_size, default=20, metavar="N", help=f"at most N, up to {MAX_PAGE} (default 20)"
+    )
+    which.add_argument(
+        "--offset", type=_offset, default=0, metavar="K", help="skip the K newest ones (default 0)"
+    )
+    _add_airflow(parser.add_argument_group("Airflow and output"))
+    return parser
+
+
+class _NotParsed(Exception):
+    pass
+
+
+class _Probe(CommandParser):
+    """The backfill command line, parsed only to see whether it gives dates: quiet, never exits."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _NotParsed(message)
+
+
+def command_of(argv: Sequence[str]) -> str:
+    """Which command ``argv`` runs: ``"backfill"``, or a sub-command of :data:`SUBCOMMANDS`.
+
+    ``status`` or ``list`` first names the sub-command unless the command line gives dates: every
+    backfill needs dates and no sub-command takes any, so each backfill command line means what
+    it meant before the sub-commands, also for a DAG named ``status`` or ``list``.
+
+    >>> command_of(["status", "manual__1"]), command_of(["list", "--dag-id", "sales"])
+    ('status', 'list')
+    >>> command_of(["list", "-s", "2024-01-01"]), command_of(["sales", "-s", "2024-01-01"])
+    ('backfill', 'backfill')
+    """
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return "backfill"
+    probe = _Probe(add_help=False)
+    _add_backfill_arguments(probe)
+    try:
+        args, _ = probe.parse_known_args(argv)
+    except _NotParsed:  # a backfill flag with a bad value: the backfill command says what is wrong
+        return "backfill"
+    if args.start_date is None and args.end_date is None and not args.dates and not args.date:
+        return argv[0]
+    return "backfill"
 
 
 def _given(args: argparse.Namespace, flag: LegacyFlag) -> bool:
@@ -394,72 +599,73 @@ def _target_conf(text: str) -> dict[str, Any]:
     return value
 
 
-def to_conf(args: argparse.Namespace) -> dict[str, Any]:
-    """The controller's conf for a parsed command line; only the keys the command line sets.
+def _one_date(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The one date ``-D`` gives (with the flag to name in errors), checked alone; None without -D."""
+    if not args.date:
+        return None
+    if len(args.date) > 1:
+        raise UsageError("-D: give one date; for several dates use --dates DATE,DATE,...")
+    others = [
+        name
+        for name, given in (
+            ("-s/--start-date", args.start_date),
+            ("-e/--end-date", args.end_date),
+            ("--dates", args.dates),
+        )
+        if given
+    ]
+    if others:
+        raise UsageError(f"-D DATE is one date: give it alone, not with {' or '.join(others)}")
+    return args.date[0], "-D"
 
-    Raises :class:`UsageError` naming the flags for combinations the command refuses.
 
-    >>> to_conf(build_parser().parse_args(["sales", "-s", "2024-01-01", "-e", "2024-01-31"]))
-    {'dag_id': 'sales', 'start_date': '2024-01-01', 'end_date': '2024-01-31'}
-    >>> to_conf(build_parser().parse_args(["sales", "-s", "2024-06-05", "--reset-dagruns"]))
-    {'dag_id': 'sales', 'dates': ['2024-06-05'], 'reprocess': 'all'}
-    """
-    for flag in LEGACY_FLAGS:
-        if flag.refused and _given(args, flag):
-            raise UsageError(f"{'/'.join(flag.flags)} is not supported: {flag.note}")
-
-    dag_id = args.dag_id
-    if not DAG_ID_PATTERN.match(dag_id):
-        raise UsageError(f"DAG_ID: {dag_id!r} is not a dag_id (letters, digits, _ . - only)")
-    if dag_id == CONTROLLER_DAG_ID:
-        raise UsageError(f"DAG_ID: the {CONTROLLER_DAG_ID} cannot backfill itself")
-    conf: dict[str, Any] = {"dag_id": dag_id}
-
+def _dates_conf(args: argparse.Namespace) -> dict[str, Any]:
+    """``start_date`` and ``end_date``, or ``dates``: the window, the one date or the list asked for."""
     start, end = args.start_date, args.end_date
+    one = _one_date(args)
     if args.dates:
         if start is not None or end is not None:
             raise UsageError("give either --dates or -s/--start-date and -e/--end-date, not both")
-        conf["dates"] = _explicit_dates(args.dates)
-    elif start is not None and end is not None:
-        conf["start_date"] = _check_date(start, "-s/--start-date")
-        conf["end_date"] = _check_date(end, "-e/--end-date")
+        return {"dates": _explicit_dates(args.dates)}
+    if start is not None and end is not None:
+        window = {
+            "start_date": _check_date(start, "-s/--start-date"),
+            "end_date": _check_date(end, "-e/--end-date"),
+        }
         if parse_datetime(start) > parse_datetime(end):
             raise UsageError(f"-s/--start-date {start} is after -e/--end-date {end}")
-    elif start is not None or end is not None:
-        # Airflow 2 took a lone -s or -e as a one-date window; one explicit date says the same
-        # and, unlike a window, also works for DAGs with schedule=None.
-        one = start if start is not None else end
-        conf["dates"] = [_check_date(one, "-s/--start-date" if start is not None else "-e/--end-date")]
-    else:
+        return window
+    if start is not None:
+        one = start, "-s/--start-date"
+    elif end is not None:
+        one = end, "-e/--end-date"
+    if one is None:
         raise UsageError("no dates: give -s/--start-date (and -e/--end-date), or --dates")
+    # Airflow 2 took a lone -s or -e as a one-date window; one explicit date says the same
+    # and, unlike a window, also works for DAGs with schedule=None.
+    return {"dates": [_check_date(*one)]}
 
-    if args.reset_dagruns and args.rerun_failed_tasks:
-        raise UsageError(
-            "give one of --reset-dagruns (re-run every date) and --rerun-failed-tasks "
-            "(re-run dates whose run failed), not both"
-        )
-    if args.reset_dagruns:
-        conf["reprocess"] = "all"
-    elif args.rerun_failed_tasks:
-        conf["reprocess"] = "failed"
 
-    if args.task_regex:
-        conf["task_regex"] = args.task_regex
-        conf["include_upstream"] = not args.ignore_dependencies
-        if args.include_downstream:
-            conf["include_downstream"] = True
-        if args.missing_runs:
-            conf["missing_runs"] = args.missing_runs
-    else:
+def _task_conf(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.task_regex:
         for given, name in (
             (args.include_downstream, "--include-downstream"),
             (args.missing_runs, "--missing-runs"),
         ):
             if given:
                 raise UsageError(f"{name} only applies with -t/--task-regex")
+        return {}
+    conf: dict[str, Any] = {"task_regex": args.task_regex, "include_upstream": not args.ignore_dependencies}
+    if args.include_downstream:
+        conf["include_downstream"] = True
+    if args.missing_runs:
+        conf["missing_runs"] = args.missing_runs
+    return conf
 
-    if args.run_backwards:
-        conf["run_backwards"] = True
+
+def _pace_conf(args: argparse.Namespace) -> dict[str, Any]:
+    """How many runs at once, and when to stop starting new ones."""
+    conf: dict[str, Any] = {}
     if args.max_active_runs is not None:
         conf["max_active_runs"] = args.max_active_runs
     if args.chunk_size is not None:
@@ -473,6 +679,45 @@ def to_conf(args: argparse.Namespace) -> dict[str, Any]:
         if args.continue_on_failures:
             raise UsageError("--continue-on-failures means no failure budget; drop it or --max-failed-dates")
         conf["max_failed_dates"] = args.max_failed_dates
+    return conf
+
+
+def to_conf(args: argparse.Namespace) -> dict[str, Any]:
+    """The controller's conf for a parsed command line; only the keys the command line sets.
+
+    Raises :class:`UsageError` naming the flags for combinations the command refuses.
+
+    >>> to_conf(build_parser().parse_args(["sales", "-s", "2024-01-01", "-e", "2024-01-31"]))
+    {'dag_id': 'sales', 'start_date': '2024-01-01', 'end_date': '2024-01-31'}
+    >>> to_conf(build_parser().parse_args(["sales", "-s", "2024-06-05", "--reset-dagruns"]))
+    {'dag_id': 'sales', 'dates': ['2024-06-05'], 'reprocess': 'all'}
+    >>> to_conf(build_parser().parse_args(["sales", "-D", "2024-06-05", "--reset_dagruns"]))
+    {'dag_id': 'sales', 'dates': ['2024-06-05'], 'reprocess': 'all'}
+    """
+    for flag in LEGACY_FLAGS:
+        if flag.refused and _given(args, flag):
+            raise UsageError(f"{'/'.join(flag.flags)} is not supported: {flag.note}")
+
+    dag_id = args.dag_id
+    if not DAG_ID_PATTERN.match(dag_id):
+        raise UsageError(f"DAG_ID: {dag_id!r} is not a dag_id (letters, digits, _ . - only)")
+    if dag_id == CONTROLLER_DAG_ID:
+        raise UsageError(f"DAG_ID: the {CONTROLLER_DAG_ID} cannot backfill itself")
+    conf: dict[str, Any] = {"dag_id": dag_id, **_dates_conf(args)}
+
+    if args.reset_dagruns and args.rerun_failed_tasks:
+        raise UsageError(
+            "give one of --reset-dagruns (re-run every date) and --rerun-failed-tasks "
+            "(re-run dates whose run failed), not both"
+        )
+    if args.reset_dagruns:
+        conf["reprocess"] = "all"
+    elif args.rerun_failed_tasks:
+        conf["reprocess"] = "failed"
+    conf.update(_task_conf(args))
+    if args.run_backwards:
+        conf["run_backwards"] = True
+    conf.update(_pace_conf(args))
     if args.conf is not None:
         conf["conf"] = _target_conf(args.conf)
     if args.reason:
@@ -751,6 +996,150 @@ class ProgressPrinter:
             self.stream.flush()
 
 
+# --------------------------------------------------------------------------- status and list
+
+
+def _day(iso: str | None) -> str:
+    """An ISO-8601 date as short as it reads: the day alone when it is midnight UTC.
+
+    >>> _day("2024-01-05T00:00:00+00:00"), _day("2024-01-05"), _day("2024-01-05T06:00:00+00:00")
+    ('2024-01-05', '2024-01-05', '2024-01-05T06:00:00+00:00')
+    """
+    if not iso:
+        return "?"
+    return iso[:10] if iso[10:] in ("", "T00:00:00+00:00", "T00:00:00Z", "T00:00:00") else iso
+
+
+def window_text(backfill: Mapping[str, Any]) -> str:
+    """The dates a backfill asked for: its window, or how many explicit dates (first..last).
+
+    >>> window_text({"window": {"start_date": "2024-01-01", "end_date": "2024-01-31T00:00:00+00:00"}})
+    '2024-01-01..2024-01-31'
+    >>> window_text({"window": {"dates": 1}, "cells": [{"logical_date": "2024-06-05T00:00:00+00:00"}]})
+    '1 date (2024-06-05)'
+    """
+    window = backfill.get("window") or {}
+    cells = backfill.get("cells") or []
+    if window.get("dates"):
+        count = int(window["dates"])
+        span = ""
+        if cells:
+            first, last = _day(cells[0]["logical_date"]), _day(cells[-1]["logical_date"])
+            span = f" ({first})" if first == last else f" ({first}..{last})"
+        return f"{count} date{'' if count == 1 else 's'}{span}"
+    if window.get("start_date") or window.get("end_date"):
+        return f"{_day(window.get('start_date'))}..{_day(window.get('end_date'))}"
+    return "-"
+
+
+def finished_text(backfill: Mapping[str, Any]) -> str:
+    """Dates finished / to run (``N planned`` for a dry run; ``-`` before the plan, or when the
+    target's runs are not for this reader).
+
+    >>> finished_text({"planned": True, "visible": True, "progress": {"finished": 3, "acting": 5}})
+    '3/5'
+    """
+    progress = backfill.get("progress") or {}
+    if not backfill.get("planned") or not backfill.get("visible"):
+        return "-"
+    if backfill.get("dry_run"):
+        return f"{progress.get('dates', 0)} planned"
+    return f"{progress.get('finished', 0)}/{progress.get('acting', 0)}"
+
+
+def counts_text(backfill: Mapping[str, Any]) -> str:
+    """A backfill's dates in one line: how many, finished / to run, then each state's count.
+
+    >>> tally = Counts(dates=4, acting=3, succeeded=2, running=1, skipped=1).to_dict()
+    >>> counts_text({"planned": True, "visible": True, "progress": {"finished": 2, "acting": 3,
+    ...              "dates": 4, "tally": tally}})
+    '4 dates, 2/3 finished: succeeded 2, running 1, skipped 1'
+    """
+    progress = backfill.get("progress") or {}
+    finished = finished_text(backfill)
+    if finished == "-":
+        return "-"
+    tally = progress.get("tally") or {}
+    states = ("succeeded", "failed", "cancelled", "running", "queued", "pending", "skipped")
+    shown = ", ".join(f"{state} {tally[state]}" for state in states if tally.get(state))
+    dates = f"{progress.get('dates', 0)} dates"
+    if backfill.get("dry_run"):
+        return f"{dates}: dry run, {tally.get('planned', 0)} to run" + (f", {shown}" if shown else "")
+    return f"{dates}, {finished} finished" + (f": {shown}" if shown else "")
+
+
+def format_status(backfill: Mapping[str, Any]) -> str:
+    """``backfill status``: a backfill's phase, request and counts, then one line per date."""
+    fields = [
+        ("target", backfill.get("target_dag_id") or "?"),
+        ("window", window_text(backfill)),
+        ("reprocess", backfill.get("reprocess") or ""),
+        ("reason", backfill.get("reason") or ""),
+        ("triggered by", backfill.get("triggered_by") or ""),
+        ("started", backfill.get("start_date") or backfill.get("queued_at") or ""),
+        ("ended", backfill.get("end_date") or ""),
+        ("dates", counts_text(backfill)),
+        ("error", backfill.get("error") or ""),
+    ]
+    dry_run = " (dry run)" if backfill.get("dry_run") else ""
+    lines = [f"backfill {backfill.get('run_id')}: {backfill.get('phase')}{dry_run}"]
+    lines += ["  " + line for line in aligned([(k, str(v)) for k, v in fields if v not in ("", "-")])]
+    if not backfill.get("visible", True):
+        lines.append("  (no read access to the target DAG: its dates are not shown)")
+    cells = backfill.get("cells") or []
+    if cells:
+        lines += ["", *date_table(cells)]
+    return "\n".join(lines)
+
+
+def status_exit_code(phase: str | None) -> int:
+    """``backfill status``'s exit status for a backfill's phase.
+
+    >>> [status_exit_code(p) for p in ("succeeded", "planned", "failed", "cancelled", "running", "new")]
+    [0, 0, 1, 1, 3, 3]
+    """
+    if phase in (Phase.SUCCEEDED, Phase.PLANNED):
+        return EXIT_SUCCESS
+    if phase in (Phase.FAILED, Phase.CANCELLED):
+        return EXIT_FAILED
+    return EXIT_STILL_RUNNING  # queued, planning, running, cancelling, or a phase a newer server has
+
+
+def format_list(page: Mapping[str, Any]) -> str:
+    """``backfill list``: a header and one line per backfill (empty when there is none)."""
+    backfills = page.get("backfills") or []
+    if not backfills:
+        return ""
+    rows = [("run_id", "phase", "target", "window", "finished", "triggered_by")]
+    for b in backfills:
+        rows.append(
+            (
+                str(b.get("run_id")),
+                str(b.get("phase")),
+                str(b.get("target_dag_id") or "?"),
+                window_text(b),
+                finished_text(b),
+                str(b.get("triggered_by") or "-"),
+            )
+        )
+    return "\n".join(aligned(rows))
+
+
+def list_footer(page: Mapping[str, Any]) -> str:
+    """Which backfills a page shows of how many, and the flag for the next page.
+
+    >>> list_footer({"total": 45, "offset": 20, "backfills": [{}] * 20})
+    'backfills 21-40 of 45; next: --offset 40'
+    >>> list_footer({"total": 0, "offset": 0, "backfills": []})
+    'no backfills'
+    """
+    total, offset, shown = int(page.get("total") or 0), int(page.get("offset") or 0), len(page["backfills"])
+    if not shown:
+        return f"no backfills at --offset {offset}, of {total}" if total else "no backfills"
+    text = f"backfills {offset + 1}-{offset + shown} of {total}"
+    return text + (f"; next: --offset {offset + shown}" if offset + shown < total else "")
+
+
 # --------------------------------------------------------------------------- running it
 
 
@@ -768,7 +1157,50 @@ def _parse_json(value: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``backfill`` command. Returns the exit status."""
+    """The ``backfill`` command and its sub-commands (:func:`command_of`). Returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = command_of(arguments)
+    if command == "status":
+        return run_status(arguments[1:])
+    if command == "list":
+        return run_list(arguments[1:])
+    return run_backfill(arguments)
+
+
+def _client_for(
+    prog: str, args: argparse.Namespace, settings: ApiSettings, err: TextIO
+) -> tuple[ControllerApi, str] | None:
+    """A client for Airflow as the user found, and the password (to redact); None after saying
+    which credential is missing."""
+    if settings.username is None:
+        print(
+            f"{prog}: error: no user name for {settings.url}: give --username, or set "
+            "BACKFILL_API_USERNAME, or AIRFLOW_CONN_AIRFLOW_API=http://USER:PASSWORD@HOST:PORT "
+            "(credentials found with another URL are not sent to this one)",
+            file=err,
+        )
+        return None
+    password = settings.password
+    if password is None:
+        if not sys.stdin.isatty():
+            print(
+                f"{prog}: error: no password for {settings.url}: give --password or set "
+                "BACKFILL_API_PASSWORD",
+                file=err,
+            )
+            return None
+        password = getpass.getpass(f"Password for {settings.username} at {settings.url}: ")
+
+    # Imported here: `backfill --help` and command-line errors need no HTTP library.
+    from include.backfill.client import ControllerApi
+
+    secret = password
+    log = (lambda line: print(redact(line, secret), file=err)) if args.verbose else None
+    return ControllerApi(settings.url, settings.username, password, log=log), password
+
+
+def run_backfill(argv: Sequence[str]) -> int:
+    """``backfill DAG_ID ...``: trigger the controller, follow it, print the report."""
     parser = build_parser()
     args = parser.parse_args(argv)
     err = sys.stderr
@@ -781,30 +1213,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     for note in ignored_flag_notes(args):
         print(f"note: {note}", file=err)
-    if settings.username is None:
-        print(
-            f"{parser.prog}: error: no user name for {settings.url}: give --username, or set "
-            "BACKFILL_API_USERNAME, or AIRFLOW_CONN_AIRFLOW_API=http://USER:PASSWORD@HOST:PORT "
-            "(credentials found with another URL are not sent to this one)",
-            file=err,
-        )
+    client = _client_for(parser.prog, args, settings, err)
+    if client is None:
         return EXIT_USAGE
-    password = settings.password
-    if password is None:
-        if not sys.stdin.isatty():
-            print(
-                f"{parser.prog}: error: no password for {settings.url}: give --password or set "
-                "BACKFILL_API_PASSWORD",
-                file=err,
-            )
-            return EXIT_USAGE
-        password = getpass.getpass(f"Password for {settings.username} at {settings.url}: ")
+    api, password = client
+    return _start(api, args, conf, settings.url, password, prog=parser.prog, err=err)
 
-    # Imported here: `backfill --help` and command-line errors need no HTTP library.
-    from include.backfill.client import ApiError, ControllerApi, RequestRefused
 
-    log = (lambda line: print(redact(line, password), file=err)) if args.verbose else None
-    api = ControllerApi(settings.url, settings.username, password, log=log)
+def _start(
+    api: ControllerApi,
+    args: argparse.Namespace,
+    conf: dict[str, Any],
+    url: str,
+    password: str,
+    *,
+    prog: str,
+    err: TextIO,
+) -> int:
+    """Log in, then print the dry run's plan, or start the backfill and follow it (unless --no-wait)."""
+    from include.backfill.client import ApiError, RequestRefused
+
     run_id: str | None = None
     try:
         api.login()
@@ -817,26 +1245,90 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_SUCCESS
         run_id = api.start_backfill(conf)
         if args.no_wait:
-            print(f"started {ui_link(settings.url, run_id)}", file=err)
+            print(f"started {ui_link(url, run_id)}", file=err)
             print(run_id)
             return EXIT_SUCCESS
-        print(f"run {run_id}: {ui_link(settings.url, run_id)}", file=err)
+        print(f"run {run_id}: {ui_link(url, run_id)}", file=err)
         return follow(api, run_id, conf, args.poll_interval, out=sys.stdout, err=err)
     except RequestRefused as exc:
-        detail = exc.detail
-        print(redact(f"{parser.prog}: request refused, nothing was started:\n{detail}", password), file=err)
+        print(redact(f"{prog}: request refused, nothing was started:\n{exc.detail}", password), file=err)
         return EXIT_USAGE
     except ApiError as exc:
-        where = f" (controller run {run_id} keeps going: {ui_link(settings.url, run_id)})" if run_id else ""
-        print(redact(f"{parser.prog}: error: {exc}{where}", password), file=err)
+        where = f" (controller run {run_id} keeps going: {ui_link(url, run_id)})" if run_id else ""
+        print(redact(f"{prog}: error: {exc}{where}", password), file=err)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         if run_id:
-            print(
-                f"\nstopped watching; the controller run keeps going: {ui_link(settings.url, run_id)}",
-                file=err,
-            )
+            print(f"\nstopped watching; the controller run keeps going: {ui_link(url, run_id)}", file=err)
         return EXIT_INTERRUPTED
+
+
+def _ask(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    call: Callable[[ControllerApi, argparse.Namespace], dict[str, Any]],
+    *,
+    not_found: int,
+    unreachable: int,
+) -> dict[str, Any] | int:
+    """Parse a sub-command's command line, log in and make its one call: the answer, or the exit
+    status after saying what went wrong (the call answered 404: ``not_found``; else ``unreachable``)."""
+    args = parser.parse_args(argv)
+    err = sys.stderr
+    try:
+        settings = api_settings(args.api_url, args.username, args.password, os.environ)
+    except UsageError as exc:
+        parser.print_usage(err)
+        print(f"{parser.prog}: error: {exc}", file=err)
+        return EXIT_USAGE
+    client = _client_for(parser.prog, args, settings, err)
+    if client is None:
+        return EXIT_USAGE
+    api, password = client
+
+    from include.backfill.client import ApiError
+
+    logged_in = False
+    try:
+        api.login()
+        logged_in = True
+        return call(api, args)
+    except ApiError as exc:
+        print(redact(f"{parser.prog}: error: {exc}", password), file=err)
+        return not_found if logged_in and exc.status == 404 else unreachable
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def run_status(argv: Sequence[str]) -> int:
+    """``backfill status RUN_ID``: print one backfill; the exit status says its phase."""
+    answer = _ask(
+        build_status_parser(),
+        argv,
+        lambda api, args: api.backfill(args.run_id),
+        not_found=EXIT_USAGE,
+        unreachable=EXIT_STATUS_UNREACHABLE,
+    )
+    if isinstance(answer, int):
+        return answer
+    print(format_status(answer))
+    return status_exit_code(answer.get("phase"))
+
+
+def run_list(argv: Sequence[str]) -> int:
+    """``backfill list``: one line per backfill, newest first."""
+
+    def call(api: ControllerApi, args: argparse.Namespace) -> dict[str, Any]:
+        return api.backfills(dag_id=args.dag_id, state=args.state, limit=args.limit, offset=args.offset)
+
+    answer = _ask(build_list_parser(), argv, call, not_found=EXIT_UNREACHABLE, unreachable=EXIT_UNREACHABLE)
+    if isinstance(answer, int):
+        return answer
+    table = format_list(answer)
+    if table:
+        print(table)
+    print(list_footer(answer), file=sys.stderr)
+    return EXIT_SUCCESS
 
 
 def follow(

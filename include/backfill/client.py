@@ -243,6 +243,19 @@ class ControllerApi:
         """One backfill as the Backfills page shows it: phase, counts and one cell per date."""
         return dict(self._json("GET", f"{FRONT_DOOR}/api/backfills/{quote(run_id, safe='')}"))
 
+    def backfills(
+        self, dag_id: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
+        """One page of backfills, newest first, as the Backfills page lists them: ``total`` (of those
+        the filters keep) and ``backfills``. ``dag_id``: of that target DAG only; ``state``: in that
+        phase only (:class:`include.backfill.state.Phase`)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if dag_id is not None:
+            params["dag_id"] = dag_id
+        if state is not None:
+            params["state"] = state
+        return dict(self._json("GET", f"{FRONT_DOOR}/api/backfills", params=params))
+
     def dag_runs(self, dag_id: str, first: str, last: str) -> list[dict[str, Any]]:
         """The runs of ``dag_id`` with logical dates in ``[first, last]`` (ISO-8601), 100 per call."""
         path = f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns"

@@ -89,13 +89,29 @@ def build_report(
     }
 
 
+def aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as fixed-width lines: every column padded to its widest cell but the last.
+
+    >>> aligned([("a", "bb", "why"), ("ccc", "d", "")])
+    ['a    bb  why', 'ccc  d   ']
+    """
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]) for row in rows]
+
+
+def date_table(dates: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per date (a report's ``dates`` or the Backfills page's ``cells``), under a header."""
+    rows = [("logical_date", "action", "state", "run_id", "why")]
+    for d in dates:
+        rows.append((d["logical_date"], d["action"], str(d["state"] or "-"), d["run_id"], d["why"]))
+    return aligned(rows)
+
+
 def render_table(report: Mapping[str, Any], limit: int = 400) -> str:
     """A fixed-width table of the report, for task logs and terminals."""
-    rows = [("logical_date", "action", "state", "run_id", "why")]
-    for d in report["dates"][:limit]:
-        rows.append((d["logical_date"], d["action"], str(d["state"] or "-"), d["run_id"], d["why"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=False)) + "  " + r[4] for r in rows]
+    lines = date_table(report["dates"][:limit])
     if len(report["dates"]) > limit:
         lines.append(f"... {len(report['dates']) - limit} more dates in the XCom report")
     counts = report["counts"]

@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
+from itertools import product
 from typing import Any
 
 from include.backfill.airflow_states import (
@@ -379,3 +381,41 @@ def phase(
     if reported is False and planned and not dry_run:
         return Phase.CANCELLING if counts.queued + counts.running else Phase.CANCELLED
     return Phase.FAILED
+
+
+#: Counts that make :func:`phase` tell a cancelled backfill from one still cancelling.
+_AT_REST, _BUSY = Counts(), Counts(running=1)
+
+
+def possible_phases(
+    controller_state: str | None, *, planned: bool, dry_run: bool, reported: bool | None
+) -> frozenset[Phase]:
+    """The phases :func:`phase` can answer, whatever the dates' counts: one, or both of cancelling
+    and cancelled when only whether runs are still open tells them apart.
+
+    >>> sorted(possible_phases("failed", planned=True, dry_run=False, reported=False))
+    [<Phase.CANCELLED: 'cancelled'>, <Phase.CANCELLING: 'cancelling'>]
+    >>> possible_phases("failed", planned=True, dry_run=False, reported=True)
+    frozenset({<Phase.FAILED: 'failed'>})
+    """
+    return frozenset(
+        phase(controller_state, planned=planned, dry_run=dry_run, counts=counts, reported=reported)
+        for counts in (_AT_REST, _BUSY)
+    )
+
+
+@cache
+def run_states_of(wanted: Phase) -> frozenset[str | None]:
+    """The controller run states (Airflow's; None: no state yet) in which :func:`phase` can answer
+    ``wanted``: a database filter that keeps every backfill that may be in that phase.
+
+    >>> sorted(run_states_of(Phase.PLANNED))
+    ['running', 'success']
+    """
+    return frozenset(
+        None if state is None else str(state)
+        for state, planned, dry_run, reported in product(
+            (None, *RunState), (False, True), (False, True), (None, False, True)
+        )
+        if wanted in possible_phases(state, planned=planned, dry_run=dry_run, reported=reported)
+    )

@@ -13,6 +13,19 @@ Served inside the api-server by the plugin's FastAPI app (``include/controller/w
 * ``GET /backfill-controller/api/backfills/{run_id}`` (JSON): one backfill, as in the list (what the
   CLI follows).
 
+The list takes two filters, and ``total`` counts what they keep:
+
+* ``dag_id``: the backfills of that target DAG, filtered in SQL on the controller run's conf
+  (``conf ->> 'dag_id'`` on PostgreSQL, ``json_extract`` on SQLite), so pages stay exact and cheap.
+  The conf's ``dag_id`` is the target as requested: the planned request keeps it unchanged.
+* ``state``: the backfills in that **phase** (:class:`include.backfill.state.Phase`, the ``phase``
+  each backfill shows), not the controller run state, which says ``success`` for a dry run and
+  ``failed`` for a cancelled backfill. A phase is computed, not stored: the database keeps the
+  controller runs whose state allows the phase, a few batched queries read what decides it (the
+  plan's request, whether it planned, whether the report ran), and only a failed backfill that may
+  be cancelling or cancelled is read in full (are runs it started still open?). The page is then
+  cut from that list, newest first.
+
 A cell is one date as :mod:`include.backfill.state` says (the report and the CLI read the same):
 the facts are read from the database in a few queries per page (the target runs: run_id IN the
 plan's run_ids and the adopted ones, batched; the ``trigger`` task instances and their records).
@@ -27,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -39,7 +52,7 @@ from airflow.models.xcom import XComModel
 from airflow.utils.state import TaskInstanceState
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from include.backfill.airflow_states import OPEN_RUN
@@ -48,10 +61,13 @@ from include.backfill.segments import continuation_run_id
 from include.backfill.state import (
     CHUNK_RECORD_KEY,
     ChunkRecord,
+    Phase,
     SegmentFacts,
     adopted_run_ids,
     count,
     phase,
+    possible_phases,
+    run_states_of,
     segment_dates,
 )
 from include.controller.progress import TRIGGER_TASK_ID
@@ -92,28 +108,49 @@ def _state(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def _batches(values: Iterable[str]) -> Iterator[list[str]]:
+_Key = TypeVar("_Key", str, int)
+
+
+def _batches(values: Iterable[_Key]) -> Iterator[list[_Key]]:
     wanted = sorted(set(values))
     for start in range(0, len(wanted), _BATCH):
         yield wanted[start : start + _BATCH]
 
 
 def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
-    """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs, in one query."""
-    if not run_pks or not keys:
-        return {}
-    rows = session.execute(
-        select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
-            XComModel.dag_run_id.in_(run_pks),
-            XComModel.task_id == PLAN_TASK_ID,
-            XComModel.map_index == -1,
-            XComModel.key.in_(keys),
-        )
-    )
+    """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs (one query per batch of runs)."""
     found: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        # Stored as JSON, or as a JSON string of it: XComModel.deserialize_value reads both.
-        found.setdefault(row.dag_run_id, {})[row.key] = XComModel.deserialize_value(row)
+    if not keys:
+        return found
+    for batch in _batches(run_pks):
+        rows = session.execute(
+            select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
+                XComModel.dag_run_id.in_(batch),
+                XComModel.task_id == PLAN_TASK_ID,
+                XComModel.map_index == -1,
+                XComModel.key.in_(keys),
+            )
+        )
+        for row in rows:
+            # Stored as JSON, or as a JSON string of it: XComModel.deserialize_value reads both.
+            found.setdefault(row.dag_run_id, {})[row.key] = XComModel.deserialize_value(row)
+    return found
+
+
+def _planned(session: Session, run_pks: Sequence[int]) -> set[int]:
+    """The controller runs (``dag_run.id``) whose ``plan`` task pushed its plans (not read)."""
+    found: set[int] = set()
+    for batch in _batches(run_pks):
+        found.update(
+            session.scalars(
+                select(XComModel.dag_run_id).where(
+                    XComModel.dag_run_id.in_(batch),
+                    XComModel.task_id == PLAN_TASK_ID,
+                    XComModel.map_index == -1,
+                    XComModel.key == "plans",
+                )
+            )
+        )
     return found
 
 
@@ -217,6 +254,24 @@ def _cells(parts: Sequence[SegmentFacts], run_states: Mapping[str, str | None]) 
     return cells
 
 
+def _as_shown(
+    facts: Mapping[str, Any], conf: Mapping[str, Any] | None, readable: set[str]
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """A backfill's request and ``plan`` facts as this reader may see them, and whether the target is
+    visible: a reader without read rights on the target sees that a backfill exists, no more."""
+    request = dict(facts.get("request") or conf or {})
+    target = request.get("dag_id")
+    if target in readable:
+        return request, dict(facts), True
+    hidden = {key: value for key, value in facts.items() if key not in ("error", "plans")}
+    return {"dag_id": target}, hidden, False
+
+
+def _phase_facts(request: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, bool]:
+    """What :func:`include.backfill.state.phase` reads from the request and the plan, as shown."""
+    return {"planned": "plans" in facts, "dry_run": bool(request.get("dry_run"))}
+
+
 def _summary(
     run: DagRun,
     facts: Mapping[str, Any],
@@ -225,11 +280,10 @@ def _summary(
     readable: set[str],
     reported: bool,
 ) -> dict[str, Any]:
-    request = facts.get("request") or dict(run.conf or {})
+    request, facts, visible = _as_shown(facts, run.conf, readable)
     target = request.get("dag_id")
     dry_run = bool(request.get("dry_run"))
     explicit = request.get("dates")
-    visible = target in readable  # else the target's runs are not shown
     cells: list[dict[str, Any]] = []
     dates = []
     if visible and parts and isinstance(target, str):
@@ -239,13 +293,7 @@ def _summary(
         cells = _cells(parts, states)
         dates = [segment_dates(replace(part, run_states=states)) for part in parts]
     tally = count([d for part in dates for d in part])
-    if not visible:  # a reader without read rights on the target sees that a backfill exists, no more
-        request = {"dag_id": target}
-        facts = {key: value for key, value in facts.items() if key not in ("error", "plans")}
-        dry_run, explicit = False, None
-    where = phase(
-        _state(run.state), planned="plans" in facts, dry_run=dry_run, counts=tally, reported=reported
-    )
+    where = phase(_state(run.state), **_phase_facts(request, facts), counts=tally, reported=reported)
     return {
         "run_id": run.run_id,
         "state": _state(run.state),
@@ -337,29 +385,95 @@ def _backfills(session: Session, heads: Sequence[DagRun], readable: set[str]) ->
     ]
 
 
+def target_is(dag_id: str) -> ColumnElement[bool]:
+    """The controller runs whose conf asks to backfill ``dag_id``: a JSON lookup in SQL, portable
+    (``conf ->> 'dag_id'`` on PostgreSQL, ``JSON_EXTRACT(conf, '$."dag_id"')`` on SQLite and MySQL)."""
+    return DagRun.conf["dag_id"].as_string() == dag_id
+
+
+def _run_state_in(states: Iterable[str | None]) -> ColumnElement[bool]:
+    wanted = set(states)
+    known = DagRun.state.in_(sorted(s for s in wanted if s is not None))
+    return or_(known, DagRun.state.is_(None)) if None in wanted else known
+
+
+def _heads_in_phase(
+    session: Session, heads: ColumnElement[bool], wanted: Phase, readable: set[str]
+) -> list[int]:
+    """The ids of the head runs among ``heads`` whose backfill is in phase ``wanted``, newest first.
+
+    The phase comes from :func:`include.backfill.state.phase`, fed what the reader is shown, as in
+    :func:`_summary`; only a backfill that may be cancelling or cancelled is read in full.
+    """
+    rows = session.execute(
+        select(DagRun.id, DagRun.run_id, DagRun.state, DagRun.conf)
+        .where(heads, _run_state_in(run_states_of(wanted)))
+        .order_by(DagRun.id.desc())
+    ).all()
+    ids = [row.id for row in rows]
+    requests, planned = plan_xcoms(session, ids, ("request",)), _planned(session, ids)
+    reported = _report_ran(session, [row.run_id for row in rows])
+    found: set[int] = set()
+    undecided: list[int] = []
+    for row in rows:
+        facts = {**requests.get(row.id, {}), **({"plans": None} if row.id in planned else {})}
+        request, facts, _ = _as_shown(facts, row.conf, readable)
+        phases = possible_phases(
+            _state(row.state), **_phase_facts(request, facts), reported=row.run_id in reported
+        )
+        if phases == {wanted}:
+            found.add(row.id)
+        elif wanted in phases:
+            undecided.append(row.id)
+    for batch in _batches(undecided):
+        runs = list(session.scalars(select(DagRun).where(DagRun.id.in_(batch))))
+        backfills = _backfills(session, runs, readable)
+        found.update(run.id for run, b in zip(runs, backfills, strict=True) if b["phase"] == wanted)
+    return sorted(found, reverse=True)
+
+
+def _page(
+    session: Session,
+    heads: ColumnElement[bool],
+    wanted: Phase | None,
+    readable: set[str],
+    limit: int,
+    offset: int,
+) -> tuple[int, list[DagRun]]:
+    """How many head runs ``heads`` and ``wanted`` keep, and one page of them, newest first."""
+    newest_first = select(DagRun).order_by(DagRun.id.desc())
+    if wanted is None:
+        total = session.scalar(select(func.count()).select_from(DagRun).where(heads)) or 0
+        return total, list(session.scalars(newest_first.where(heads).limit(limit).offset(offset)))
+    ids = _heads_in_phase(session, heads, wanted, readable)
+    page = ids[offset : offset + limit]
+    return len(ids), list(session.scalars(newest_first.where(DagRun.id.in_(page)))) if page else []
+
+
 @router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
 def list_backfills(
     session: SessionDep,
     readable: Annotated[set[str], Depends(_readable_dag_ids)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    dag_id: Annotated[str | None, Query(min_length=1, max_length=250, description="target DAG")] = None,
+    state: Annotated[Phase | None, Query(description="the backfills in this phase")] = None,
 ) -> dict[str, Any]:
-    """Every backfill (``backfill_controller`` run), newest first, with its cells (live run states).
+    """Every backfill (``backfill_controller`` run), newest first, with its cells (live run states);
+    only those of target ``dag_id`` and in phase ``state`` when given (``total`` counts those).
 
     A large backfill's continuation runs are folded into the run that received the request.
     Queries: the page of controller runs and their ``plan`` XComs, their continuation runs and
-    XComs, the ``trigger`` task states, then per backfill its target runs (run_id IN, batched).
+    XComs, the ``trigger`` task states, then per backfill its target runs (run_id IN, batched);
+    with ``state``, first what decides the phase of every candidate (see the module's docstring).
     """
-    heads_only = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(
+    heads = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(
         _CONTINUATION_MARK, autoescape=True
     )
-    total = session.scalar(select(func.count()).select_from(DagRun).where(heads_only)) or 0
-    heads = list(
-        session.scalars(
-            select(DagRun).where(heads_only).order_by(DagRun.id.desc()).limit(limit).offset(offset)
-        )
-    )
-    backfills = _backfills(session, heads, readable)
+    if dag_id is not None:
+        heads &= target_is(dag_id)
+    total, runs = _page(session, heads, state, readable, limit, offset)
+    backfills = _backfills(session, runs, readable)
     return {
         "controller_dag_id": CONTROLLER_DAG_ID,
         "total": total,

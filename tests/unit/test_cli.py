@@ -7,6 +7,7 @@ No server: :func:`main` is only run where it stops before any HTTP call (bad com
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from include.backfill.cli import (
     CONTROLLER_DAG_ID,
     DEFAULT_API_URL,
     EXIT_FAILED,
+    EXIT_STATUS_UNREACHABLE,
+    EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
     EXIT_USAGE,
     LEGACY_FLAGS,
@@ -26,14 +29,21 @@ from include.backfill.cli import (
     ProgressPrinter,
     UsageError,
     api_settings,
+    build_list_parser,
     build_parser,
+    build_status_parser,
+    command_of,
     follow,
+    format_list,
     format_progress,
+    format_status,
     ignored_flag_notes,
+    list_footer,
     main,
     parse_connection_uri,
     progress_of,
     redact,
+    status_exit_code,
     to_conf,
     ui_link,
 )
@@ -656,3 +666,369 @@ def test_follow_fails_when_the_report_says_so_or_is_missing():
 
     assert failed == missing == EXIT_FAILED
     assert "ended failed without a report" in err.getvalue()
+
+
+# --- older runbooks: -D DATE and underscore spellings ------------------------------------------
+
+
+def test_the_old_runbook_line_re_runs_that_one_date():
+    assert conf("data_transformation_dag", "-D", "2024-06-05", "--reset_dagruns") == conf(
+        "data_transformation_dag", "-s", "2024-06-05", "--reset-dagruns"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["-D", "2024-06-05", "-s", "2024-06-01"], ["-D DATE is one date", "-s/--start-date"]),
+        (["-D", "2024-06-05", "-e", "2024-06-07"], ["-D DATE is one date", "-e/--end-date"]),
+        (["-D", "2024-06-05", "--dates", "2024-06-06"], ["-D DATE is one date", "--dates"]),
+        (
+            ["-D", "2024-06-05", "-s", "2024-06-01", "-e", "2024-06-07"],
+            ["-s/--start-date or -e/--end-date"],
+        ),
+        (["-D", "2024-06-05", "-D", "2024-06-06"], ["-D: give one date", "--dates"]),
+        (["-D", "June 5th"], ["-D: 'June 5th' is not a date"]),
+    ],
+    ids=["with -s", "with -e", "with --dates", "with a window", "twice", "not a date"],
+)
+def test_minus_d_is_one_date_given_alone(argv, fragments):
+    message = refused("sales", *argv)
+    for fragment in fragments:
+        assert fragment in message
+
+
+def _long_options(parser) -> list[tuple[str, Any]]:
+    return [
+        (option, action)
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and "-" in option[2:]
+    ]
+
+
+PARSERS = {"backfill": (build_parser, ["sales"]), "status": (build_status_parser, ["manual__1"])}
+PARSERS["list"] = (build_list_parser, [])
+LONG_OPTIONS = [
+    (name, option) for name, (build, _) in PARSERS.items() for option, _ in _long_options(build())
+]
+
+
+@pytest.mark.parametrize(("command", "option"), LONG_OPTIONS, ids=[f"{c} {o}" for c, o in LONG_OPTIONS])
+def test_every_long_option_takes_its_underscore_spelling(command, option):
+    build, base = PARSERS[command]
+    action = dict(_long_options(build()))[option]
+    value = [] if action.nargs == 0 else [str(action.choices[0]) if action.choices else "2"]
+    underscored = "--" + option[2:].replace("-", "_")
+
+    hyphens = build().parse_args([*base, option, *value])
+    assert build().parse_args([*base, underscored, *value]) == hyphens
+    if value:
+        assert build().parse_args([*base, f"{underscored}={value[0]}"]) == hyphens
+    assert hyphens != build().parse_args(base)  # the option was really given
+
+
+def test_all_three_commands_have_long_options_to_respell():
+    assert {command for command, _ in LONG_OPTIONS} == {"backfill", "status", "list"}
+    assert ("backfill", "--treat-dag-id-as-regex") in LONG_OPTIONS  # legacy flags too
+
+
+def test_only_option_names_are_respelled_never_values():
+    args = build_parser().parse_args(
+        [
+            "-s",
+            "2024-01-01",
+            "--task_regex=load_x",
+            "-c",
+            '{"full_load": "--dry_run"}',
+            "--reason",
+            "--dry_run was not enough",
+            "--",
+            "my_dag_id",
+        ]
+    )
+    assert (args.dag_id, args.task_regex, args.conf) == ("my_dag_id", "load_x", '{"full_load": "--dry_run"}')
+    assert (args.reason, args.dry_run) == ("--dry_run was not enough", False)
+
+
+def test_abbreviations_work_in_either_spelling():
+    args = build_parser().parse_args(["sales", "--start", "2024-01-01", "--reset_dag", "--dry-r"])
+    assert (args.start_date, args.reset_dagruns, args.dry_run) == ("2024-01-01", True, True)
+
+
+def test_an_unknown_option_is_named_as_typed(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sales", "-s", "2024-01-01", "--reset_everything"])
+    assert "unrecognized arguments: --reset_everything" in capsys.readouterr().err
+
+
+def test_help_lists_each_option_once_and_says_underscores_work():
+    for build, _ in PARSERS.values():
+        parser = build()
+        text = parser.format_help()
+        before_epilog = text[: text.index(parser.epilog.splitlines()[0])]
+        assert "--api-url URL" in before_epilog and re.search(r"--[a-z]+_", before_epilog) is None
+        assert text.count("underscore spelling") == 1 and "underscore spelling" in parser.epilog
+
+
+# --- sub-commands ------------------------------------------------------------------------------
+
+COMMANDS = {
+    "status RUN_ID": (["status", "manual__2024-01-01T00:00:00+00:00"], "status"),
+    "status with options": (["status", "--api-url", "http://h:1", "r", "-v"], "status"),
+    "status alone (its parser says RUN_ID is missing)": (["status"], "status"),
+    "status --help": (["status", "--help"], "status"),
+    "list": (["list"], "list"),
+    "list with filters": (["list", "--dag-id", "sales", "--state", "failed", "--limit", "5"], "list"),
+    "list with underscore filters": (["list", "--dag_id", "sales", "--offset", "20"], "list"),
+    "a DAG named list, with dates": (["list", "-s", "2024-01-01", "-e", "2024-01-02"], "backfill"),
+    "a DAG named status, -D": (["status", "-D", "2024-01-01"], "backfill"),
+    "a DAG named status, --dates=": (["status", "--dates=2024-01-01"], "backfill"),
+    "a DAG named status, --start_date": (["status", "--start_date", "2024-01-01"], "backfill"),
+    "a DAG named list, an abbreviation": (["list", "--end", "2024-01-01"], "backfill"),
+    "a DAG named list, grouped short flags": (["list", "-Bs", "2024-01-01"], "backfill"),
+    "a DAG named list after the flags": (["-s", "2024-01-01", "list"], "backfill"),
+    "a DAG named list, a bad flag value": (["list", "-s", "2024-01-01", "--chunk-size", "0"], "backfill"),
+    "any other DAG": (["sales", "-s", "2024-01-01"], "backfill"),
+    "nothing": ([], "backfill"),
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS), ids=list(COMMANDS))
+def test_status_and_list_are_sub_commands_unless_dates_are_given(name):
+    argv, command = COMMANDS[name]
+    assert command_of(argv) == command
+
+
+def test_a_dag_named_like_a_sub_command_is_backfilled_as_before():
+    assert conf("status", "-s", "2024-01-01") == {"dag_id": "status", "dates": ["2024-01-01"]}
+    assert conf("list", "--dates", "2024-01-01") == {"dag_id": "list", "dates": ["2024-01-01"]}
+
+
+def test_the_help_documents_the_sub_commands_and_the_rule():
+    text = build_parser().format_help()
+    assert "backfill status RUN_ID" in text and "backfill list" in text
+    assert "unless the command line gives dates" in text
+    status = build_status_parser().format_help()
+    for code in (
+        "0 the backfill succeeded",
+        "1 it failed or was cancelled",
+        "3 it has not finished",
+        "4 Airflow",
+    ):
+        assert code in status
+
+
+@pytest.mark.parametrize("phase", list(Phase), ids=[p.value for p in Phase])
+def test_status_exits_with_what_the_phase_says(phase):
+    expected = {
+        Phase.SUCCEEDED: EXIT_SUCCESS,
+        Phase.PLANNED: EXIT_SUCCESS,
+        Phase.FAILED: EXIT_FAILED,
+        Phase.CANCELLED: EXIT_FAILED,
+    }.get(phase, EXIT_STILL_RUNNING)
+    assert status_exit_code(phase.value) == expected
+
+
+def page_backfill(run_id: str = "manual__1", **changes: Any) -> dict[str, Any]:
+    """One backfill as ``GET /backfill-controller/api/backfills[/{run_id}]`` answers it."""
+    cells = [
+        {
+            "logical_date": f"2024-01-0{day}T00:00:00+00:00",
+            "run_id": f"backfill__2024-01-0{day}",
+            "action": action,
+            "state": state,
+            "why": why,
+            "run_state": state,
+            "run_exists": True,
+        }
+        for day, action, state, why in (
+            (1, "triggered", "success", "no run yet"),
+            (2, "cleared", "failed", "run failed"),
+            (3, "skipped", "skipped", "has a successful run"),
+        )
+    ]
+    tally = Counts(dates=3, acting=2, succeeded=1, failed=1, skipped=1)
+    answer = {
+        "run_id": run_id,
+        "state": "failed",
+        "phase": "failed",
+        "start_date": "2026-01-01T08:00:00+00:00",
+        "end_date": "2026-01-01T08:05:00+00:00",
+        "triggered_by": "ada",
+        "target_dag_id": "sales",
+        "window": {"start_date": "2024-01-01", "end_date": "2024-01-03", "dates": None},
+        "reason": "late files",
+        "dry_run": False,
+        "reprocess": "failed",
+        "error": None,
+        "planned": True,
+        "visible": True,
+        "progress": {"dates": 3, "acting": 2, "finished": 2, "counts": {}, "tally": tally.to_dict()},
+        "cells": cells,
+    }
+    return {**answer, **changes}
+
+
+def test_status_shows_phase_request_counts_and_every_date():
+    lines = format_status(page_backfill()).splitlines()
+    assert lines[0] == "backfill manual__1: failed"
+    header = "\n".join(lines[1 : lines.index("")])
+    for part in ("target        sales", "window        2024-01-01..2024-01-03", "reason        late files"):
+        assert part in header
+    assert "triggered by  ada" in header
+    assert "dates         3 dates, 2/2 finished: succeeded 1, failed 1, skipped 1" in header
+    table = lines[lines.index("") + 1 :]
+    assert table[0].split() == ["logical_date", "action", "state", "run_id", "why"]
+    assert table[2].split()[:4] == ["2024-01-02T00:00:00+00:00", "cleared", "failed", "backfill__2024-01-02"]
+    assert table[2].endswith("run failed")
+
+
+def test_status_of_a_backfill_before_its_plan_or_of_a_hidden_target():
+    queued = format_status(page_backfill(phase="queued", planned=False, cells=[], window={}))
+    assert queued.splitlines()[0] == "backfill manual__1: queued" and "logical_date" not in queued
+    hidden = format_status(page_backfill(visible=False, planned=False, cells=[], window={}))
+    assert "no read access to the target DAG" in hidden and "dates         " not in hidden
+
+
+def test_list_shows_one_line_per_backfill():
+    dry_run = page_backfill(
+        "manual__2",
+        phase="planned",
+        dry_run=True,
+        triggered_by=None,
+        window={"dates": 2},
+        cells=page_backfill()["cells"][:2],
+        progress={"dates": 2, "acting": 0, "finished": 0},
+    )
+    page = {"total": 2, "offset": 0, "backfills": [dry_run, page_backfill()]}
+    lines = format_list(page).splitlines()
+    assert lines[0].split() == ["run_id", "phase", "target", "window", "finished", "triggered_by"]
+    assert lines[1].split() == [
+        *("manual__2", "planned", "sales", "2", "dates", "(2024-01-01..2024-01-02)", "2", "planned", "-")
+    ]
+    assert lines[2].split() == ["manual__1", "failed", "sales", "2024-01-01..2024-01-03", "2/2", "ada"]
+    assert format_list({"total": 0, "offset": 0, "backfills": []}) == ""
+
+
+class FakeControllerApi:
+    """Stands in for :class:`include.backfill.client.ControllerApi` in ``run_status``/``run_list``."""
+
+    answer: Any = None
+    calls: list[tuple[str, Any]] = []
+
+    def __init__(self, url: str, username: str, password: str, *, log: Any = None) -> None:
+        self.url = url
+
+    def login(self) -> None:
+        self.calls.append(("login", self.url))
+
+    def _answer(self, call: tuple[str, Any]) -> Any:
+        self.calls.append(call)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def backfill(self, run_id: str) -> dict[str, Any]:
+        return self._answer(("backfill", run_id))
+
+    def backfills(self, **filters: Any) -> dict[str, Any]:
+        return self._answer(("backfills", filters))
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    import include.backfill.client as client
+
+    monkeypatch.setattr(client, "ControllerApi", FakeControllerApi)
+    monkeypatch.setattr(FakeControllerApi, "calls", [])
+    for var in ("AIRFLOW_CONN_AIRFLOW_API", "BACKFILL_API_URL", "BACKFILL_API_CONN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BACKFILL_API_USERNAME", "ada")
+    monkeypatch.setenv("BACKFILL_API_PASSWORD", "s3cr3t-pw")
+    return FakeControllerApi
+
+
+@pytest.mark.parametrize(
+    ("phase", "code"),
+    [("succeeded", 0), ("cancelled", 1), ("running", 3)],
+    ids=["done", "cancelled", "running"],
+)
+def test_backfill_status_prints_the_backfill_and_exits_with_its_phase(fake_api, capsys, phase, code):
+    fake_api.answer = page_backfill(phase=phase)
+    assert main(["status", "manual__1", "--api_url", "http://af:8080"]) == code
+    assert fake_api.calls == [("login", "http://af:8080"), ("backfill", "manual__1")]
+    assert capsys.readouterr().out.startswith(f"backfill manual__1: {phase}\n")
+
+
+def test_backfill_status_of_no_backfill_exits_2_and_unreachable_exits_4(fake_api, capsys):
+    from include.backfill.client import ApiError
+
+    fake_api.answer = ApiError("GET ... -> HTTP 404: no backfill has the run id 'x'", 404)
+    assert main(["status", "x"]) == EXIT_USAGE
+    fake_api.answer = ApiError("cannot reach Airflow at http://localhost:8080", transient=True)
+    assert main(["status", "x"]) == EXIT_STATUS_UNREACHABLE != EXIT_STILL_RUNNING
+    err = capsys.readouterr().err
+    assert "no backfill has the run id 'x'" in err and "cannot reach Airflow" in err
+
+
+def test_backfill_list_passes_the_filters_and_prints_a_line_each(fake_api, capsys):
+    fake_api.answer = {"total": 41, "offset": 20, "limit": 20, "backfills": [page_backfill()]}
+    argv = ["list", "--dag_id", "sales", "--state", "failed", "--limit", "20", "--offset", "20"]
+    assert main(argv) == EXIT_SUCCESS
+    assert fake_api.calls[1] == (
+        "backfills",
+        {"dag_id": "sales", "state": "failed", "limit": 20, "offset": 20},
+    )
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].startswith("manual__1  failed  sales")
+    assert err.strip() == "backfills 21-21 of 41; next: --offset 21"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--limit", "0"], ["--limit", "201"], ["--offset", "-1"], ["--state", "done"], ["--dag-id", "a b"]],
+    ids=["limit 0", "limit over 200", "negative offset", "not a phase", "not a dag_id"],
+)
+def test_backfill_list_refuses_bad_filters_with_exit_2(fake_api, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(["list", *argv])
+    assert info.value.code == EXIT_USAGE
+    assert argv[0] in capsys.readouterr().err
+    assert fake_api.calls == []
+
+
+def test_list_footer_says_what_is_shown_and_how_to_see_more():
+    assert list_footer({"total": 3, "offset": 0, "backfills": [{}] * 3}) == "backfills 1-3 of 3"
+    assert list_footer({"total": 3, "offset": 5, "backfills": []}) == "no backfills at --offset 5, of 3"
+
+
+def test_the_client_lists_backfills_with_the_filters_as_query_parameters():
+    from include.backfill.client import ControllerApi
+
+    class Response:
+        status_code = 200
+
+        def json(self) -> dict[str, Any]:
+            return {"total": 0, "backfills": []}
+
+    class Session:
+        headers = {"Authorization": "Bearer t"}
+        calls: list[tuple[str, str, Any]] = []
+
+        def request(self, method: str, url: str, **kwargs: Any) -> Response:
+            self.calls.append((method, url, kwargs.get("params")))
+            return Response()
+
+    session = Session()
+    api = ControllerApi("http://af:8080/", "ada", "pw", session=session)  # type: ignore[arg-type]
+    assert api.backfills() == {"total": 0, "backfills": []}
+    api.backfills(dag_id="sales", state="failed", limit=5, offset=10)
+    assert session.calls == [
+        ("GET", "http://af:8080/backfill-controller/api/backfills", {"limit": 50, "offset": 0}),
+        (
+            "GET",
+            "http://af:8080/backfill-controller/api/backfills",
+            {"limit": 5, "offset": 10, "dag_id": "sales", "state": "failed"},
+        ),
+    ]

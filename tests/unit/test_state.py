@@ -7,6 +7,7 @@ Backfills page and the CLI gather them, read through :func:`segment_dates`.
 
 from __future__ import annotations
 
+from itertools import product
 from typing import Any
 
 import pytest
@@ -30,8 +31,10 @@ from include.backfill.state import (
     failed_dates,
     open_run_ids,
     phase,
+    possible_phases,
     records_by_chunk,
     run_date_state,
+    run_states_of,
     segment_dates,
 )
 
@@ -477,6 +480,58 @@ def test_phase(controller_state: str | None, given: dict[str, Any], expected: Ph
     kwargs = {"planned": True, "dry_run": False, "counts": Counts(dates=3), **given}
 
     assert phase(controller_state, **kwargs) is expected
+
+
+# --- filtering backfills by phase (the Backfills page's ?state=) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wanted", "states"),
+    [
+        (Phase.QUEUED, {None, "queued"}),
+        (Phase.PLANNING, {"running"}),
+        (Phase.PLANNED, {"running", "success"}),
+        (Phase.RUNNING, {"running"}),
+        (Phase.CANCELLING, {"failed"}),
+        (Phase.CANCELLED, {"failed"}),
+        (Phase.SUCCEEDED, {"success"}),
+        (Phase.FAILED, {"failed"}),
+    ],
+    ids=[p.value for p in Phase],
+)
+def test_each_phase_has_the_controller_run_states_a_database_can_filter_on(
+    wanted: Phase, states: set[str | None]
+) -> None:
+    assert run_states_of(wanted) == states
+
+
+#: Every controller run state (None: not created yet) with every combination of the other facts.
+FACTS: list[tuple[str | None, dict[str, Any]]] = [
+    (state, {"planned": planned, "dry_run": dry_run, "reported": reported})
+    for state, planned, dry_run, reported in product(
+        (None, *RunState), (False, True), (False, True), (None, False, True)
+    )
+]
+UNDECIDED = ("failed", {"planned": True, "dry_run": False, "reported": False})
+
+
+def test_the_counts_decide_only_between_cancelling_and_cancelled() -> None:
+    undecided = possible_phases("failed", planned=True, dry_run=False, reported=False)
+    assert undecided == {Phase.CANCELLING, Phase.CANCELLED}
+    for state, facts in FACTS:
+        phases = possible_phases(state, **facts)
+        assert len(phases) == 1 or (phases == undecided and (state, facts) == UNDECIDED)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [Counts(), Counts(dates=2, queued=1), Counts(dates=2, running=2), Counts(dates=2, cancelled=2)],
+    ids=["none", "one queued", "running", "all cancelled"],
+)
+def test_the_phase_is_always_one_of_the_possible_phases(counts: Counts) -> None:
+    for state, facts in FACTS:
+        assert phase(state, counts=counts, **facts) in possible_phases(state, **facts)
+        assert state in run_states_of(phase(state, counts=counts, **facts))
 
 
 # --- what each trigger task records -------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""The Backfills page's list filters (``?dag_id=`` and ``?state=``) keep exactly what it shows.
+
+``state`` is a phase, computed (not stored): :func:`include.controller.ui.list_backfills` filters
+on what decides it and reads in full only a backfill that may be cancelling or cancelled. Here
+the route's function runs on an in-memory SQLite with Airflow's tables and a handful of
+controller runs in every phase; each filtered page must be the unfiltered list's backfills of
+that target and phase, in order, with a ``total`` that counts them. No server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from airflow.models import import_all_models
+from sqlalchemy import create_engine, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from include.backfill.state import Phase
+from include.controller.ui import CONTROLLER_DAG_ID, list_backfills, target_is
+
+import_all_models()
+
+from airflow.models.base import Base  # noqa: E402  (after every model is imported)
+from airflow.models.dagrun import DagRun  # noqa: E402
+from airflow.models.taskinstance import TaskInstance  # noqa: E402
+from airflow.models.xcom import XComModel  # noqa: E402
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_the_target_filter_is_sql_on_the_conf_for_sqlite_and_postgresql():
+    query = select(DagRun.id).where(target_is("sales"))
+    lite = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    pg = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    assert "JSON_EXTRACT(dag_run.conf, '$.\"dag_id\"')" in lite and "= 'sales'" in lite
+    assert "dag_run.conf ->> 'dag_id'" in pg and "= 'sales'" in pg
+
+
+class Metadata:
+    """Controller runs, their ``plan`` XComs and task instances, and the target runs, by hand."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.ids = itertools.count(1)
+
+    def run(self, dag_id: str, run_id: str, state: str, conf: dict[str, Any] | None = None) -> int:
+        pk = next(self.ids)
+        self.session.execute(
+            insert(DagRun.__table__).values(
+                id=pk,
+                dag_id=dag_id,
+                run_id=run_id,
+                run_type="manual",
+                state=state,
+                conf=conf,
+                clear_number=0,
+                run_after=NOW,
+                logical_date=None,
+                data_interval_end=None,
+            )
+        )
+        return pk
+
+    def xcom(self, pk: int, run_id: str, key: str, value: Any) -> None:
+        self.session.execute(
+            insert(XComModel.__table__).values(
+                dag_run_id=pk,
+                task_id="plan",
+                map_index=-1,
+                key=key,
+                dag_id=CONTROLLER_DAG_ID,
+                run_id=run_id,
+                value=value,
+                timestamp=NOW,
+            )
+        )
+
+    def task(self, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
+        self.session.execute(
+            insert(TaskInstance.__table__).values(
+                id=uuid.uuid4(),
+                task_id=task_id,
+                dag_id=CONTROLLER_DAG_ID,
+                run_id=run_id,
+                map_index=map_index,
+                state=state,
+                pool="default_pool",
+                pool_slots=1,
+                try_number=1,
+                max_tries=0,
+                priority_weight=1,
+            )
+        )
+
+    def backfill(
+        self,
+        run_id: str,
+        target: str,
+        state: str,
+        *,
+        planned: bool = True,
+        dry_run: bool = False,
+        reported: bool = False,
+        target_state: str | None = None,
+    ) -> None:
+        """A one-date backfill; ``target_state``: that of the run it triggered (None: no run)."""
+        conf = {"dag_id": target, "dates": ["2024-01-01"], **({"dry_run": True} if dry_run else {})}
+        pk = self.run(CONTROLLER_DAG_ID, run_id, state, conf)
+        if planned:
+            target_run = f"backfill__{run_id}"
+            plan = {"logical_date": "2024-01-01T00:00:00+00:00", "run_id": target_run, "action": "triggered"}
+            self.xcom(pk, run_id, "request", conf)
+            self.xcom(pk, run_id, "plans", [{**plan, "why": "no run yet"}])
+            self.xcom(pk, run_id, "run_ids", [target_run])
+            self.task(run_id, "trigger", "success", map_index=0)
+            if target_state:
+                self.run(target, target_run, target_state)
+        if reported:
+            self.task(run_id, "report", "success")
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        db = Metadata(session)
+        db.backfill("r01", "sales", "queued", planned=False)
+        db.backfill("r02", "sales", "running", planned=False)
+        db.backfill("r03", "sales", "running", target_state="running")
+        db.backfill("r04", "other", "running", dry_run=True)
+        db.backfill("r05", "sales", "success", dry_run=True)
+        db.backfill("r06", "sales", "success", reported=True, target_state="success")
+        db.backfill("r07", "other", "failed", reported=True, target_state="failed")
+        db.backfill("r08", "sales", "failed", target_state="failed")  # cancelled
+        db.backfill("r09", "sales", "failed", target_state="running")  # cancelling
+        db.backfill("r10", "other", "failed", target_state="running")  # cancelling
+        db.backfill("r11", "sales", "failed", planned=False)
+        db.run(CONTROLLER_DAG_ID, "r01__segment_1", "running", {"dag_id": "sales"})  # not a backfill
+        session.commit()
+        yield session
+
+
+def listed(session: Session, readable: set[str], **filters: Any) -> dict[str, Any]:
+    return list_backfills(
+        session=session,
+        readable=readable,
+        **{"limit": 200, "offset": 0, "dag_id": None, "state": None, **filters},
+    )
+
+
+READERS = {"reads every DAG": {"sales", "other"}, "cannot read `other`": {"sales"}}
+
+
+def test_the_backfills_are_in_every_phase_as_each_reader_is_shown_them(session):
+    shown = {b["run_id"]: b["phase"] for b in listed(session, READERS["reads every DAG"])["backfills"]}
+    assert shown == {
+        "r11": "failed",
+        "r10": "cancelling",
+        "r09": "cancelling",
+        "r08": "cancelled",
+        "r07": "failed",
+        "r06": "succeeded",
+        "r05": "planned",
+        "r04": "planned",
+        "r03": "running",
+        "r02": "planning",
+        "r01": "queued",
+    }
+    # Without read rights on the target a reader is shown no plan: the filter follows what it shows.
+    hidden = {b["run_id"]: b["phase"] for b in listed(session, READERS["cannot read `other`"])["backfills"]}
+    assert (hidden["r04"], hidden["r10"]) == ("planning", "failed")
+
+
+FILTERS = [(dag_id, state) for dag_id in (None, "sales") for state in (None, *Phase)]
+FILTER_IDS = [f"{dag_id or 'any DAG'}-{state.value if state else 'any phase'}" for dag_id, state in FILTERS]
+
+
+@pytest.mark.parametrize("reader", list(READERS), ids=list(READERS))
+@pytest.mark.parametrize(("dag_id", "state"), FILTERS, ids=FILTER_IDS)
+def test_a_filtered_list_is_the_list_of_what_matches_and_pages_alike(session, reader, dag_id, state):
+    readable = READERS[reader]
+    wanted = [
+        b["run_id"]
+        for b in listed(session, readable)["backfills"]
+        if (state is None or b["phase"] == state) and (dag_id is None or b["target_dag_id"] == dag_id)
+    ]
+    assert wanted  # every filter here keeps some backfills: none passes by keeping nothing
+    for limit, offset in ((200, 0), (1, 1), (2, 1)):
+        page = listed(session, readable, dag_id=dag_id, state=state, limit=limit, offset=offset)
+        assert [b["run_id"] for b in page["backfills"]] == wanted[offset : offset + limit]
+        assert page["total"] == len(wanted)
+
+
+def test_a_dag_without_backfills_lists_none(session):
+    for state in (None, Phase.FAILED):
+        page = listed(session, READERS["reads every DAG"], dag_id="sales_pipeline", state=state)
+        assert (page["total"], page["backfills"]) == (0, [])
