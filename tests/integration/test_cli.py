@@ -215,3 +215,23 @@ def test_an_unreachable_airflow_exits_3_without_showing_the_password():
     assert result.code == 3, result.output
     assert "cannot reach Airflow at http://127.0.0.1:" in result.err
     assert "Wr0ng-s3cret" not in result.output
+
+
+def test_an_old_runbook_command_runs_and_status_and_list_show_it(airflow):
+    """``-D DATE`` and Airflow 1.10's underscore spellings, then ``status`` and ``list`` of the run."""
+    env = cli_env(airflow)
+    started = run(["bf_daily", "-D", "2024-08-28", "--reset_dagruns", "--no_wait"], env)
+    assert started.code == 0, started.output
+    run_id = started.out.strip().splitlines()[-1]
+    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+    assert sorted(day_runs(airflow, "bf_daily", "2024-08-28", "2024-08-28")) == ["2024-08-28"]
+
+    status = run(["status", run_id], env)
+    assert status.code == 0, status.output
+    assert "succeeded" in status.out and "2024-08-28T00:00:00+00:00" in status.out
+    listed = run(["list", "--dag-id", "bf_daily", "--state", "succeeded", "--limit", "200"], env)
+    assert listed.code == 0, listed.output
+    assert run_id in listed.out
+    failed = run(["list", "--dag-id", "bf_daily", "--state", "failed", "--limit", "200"], env)
+    assert run_id not in failed.out
+    assert run(["status", "manual__no_such_run"], env).code == 2

@@ -204,11 +204,17 @@ def start_stuck_backfill(airflow) -> str:
 
 def views_agree(airflow, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
     """Assert the Backfills page (which the CLI follows) says of each date what the report says;
-    returns the page's view of the backfill."""
+    returns the page's view of the backfill. A date the report saw unfinished (the backfill timed
+    out) may have finished since: the page is live."""
     page = airflow._json("GET", f"/backfill-controller/api/backfills/{quote(run_id, safe='')}")
     shown = {c["logical_date"][:10]: (c["action"], c["state"], c["run_id"]) for c in page["cells"]}
     reported = {d["logical_date"][:10]: (d["action"], d["state"], d["run_id"]) for d in report["dates"]}
-    assert shown == reported
+    assert shown.keys() == reported.keys()
+    for day, (action, state, carrier) in reported.items():
+        if state in ("pending", "queued", "running"):
+            assert shown[day][::2] == (action, carrier), (day, shown[day], reported[day])
+        else:
+            assert shown[day] == (action, state, carrier), (day, shown[day], reported[day])
     return page
 
 

@@ -25,7 +25,7 @@ def test_the_rest_password_appears_in_no_log_xcom_or_note(airflow):
     ]
     assert leaks == []
     for out in (first, second):
-        for key in ("request", "plans", "gate", "run_ids"):
+        for key in ("request", "plans", "execution", "run_ids"):
             assert secret not in str(airflow.xcom(CONTROLLER, out.run_id, "plan", key=key))
         assert secret not in str(out.report)
     runs = airflow._json("GET", "/api/v2/dags/bf_chain/dagRuns", params={"limit": 100})["dag_runs"]
