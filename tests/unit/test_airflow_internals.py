@@ -7,6 +7,7 @@ instead of in a user's backfill.
 from __future__ import annotations
 
 import inspect
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -153,13 +154,14 @@ def source_of(function: Any) -> str:
 
 
 def test_the_supervisor_sends_the_trigger_message_on_to_the_api_client_as_is():
-    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+    """3.3 calls it in ``ActivitySubprocess._handle_request``, 3.4 in a handler of its own."""
+    from airflow.sdk.execution_time import supervisor
 
     call = (
         "self.client.dag_runs.trigger( msg.dag_id, msg.run_id, msg.conf, msg.logical_date, msg.run_after,"
         " msg.reset_dag_run, msg.note )"
     )
-    assert call in source_of(ActivitySubprocess._handle_request)
+    assert call in source_of(supervisor)
 
 
 def test_the_api_client_answers_a_409_with_an_error_response_it_does_not_raise():
@@ -260,11 +262,13 @@ def test_run_end_date_reads_the_runs_state_and_end_date():
 
 def test_task_states_are_keyed_task_id_underscore_map_index_for_mapped_tasks():
     """:func:`mapped_states` parses this key: the execution API's route builds it."""
-    from airflow.api_fastapi.execution_api.routes.task_instances import get_task_instance_states
+    from airflow.api_fastapi.execution_api.routes import task_instances
 
-    source = source_of(get_task_instance_states)
-    assert '{f"{task.task_id}_{task.map_index}": task.state}' in source
-    assert "if task.map_index < 0" in source
+    source = source_of(task_instances)
+    # 3.3: {f"{task.task_id}_{task.map_index}": task.state} unless task.map_index < 0;
+    # 3.4: f"{task.task_id}_{public_index}" unless public_index < 0.
+    assert re.search(r'f"\{task\.task_id\}_\{(task\.map_index|public_index)\}"', source)
+    assert re.search(r"(task\.map_index|public_index) < 0", source)
     assert mapped_states({"trigger_0": "success", "trigger_11": "up_for_retry", "plan": "success"}) == {
         0: "success",
         11: "up_for_retry",

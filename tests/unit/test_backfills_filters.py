@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from airflow.models import import_all_models
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import Table, create_engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,11 @@ from airflow.models.taskinstance import TaskInstance  # noqa: E402
 from airflow.models.xcom import XComModel  # noqa: E402
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
+#: These tests write XCom rows directly; from Airflow 3.4 XComModel is a read-only view over its
+#: stores (its ``__table__`` a subquery), so they run on 3.3 only (the live suite covers 3.4).
+WRITES_XCOM_ROWS = pytest.mark.skipif(
+    not isinstance(XComModel.__table__, Table), reason="XComModel is a read-only view in this Airflow"
+)
 
 
 def test_the_target_filter_is_sql_on_the_conf_for_sqlite_and_postgresql():
@@ -158,6 +163,7 @@ def listed(session: Session, readable: set[str], **filters: Any) -> dict[str, An
 READERS = {"reads every DAG": {"sales", "other"}, "cannot read `other`": {"sales"}}
 
 
+@WRITES_XCOM_ROWS
 def test_the_backfills_are_in_every_phase_as_each_reader_is_shown_them(session):
     shown = {b["run_id"]: b["phase"] for b in listed(session, READERS["reads every DAG"])["backfills"]}
     assert shown == {
@@ -182,6 +188,7 @@ FILTERS = [(dag_id, state) for dag_id in (None, "sales") for state in (None, *Ph
 FILTER_IDS = [f"{dag_id or 'any DAG'}-{state.value if state else 'any phase'}" for dag_id, state in FILTERS]
 
 
+@WRITES_XCOM_ROWS
 @pytest.mark.parametrize("reader", list(READERS), ids=list(READERS))
 @pytest.mark.parametrize(("dag_id", "state"), FILTERS, ids=FILTER_IDS)
 def test_a_filtered_list_is_the_list_of_what_matches_and_pages_alike(session, reader, dag_id, state):
@@ -198,6 +205,7 @@ def test_a_filtered_list_is_the_list_of_what_matches_and_pages_alike(session, re
         assert page["total"] == len(wanted)
 
 
+@WRITES_XCOM_ROWS
 def test_a_dag_without_backfills_lists_none(session):
     for state in (None, Phase.FAILED):
         page = listed(session, READERS["reads every DAG"], dag_id="sales_pipeline", state=state)
