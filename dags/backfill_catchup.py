@@ -12,17 +12,16 @@ the deployment, or already being backfilled is skipped and said so in the log.
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
+from include.backfill.settings import CATCHUP_SCHEDULE
 from include.controller.catchup import catch_up, list_entries
 
 with DAG(
     dag_id="backfill_catchup",
-    schedule=os.environ.get("BACKFILL_CATCHUP_SCHEDULE", "@hourly"),
+    schedule=CATCHUP_SCHEDULE.value(),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

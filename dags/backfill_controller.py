@@ -36,7 +36,7 @@ from include.controller.operators import (
 )
 from include.controller.tasks import list_segments, report_backfill
 
-LIMITS = Limits.from_env()
+LIMITS = Limits.from_config()
 
 with DAG(
     dag_id="backfill_controller",
@@ -255,7 +255,7 @@ with DAG(
 
     wait = BackfillWaitSensor(task_id="wait", trigger_rule="all_done", timeout=7 * 24 * 3600)
 
-    # Large requests: further segments of at most BACKFILL_SEGMENT_SIZE dates run one after
+    # Large requests: further segments of at most segment_size dates run one after
     # another as continuation runs of this DAG (see include/backfill/segments.py).
     segments = PythonOperator(task_id="segments", python_callable=list_segments)
     segment = BackfillSegmentOperator.partial(

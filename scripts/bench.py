@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         dags_folder=dags,
         extra_env={
-            "BACKFILL_POLL_INTERVAL": "2",
+            "AIRFLOW__BACKFILL_CONTROLLER__POLL_INTERVAL": "2",
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
             "BENCH_TARGET_MAX_ACTIVE_RUNS": str(args.target_max_active_runs or args.max_active_runs),
         },

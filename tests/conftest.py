@@ -166,10 +166,12 @@ def airflow(request: pytest.FixtureRequest) -> Iterator[LocalAirflow]:
             # instead of 5 minutes (once the dead scheduler's job misses its 30 s health threshold).
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
             # Waiting tasks look at their target runs every second (deployment default: 5 s).
-            "BACKFILL_POLL_INTERVAL": "1",
-            "BACKFILL_CATCHUP_CONFIG": str(REPO_ROOT / "tests" / "support" / "catchup.yaml"),
-            "BACKFILL_NOTIFIERS": json.dumps(notifiers(home / NOTIFICATIONS)),
-            "BACKFILL_NOTIFY": "everything",
+            "AIRFLOW__BACKFILL_CONTROLLER__POLL_INTERVAL": "1",
+            "AIRFLOW__BACKFILL_CONTROLLER__CATCHUP_CONFIG": str(
+                REPO_ROOT / "tests" / "support" / "catchup.yaml"
+            ),
+            "AIRFLOW__BACKFILL_CONTROLLER__NOTIFIERS": json.dumps(notifiers(home / NOTIFICATIONS)),
+            "AIRFLOW__BACKFILL_CONTROLLER__NOTIFY": "everything",
         },
     )
     try:

@@ -1,7 +1,7 @@
 """Scheduled catch-up: which dates of which DAGs the ``backfill_catchup`` DAG hands to the controller.
 
 The deployment lists the DAGs to keep whole in a checked-in YAML file (``include/catchup.yaml``,
-or the file named by ``BACKFILL_CATCHUP_CONFIG``)::
+or the file named by the Airflow option ``[backfill_controller] catchup_config``)::
 
     dags:
       - dag_id: sales_pipeline
@@ -15,7 +15,6 @@ and calls :func:`find_gaps` and :func:`controller_conf`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +26,9 @@ import yaml
 from pendulum import DateTime, Duration
 
 from include.backfill.request import FieldError, Reprocess
+from include.backfill.settings import CATCHUP_CONFIG, DEFAULT_CATCHUP_CONFIG
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "catchup.yaml"
+DEFAULT_CONFIG = DEFAULT_CATCHUP_CONFIG
 ENTRY_KEYS = ("dag_id", "lookback", "reprocess", "max_dates_per_run", "max_active_runs")
 DEFAULT_LOOKBACK = "P7D"
 DEFAULT_MAX_DATES = 100
@@ -86,8 +86,9 @@ class CatchupEntry:
         return now - self.lookback, now
 
 
-def config_path(env: Mapping[str, str] = os.environ) -> Path:
-    return Path(env.get("BACKFILL_CATCHUP_CONFIG") or DEFAULT_CONFIG)
+def config_path() -> Path:
+    """The catch-up file the deployment names (``[backfill_controller] catchup_config``)."""
+    return CATCHUP_CONFIG.value()
 
 
 def load_config(

@@ -436,7 +436,7 @@ def _add_how(how: argparse._ArgumentGroup) -> None:
         "--notify",
         metavar="NAMES",
         help="comma-separated names of the deployment's notifiers to tell at the end ('' for nobody; "
-        "default: the deployment's BACKFILL_NOTIFY)",
+        "default: the deployment's [backfill_controller] notify)",
     )
     how.add_argument(
         "--segment-size",

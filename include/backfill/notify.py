@@ -1,15 +1,16 @@
 """Notifications at a backfill's end: which notifiers, on which event, with what summary.
 
-The deployment names its notifiers in ``BACKFILL_NOTIFIERS`` (JSON), each an Airflow notifier class
-(any ``BaseNotifier``: ``SmtpNotifier``, ``SlackNotifier``, your own) with its arguments and the
-events it wants::
+The deployment names its notifiers in the Airflow option ``[backfill_controller] notifiers``
+(JSON), each an Airflow notifier class (any ``BaseNotifier``: ``SmtpNotifier``, ``SlackNotifier``,
+your own) with its arguments and the events it wants::
 
-    BACKFILL_NOTIFIERS='{"data-team": {
+    [backfill_controller]
+    notifiers = {"data-team": {
         "class": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
         "kwargs": {"to": "data-team@example.com",
                    "subject": "{{ backfill.headline }}", "html_content": "{{ backfill.text }}"},
-        "on": ["failure", "budget_exhausted"]}}'
-    BACKFILL_NOTIFY=data-team        # notified when a request says nothing (default: nobody)
+        "on": ["failure", "budget_exhausted"]}}
+    notify = data-team               # notified when a request says nothing (default: nobody)
 
 A request picks by name with ``"notify": ["data-team"]`` (``[]``: nobody); it can never name a
 class, so conf cannot make a worker import or call anything. Templates are the deployment's; the
@@ -19,10 +20,11 @@ summary (which holds user text such as the reason) reaches them as values, never
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from include.backfill.settings import NOTIFIERS, NOTIFY
 
 EVENTS: tuple[str, ...] = ("success", "failure", "budget_exhausted")
 LISTED_DATES = 20
@@ -37,26 +39,26 @@ class NotifierSpec:
 
 
 def parse_notifiers(text: str) -> dict[str, NotifierSpec]:
-    """Read ``BACKFILL_NOTIFIERS``; raise ValueError naming the notifier and key that is wrong.
+    """Read ``[backfill_controller] notifiers``; raise ValueError naming the notifier and key that is wrong.
 
     >>> parse_notifiers('{"ops": {"class": "my.Notifier", "on": ["failure"]}}')["ops"].on
     ('failure',)
     >>> parse_notifiers('{"ops": {"class": "my.Notifier", "on": ["always"]}}')
     Traceback (most recent call last):
     ...
-    ValueError: BACKFILL_NOTIFIERS.ops.on: 'always' is not an event; accepted: success, ...
+    ValueError: [backfill_controller] notifiers.ops.on: 'always' is not an event; accepted: success, ...
     """
     if not text.strip():
         return {}
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"BACKFILL_NOTIFIERS is not valid JSON: {exc}") from None
+        raise ValueError(f"{NOTIFIERS.option} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError("BACKFILL_NOTIFIERS must be a JSON object of name -> {class, kwargs, on}")
+        raise ValueError(f"{NOTIFIERS.option} must be a JSON object of name -> {{class, kwargs, on}}")
     specs = {}
     for name, body in data.items():
-        where = f"BACKFILL_NOTIFIERS.{name}"
+        where = f"{NOTIFIERS.option}.{name}"
         if not isinstance(body, dict) or not isinstance(body.get("class"), str):
             raise ValueError(f"{where}: needs a 'class' (dotted path of a BaseNotifier subclass)")
         unknown = set(body) - {"class", "kwargs", "on"}
@@ -75,16 +77,22 @@ def parse_notifiers(text: str) -> dict[str, NotifierSpec]:
     return specs
 
 
-def notifier_names(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+def deployment_notifiers() -> dict[str, NotifierSpec]:
+    """The deployment's notifiers (``[backfill_controller] notifiers``); ValueError if it is wrong."""
+    return parse_notifiers(NOTIFIERS.value())
+
+
+def notifier_names() -> tuple[str, ...]:
     """The names a request may use (none when the setting is missing or wrong; the report says why)."""
     try:
-        return tuple(parse_notifiers(env.get("BACKFILL_NOTIFIERS", "")))
+        return tuple(deployment_notifiers())
     except ValueError:
         return ()
 
 
-def default_notify(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
-    return tuple(n.strip() for n in env.get("BACKFILL_NOTIFY", "").split(",") if n.strip())
+def default_notify() -> tuple[str, ...]:
+    """Who is told when a request says nothing (``[backfill_controller] notify``)."""
+    return NOTIFY.value()
 
 
 def event_of(report: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pendulum
 from pendulum import DateTime
 
-from include.backfill.settings import Limits
+from include.backfill.settings import NOTIFIERS, Limits
 
 #: Every key the controller's conf may hold. Anything else is refused (a typo must not backfill).
 CONF_KEYS: tuple[str, ...] = (
@@ -139,9 +139,9 @@ class BackfillRequest:
     include_downstream: bool = False
     missing_runs: MissingRuns = field(default_factory=lambda: MissingRuns.SKIP)
     segment_size: int | None = None
-    """Dates per controller run (None: the deployment's BACKFILL_SEGMENT_SIZE)."""
+    """Dates per controller run (None: the deployment's ``[backfill_controller] segment_size``)."""
     timeout_minutes: int | None = None
-    """Longest a controller run waits for target runs (None: the deployment's BACKFILL_TIMEOUT_MINUTES)."""
+    """Longest a controller run waits for target runs (None: ``[backfill_controller] timeout_minutes``)."""
     on_overlap: OnOverlap = field(default_factory=lambda: OnOverlap.REFUSE)
     notify: tuple[str, ...] | None = None
     """Names of the deployment's notifiers to tell at the end (None: the deployment default)."""
@@ -338,7 +338,7 @@ def parse_request(
 
 
 def _notify(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[str, ...] | None:
-    known = ", ".join(limits.notifiers) or "none: this deployment defines no notifiers (BACKFILL_NOTIFIERS)"
+    known = ", ".join(limits.notifiers) or f"none: this deployment defines no notifiers ({NOTIFIERS.option})"
     accepted = f"null (the deployment default), [] (nobody), or names from: {known}"
     if value is None:
         return None

@@ -19,6 +19,7 @@ from typing import Any
 from pendulum import DateTime
 
 from include.backfill.request import BackfillRequest
+from include.backfill.settings import MAX_DATES_PER_REQUEST
 
 
 class ScheduleError(ValueError):
@@ -83,7 +84,7 @@ def dates_in_window(
             raise ScheduleError(
                 "end_date",
                 f"the window covers more than {limit} dates, the most one request may cover "
-                f"(deployment setting BACKFILL_MAX_DATES_PER_REQUEST); the {limit + 1}th is "
+                f"(deployment setting {MAX_DATES_PER_REQUEST.option}); the {limit + 1}th is "
                 f"{date.logical_date.isoformat()}: end the window before it, or split the request",
             )
         dates.append(date)

@@ -33,7 +33,7 @@ ENTRY_FIELDS = ("dag_id", "lookback_seconds", "reprocess", "max_dates_per_run", 
 def list_entries(**_: Any) -> list[dict[str, Any]]:
     """The checked-in config, validated (a wrong file fails here, naming every wrong field)."""
     path = config_path()
-    entries = read_config(path, max_dates=Limits.from_env().max_dates_per_request)
+    entries = read_config(path, max_dates=Limits.from_config().max_dates_per_request)
     log.info("%s: %d DAG(s) to keep whole: %s", path.name, len(entries), ", ".join(e.dag_id for e in entries))
     return [e.to_dict() for e in entries]  # the op_kwargs of one mapped catch_up each
 
@@ -78,7 +78,7 @@ def catch_up(**context: Any) -> dict[str, Any]:
 
 def _why_not(api: AirflowApi, dag_id: str) -> str | None:
     """Why this DAG is left alone this time, or None. An unknown dag_id fails the task."""
-    refusal = Limits.from_env().refusal(dag_id)
+    refusal = Limits.from_config().refusal(dag_id)
     if refusal:
         return f"refused by the deployment: {refusal}"
     target = api.get_dag(dag_id)

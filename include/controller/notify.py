@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from include.backfill.notify import chosen, default_notify, event_of, parse_notifiers, summary
+from include.backfill.notify import chosen, default_notify, deployment_notifiers, event_of, summary
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 def notify_end(report: Mapping[str, Any], requested: Any, context: Mapping[str, Any]) -> list[str]:
     """Call the notifiers chosen for this report's event; return the names that were told."""
     try:
-        specs = parse_notifiers(os.environ.get("BACKFILL_NOTIFIERS", ""))
+        specs = deployment_notifiers()
     except ValueError as exc:
         log.error("no notification sent: %s", exc)
         return []
@@ -46,7 +45,7 @@ def notify_end(report: Mapping[str, Any], requested: Any, context: Mapping[str, 
 
 
 def _link(context: Mapping[str, Any]) -> str | None:
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     base = conf.get("api", "base_url", fallback="") or ""
     dag_run = context.get("dag_run")

@@ -62,7 +62,7 @@ def parse(conf: Mapping[str, Any], now: DateTime | None = None) -> BackfillReque
     """The request ``conf`` describes (raises :class:`InvalidRequest` with every field problem)."""
     return parse_request(
         conf,
-        limits=Limits.from_env(),
+        limits=Limits.from_config(),
         now=now or pendulum.now("UTC"),
         controller_dag_id=CONTROLLER_DAG_ID,
     )
@@ -108,7 +108,7 @@ def plan_request(
     dates: list[ScheduledDate] = []
     try:
         dates = expand(
-            dag.timetable, request, pendulum.now("UTC"), limit=Limits.from_env().max_dates_per_request
+            dag.timetable, request, pendulum.now("UTC"), limit=Limits.from_config().max_dates_per_request
         )
     except ScheduleError as exc:
         given = {

@@ -332,7 +332,7 @@ def scheduled_dates(dag_id: str, body: dict[str, Any], session: SessionDep) -> d
         raise HTTPException(404, {"field": "dag_id", "message": f"no DAG {dag_id!r}"})
     now = pendulum.now("UTC")
     try:
-        limits = Limits.from_env()
+        limits = Limits.from_config()
         request = parse_request(
             {"dag_id": dag_id, **{k: body.get(k) for k in _DATE_KEYS}}, limits=limits, now=now
         )

@@ -53,5 +53,7 @@ def test_a_window_past_the_maximum_dates_per_request_is_refused(airflow):
     assert airflow.wait_for_run(CONTROLLER, run_id, timeout=600) == "failed"
     error = airflow.xcom(CONTROLLER, run_id, "report")["error"]
     assert (
-        "end_date" in error and "more than 10000 dates" in error and "BACKFILL_MAX_DATES_PER_REQUEST" in error
+        "end_date" in error
+        and "more than 10000 dates" in error
+        and "[backfill_controller] max_dates_per_request" in error
     )

@@ -133,3 +133,17 @@ def test_the_header_says_which_secrets_to_set() -> None:
     assert ".env" in header
     for secret in SECRETS:
         assert f"#   {secret}=" in header, secret
+
+
+def test_deployment_settings_are_passed_as_airflow_options_under_their_own_names(compose) -> None:
+    from include.backfill.settings import SETTINGS
+
+    options = {s.env_var for s in SETTINGS}
+    for name in (*AIRFLOW_SERVICES, "airflow-worker", "airflow-init"):
+        env = compose["services"][name]["environment"]
+        assert not [k for k in env if k.startswith("BACKFILL_")], name  # the deprecated names
+        passed = [k for k in env if k.startswith("AIRFLOW__BACKFILL_CONTROLLER__")]
+        assert passed and set(passed) <= options, name
+        for key in passed:
+            uses = list(SUBSTITUTION.finditer(env[key]))
+            assert all(use["name"] == key and use["op"] == ":-" for use in uses), (key, env[key])

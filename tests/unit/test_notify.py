@@ -58,9 +58,9 @@ def test_the_deployment_setting_defines_named_notifiers_with_their_events() -> N
     [
         ("not json", "not valid JSON"),
         ("[]", "must be a JSON object"),
-        ('{"a": {"kwargs": {}}}', "BACKFILL_NOTIFIERS.a: needs a 'class'"),
+        ('{"a": {"kwargs": {}}}', "[backfill_controller] notifiers.a: needs a 'class'"),
         ('{"a": {"class": "x.Y", "to": 1}}', "unknown key(s) to"),
-        ('{"a": {"class": "x.Y", "kwargs": []}}', "BACKFILL_NOTIFIERS.a.kwargs"),
+        ('{"a": {"class": "x.Y", "kwargs": []}}', "[backfill_controller] notifiers.a.kwargs"),
     ],
 )
 def test_a_wrong_deployment_setting_names_what_is_wrong(text: str, expected: str) -> None:
@@ -68,10 +68,14 @@ def test_a_wrong_deployment_setting_names_what_is_wrong(text: str, expected: str
         parse_notifiers(text)
 
 
-def test_a_wrong_setting_offers_no_names_rather_than_breaking_the_controller() -> None:
-    assert notifier_names({"BACKFILL_NOTIFIERS": "not json"}) == ()
-    assert notifier_names({"BACKFILL_NOTIFIERS": DEPLOYMENT}) == ("data-team", "audit-log")
-    assert default_notify({"BACKFILL_NOTIFY": " data-team, ,audit-log"}) == ("data-team", "audit-log")
+def test_a_wrong_setting_offers_no_names_rather_than_breaking_the_controller(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__BACKFILL_CONTROLLER__NOTIFIERS", "not json")
+    assert notifier_names() == ()
+    monkeypatch.setenv("AIRFLOW__BACKFILL_CONTROLLER__NOTIFIERS", DEPLOYMENT)
+    assert notifier_names() == ("data-team", "audit-log")
+    assert Limits.from_config().notifiers == ("data-team", "audit-log")
+    monkeypatch.setenv("AIRFLOW__BACKFILL_CONTROLLER__NOTIFY", " data-team, ,audit-log")
+    assert default_notify() == ("data-team", "audit-log")
 
 
 def test_success_failure_and_an_exhausted_budget_are_told_apart() -> None:

@@ -413,9 +413,9 @@ def test_a_task_subset_request_round_trips() -> None:
 @pytest.mark.parametrize(
     ("allowed", "denied", "dag_id", "refused_because"),
     [
-        ((), ("*_pii",), "sales_pii", "BACKFILL_DENIED_DAGS"),
-        (("sales_*",), (), "hr_payroll", "BACKFILL_ALLOWED_DAGS"),
-        (("sales_*",), ("sales_pii",), "sales_pii", "BACKFILL_DENIED_DAGS"),
+        ((), ("*_pii",), "sales_pii", "[backfill_controller] denied_dags"),
+        (("sales_*",), (), "hr_payroll", "[backfill_controller] allowed_dags"),
+        (("sales_*",), ("sales_pii",), "sales_pii", "[backfill_controller] denied_dags"),
     ],
     ids=["denied", "not allowed", "denial wins over allowance"],
 )
