@@ -315,14 +315,17 @@ def chunk_states_answer(states: dict[int, str | None]) -> dict[str, dict[str, st
 @pytest.mark.parametrize("before", ["up_for_retry", "running", "deferred", "up_for_reschedule", None])
 def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(before):
     ctx = context({"dag_id": "sales"})
+    look = timedelta(seconds=PREVIOUS_CHUNK_LOOK)
+    earliest = datetime.now(tz=UTC) + look
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: before})) as states,
         pytest.raises(AirflowRescheduleException) as rescheduled,
     ):
         chunk(chunk_index=1)._wait_for_previous_chunk(ctx)
+    latest = datetime.now(tz=UTC) + look
     states.assert_called_once_with(dag_id="backfill_controller", task_ids=["trigger"], run_ids=["manual__1"])
-    expected = datetime.now(tz=UTC) + timedelta(seconds=PREVIOUS_CHUNK_LOOK)
-    assert abs((rescheduled.value.reschedule_date - expected).total_seconds()) < 5
+    # rescheduled PREVIOUS_CHUNK_LOOK seconds after the look
+    assert earliest <= rescheduled.value.reschedule_date <= latest
 
 
 @pytest.mark.parametrize("before", ["success", "failed", "skipped", "upstream_failed", "removed"])
