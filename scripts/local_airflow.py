@@ -823,19 +823,30 @@ class LocalAirflow:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
         """Trigger a manual run (logical_date null) and return its run_id. Raises HTTPError on 4xx/5xx."""
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
-        if run_id:
-            body["dag_run_id"] = run_id
-        for _ in range(5):  # SQLite: "database is locked" surfaces as HTTP 500/503; nothing was created
-            resp = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
-            if resp.status_code not in (500, 503):
-                break
-            time.sleep(3)
+        resp = self.post_run(dag_id, conf or {}, run_id)
         if resp.status_code >= 400:
             raise requests.HTTPError(
                 f"trigger {dag_id} -> HTTP {resp.status_code}: {resp.text[:2000]}", response=resp
             )
         return str(resp.json()["dag_run_id"])
+
+    def post_run(
+        self, dag_id: str, conf: dict[str, Any], run_id: str | None = None, *, token: str | None = None
+    ) -> requests.Response:
+        """Ask Airflow for a manual run as ``token``'s user (default: the admin); Airflow's answer.
+
+        Retried while SQLite is locked: that surfaces as HTTP 500 "Database error" or 503, and
+        Airflow rolled the request back, so nothing was created.
+        """
+        body: dict[str, Any] = {"logical_date": None, "conf": conf}
+        if run_id:
+            body["dag_run_id"] = run_id
+        for _ in range(5):
+            resp = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body, token=token)
+            if resp.status_code not in (500, 503):
+                break
+            time.sleep(3)
+        return resp
 
     def dag_runs(self, dag_id: str, first_day: str, last_day: str, **params: Any) -> list[dict[str, Any]]:
         """Every run of ``dag_id`` with a logical date on ``first_day`` .. ``last_day`` (YYYY-MM-DD,

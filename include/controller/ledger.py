@@ -17,12 +17,13 @@ not know it, and ``airflow db reset`` leaves it alone.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, inspect, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -62,6 +63,22 @@ def ensure_table(session: Session) -> None:
             if not inspect(session.connection()).has_table(ledger.name):
                 raise
     _created.add(key)
+
+
+def hold_target(session: Session, target_dag_id: str) -> None:
+    """Serialize, until the caller's transaction ends, every check-and-claim of one target's dates.
+
+    PostgreSQL: a transaction-scoped advisory lock per target. SQLite: the write lock, taken now
+    with an update of no row. Python's sqlite3 starts a transaction only at the first write, so
+    without it two requests would both read the ledger before either wrote its claim.
+    """
+    ensure_table(session)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        key = zlib.crc32(f"backfill_controller:{target_dag_id}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect == "sqlite":
+        session.execute(ledger.update().where(ledger.c.id.is_(None)).values(id=ledger.c.id))
 
 
 @dataclass(frozen=True)

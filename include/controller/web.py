@@ -26,7 +26,6 @@ For the controller itself:
 from __future__ import annotations
 
 import json
-import zlib
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -36,7 +35,7 @@ from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.utils.state import DagRunState
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from include.backfill.overlap import first_overlap, span_of
@@ -104,17 +103,15 @@ def _clash(session: Session, planned: Planned, controller_run_id: str | None) ->
 
     Only backfills that claimed their dates count: one that waits for another has claimed none, so
     two that wait never wait for each other. The check and the claim that follows it are one
-    transaction; on PostgreSQL it also holds a lock per target until it commits, so two requests
-    for one target are checked one after the other (SQLite has one writer at a time anyway).
+    transaction, and :func:`ledger.hold_target` makes two requests for one target check one after
+    the other.
     """
     from airflow.models.dagrun import DagRun
 
     mine = span_of(planned.request.target_dag_id, planned.plans)
     if mine is None or planned.request.dry_run:
         return None
-    if session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(f"backfill_controller:{mine.target_dag_id}".encode())
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    ledger.hold_target(session, mine.target_dag_id)
     open_ids = session.scalars(
         select(DagRun.run_id).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.state.in_(_OPEN))
     ).all()

@@ -46,8 +46,7 @@ FAB_USERS = {"bea": "x_backfiller", "rita": "x_reader", "carl": "x_canceller", "
 
 
 def trigger_as(airflow, token: str, conf: dict, run_id: str | None = None):
-    body = {"logical_date": None, "conf": conf, **({"dag_run_id": run_id} if run_id else {})}
-    return airflow.api("POST", f"/api/v2/dags/{CONTROLLER}/dagRuns", json=body, token=token)
+    return airflow.post_run(CONTROLLER, conf, run_id, token=token)
 
 
 def runs_of(airflow, dag_id: str) -> list[tuple]:

@@ -1,0 +1,46 @@
+"""The ledger's per-target hold: two planners of one target check and claim one after the other."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from include.backfill.overlap import Span
+from include.controller import ledger
+
+
+@pytest.fixture
+def engine(tmp_path):
+    path = tmp_path / "airflow.db"
+    with sqlite3.connect(path) as db:  # as the test suite's Airflow runs SQLite
+        db.execute("PRAGMA journal_mode=WAL")
+    return create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+
+
+def test_a_second_planner_of_the_target_waits_until_the_first_has_claimed(engine):
+    first, second = Session(engine), Session(engine)
+    ledger.hold_target(first, "bf_daily")
+    ledger.ensure_table(second)
+    with pytest.raises(OperationalError, match="database is locked"):
+        ledger.hold_target(second, "bf_daily")
+    second.rollback()
+    span = Span("bf_daily", "2024-07-01T00:00:00+00:00", "2024-07-04T00:00:00+00:00")
+    ledger.record(first, ledger.Entry("manual__a", "bf_daily", "admin", span, ("r1",)))
+    first.commit()
+
+    ledger.hold_target(second, "bf_daily")  # now it may, and it sees the first's claim
+    assert ledger.entries(second, ["manual__a"])["manual__a"].span == span
+    second.commit()
+
+
+def test_the_hold_changes_no_row(engine):
+    with Session(engine) as session:
+        ledger.record(session, ledger.Entry("manual__a", "bf_daily", None, None, ()))
+        session.commit()
+        ledger.hold_target(session, "bf_daily")
+        session.commit()
+        assert ledger.entry(session, "manual__a") == ledger.Entry("manual__a", "bf_daily", None, None, ())
