@@ -71,6 +71,7 @@ DEFERRED_FEED_INTERVAL = 1.0
 #: (in a retry) has finished.
 PREVIOUS_CHUNK_LOOK = 5.0
 NO_ROOM = "the window never had room for the next date"
+PREVIOUS_CHUNK = "the chunk before it never finished"
 
 
 def _min_deferral() -> float:
@@ -202,7 +203,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
 
     def execute(self, context: Any) -> None:
         execution = self._execution(context)
-        self._wait_for_previous_chunk(context)
+        self._wait_for_previous_chunk(context, execution)
         window = Window(execution.target_dag_id, self._earlier_run_ids(context))
         if execution.max_failed_dates is not None:
             finished = "the earlier dates never finished"
@@ -240,15 +241,21 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.may_clear = may_clear(asked)
         return execution
 
-    def _wait_for_previous_chunk(self, context: Any) -> None:
+    def _wait_for_previous_chunk(self, context: Any, execution: Execution) -> None:
         """Start only once the chunk before has finished: a chunk waiting for its retry frees its
         ``max_active_tis_per_dagrun`` slot, and the dates must still go in order. Waits
-        rescheduled (no slot held), so the retry can take the slot."""
+        rescheduled (no slot held), so the retry can take the slot; fails past the deadline."""
         if self.chunk_index == 0:
             return
         ti = context["ti"]
         before = chunk_states(ti.dag_id, ti.run_id).get(self.chunk_index - 1)
         if before not in TASK_FINISHED:
+            if execution.past_deadline(time.time()):
+                self._record(context, 0, stopped=f"timed out ({PREVIOUS_CHUNK})")
+                message = _timeout_message(
+                    context, execution, [d["trigger_run_id"] for d in self.dates], PREVIOUS_CHUNK
+                )
+                raise AirflowFailException(message)
             self.log.info("chunk %d is %s: starting once it has finished", self.chunk_index - 1, before)
             again = datetime.now(tz=UTC) + timedelta(seconds=PREVIOUS_CHUNK_LOOK)
             raise AirflowRescheduleException(reschedule_date=again)

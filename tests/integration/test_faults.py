@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs, wait_for_a_deferred_trigger
+from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs, set_failing, wait_for_a_deferred_trigger
 
 TARGET = "bf_sturdy"
 
@@ -122,14 +122,28 @@ def test_retriggering_after_a_crash_resumes_with_the_dates_not_done(airflow, fig
     ]
 
 
-def running_trigger_pids(airflow, run_id: str) -> list[int]:
-    """PIDs of the controller's ``trigger`` task instances running right now."""
+def running_trigger_pids(airflow, run_id: str, chunk: int | None = None) -> list[int]:
+    """PIDs of the controller's ``trigger`` task instances running right now (of one chunk, if given)."""
     tis = airflow._json(
         "GET",
         f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
         params={"task_id": "trigger", "state": "running", "limit": 100},
     )["task_instances"]
-    return [ti["pid"] for ti in tis if ti.get("pid")]
+    return [ti["pid"] for ti in tis if ti.get("pid") and chunk in (None, ti["map_index"])]
+
+
+def kill_a_trigger_task(airflow, run_id: str, chunk: int | None = None) -> int:
+    """SIGKILL the process of a running ``trigger`` task of the run as soon as one is seen."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        for pid in running_trigger_pids(airflow, run_id, chunk):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            return pid
+        time.sleep(0.1)
+    pytest.fail("no trigger task was ever caught running")
 
 
 def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures):
@@ -138,18 +152,7 @@ def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures)
     The later chunks wait for the retry: the runs are still created in logical-date order."""
     conf = {**window("2024-06-11", 8), "chunk_size": 3, "max_active_runs": 3}
     run_id = airflow.trigger(CONTROLLER, conf)
-    killed = None
-    deadline = time.monotonic() + 240
-    while killed is None and time.monotonic() < deadline:
-        for pid in running_trigger_pids(airflow, run_id):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            killed = pid
-            break
-        time.sleep(0.1)
-    assert killed is not None, "no trigger task was ever caught running"
+    kill_a_trigger_task(airflow, run_id)
     out = finished(airflow, run_id)
     record(figures, airflow, "one trigger task's process SIGKILLed while triggering", out, "2024-06-11", 8)
     assert out.state == "success", out.report
@@ -163,6 +166,40 @@ def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures)
     assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # triggered once, never cleared
     created = [day for day, _ in sorted(runs.items(), key=lambda item: item[1]["queued_at"])]
     assert created == sorted(runs), f"runs created out of order: {created}"
+
+
+def test_a_killed_chunk_still_spends_the_failure_budget_first(airflow, figures):
+    """Both dates of the first chunk fail, which is the whole budget (max_failed_dates 2), and its
+    task is SIGKILLed and retried. The chunks after it wait for the retry and for its dates to end,
+    then start nothing: no run exists past the first chunk."""
+    dates = days("2024-11-01", 8)
+    conf = {
+        "dag_id": "bf_chain",
+        "dates": dates,
+        "chunk_size": 2,
+        "max_active_runs": 2,
+        "max_failed_dates": 2,
+    }
+    set_failing(airflow, {"bf_chain.a": dates[:2]})
+    try:
+        run_id = airflow.trigger(CONTROLLER, conf)
+        kill_a_trigger_task(airflow, run_id, chunk=0)
+        out = finished(airflow, run_id)
+    finally:
+        set_failing(airflow, {})
+    runs = day_runs(airflow, "bf_chain", dates[0], dates[-1])
+    figures.fault(
+        "the first chunk's task SIGKILLed while it spends the failure budget", sorted(runs) == dates[:2]
+    )
+    assert out.state == "failed", out.report
+    assert sorted(runs) == dates[:2], f"runs started past the budget: {sorted(runs)}"
+    by_date = {d["logical_date"][:10]: d for d in out.report["dates"]}
+    assert [by_date[d]["state"] for d in dates] == ["failed"] * 2 + ["cancelled"] * 6, out.report
+    assert all("max_failed_dates" in by_date[d]["why"] for d in dates[2:]), out.report
+    tries = airflow._json(
+        "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances", params={"task_id": "trigger"}
+    )["task_instances"]
+    assert next(ti for ti in tries if ti["map_index"] == 0)["try_number"] >= 2  # the killed one was retried
 
 
 def test_the_triggerer_killed_while_a_chunk_waits_deferred_for_room(airflow, figures):

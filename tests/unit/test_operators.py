@@ -321,7 +321,7 @@ def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(befor
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: before})) as states,
         pytest.raises(AirflowRescheduleException) as rescheduled,
     ):
-        chunk(chunk_index=1)._wait_for_previous_chunk(ctx)
+        chunk(chunk_index=1)._wait_for_previous_chunk(ctx, feeding_execution(deferred=False))
     latest = datetime.now(tz=UTC) + look
     states.assert_called_once_with(dag_id="backfill_controller", task_ids=["trigger"], run_ids=["manual__1"])
     # rescheduled PREVIOUS_CHUNK_LOOK seconds after the look
@@ -332,12 +332,30 @@ def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(befor
 def test_a_chunk_starts_once_the_chunk_before_has_finished(before):
     states = chunk_states_answer({0: "up_for_retry", 1: before})  # only the one just before counts
     with mock.patch(f"{RTI}.get_task_states", return_value=states):
-        chunk(chunk_index=2)._wait_for_previous_chunk(context({"dag_id": "sales"}))
+        chunk(chunk_index=2)._wait_for_previous_chunk(
+            context({"dag_id": "sales"}), feeding_execution(deferred=False)
+        )
+
+
+def test_a_chunk_whose_chunk_before_never_finishes_fails_at_the_deadline():
+    ctx = context({"dag_id": "sales"}, xcoms={("plan", "plans"): []})
+    past = feeding_execution(deferred=False, deadline=time.time() - 1)
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "up_for_retry"})),
+        mock.patch("include.controller.operators.why_stuck", return_value="stuck"),
+        pytest.raises(AirflowFailException, match=r"timed out \(the chunk before it never finished\)"),
+    ):
+        chunk(chunk_index=1, dates=[DATE])._wait_for_previous_chunk(ctx, past)
+    assert pushed_records(ctx) == [
+        {"chunk": 1, "acted": 0, "events": {}, "stopped": "timed out (the chunk before it never finished)"}
+    ]
 
 
 def test_the_first_chunk_waits_for_nothing():
     with mock.patch(f"{RTI}.get_task_states") as states:
-        chunk(chunk_index=0)._wait_for_previous_chunk(context({"dag_id": "sales"}))
+        chunk(chunk_index=0)._wait_for_previous_chunk(
+            context({"dag_id": "sales"}), feeding_execution(deferred=False)
+        )
     states.assert_not_called()
 
 
