@@ -10,6 +10,10 @@ Two sub-commands read the backfills the Backfills page shows, without starting a
     backfill status RUN_ID          # one backfill: phase, counts and every date
     backfill list --dag-id sales    # the backfills, newest first
 
+Four operate one (:mod:`include.backfill.controls`)::
+
+    backfill pause RUN_ID | resume RUN_ID | cancel RUN_ID | rerun-failed RUN_ID
+
 Everything here except the ``run_*`` functions and :func:`main` is pure (argument parsing, the
 conf, connection settings, progress arithmetic and formatting) and imports neither Airflow nor an
 HTTP library, so the command starts in a fraction of a second and the parts are unit-tested
@@ -47,7 +51,9 @@ CONTROLLER_DAG_ID = "backfill_controller"
 DEFAULT_API_URL = "http://localhost:8080"
 DEFAULT_POLL_INTERVAL = 3.0
 #: The first argument that names a sub-command (see :func:`command_of`).
-SUBCOMMANDS = ("status", "list")
+SUBCOMMANDS = ("status", "list", "pause", "resume", "cancel", "rerun-failed")
+#: The sub-commands that operate a backfill, and the control each applies.
+CONTROLS = {"pause": "pause", "resume": "resume", "cancel": "cancel", "rerun-failed": "rerun_failed"}
 #: Most backfills one ``GET .../api/backfills`` answers.
 MAX_PAGE = 200
 
@@ -199,7 +205,12 @@ Speaks Airflow 2's `airflow dags backfill` flags. Differences:
 Sub-commands, which start nothing:
   backfill status RUN_ID     one backfill: its phase, counts and every date (backfill status -h)
   backfill list [--dag-id D] [--state PHASE]   the backfills, newest first (backfill list -h)
-A first argument `status` or `list` names the sub-command unless the command line gives dates
+Sub-commands that operate one backfill (backfill pause -h):
+  backfill pause RUN_ID      no new date starts; runs already queued or running finish
+  backfill resume RUN_ID     dates start again where it stopped
+  backfill cancel RUN_ID     nothing new starts; its queued runs are marked failed
+  backfill rerun-failed RUN_ID   a new backfill of exactly the dates that ended failed
+A first argument naming a sub-command names it unless the command line gives dates
 (-s, -e, --dates or -D): a backfill always needs dates and a sub-command takes none, so
 `backfill list -s 2024-01-01` still backfills a DAG named `list`.
 
@@ -251,6 +262,22 @@ how to see the next page go to stderr. Starts nothing.
 
 Exit status: 0 listed (also when none match); 2 bad command line; 3 Airflow unreachable or login
 refused."""
+
+CONTROL_DESCRIPTION = f"""\
+Operate one backfill. RUN_ID is the run id of the {CONTROLLER_DAG_ID} run that received the
+request (`backfill list` shows them).
+  pause         no new date starts; runs already queued or running finish; the time paused does
+                not count against its timeout_minutes
+  resume        dates start again where it stopped
+  cancel        as marking the controller run failed: nothing new starts, in any segment; its
+                queued runs are marked failed; runs already running finish
+  rerun-failed  start a new backfill of exactly the dates that ended failed (same target, task
+                selection and conf; reprocess failed); prints the new run id
+Each needs the rights Airflow would ask for the same change by hand (see the README).
+
+Exit status: 0 done; 1 refused: it does not fit the backfill's phase (pause a finished one,
+resume a running one), or a right is missing; 2 bad command line, or no backfill has that run
+id; 3 Airflow unreachable or login refused."""
 
 UNDERSCORES_ACCEPTED = "Every long flag also takes its underscore spelling (--dag_id, --api_url, ...)."
 
@@ -478,6 +505,19 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="backfill status",
         description=STATUS_DESCRIPTION,
+        epilog=UNDERSCORES_ACCEPTED,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help=f"the run id of the {CONTROLLER_DAG_ID} run")
+    _add_airflow(parser.add_argument_group("Airflow and output"))
+    return parser
+
+
+def build_control_parser(command: str) -> argparse.ArgumentParser:
+    """``backfill pause|resume|cancel|rerun-failed RUN_ID``."""
+    parser = CommandParser(
+        prog=f"backfill {command}",
+        description=CONTROL_DESCRIPTION,
         epilog=UNDERSCORES_ACCEPTED,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -1164,6 +1204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_status(arguments[1:])
     if command == "list":
         return run_list(arguments[1:])
+    if command in CONTROLS:
+        return run_control(command, arguments[1:])
     return run_backfill(arguments)
 
 
@@ -1270,9 +1312,11 @@ def _ask(
     *,
     not_found: int,
     unreachable: int,
+    refused: int | None = None,
 ) -> dict[str, Any] | int:
     """Parse a sub-command's command line, log in and make its one call: the answer, or the exit
-    status after saying what went wrong (the call answered 404: ``not_found``; else ``unreachable``)."""
+    status after saying what went wrong (the call answered 404: ``not_found``; 403 or 409:
+    ``refused`` if given; else ``unreachable``)."""
     args = parser.parse_args(argv)
     err = sys.stderr
     try:
@@ -1295,6 +1339,8 @@ def _ask(
         return call(api, args)
     except ApiError as exc:
         print(redact(f"{parser.prog}: error: {exc}", password), file=err)
+        if logged_in and refused is not None and exc.status in (403, 409):
+            return refused
         return not_found if logged_in and exc.status == 404 else unreachable
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -1313,6 +1359,36 @@ def run_status(argv: Sequence[str]) -> int:
         return answer
     print(format_status(answer))
     return status_exit_code(answer.get("phase"))
+
+
+def run_control(command: str, argv: Sequence[str]) -> int:
+    """``backfill pause|resume|cancel|rerun-failed RUN_ID``: apply the control, print the outcome."""
+    control = CONTROLS[command]
+    answer = _ask(
+        build_control_parser(command),
+        argv,
+        lambda api, args: api.control(args.run_id, control),
+        not_found=EXIT_USAGE,
+        unreachable=EXIT_UNREACHABLE,
+        refused=EXIT_FAILED,
+    )
+    if isinstance(answer, int):
+        return answer
+    print(format_controlled(control, answer))
+    return EXIT_SUCCESS
+
+
+def format_controlled(control: str, answer: Mapping[str, Any]) -> str:
+    """What a control did: the new backfill's run id (``rerun_failed``), else the backfill's phase.
+
+    >>> format_controlled("pause", {"run_id": "manual__1", "phase": "paused", "paused": True})
+    'backfill manual__1: paused'
+    >>> format_controlled("rerun_failed", {"dag_run_id": "manual__2", "dates": 3})
+    'started manual__2: a backfill of the 3 failed dates'
+    """
+    if control == "rerun_failed":
+        return f"started {answer.get('dag_run_id')}: a backfill of the {answer.get('dates')} failed dates"
+    return f"backfill {answer.get('run_id')}: {answer.get('phase')}"
 
 
 def run_list(argv: Sequence[str]) -> int:

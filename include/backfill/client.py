@@ -243,6 +243,13 @@ class ControllerApi:
         """One backfill as the Backfills page shows it: phase, counts and one cell per date."""
         return dict(self._json("GET", f"{FRONT_DOOR}/api/backfills/{quote(run_id, safe='')}"))
 
+    def control(self, run_id: str, control: str) -> dict[str, Any]:
+        """Apply a control (pause, resume, cancel, rerun_failed) to a backfill: the backfill as it
+        is now (``rerun_failed``: the new backfill). Raises ApiError (403, 404, 409) when refused.
+        Not retried: a control applied twice is refused the second time."""
+        path = f"{FRONT_DOOR}/api/backfills/{quote(run_id, safe='')}/{quote(control, safe='')}"
+        return dict(self._json("POST", path, retry=False, json={}))
+
     def backfills(
         self, dag_id: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
     ) -> dict[str, Any]:

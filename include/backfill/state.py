@@ -70,6 +70,8 @@ class Phase(StrEnum):
     PLANNED = "planned"
     """A dry run, planned: nothing will be done."""
     RUNNING = "running"
+    PAUSED = "paused"
+    """Running, but no new date starts until it is resumed."""
     CANCELLING = "cancelling"
     """Cancelled; runs already running are finishing."""
     CANCELLED = "cancelled"
@@ -356,12 +358,13 @@ def phase(
     dry_run: bool,
     counts: Counts,
     reported: bool | None = None,
+    paused: bool = False,
 ) -> Phase:
     """A backfill's phase from its controller run's state and its dates.
 
     ``reported``: whether the ``report`` task ran (None: not known). A controller run that failed
     without its report ran was cancelled (marked failed); while runs it started are still open it
-    is cancelling.
+    is cancelling. ``paused``: whether a user paused it (:mod:`include.backfill.controls`).
 
     >>> phase("running", planned=True, dry_run=False, counts=Counts(dates=2, running=1))
     <Phase.RUNNING: 'running'>
@@ -375,7 +378,9 @@ def phase(
     if controller_state == RunState.RUNNING:
         if not planned:
             return Phase.PLANNING
-        return Phase.PLANNED if dry_run else Phase.RUNNING
+        if dry_run:
+            return Phase.PLANNED
+        return Phase.PAUSED if paused else Phase.RUNNING
     if controller_state == RunState.SUCCESS:
         return Phase.PLANNED if dry_run else Phase.SUCCEEDED
     if reported is False and planned and not dry_run:
@@ -388,7 +393,7 @@ _AT_REST, _BUSY = Counts(), Counts(running=1)
 
 
 def possible_phases(
-    controller_state: str | None, *, planned: bool, dry_run: bool, reported: bool | None
+    controller_state: str | None, *, planned: bool, dry_run: bool, reported: bool | None, paused: bool = False
 ) -> frozenset[Phase]:
     """The phases :func:`phase` can answer, whatever the dates' counts: one, or both of cancelling
     and cancelled when only whether runs are still open tells them apart.
@@ -399,7 +404,14 @@ def possible_phases(
     frozenset({<Phase.FAILED: 'failed'>})
     """
     return frozenset(
-        phase(controller_state, planned=planned, dry_run=dry_run, counts=counts, reported=reported)
+        phase(
+            controller_state,
+            planned=planned,
+            dry_run=dry_run,
+            counts=counts,
+            reported=reported,
+            paused=paused,
+        )
         for counts in (_AT_REST, _BUSY)
     )
 
@@ -414,8 +426,9 @@ def run_states_of(wanted: Phase) -> frozenset[str | None]:
     """
     return frozenset(
         None if state is None else str(state)
-        for state, planned, dry_run, reported in product(
-            (None, *RunState), (False, True), (False, True), (None, False, True)
+        for state, planned, dry_run, reported, paused in product(
+            (None, *RunState), (False, True), (False, True), (None, False, True), (False, True)
         )
-        if wanted in possible_phases(state, planned=planned, dry_run=dry_run, reported=reported)
+        if wanted
+        in possible_phases(state, planned=planned, dry_run=dry_run, reported=reported, paused=paused)
     )

@@ -62,13 +62,15 @@ def require(user: Any, dag_id: str, rights: Iterable[Right]) -> None:
         raise Forbidden(refusal(user_name(user), dag_id, missing), missing)
 
 
-def refusal(name: str | None, dag_id: str, missing: Iterable[Right]) -> str:
+def refusal(name: str | None, dag_id: str, missing: Iterable[Right], doing: str = "backfill DAG") -> str:
     """
     >>> refusal("ana", "sales", [Right.CREATE_RUNS])
     "ana may not backfill DAG 'sales': missing right POST on its DAG runs"
+    >>> refusal("ana", "sales", [Right.CLEAR_RUNS], doing="operate a backfill of")
+    "ana may not operate a backfill of 'sales': missing right PUT on its DAG runs"
     """
     rights = ", ".join(r.describe() for r in missing)
-    return f"{name or 'the requester'} may not backfill DAG {dag_id!r}: missing right {rights}"
+    return f"{name or 'the requester'} may not {doing} {dag_id!r}: missing right {rights}"
 
 
 def user_name(user: Any) -> str | None:

@@ -100,6 +100,16 @@ class AirflowApi:
         _raise_for(response)
         return dict(response.json())
 
+    def paused(self, controller_run_id: str) -> dict[str, Any]:
+        """``{"paused": bool, "paused_seconds": float}`` of a controller run's backfill
+        (``include/controller/actions.py``)."""
+        response = self._session.get(
+            f"{self.base_url}{PLUGIN_PREFIX}/api/controller_runs/{quote(controller_run_id, safe='')}/paused",
+            timeout=_TIMEOUT,
+        )
+        _raise_for(response)
+        return dict(response.json())
+
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
         """The target's logical dates for a request, from the plugin (which reads its timetable)."""
         response = self._session.post(

@@ -8,10 +8,11 @@ through the REST API by anyone who may write the controller's XComs (FAB: ``can_
 ``can_edit`` on ``XComs``). So whatever must be trusted is read from
 here: who asked, for which target, and which target runs the backfill acts on (every segment's);
 cancelling fails exactly those (:mod:`include.controller.cancel`), and overlapping backfills are
-found from the spans recorded here.
+found from the spans recorded here. A second table, ``backfill_controller_history``, keeps what
+users did to each backfill (pause, resume, cancel, re-run failed; :mod:`include.controller.actions`).
 
-The table is created on first use (``CREATE TABLE IF NOT EXISTS``); Airflow's own migrations do
-not know it, and ``airflow db reset`` leaves it alone.
+The tables are created on first use (``CREATE TABLE IF NOT EXISTS``); Airflow's own migrations do
+not know them, and ``airflow db reset`` leaves them alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from include.backfill.controls import Applied, Control
 from include.backfill.overlap import Span
 
 metadata = MetaData()
@@ -44,23 +46,37 @@ ledger = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
+#: What users did to each backfill (pause, resume, cancel, re-run failed): who, when, and what
+#: came of it (:mod:`include.backfill.controls`), oldest first by ``id``.
+history = Table(
+    "backfill_controller_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("controller_run_id", String(250), nullable=False, index=True),
+    Column("action", String(20), nullable=False),
+    Column("actor", String(512), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("detail", Text, nullable=True),
+)
+
 _created: set[str] = set()
 
 
 def ensure_table(session: Session) -> None:
-    """Create the table if this database does not have it yet (once per process and database)."""
+    """Create the tables this database does not have yet (once per process and database)."""
     key = str(session.get_bind().engine.url)
     if key in _created:
         return
     connection = session.connection()  # the session's own: a second one would wait on SQLite's lock
     if connection.dialect.name == "sqlite":  # one writer at a time: nobody creates it meanwhile
-        metadata.create_all(bind=connection, tables=[ledger], checkfirst=True)
+        metadata.create_all(bind=connection, checkfirst=True)
     else:
         try:  # in a savepoint: another api-server worker creating it at the same moment fails only that
             with session.begin_nested():
-                metadata.create_all(bind=connection, tables=[ledger], checkfirst=True)
+                metadata.create_all(bind=connection, checkfirst=True)
         except DBAPIError:
-            if not inspect(session.connection()).has_table(ledger.name):
+            found = inspect(session.connection())
+            if not all(found.has_table(table.name) for table in metadata.sorted_tables):
                 raise
     _created.add(key)
 
@@ -132,3 +148,32 @@ def _entry(row: Any) -> Entry:
     return Entry(
         row.controller_run_id, row.target_dag_id, row.requester, span, tuple(json.loads(row.run_ids))
     )
+
+
+def add(session: Session, controller_run_id: str, applied: Applied) -> None:
+    """Add one applied control to the history of the backfill ``controller_run_id`` (its head run)."""
+    ensure_table(session)
+    session.execute(
+        history.insert().values(
+            controller_run_id=controller_run_id,
+            action=applied.control.value,
+            actor=applied.by,
+            at=applied.at,
+            detail=applied.detail,
+        )
+    )
+
+
+def histories(session: Session, controller_run_ids: Sequence[str]) -> dict[str, list[Applied]]:
+    """The history of each of these backfills (head run ids), oldest first; empty when none."""
+    found: dict[str, list[Applied]] = {run_id: [] for run_id in controller_run_ids}
+    if not found:
+        return found
+    ensure_table(session)
+    rows = session.execute(
+        select(history).where(history.c.controller_run_id.in_(list(found))).order_by(history.c.id)
+    )
+    for row in rows:
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)  # SQLite keeps no zone
+        found[row.controller_run_id].append(Applied(Control(row.action), row.actor, at, row.detail))
+    return found

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +73,8 @@ DEFERRED_FEED_INTERVAL = 1.0
 PREVIOUS_CHUNK_LOOK = 5.0
 NO_ROOM = "the window never had room for the next date"
 PREVIOUS_CHUNK = "the chunk before it never finished"
+#: Seconds between looks at whether a paused backfill has been resumed (the task waits deferred).
+PAUSE_LOOK = 5.0
 
 
 def _min_deferral() -> float:
@@ -79,6 +82,13 @@ def _min_deferral() -> float:
     from airflow.sdk.configuration import conf
 
     return min_deferral_seconds(conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0))
+
+
+def with_pauses(execution: Execution, paused_seconds: float) -> Execution:
+    """The execution with its deadline moved by the time the backfill has spent paused."""
+    if execution.deadline is None or not paused_seconds:
+        return execution
+    return replace(execution, deadline=execution.deadline + paused_seconds)
 
 
 def stored_execution(context: Any) -> Execution | None:
@@ -239,7 +249,11 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             raise AirflowFailException("the stored plan names another DAG than this run's request")
         self.conf = dict(asked.get("conf") or {})
         self.may_clear = may_clear(asked)
-        return execution
+        return with_pauses(execution, self._paused(context)["paused_seconds"])
+
+    def _paused(self, context: Any) -> dict[str, Any]:
+        """Whether a user paused the backfill, and for how long it has been paused in all."""
+        return dict(self._rest().paused(context["ti"].run_id))
 
     def _wait_for_previous_chunk(self, context: Any, execution: Execution) -> None:
         """Start only once the chunk before has finished: a chunk waiting for its retry frees its
@@ -295,6 +309,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
                         context, execution, window, lambda: room(window.count(), feed.window) > 0, NO_ROOM
                     )
                     open_runs = window.count()
+                if self._paused(context)["paused"]:
+                    self._wait_paused(context, index)
                 carrier = self._act(context, self.dates[index], retry)
                 if carrier is not None:
                     window.add(carrier)
@@ -319,6 +335,36 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             )
             trigger = self._window_trigger(execution, window, feed, end_task=True)
             self.defer(trigger=trigger, method_name="execute")
+
+    def _wait_paused(self, context: Any, position: int) -> None:
+        """Paused: wait deferred (no slot held), then go on from ``position`` (:meth:`resume_feed`)."""
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        self.log.info("the backfill is paused: date %d of this chunk starts once it is resumed", position + 1)
+        self._record(context, position)
+        events = {run_id: e.to_dict() for run_id, e in self.events.items()}
+        self.defer(
+            trigger=TimeDeltaTrigger(timedelta(seconds=max(PAUSE_LOOK, _min_deferral()))),
+            method_name="resume_feed",
+            kwargs={"position": position, "events": events},
+        )
+
+    def resume_feed(
+        self, context: Any, event: Any = None, position: int = 0, events: dict[str, Any] | None = None
+    ) -> None:
+        """Looked again after a pause: start the chunk's dates from ``position`` (or wait again)."""
+        execution = self._execution(context)
+        self.events = {run_id: Event.from_dict(e) for run_id, e in (events or {}).items()}
+        started = [self._carrier(d["trigger_run_id"]) for d in self.dates[:position]]
+        window = Window(execution.target_dag_id, self._earlier_run_ids(context) + [r for r in started if r])
+        self._feed(context, execution, position, window)
+
+    def _carrier(self, run_id: str) -> str | None:
+        """The run that carries a date this chunk acted on: its own, or the one adopted; None if refused."""
+        event = self.events.get(run_id)
+        if event is None:
+            return run_id
+        return event.run_id if event.kind is EventKind.ADOPTED else None
 
     def _record(self, context: Any, acted: int, stopped: str | None = None) -> None:
         record = ChunkRecord(self.chunk_index, acted, dict(self.events), stopped)
@@ -510,6 +556,10 @@ class BackfillWaitSensor(BaseSensorOperator):
         waiting = open_run_ids(dates_so_far(context, execution))
         if not waiting:
             return None
+        from include.controller.api import AirflowApi
+
+        paused_for = AirflowApi.from_connection().paused(context["ti"].run_id)["paused_seconds"]
+        execution = with_pauses(execution, paused_for)
         if execution.past_deadline(time.time()):
             # Deferring now would resume at once, racing the scheduler: fail here instead.
             raise AirflowFailException(

@@ -56,6 +56,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from include.backfill.airflow_states import OPEN_RUN
+from include.backfill.controls import Applied, paused
 from include.backfill.plan import EXECUTION_KEY, chunk_size_of
 from include.backfill.segments import continuation_run_id
 from include.backfill.state import (
@@ -70,6 +71,7 @@ from include.backfill.state import (
     run_states_of,
     segment_dates,
 )
+from include.controller import ledger
 from include.controller.progress import TRIGGER_TASK_ID
 
 CONTROLLER_DAG_ID = "backfill_controller"
@@ -89,7 +91,7 @@ _READ_CONTROLLER_RUNS = Depends(
 router = APIRouter(tags=["Backfills page"])
 
 
-def _readable_dag_ids(user: GetUserDep) -> set[str]:
+def readable_dag_ids(user: GetUserDep) -> set[str]:
     # Not Airflow's ReadableDagsFilterDep: it reads the auth manager from app.state, which a
     # plugin's sub-application does not have.
     return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
@@ -279,6 +281,7 @@ def _summary(
     session: Session,
     readable: set[str],
     reported: bool,
+    history: Sequence[Applied] = (),
 ) -> dict[str, Any]:
     request, facts, visible = _as_shown(facts, run.conf, readable)
     target = request.get("dag_id")
@@ -293,7 +296,10 @@ def _summary(
         cells = _cells(parts, states)
         dates = [segment_dates(replace(part, run_states=states)) for part in parts]
     tally = count([d for part in dates for d in part])
-    where = phase(_state(run.state), **_phase_facts(request, facts), counts=tally, reported=reported)
+    is_paused = paused(history)
+    where = phase(
+        _state(run.state), **_phase_facts(request, facts), counts=tally, reported=reported, paused=is_paused
+    )
     return {
         "run_id": run.run_id,
         "state": _state(run.state),
@@ -323,6 +329,8 @@ def _summary(
             "tally": tally.to_dict(),
         },
         "cells": cells,
+        "paused": is_paused,
+        "history": [applied.to_dict() for applied in history],
     }
 
 
@@ -375,12 +383,22 @@ def _parts(
     return parts
 
 
-def _backfills(session: Session, heads: Sequence[DagRun], readable: set[str]) -> list[dict[str, Any]]:
+def backfills_of(session: Session, heads: Sequence[DagRun], readable: set[str]) -> list[dict[str, Any]]:
+    """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them."""
     facts = plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
     parts = _parts(session, heads, facts)
     reported = _report_ran(session, [h.run_id for h in heads])
+    histories = ledger.histories(session, [h.run_id for h in heads])
     return [
-        _summary(h, facts.get(h.id, {}), parts[h.run_id], session, readable, h.run_id in reported)
+        _summary(
+            h,
+            facts.get(h.id, {}),
+            parts[h.run_id],
+            session,
+            readable,
+            h.run_id in reported,
+            histories[h.run_id],
+        )
         for h in heads
     ]
 
@@ -413,13 +431,17 @@ def _heads_in_phase(
     ids = [row.id for row in rows]
     requests, planned = plan_xcoms(session, ids, ("request",)), _planned(session, ids)
     reported = _report_ran(session, [row.run_id for row in rows])
+    histories = ledger.histories(session, [row.run_id for row in rows])
     found: set[int] = set()
     undecided: list[int] = []
     for row in rows:
         facts = {**requests.get(row.id, {}), **({"plans": None} if row.id in planned else {})}
         request, facts, _ = _as_shown(facts, row.conf, readable)
         phases = possible_phases(
-            _state(row.state), **_phase_facts(request, facts), reported=row.run_id in reported
+            _state(row.state),
+            **_phase_facts(request, facts),
+            reported=row.run_id in reported,
+            paused=paused(histories[row.run_id]),
         )
         if phases == {wanted}:
             found.add(row.id)
@@ -427,7 +449,7 @@ def _heads_in_phase(
             undecided.append(row.id)
     for batch in _batches(undecided):
         runs = list(session.scalars(select(DagRun).where(DagRun.id.in_(batch))))
-        backfills = _backfills(session, runs, readable)
+        backfills = backfills_of(session, runs, readable)
         found.update(run.id for run, b in zip(runs, backfills, strict=True) if b["phase"] == wanted)
     return sorted(found, reverse=True)
 
@@ -453,7 +475,7 @@ def _page(
 @router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
 def list_backfills(
     session: SessionDep,
-    readable: Annotated[set[str], Depends(_readable_dag_ids)],
+    readable: Annotated[set[str], Depends(readable_dag_ids)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     dag_id: Annotated[str | None, Query(min_length=1, max_length=250, description="target DAG")] = None,
@@ -473,7 +495,7 @@ def list_backfills(
     if dag_id is not None:
         heads &= target_is(dag_id)
     total, runs = _page(session, heads, state, readable, limit, offset)
-    backfills = _backfills(session, runs, readable)
+    backfills = backfills_of(session, runs, readable)
     return {
         "controller_dag_id": CONTROLLER_DAG_ID,
         "total": total,
@@ -486,13 +508,13 @@ def list_backfills(
 
 @router.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
 def get_backfill(
-    run_id: str, session: SessionDep, readable: Annotated[set[str], Depends(_readable_dag_ids)]
+    run_id: str, session: SessionDep, readable: Annotated[set[str], Depends(readable_dag_ids)]
 ) -> dict[str, Any]:
     """One backfill, as :func:`list_backfills` shows it; 404 for a run that is not one."""
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if head is None or _CONTINUATION_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
-    return _backfills(session, [head], readable)[0]
+    return backfills_of(session, [head], readable)[0]
 
 
 @router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])

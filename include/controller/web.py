@@ -21,6 +21,8 @@ For the controller itself:
   the ledger (:mod:`include.controller.ledger`).
 * ``POST /backfill-controller/api/dags/{dag_id}/dates``: a request's dates by the target's
   timetable (the scheduled catch-up uses it).
+* ``GET /backfill-controller/api/controller_runs/{run_id}/paused``: whether the backfill is
+  paused (:mod:`include.controller.actions`, which also serves pause, resume, cancel and re-run).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from include.backfill.schedule import ScheduleError, expand
 from include.backfill.segments import CONTINUES_KEY, SEGMENT_MARK, continuation_run_id
 from include.backfill.settings import Limits, api_conn_id
 from include.controller import access, ledger
+from include.controller.actions import router as backfill_actions
 from include.controller.planner import CONTROLLER_DAG_ID, Planned, parse, plan_request
 from include.controller.ui import router as backfills_page
 
@@ -152,6 +155,13 @@ def create_backfill(
 
     With ``run_id``, a retry of a request that did create its run answers that run again.
     """
+    return start_backfill(conf, user, session, request, run_id)
+
+
+def start_backfill(
+    conf: dict[str, Any], user: Any, session: Session, request: Request, run_id: str | None = None
+) -> dict[str, Any]:
+    """The front door: check ``conf`` for ``user`` and create the controller run (see the module)."""
     from airflow.models.dagrun import DagRun
 
     from include.controller.airflow_internals import create_run
@@ -347,3 +357,4 @@ def scheduled_dates(dag_id: str, body: dict[str, Any], session: SessionDep) -> d
 
 
 app.include_router(backfills_page)
+app.include_router(backfill_actions)

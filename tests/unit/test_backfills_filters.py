@@ -21,7 +21,9 @@ from sqlalchemy import Table, create_engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from include.backfill.controls import Applied, Control
 from include.backfill.state import Phase
+from include.controller import ledger
 from include.controller.ui import CONTROLLER_DAG_ID, list_backfills, target_is
 
 import_all_models()
@@ -147,6 +149,10 @@ def session() -> Iterator[Session]:
         db.backfill("r09", "sales", "failed", target_state="running")  # cancelling
         db.backfill("r10", "other", "failed", target_state="running")  # cancelling
         db.backfill("r11", "sales", "failed", planned=False)
+        db.backfill("r12", "sales", "running", target_state="queued")
+        ledger.add(session, "r12", Applied(Control.PAUSE, "ann", NOW))  # paused
+        ledger.add(session, "r03", Applied(Control.PAUSE, "ann", NOW))  # paused, then resumed
+        ledger.add(session, "r03", Applied(Control.RESUME, "ann", NOW))
         db.run(CONTROLLER_DAG_ID, "r01__segment_1", "running", {"dag_id": "sales"})  # not a backfill
         session.commit()
         yield session
@@ -167,6 +173,7 @@ READERS = {"reads every DAG": {"sales", "other"}, "cannot read `other`": {"sales
 def test_the_backfills_are_in_every_phase_as_each_reader_is_shown_them(session):
     shown = {b["run_id"]: b["phase"] for b in listed(session, READERS["reads every DAG"])["backfills"]}
     assert shown == {
+        "r12": "paused",
         "r11": "failed",
         "r10": "cancelling",
         "r09": "cancelling",

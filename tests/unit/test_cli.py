@@ -22,6 +22,7 @@ from include.backfill.cli import (
     EXIT_STATUS_UNREACHABLE,
     EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     LEGACY_FLAGS,
     ApiSettings,
@@ -935,6 +936,9 @@ class FakeControllerApi:
     def backfills(self, **filters: Any) -> dict[str, Any]:
         return self._answer(("backfills", filters))
 
+    def control(self, run_id: str, control: str) -> dict[str, Any]:
+        return self._answer(("control", run_id, control))
+
 
 @pytest.fixture
 def fake_api(monkeypatch):
@@ -1032,3 +1036,40 @@ def test_the_client_lists_backfills_with_the_filters_as_query_parameters():
             {"limit": 5, "offset": 10, "dag_id": "sales", "state": "failed"},
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("command", "control"),
+    [("pause", "pause"), ("resume", "resume"), ("cancel", "cancel"), ("rerun-failed", "rerun_failed")],
+)
+def test_each_control_is_a_sub_command_that_posts_it(fake_api, capsys, command, control):
+    assert command_of([command, "manual__1"]) == command
+    assert command_of([command, "-s", "2024-01-01"]) == "backfill"  # a DAG named so, backfilled
+    fake_api.answer = {"run_id": "manual__1", "phase": "paused", "dag_run_id": "manual__2", "dates": 2}
+    assert main([command, "manual__1", "--api_url", "http://af:8080"]) == EXIT_SUCCESS
+    assert fake_api.calls[1] == ("control", "manual__1", control)
+    out = capsys.readouterr().out
+    assert out.startswith("started manual__2" if control == "rerun_failed" else "backfill manual__1: paused")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(409, EXIT_FAILED), (403, EXIT_FAILED), (404, EXIT_USAGE), (None, EXIT_UNREACHABLE)],
+    ids=["does not fit the phase", "no right", "no such backfill", "unreachable"],
+)
+def test_a_refused_control_says_why_and_exits_with_what_refused_it(fake_api, capsys, status, code):
+    from include.backfill.client import ApiError
+
+    message = "POST ... -> HTTP 409: the backfill is succeeded: only a running backfill can be paused"
+    fake_api.answer = ApiError(message, status, transient=status is None)
+    assert main(["pause", "manual__1"]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_the_control_help_documents_each_control_and_its_exit_status():
+    from include.backfill.cli import build_control_parser
+
+    text = build_control_parser("pause").format_help()
+    for words in ("pause", "resume", "cancel", "rerun-failed", "0 done", "1 refused", "3 Airflow"):
+        assert words in text
+    assert "backfill pause RUN_ID" in build_parser().format_help()

@@ -44,3 +44,24 @@ def test_the_hold_changes_no_row(engine):
         ledger.hold_target(session, "bf_daily")
         session.commit()
         assert ledger.entry(session, "manual__a") == ledger.Entry("manual__a", "bf_daily", None, None, ())
+
+
+def test_the_history_of_a_backfill_is_kept_oldest_first(engine):
+    from datetime import UTC, datetime, timedelta
+
+    from include.backfill.controls import Applied, Control
+
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    with Session(engine) as session:
+        ledger.add(session, "manual__a", Applied(Control.PAUSE, "ann", t))
+        ledger.add(session, "manual__b", Applied(Control.CANCEL, "bo", t))
+        ledger.add(session, "manual__a", Applied(Control.RESUME, "cy", t + timedelta(seconds=5), "note"))
+        session.commit()
+        found = ledger.histories(session, ["manual__a", "manual__c"])
+    assert found == {
+        "manual__a": [
+            Applied(Control.PAUSE, "ann", t),
+            Applied(Control.RESUME, "cy", t + timedelta(seconds=5), "note"),
+        ],
+        "manual__c": [],
+    }

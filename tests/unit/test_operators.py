@@ -10,7 +10,7 @@ every test runs in milliseconds, without an Airflow.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -62,6 +62,17 @@ def context(
     stored = {("plan", "execution"): EXECUTION if execution is None else execution, **(xcoms or {})}
     ti.xcom_pull.side_effect = lambda task_ids, key, **_: stored.get((task_ids, key))
     return {"ti": ti, "dag_run": mock.Mock(conf=conf, run_id="manual__1")}
+
+
+NOT_PAUSED = {"paused": False, "paused_seconds": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def api() -> Iterator[mock.Mock]:
+    """The REST client the tasks build from their connection: the backfill is not paused."""
+    with mock.patch("include.controller.api.AirflowApi.from_connection") as build:
+        build.return_value.paused.return_value = NOT_PAUSED
+        yield build.return_value
 
 
 def chunk(**kwargs) -> BackfillTriggerOperator:
@@ -119,6 +130,7 @@ def test_a_new_date_is_triggered_with_its_logical_date_run_after_and_the_run_con
 def test_a_failed_date_with_reprocess_failed_is_cleared_under_its_own_run_id():
     date = {**DATE, "trigger_run_id": "scheduled__2024-01-01T00:00:00+00:00", "reset_dag_run": True}
     with mock.patch.object(BackfillTriggerOperator, "_rest") as rest:
+        rest.return_value.paused.return_value = NOT_PAUSED
         message = sent_for(date, {"dag_id": "sales", "reprocess": "failed"})
     rest.return_value.set_note.assert_called_once_with("sales", date["trigger_run_id"], "why")
     assert message.reset_dag_run is True and message.run_id == date["trigger_run_id"]
@@ -490,6 +502,52 @@ def test_a_full_window_fed_deferred_waits_in_the_triggerer_from_the_next_date():
     trigger = deferred.value.trigger
     assert type(trigger).__name__ == "WindowTrigger" and trigger.open_at_most == 1 and not trigger.end_task
     assert pushed_records(ctx) == [ChunkRecord(0, 1).to_dict()]  # recorded before deferring
+
+
+# --------------------------------------------------------------------------- pause and resume
+
+
+def test_a_paused_backfill_starts_no_further_date_and_waits_deferred(api):
+    operator, ctx = feeder(n=3), context({"dag_id": "sales"})
+    operator.events = {"r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN)}
+    api.paused.side_effect = [NOT_PAUSED, {"paused": True, "paused_seconds": 0.0}]
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        operator._feed(ctx, feeding_execution(deferred=False, window=4, total=3), 0, FakeWindow([0]))
+    assert act.call_count == 1  # the first date started before the pause; none after
+    api.paused.assert_called_with("manual__1")
+    assert deferred.value.method_name == "resume_feed"
+    assert type(deferred.value.trigger).__name__ == "TimeDeltaTrigger"
+    assert deferred.value.kwargs == {
+        "position": 1,
+        "events": {"r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN).to_dict()},
+    }
+    assert pushed_records(ctx)[-1] == ChunkRecord(0, 1, dict(operator.events)).to_dict()
+
+
+def test_a_resumed_chunk_goes_on_where_it_stopped_counting_what_it_started(api):
+    """r0 was adopted (its run is another), r1 refused (no run), r2 started; r3 and r4 are left."""
+    operator, ctx = feeder(n=5), context({"dag_id": "sales"}, xcoms={("plan", "run_ids"): []})
+    events = {
+        "r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN).to_dict(),
+        "r1": Event(EventKind.REFUSED, "no").to_dict(),
+    }
+    with mock.patch.object(BackfillTriggerOperator, "_feed") as feed:
+        operator.resume_feed(ctx, None, position=3, events=events)
+    (_, execution, position, window), _ = feed.call_args
+    assert position == 3 and window.candidates == [OTHER_RUN, "r2"]
+    assert operator.events["r1"].kind is EventKind.REFUSED
+
+
+def test_time_spent_paused_moves_the_deadline(api):
+    api.paused.return_value = {"paused": False, "paused_seconds": 600.0}
+    operator = chunk(dates=[DATE])
+    deadline = time.time() + 60
+    execution = Execution("sales", FEEDING, deadline=deadline, total=1).to_dict()
+    moved = operator._execution(context({"dag_id": "sales"}, execution=execution))
+    assert moved.deadline == deadline + 600.0
 
 
 def test_a_deferred_chunk_carries_its_events_to_where_it_resumes():

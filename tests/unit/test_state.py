@@ -458,6 +458,10 @@ def test_open_run_ids_are_the_queued_and_running_dates_runs() -> None:
         ("failed", {"reported": False, "counts": Counts(dates=3, succeeded=1, cancelled=2)}, Phase.CANCELLED),
         ("failed", {"reported": False, "planned": False}, Phase.FAILED),
         ("failed", {"reported": False, "dry_run": True}, Phase.FAILED),
+        ("running", {"paused": True}, Phase.PAUSED),
+        ("running", {"paused": True, "planned": False}, Phase.PLANNING),
+        ("failed", {"reported": False, "paused": True}, Phase.CANCELLED),
+        ("success", {"paused": True}, Phase.SUCCEEDED),
     ],
     ids=[
         "not created yet",
@@ -474,6 +478,10 @@ def test_open_run_ids_are_the_queued_and_running_dates_runs() -> None:
         "cancelled, nothing open",
         "failed before planning",
         "dry run failed",
+        "paused",
+        "paused while planning: planning",
+        "paused, then cancelled",
+        "paused with nothing left to start, then ended",
     ],
 )
 def test_phase(controller_state: str | None, given: dict[str, Any], expected: Phase) -> None:
@@ -492,6 +500,7 @@ def test_phase(controller_state: str | None, given: dict[str, Any], expected: Ph
         (Phase.PLANNING, {"running"}),
         (Phase.PLANNED, {"running", "success"}),
         (Phase.RUNNING, {"running"}),
+        (Phase.PAUSED, {"running"}),
         (Phase.CANCELLING, {"failed"}),
         (Phase.CANCELLED, {"failed"}),
         (Phase.SUCCEEDED, {"success"}),
