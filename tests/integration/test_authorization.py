@@ -216,6 +216,39 @@ def test_a_canceller_without_edit_rights_on_the_target_fails_nothing_of_it(airfl
 
 
 @pytest.mark.backend("postgres")
+def test_only_a_user_who_may_change_the_targets_runs_operates_its_backfill(airflow, fab, figures):
+    """sam (nothing on X) learns nothing of X; rita (reads X) may not change the controller's runs;
+    carl (may, and reads X) lacks PUT on X's runs; bea (may backfill X) pauses and resumes it."""
+    run_id = airflow.trigger(CONTROLLER, {"dag_id": X, "dates": ["2024-12-20", "2024-12-21"]})
+    answers = {
+        user: post(airflow, f"{FRONT_DOOR}/{run_id}/pause", {}, token=fab[user])
+        for user in ("sam", "rita", "carl")
+    }
+    leaked = [mark for mark in (X, *SECRET_MARKS) if mark in answers["sam"].text]
+    figures.bad_input(
+        "forbidden: pause a backfill of a DAG the user may not change",
+        all(a.status_code == 403 for a in answers.values()) and not leaked,
+    )
+    assert answers["sam"].status_code == 403 and "sam may not operate this backfill" in answers["sam"].text
+    assert leaked == []
+    assert answers["rita"].status_code == answers["carl"].status_code == 403
+    assert "rita may not change the runs of 'backfill_controller': missing right PUT" in answers["rita"].text
+    assert "carl may not operate a backfill of 'bf_secured': missing right PUT on its DAG runs" in (
+        answers["carl"].text
+    )
+    paused = post(airflow, f"{FRONT_DOOR}/{run_id}/pause", {}, token=fab["bea"])
+    if paused.status_code == 409:  # it had finished already: nothing to pause
+        assert "the backfill is succeeded" in paused.text
+    else:
+        assert paused.status_code == 200, paused.text
+        resumed = post(airflow, f"{FRONT_DOOR}/{run_id}/resume", {}, token=fab["bea"])
+        assert resumed.status_code == 200, resumed.text
+        history = [(h["action"], h["by"]) for h in resumed.json()["history"]]
+        assert history == [("pause", "bea"), ("resume", "bea")]
+    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+
+
+@pytest.mark.backend("postgres")
 def test_a_finished_backfill_marked_failed_later_fails_nothing(airflow, fab):
     started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": ["2024-12-28"]}, token=fab["bea"])
     assert started.status_code == 201, started.text
