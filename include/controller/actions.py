@@ -93,10 +93,33 @@ def _failed(shown: dict[str, Any]) -> list[str]:
     return [c["logical_date"] for c in shown["cells"] if DateState(c["state"]) in FAILED_DATES]
 
 
+def _misfit(control: Control, shown: dict[str, Any]) -> str | None:
+    failed = int(shown["progress"]["tally"]["failed"])
+    return misfit(control, Phase(shown["phase"]), bool(shown["paused"]), failed)
+
+
 def _fits(control: Control, shown: dict[str, Any]) -> None:
-    why = misfit(control, Phase(shown["phase"]), bool(shown["paused"]), len(_failed(shown)))
-    if why:
+    if why := _misfit(control, shown):
         raise HTTPException(409, {"message": why, "phase": shown["phase"]})
+
+
+def controls_for(user: Any, shown: dict[str, Any], readable: set[str]) -> list[str]:
+    """The controls ``user`` may apply to a backfill shown as ``shown`` now (the page's buttons).
+
+    Re-run failed is offered to whoever may trigger the controller; the front door then checks
+    the new backfill's rights on the target as for any request.
+    """
+    target = shown.get("target_dag_id")
+    if not shown.get("visible") or target not in readable:
+        return []
+    fitting = [c for c in Control if _misfit(c, shown) is None]
+    if not fitting:
+        return []
+    may_operate = not access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CLEAR_RUNS]) and not (
+        access.missing_rights(user, str(target), OPERATE_TARGET)
+    )
+    may_start = not access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CREATE_RUNS])
+    return [c.value for c in fitting if (may_start if c is Control.RERUN_FAILED else may_operate)]
 
 
 def _keep(session: Session, head: Any, target: str, applied: Applied) -> None:
