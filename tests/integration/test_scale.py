@@ -7,12 +7,15 @@ boundary are in test_controller.py (``segment_size``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 pytestmark = pytest.mark.backend("postgres")
 
 CONTROLLER = "backfill_controller"
 ONE_MB = 1024 * 1024
+BACKFILLS = "/backfill-controller/api/backfills"
 HOURS_IN_WINDOW = 9961  # 2023-01-01T00:00 .. 2024-02-20T00:00, hourly
 
 
@@ -57,3 +60,96 @@ def test_a_window_past_the_maximum_dates_per_request_is_refused(airflow):
         and "more than 10000 dates" in error
         and "[backfill_controller] max_dates_per_request" in error
     )
+
+
+def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
+    """Copy a finished controller run, with its XComs and task instances, under new run ids: many
+    backfills of the same size without running each (a 9,961-date backfill takes minutes)."""
+    import uuid
+
+    from sqlalchemy import MetaData, create_engine, select
+
+    engine = create_engine(url)
+    tables = MetaData()
+    tables.reflect(engine, only=["dag_run", "xcom", "task_instance"])
+    run, xcom, ti = (tables.tables[name] for name in ("dag_run", "xcom", "task_instance"))
+    made = []
+    with engine.begin() as db:
+        source = dict(
+            db.execute(select(run).where(run.c.dag_id == CONTROLLER, run.c.run_id == run_id)).mappings().one()
+        )
+        xcoms = [
+            dict(r) for r in db.execute(select(xcom).where(xcom.c.dag_run_id == source["id"])).mappings()
+        ]
+        tis = [
+            dict(r)
+            for r in db.execute(select(ti).where(ti.c.dag_id == CONTROLLER, ti.c.run_id == run_id)).mappings()
+        ]
+        for k in range(copies):
+            new = f"{run_id}_copy{k:03d}"
+            values = {**{c: v for c, v in source.items() if c != "id"}, "run_id": new}
+            pk = db.execute(run.insert().values(**values).returning(run.c.id)).scalar_one()
+            db.execute(ti.insert(), [{**t, "id": uuid.uuid4(), "run_id": new} for t in tis])
+            db.execute(xcom.insert(), [{**x, "dag_run_id": pk, "run_id": new} for x in xcoms])
+            made.append(new)
+    engine.dispose()
+    return made
+
+
+def api_server_rss(airflow) -> int:
+    """Resident memory of the api-server and its workers, in bytes."""
+    import psutil
+
+    root = psutil.Process(airflow.processes["api-server"].pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+def timed_with_peak_rss(airflow, call) -> tuple[Any, float, int]:
+    """``call()``'s answer, its seconds, and the api-server's highest memory meanwhile (sampled)."""
+    import threading
+    import time
+
+    peak, done = [api_server_rss(airflow)], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak.append(api_server_rss(airflow))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        answer = call()
+    finally:
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    return answer, seconds, max(peak)
+
+
+def test_two_hundred_backfills_of_ten_thousand_dates_each_are_listed(airflow, big_dry_run, figures):
+    """The list answers summaries, newest first, 50 a page; a backfill's dates come with its detail."""
+    run_id, _ = big_dry_run
+    clones = clone_backfill(airflow.sql_alchemy_conn, run_id, 199)
+    original = airflow._json("GET", f"{BACKFILLS}/{run_id}")
+    before = api_server_rss(airflow)
+    first, seconds, peak = timed_with_peak_rss(airflow, lambda: airflow._json("GET", BACKFILLS))
+    everything, all_seconds, all_peak = timed_with_peak_rss(
+        airflow, lambda: airflow._json("GET", BACKFILLS, params={"limit": 200})
+    )
+    detail, detail_seconds, _ = timed_with_peak_rss(
+        airflow, lambda: airflow._json("GET", f"{BACKFILLS}/{clones[-1]}")
+    )
+    figures.measure(
+        "Backfills list with 200 backfills of 9,961 dates (dry runs)",
+        f"first page of 50 in {seconds:.2f} s, all 200 in {all_seconds:.2f} s, one backfill's detail "
+        f"with its 9,961 dates in {detail_seconds:.2f} s; api-server memory {before / 2**20:.0f} MB "
+        f"before, at most {max(peak, all_peak) / 2**20:.0f} MB",
+    )
+    assert [b["run_id"] for b in first["backfills"]] == clones[::-1][:50]
+    assert first["total"] >= 200 and len(everything["backfills"]) == 200
+    for shown in (*first["backfills"], *everything["backfills"]):
+        assert "cells" not in shown  # summaries only
+        assert shown["phase"] == original["phase"] == "planned"
+        assert shown["progress"] == original["progress"]
+    assert len(detail["cells"]) == HOURS_IN_WINDOW and detail["progress"] == original["progress"]

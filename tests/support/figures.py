@@ -14,6 +14,7 @@ class Figures:
     lost: int = 0
     duplicated: int = 0
     checked_dates: int = 0
+    measures: list[tuple[str, str]] = field(default_factory=list)
 
     def fault(self, what: str, survived: bool) -> None:
         """A fault injected into a live Airflow; ``survived``: the backfill ended with the right result."""
@@ -29,8 +30,12 @@ class Figures:
         self.lost += len(expected_dates - {d for d, n in runs_per_date.items() if n > 0})
         self.duplicated += sum(1 for d in expected_dates if runs_per_date.get(d, 0) > 1)
 
+    def measure(self, what: str, value: str) -> None:
+        """A figure measured on the way (never asserted: speed is the benchmark's to judge)."""
+        self.measures.append((what, value))
+
     def __bool__(self) -> bool:
-        return bool(self.faults or self.inputs or self.checked_dates)
+        return bool(self.faults or self.inputs or self.checked_dates or self.measures)
 
     def markdown(self, backend: str) -> str:
         survived = sum(ok for _, ok in self.faults)
@@ -48,5 +53,10 @@ class Figures:
             + "; ".join(f"{what} ({'survived' if ok else 'NOT survived'})" for what, ok in self.faults),
             "",
             "Bad inputs: " + "; ".join(f"{what}{'' if ok else ' (NOT refused)'}" for what, ok in self.inputs),
+            *(
+                ["", "Measured: " + "; ".join(f"{what}: {value}" for what, value in self.measures)]
+                if self.measures
+                else []
+            ),
         ]
         return "\n".join(lines) + "\n"
