@@ -35,7 +35,7 @@ def wait_until(what: str, ready, timeout: float = 300) -> None:
 def test_a_paused_backfill_starts_nothing_until_resumed_across_a_segment_boundary(airflow):
     """Paused once the last date of its first segment has started: that segment ends, its
     continuation run starts, yet no date starts for 30 s; resumed, every date runs once."""
-    dates = [f"2024-09-0{d}" for d in range(1, 7)]
+    dates = [f"2024-08-2{d}" for d in range(1, 7)]
     conf = {"dag_id": TARGET, "dates": dates, "max_active_runs": 1, "segment_size": 3}
     run_id = airflow.trigger(CONTROLLER, conf)
     wait_until("the third date's run", lambda: dates[2] in day_runs(airflow, TARGET, dates[0], dates[-1]))
@@ -65,8 +65,8 @@ def test_a_paused_backfill_starts_nothing_until_resumed_across_a_segment_boundar
 
 
 def test_the_failed_dates_are_re_run_once_repaired(airflow):
-    dates = ["2024-09-10", "2024-09-11", "2024-09-12"]
-    set_failing(airflow, {"bf_daily": ["2024-09-11"]})
+    dates = ["2024-05-24", "2024-05-25", "2024-05-26"]
+    set_failing(airflow, {"bf_daily": ["2024-05-25"]})
     try:
         first = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": dates, "reason": "load"})
         assert airflow.wait_for_run(CONTROLLER, first, timeout=TIMEOUT) == "failed"
@@ -78,7 +78,7 @@ def test_the_failed_dates_are_re_run_once_repaired(airflow):
     assert rerun.json()["dates"] == 1 and second != first
     assert airflow.wait_for_run(CONTROLLER, second, timeout=TIMEOUT) == "success"
     report = airflow.xcom(CONTROLLER, second, "report")
-    assert [(d["logical_date"][:10], d["action"]) for d in report["dates"]] == [("2024-09-11", "cleared")]
+    assert [(d["logical_date"][:10], d["action"]) for d in report["dates"]] == [("2024-05-25", "cleared")]
     assert report["reason"] == f"re-run of failed dates of {first}"
     assert {r["state"] for r in day_runs(airflow, "bf_daily", dates[0], dates[-1]).values()} == {"success"}
     history = backfill(airflow, first)["history"]
@@ -88,7 +88,7 @@ def test_the_failed_dates_are_re_run_once_repaired(airflow):
 
 
 def test_a_control_that_does_not_fit_the_phase_is_refused_naming_it(airflow):
-    run_id = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-09-20"]})
+    run_id = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-05-20"]})
     assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
     for action in ("pause", "resume", "cancel"):
         refused = control(airflow, run_id, action)
@@ -114,7 +114,7 @@ def test_a_control_is_sent_as_json_only(airflow):
 def test_a_viewer_may_not_operate_a_backfill(airflow):
     from conftest import SECRET
 
-    run_id = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-09-21"]})
+    run_id = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-05-21"]})
     token = airflow.token_for("vera", SECRET)  # SimpleAuthManager's viewer
     for action in ("pause", "cancel"):
         refused = control(airflow, run_id, action, token=token)
