@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -88,21 +87,9 @@ class ServicesMixin:
             )
         if res.returncode != 0:
             raise RuntimeError(f"`airflow db migrate` failed ({res.returncode}):\n{tail(log, 40)}")
-        if self._pg is None:
-            self._use_wal()
-
-    def _use_wal(self) -> None:
-        """Put the SQLite file in write-ahead-log mode (persistent, set once).
-
-        In SQLite's default rollback-journal mode a reader blocks a writer and a waiting writer
-        blocks new readers, so four Airflow processes polling one file see "database is locked"
-        (a scheduler heartbeat failing for 20 s, a task failing on a state update). In WAL mode
-        readers and the one writer no longer block each other.
-        """
-        with sqlite3.connect(self.home / "airflow.db") as db:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise RuntimeError(f"SQLite refused write-ahead-log mode (journal_mode={mode})")
+        # On SQLite no more is needed for write-ahead-log mode: Airflow's engine sets
+        # `PRAGMA journal_mode=WAL` on every connection (airflow.utils.orm_event_handlers), so
+        # readers and the one writer of the file do not block each other ("database is locked").
 
     def restart(self, service: str, *, kill: bool = False, down_for: float = 0.0) -> None:
         """Stop one service (SIGKILL to it and every process in its session when ``kill``, which
