@@ -196,13 +196,14 @@ def parse_request(
     conf: Mapping[str, Any],
     *,
     limits: Limits,
-    now: DateTime,
+    now: DateTime | None,
     controller_dag_id: str = "backfill_controller",
 ) -> BackfillRequest:
     """Validate the controller's conf and return the request it describes.
 
-    Keys set to ``None`` mean "use the default" (the UI form sends every key).
-    Raises :class:`InvalidRequest` listing every problem found.
+    Keys set to ``None`` mean "use the default" (the UI form sends every key). No requested date
+    may be after ``now``; ``now=None`` skips that check, for a request accepted before and read
+    again. Raises :class:`InvalidRequest` listing every problem found.
     """
     errors: list[FieldError] = []
     if not isinstance(conf, Mapping):
@@ -251,14 +252,14 @@ def parse_request(
                 "start_date", get("start_date"), f"is after end_date {end.isoformat()}", "start <= end"
             )
         )
-    if start is not None and start > now:
+    if now is not None and start is not None and start > now:
         errors.append(
             FieldError(
                 "start_date", get("start_date"), f"is in the future (now is {now.isoformat()})", "a past date"
             )
         )
     for d in dates or ():
-        if d > now:
+        if now is not None and d > now:
             errors.append(FieldError("dates", d.isoformat(), "is in the future", "past dates only"))
             break
 

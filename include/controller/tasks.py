@@ -6,7 +6,6 @@ import logging
 import time
 from typing import Any
 
-import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.backfill.plan import (
@@ -33,8 +32,6 @@ from include.controller.notify import notify_end
 from include.controller.progress import segment_facts
 
 log = logging.getLogger(__name__)
-
-_FAR_FUTURE = pendulum.datetime(2999, 1, 1, tz="UTC")
 
 
 class OverlapWait(Exception):
@@ -67,7 +64,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     if answer["status"] == "continuation":  # carry out one segment of the head run's plan
         head, segment = str(answer["head_run_id"]), int(answer["segment"])
         stored = ti.xcom_pull(task_ids="plan", run_id=head, key="request")
-        request = parse_request(stored, limits=Limits.from_config(), now=_FAR_FUTURE)
+        request = parse_request(stored, limits=Limits.from_config(), now=None)
         plans = [
             DatePlan.from_dict(p)
             for p in ti.xcom_pull(task_ids="plan", run_id=head, key=f"segment_{segment}")
@@ -81,7 +78,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
             message = f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait"
             ti.xcom_push(key="error", value=message)
             raise AirflowFailException(message)
-        request = parse_request(answer["request"], limits=Limits.from_config(), now=_FAR_FUTURE)
+        request = parse_request(answer["request"], limits=Limits.from_config(), now=None)
         all_plans = [DatePlan.from_dict(p) for p in answer["plans"]]
         if request.task_regex is not None:
             log.info("task_regex %r selects %s", request.task_regex, ", ".join(answer["selected_tasks"]))
@@ -223,7 +220,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         }
         log.error("backfill refused:\n%s", report["error"])
     else:
-        request = parse_request(stored, limits=Limits.from_config(), now=_FAR_FUTURE)
+        request = parse_request(stored, limits=Limits.from_config(), now=None)
         stored_plans = ti.xcom_pull(task_ids="plan", key="plans")
         plans = [DatePlan.from_dict(p) for p in stored_plans]
         dates = None

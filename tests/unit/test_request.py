@@ -154,6 +154,18 @@ def test_end_date_in_the_future_is_allowed() -> None:
     assert parse({**WINDOW, "end_date": "2030-01-01"}).end_date == utc(2030, 1, 1)
 
 
+@pytest.mark.parametrize(
+    "when",
+    [{"start_date": "2999-01-01", "end_date": "2999-01-02"}, {"dates": ["2999-01-01"]}],
+    ids=["window", "dates"],
+)
+def test_without_now_dates_are_not_checked_against_the_clock(when: dict[str, Any]) -> None:
+    """A request accepted before is read again with now=None."""
+    request = parse_request({"dag_id": "sales", **when}, limits=LIMITS, now=None)
+
+    assert utc(2999, 1, 1) in (request.start_date, *(request.dates or ()))
+
+
 # --- every way a request can be refused ----------------------------------------------------
 
 
