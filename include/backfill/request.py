@@ -2,7 +2,8 @@
 
 Every problem is reported as a :class:`FieldError` that names the conf key, the bad value and
 what would be accepted; :func:`parse_request` collects all of them before raising, so a caller
-fixes a request in one round trip.
+fixes a request in one round trip. The keys, their types, defaults and limits are declared in
+:mod:`include.backfill.contract`; the checks here follow the declaration.
 """
 
 from __future__ import annotations
@@ -18,81 +19,29 @@ from typing import Any
 import pendulum
 from pendulum import DateTime
 
+from include.backfill.contract import (
+    DAG_ID_CHARACTERS,
+    DATE_PATTERN,
+    DEFAULT_MAX_ACTIVE_RUNS,
+    KEY,
+    KEYS,
+    MAX_DAG_ID_LENGTH,
+    MissingRuns,
+    OnOverlap,
+    Reprocess,
+)
 from include.backfill.settings import NOTIFIERS, Limits
 
-#: Every key the controller's conf may hold. Anything else is refused (a typo must not backfill).
-CONF_KEYS: tuple[str, ...] = (
-    "dag_id",
-    "start_date",
-    "end_date",
-    "dates",
-    "reprocess",
-    "run_backwards",
-    "max_active_runs",
-    "chunk_size",
-    "max_failed_dates",
-    "conf",
-    "dry_run",
-    "reason",
-    "task_regex",
-    "include_upstream",
-    "include_downstream",
-    "missing_runs",
-    "segment_size",
-    "timeout_minutes",
-    "on_overlap",
-    "notify",
-)
+#: Every key the controller's conf may hold (:data:`include.backfill.contract.KEYS`).
+CONF_KEYS: tuple[str, ...] = tuple(key.name for key in KEYS)
 
-DAG_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+DAG_ID_PATTERN = re.compile(rf"^{DAG_ID_CHARACTERS}{{1,{MAX_DAG_ID_LENGTH}}}$")
 _DATE_RE = re.compile(DATE_PATTERN)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 DATE_ACCEPTED = "YYYY-MM-DD or an ISO-8601 datetime such as 2024-01-31T06:00:00+00:00 (naive means UTC)"
 
-DEFAULT_MAX_ACTIVE_RUNS = 10
-MAX_REASON_LENGTH = 1000
-MAX_TASK_REGEX_LENGTH = 1000
 MAX_CONF_BYTES = 65_536
 MAX_CONF_DEPTH = 16
-
-
-class MissingRuns(StrEnum):
-    """What a task-subset backfill does with a date that has no run (Airflow 3 has no partial runs)."""
-
-    SKIP = "skip"
-    """Report the date as skipped."""
-    TRIGGER = "trigger"
-    """Run the whole DAG for that date."""
-
-
-MISSING_RUNS_ACCEPTED = "skip (report the date) or trigger (run the whole DAG for it)"
-
-
-class OnOverlap(StrEnum):
-    """What a backfill does when another one still running covers some of the same dates."""
-
-    REFUSE = "refuse"
-    WAIT = "wait"
-
-
-class Reprocess(StrEnum):
-    """Which existing runs a backfill re-runs. Runs queued or running are never touched."""
-
-    MISSING = "missing"
-    """Only dates with no run at all (native ``none``)."""
-    FAILED = "failed"
-    """Dates with no run and dates whose run failed."""
-    ALL = "all"
-    """Every date (native ``completed``)."""
-
-    @classmethod
-    def parse(cls, value: str) -> Reprocess:
-        return _REPROCESS_ALIASES.get(value) or cls(value)
-
-
-_REPROCESS_ALIASES = {"none": Reprocess.MISSING, "completed": Reprocess.ALL}
-REPROCESS_ACCEPTED = "one of missing, failed, all (native names none and completed are accepted too)"
 
 
 @dataclass(frozen=True)
@@ -151,29 +100,25 @@ class BackfillRequest:
         return self.task_regex is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """The request as JSON-ready conf (the inverse of :func:`parse_request`)."""
-        return {
-            "dag_id": self.target_dag_id,
-            "start_date": _iso(self.start_date),
-            "end_date": _iso(self.end_date),
-            "dates": [d.isoformat() for d in self.dates] if self.dates is not None else None,
-            "reprocess": self.reprocess.value,
-            "run_backwards": self.run_backwards,
-            "max_active_runs": self.max_active_runs,
-            "chunk_size": self.chunk_size,
-            "max_failed_dates": self.max_failed_dates,
-            "conf": dict(self.conf),
-            "dry_run": self.dry_run,
-            "reason": self.reason,
-            "task_regex": self.task_regex,
-            "include_upstream": self.include_upstream,
-            "include_downstream": self.include_downstream,
-            "missing_runs": self.missing_runs.value,
-            "segment_size": self.segment_size,
-            "timeout_minutes": self.timeout_minutes,
-            "on_overlap": self.on_overlap.value,
-            "notify": list(self.notify) if self.notify is not None else None,
-        }
+        """The request as JSON-ready conf (the inverse of :func:`parse_request`), in :data:`KEYS` order."""
+        return {key.name: _json_ready(getattr(self, _attribute(key.name))) for key in KEYS}
+
+
+def _attribute(key: str) -> str:
+    """The :class:`BackfillRequest` field holding conf key ``key``."""
+    return "target_dag_id" if key == "dag_id" else key
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, DateTime):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def parse_datetime(text: str) -> DateTime:
@@ -203,36 +148,127 @@ def parse_request(
 
     Keys set to ``None`` mean "use the default" (the UI form sends every key). No requested date
     may be after ``now``; ``now=None`` skips that check, for a request accepted before and read
-    again. Raises :class:`InvalidRequest` listing every problem found.
+    again. Raises :class:`InvalidRequest` listing every problem found, in the order checked.
     """
-    errors: list[FieldError] = []
     if not isinstance(conf, Mapping):
         raise InvalidRequest([FieldError("request", conf, "the request must be a JSON object", "an object")])
+    errors = _unknown_keys(conf)
+    read = _Reader(conf, limits, errors)
+    values: dict[str, Any] = {"dag_id": _target(conf.get("dag_id"), controller_dag_id, limits, errors)}
+    values |= _when(conf, limits, now, errors)
+    values["reprocess"] = _reprocess(conf.get("reprocess"), errors)
+    values |= read.each("run_backwards", "dry_run")
+    values |= _pace(read)
+    values["conf"] = _conf(conf.get("conf"), errors)
+    values["reason"] = _reason(conf.get("reason"), errors)
+    values["task_regex"] = _task_regex(conf.get("task_regex"), errors)
+    values |= read.each("include_upstream", "include_downstream")
+    values["missing_runs"] = MissingRuns(read("missing_runs"))
+    values["segment_size"] = read("segment_size")
+    values["on_overlap"] = OnOverlap(read("on_overlap"))
+    values["timeout_minutes"] = read("timeout_minutes")
+    values["notify"] = _notify(conf.get("notify"), limits, errors)
+    if conf.get("task_regex") is None:
+        for name in ("include_upstream", "include_downstream"):
+            if values[name]:
+                errors.append(
+                    FieldError(name, values[name], "only applies with task_regex", "false or a task_regex")
+                )
+    if errors:
+        raise InvalidRequest(errors)
+    return BackfillRequest(**{_attribute(name): value for name, value in values.items()})
 
+
+def _unknown_keys(conf: Mapping[str, Any]) -> list[FieldError]:
+    errors = []
     for key in conf:
-        if key not in CONF_KEYS:
+        if key not in KEY:
             close = difflib.get_close_matches(str(key), CONF_KEYS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             errors.append(FieldError(str(key), conf[key], f"unknown key{hint}", ", ".join(CONF_KEYS)))
+    return errors
 
-    def get(key: str) -> Any:
-        return conf.get(key)
 
-    target = _dag_id(get("dag_id"), controller_dag_id, errors)
+_DECLARED: Any = object()
+"""A default meaning: the key's declared default."""
+
+
+class _Reader:
+    """Reads keys of one conf with the checks their declaration implies (:meth:`Key.problem`).
+
+    A key that is null or absent, or refused (the problem is added to ``errors``), reads as its
+    declared default or the one given.
+    """
+
+    def __init__(self, conf: Mapping[str, Any], limits: Limits, errors: list[FieldError]):
+        self.conf, self.limits, self.errors = conf, limits, errors
+
+    def __call__(self, name: str, default: Any = _DECLARED) -> Any:
+        key, value = KEY[name], self.conf.get(name)
+        fallback = key.default if default is _DECLARED else default
+        if value is None:
+            return fallback
+        if (found := key.problem(value, self.limits)) is not None:
+            self.errors.append(FieldError(name, value, *found))
+            return fallback
+        return value
+
+    def each(self, *names: str) -> dict[str, Any]:
+        return {name: self(name) for name in names}
+
+
+def _target(value: Any, controller_dag_id: str, limits: Limits, errors: list[FieldError]) -> str | None:
+    target = _dag_id(value, controller_dag_id, errors)
     if target is not None and (refusal := limits.refusal(target)):
         errors.append(
             FieldError("dag_id", target, f"this deployment forbids backfilling it: {refusal}", "another DAG")
         )
-        target = None
-    start = _date(get("start_date"), "start_date", errors)
-    end = _date(get("end_date"), "end_date", errors)
-    dates = _dates(get("dates"), limits, errors)
+        return None
+    return target
 
-    window_given = get("start_date") is not None or get("end_date") is not None
+
+def _when(
+    conf: Mapping[str, Any], limits: Limits, now: DateTime | None, errors: list[FieldError]
+) -> dict[str, Any]:
+    """``start_date``, ``end_date`` and ``dates``, each checked, then checked together."""
+    start = _date(conf.get("start_date"), "start_date", errors)
+    end = _date(conf.get("end_date"), "end_date", errors)
+    dates = _dates(conf.get("dates"), limits, errors)
+    _check_one_way(conf, dates, errors)
+    if start is not None and end is not None and start > end:
+        errors.append(
+            FieldError(
+                "start_date", conf.get("start_date"), f"is after end_date {end.isoformat()}", "start <= end"
+            )
+        )
+    if now is not None and start is not None and start > now:
+        errors.append(
+            FieldError(
+                "start_date",
+                conf.get("start_date"),
+                f"is in the future (now is {now.isoformat()})",
+                "a past date",
+            )
+        )
+    future = [d for d in dates or () if now is not None and d > now]
+    if future:
+        errors.append(FieldError("dates", future[0].isoformat(), "is in the future", "past dates only"))
+    return {"start_date": start, "end_date": end, "dates": dates}
+
+
+def _check_one_way(
+    conf: Mapping[str, Any], dates: tuple[DateTime, ...] | None, errors: list[FieldError]
+) -> None:
+    """Either a whole window or a list of dates."""
+    start, end = conf.get("start_date"), conf.get("end_date")
+    window_given = start is not None or end is not None
     if dates is not None and window_given:
         errors.append(
             FieldError(
-                "dates", get("dates"), "give either dates or start_date/end_date, not both", "one of the two"
+                "dates",
+                conf.get("dates"),
+                "give either dates or start_date/end_date, not both",
+                "one of the two",
             )
         )
     elif dates is None and not window_given and "dates" not in {e.field for e in errors}:
@@ -242,38 +278,18 @@ def parse_request(
             )
         )
     elif dates is None and window_given:
-        if get("start_date") is None:
+        if start is None:
             errors.append(FieldError("start_date", None, "missing (end_date was given)", DATE_ACCEPTED))
-        if get("end_date") is None:
+        if end is None:
             errors.append(FieldError("end_date", None, "missing (start_date was given)", DATE_ACCEPTED))
-    if start is not None and end is not None and start > end:
-        errors.append(
-            FieldError(
-                "start_date", get("start_date"), f"is after end_date {end.isoformat()}", "start <= end"
-            )
-        )
-    if now is not None and start is not None and start > now:
-        errors.append(
-            FieldError(
-                "start_date", get("start_date"), f"is in the future (now is {now.isoformat()})", "a past date"
-            )
-        )
-    for d in dates or ():
-        if now is not None and d > now:
-            errors.append(FieldError("dates", d.isoformat(), "is in the future", "past dates only"))
-            break
 
-    reprocess = _reprocess(get("reprocess"), errors)
-    run_backwards = _bool(get("run_backwards"), "run_backwards", False, errors)
-    dry_run = _bool(get("dry_run"), "dry_run", False, errors)
-    max_active_runs = _positive_int(
-        get("max_active_runs"), "max_active_runs", DEFAULT_MAX_ACTIVE_RUNS, limits.max_active_runs, errors
-    )
-    chunk_size = _positive_int(
-        get("chunk_size"), "chunk_size", max_active_runs, limits.max_active_runs, errors
-    )
-    if chunk_size > max_active_runs and "chunk_size" not in {e.field for e in errors}:
-        errors.append(
+
+def _pace(read: _Reader) -> dict[str, Any]:
+    """``max_active_runs``, ``chunk_size`` (at most, and by default, the former), ``max_failed_dates``."""
+    max_active_runs = read("max_active_runs")
+    chunk_size = read("chunk_size", default=max_active_runs)
+    if chunk_size > max_active_runs and "chunk_size" not in {e.field for e in read.errors}:
+        read.errors.append(
             FieldError(
                 "chunk_size",
                 chunk_size,
@@ -281,65 +297,16 @@ def parse_request(
                 f"an integer from 1 to {max_active_runs}",
             )
         )
-    max_failed = get("max_failed_dates")
-    max_failed_dates = (
-        None
-        if max_failed is None
-        else _positive_int(max_failed, "max_failed_dates", 1, limits.max_dates_per_request, errors)
-    )
-    target_conf = _conf(get("conf"), errors)
-    reason = _reason(get("reason"), errors)
-    task_regex = _task_regex(get("task_regex"), errors)
-    include_upstream = _bool(get("include_upstream"), "include_upstream", False, errors)
-    include_downstream = _bool(get("include_downstream"), "include_downstream", False, errors)
-    missing_runs = _missing_runs(get("missing_runs"), errors)
-    segment = get("segment_size")
-    segment_size = None if segment is None else _positive_int(segment, "segment_size", 1000, 1024, errors)
-    on_overlap = _choice(get("on_overlap"), "on_overlap", OnOverlap, OnOverlap.REFUSE, errors)
-    timeout = get("timeout_minutes")
-    timeout_minutes = (
-        None if timeout is None else _positive_int(timeout, "timeout_minutes", 1, 60 * 24 * 30, errors)
-    )
-    notify = _notify(get("notify"), limits, errors)
-    if task_regex is None and get("task_regex") is None:
-        for name, value in (
-            ("include_upstream", include_upstream),
-            ("include_downstream", include_downstream),
-        ):
-            if value:
-                errors.append(
-                    FieldError(name, value, "only applies with task_regex", "false or a task_regex")
-                )
-
-    if errors:
-        raise InvalidRequest(errors)
-    assert target is not None
-    return BackfillRequest(
-        target_dag_id=target,
-        start_date=start,
-        end_date=end,
-        dates=dates,
-        reprocess=reprocess,
-        run_backwards=run_backwards,
-        max_active_runs=max_active_runs,
-        chunk_size=chunk_size,
-        max_failed_dates=max_failed_dates,
-        conf=target_conf,
-        dry_run=dry_run,
-        reason=reason,
-        task_regex=task_regex,
-        include_upstream=include_upstream,
-        include_downstream=include_downstream,
-        missing_runs=missing_runs,
-        segment_size=segment_size,
-        timeout_minutes=timeout_minutes,
-        on_overlap=on_overlap,
-        notify=notify,
-    )
+    return {
+        "max_active_runs": max_active_runs,
+        "chunk_size": chunk_size,
+        "max_failed_dates": read("max_failed_dates"),
+    }
 
 
 def _notify(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[str, ...] | None:
-    known = ", ".join(limits.notifiers) or f"none: this deployment defines no notifiers ({NOTIFIERS.option})"
+    notifiers = KEY["notify"].options(limits)
+    known = ", ".join(notifiers) or f"none: this deployment defines no notifiers ({NOTIFIERS.option})"
     accepted = f"null (the deployment default), [] (nobody), or names from: {known}"
     if value is None:
         return None
@@ -347,7 +314,7 @@ def _notify(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[str, 
         errors.append(FieldError("notify", value, "is not a list of notifier names", accepted))
         return None
     for name in value:
-        if name not in limits.notifiers:
+        if name not in notifiers:
             errors.append(FieldError("notify", name, "is not a notifier of this deployment", accepted))
             return None
     return tuple(dict.fromkeys(value))
@@ -380,13 +347,12 @@ def _date(value: Any, name: str, errors: list[FieldError]) -> DateTime | None:
 def _dates(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[DateTime, ...] | None:
     if value is None:
         return None
-    accepted = (
-        f"a non-empty list of at most {limits.max_dates_per_request} distinct dates, each {DATE_ACCEPTED}"
-    )
+    most = KEY["dates"].upper(limits)
+    accepted = f"a non-empty list of at most {most} distinct dates, each {DATE_ACCEPTED}"
     if not isinstance(value, list) or not value:
         errors.append(FieldError("dates", value, "is not a non-empty list", accepted))
         return None
-    if len(value) > limits.max_dates_per_request:
+    if most is not None and len(value) > most:
         errors.append(FieldError("dates", f"<{len(value)} dates>", "too many dates", accepted))
         return None
     parsed: list[DateTime] = []
@@ -409,26 +375,8 @@ def _reprocess(value: Any, errors: list[FieldError]) -> Reprocess:
     try:
         return Reprocess.parse(value)
     except (ValueError, TypeError):
-        errors.append(FieldError("reprocess", value, "is not a reprocess mode", REPROCESS_ACCEPTED))
+        errors.append(FieldError("reprocess", value, "is not a reprocess mode", KEY["reprocess"].accepted))
         return Reprocess.MISSING
-
-
-def _bool(value: Any, name: str, default: bool, errors: list[FieldError]) -> bool:
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        errors.append(FieldError(name, value, "is not a boolean", "true or false"))
-        return default
-    return value
-
-
-def _positive_int(value: Any, name: str, default: int, maximum: int, errors: list[FieldError]) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        errors.append(FieldError(name, value, "is out of range", f"an integer from 1 to {maximum}"))
-        return default
-    return value
 
 
 def _conf(value: Any, errors: list[FieldError]) -> dict[str, Any]:
@@ -469,11 +417,12 @@ def _depth(value: Any) -> int:
 def _task_regex(value: Any, errors: list[FieldError]) -> str | None:
     if value is None or value == "":
         return None
+    longest = _longest("task_regex")
     accepted = (
         "a Python regular expression matched with re.search against task ids, like Airflow 2's -t, "
-        f"at most {MAX_TASK_REGEX_LENGTH} characters"
+        f"at most {longest} characters"
     )
-    if not isinstance(value, str) or len(value) > MAX_TASK_REGEX_LENGTH:
+    if not isinstance(value, str) or len(value) > longest:
         errors.append(FieldError("task_regex", value, "is not a regular expression", accepted))
         return None
     try:
@@ -484,41 +433,25 @@ def _task_regex(value: Any, errors: list[FieldError]) -> str | None:
     return value
 
 
-def _choice(value: Any, name: str, kind: Any, default: Any, errors: list[FieldError]) -> Any:
-    if value is None:
-        return default
-    try:
-        return kind(value)
-    except ValueError:
-        errors.append(FieldError(name, value, "is not an option", " or ".join(k.value for k in kind)))
-        return default
-
-
-def _missing_runs(value: Any, errors: list[FieldError]) -> MissingRuns:
-    if value is None:
-        return MissingRuns.SKIP
-    try:
-        return MissingRuns(value)
-    except ValueError:
-        errors.append(FieldError("missing_runs", value, "is not an option", MISSING_RUNS_ACCEPTED))
-        return MissingRuns.SKIP
-
-
 def _reason(value: Any, errors: list[FieldError]) -> str:
     if value is None:
         return ""
-    accepted = f"text of at most {MAX_REASON_LENGTH} characters, no control characters"
+    longest = _longest("reason")
+    accepted = f"text of at most {longest} characters, no control characters"
     if not isinstance(value, str):
         errors.append(FieldError("reason", value, "is not text", accepted))
         return ""
-    if len(value) > MAX_REASON_LENGTH or _CONTROL_CHARS.search(value):
+    if len(value) > longest or _CONTROL_CHARS.search(value):
         errors.append(FieldError("reason", value, "is too long or has control characters", accepted))
         return ""
     return value.strip()
 
 
-def _iso(value: DateTime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _longest(name: str) -> int:
+    """The declared maximum length of text key ``name`` (a fixed number, not a deployment limit)."""
+    maximum = KEY[name].maximum
+    assert isinstance(maximum, int), name
+    return maximum
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

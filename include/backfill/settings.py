@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from include.backfill.segments import MAX_MAP_LENGTH
+
 SECTION = "backfill_controller"
 OLD_PREFIX = "BACKFILL_"
 
@@ -128,7 +130,7 @@ ALLOWED_DAGS: Setting[tuple[str, ...]] = Setting(
 DENIED_DAGS: Setting[tuple[str, ...]] = Setting(
     "denied_dags", names, (), "comma-separated patterns of dag_ids never backfilled (wins over allowed)"
 )
-SEGMENT_SIZE = Setting("segment_size", int, 1000, "dates per controller run (at most 1024)")
+SEGMENT_SIZE = Setting("segment_size", int, 1000, f"dates per controller run (at most {MAX_MAP_LENGTH})")
 TIMEOUT_MINUTES = Setting("timeout_minutes", int, 1440, "longest a controller run waits for target runs")
 NOTIFIERS = Setting(
     "notifiers", str, "", "JSON: named notifiers (class, kwargs, on) a request may pick (see notify.py)"
@@ -238,8 +240,8 @@ def api_conn_id() -> str:
 
 
 def segment_size() -> int:
-    """Dates per controller run (``segment_size``, at most max_map_length 1024)."""
-    return max(1, min(1024, SEGMENT_SIZE.value()))
+    """Dates per controller run (``segment_size``, at most Airflow's default ``max_map_length``)."""
+    return max(1, min(MAX_MAP_LENGTH, SEGMENT_SIZE.value()))
 
 
 def timeout_minutes() -> int:

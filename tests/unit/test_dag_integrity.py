@@ -79,6 +79,18 @@ def test_the_trigger_form_declares_every_request_key(controller) -> None:
         assert param.schema.get("title") and param.description, key
 
 
+def test_the_trigger_form_is_the_one_the_request_contract_derives(controller) -> None:
+    from include.backfill.contract import form_params
+    from include.backfill.settings import Limits
+
+    form = form_params(Limits.from_config())
+    assert list(controller.params.keys()) == list(form)
+    for name, spec in form.items():
+        param = controller.params.get_param(name)
+        schema = {word: value for word, value in spec.items() if word not in ("default", "description")}
+        assert (param.schema, param.description) == (schema, spec["description"]), name
+
+
 def test_user_text_is_never_rendered_as_a_template() -> None:
     from include.controller.operators import BackfillTriggerOperator, BackfillWaitSensor
 
