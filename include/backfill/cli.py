@@ -34,12 +34,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from include.backfill.airflow_states import FINISHED_RUN
+from include.backfill.contract import KEY, KEYS
 from include.backfill.report import aligned, date_table, render_table
 from include.backfill.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
 from include.backfill.state import Counts, Phase
@@ -279,6 +280,11 @@ Exit status: 0 done; 1 refused: it does not fit the backfill's phase (pause a fi
 resume a running one), or a right is missing; 2 bad command line, or no backfill has that run
 id; 3 Airflow unreachable or login refused."""
 
+#: Keys whose flags apply only with -t/--task-regex.
+NEEDS_TASK_REGEX = ("include_downstream", "missing_runs")
+#: Keys whose flags :func:`_task_conf` translates; the flag of every other key sets it as given.
+_TASK_KEYS = ("task_regex", *NEEDS_TASK_REGEX)
+
 UNDERSCORES_ACCEPTED = "Every long flag also takes its underscore spelling (--dag_id, --api_url, ...)."
 
 
@@ -398,13 +404,7 @@ def _add_what(what: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="re-run dates whose run failed, besides dates with no run (reprocess=failed)",
     )
-    what.add_argument(
-        "-t",
-        "--task-regex",
-        metavar="REGEX",
-        help="re-run only the tasks whose task_id matches (re.search) in existing runs, "
-        "plus their upstream tasks unless -i",
-    )
+    _add_key_flags(what, "task_regex")
     what.add_argument(
         "-i",
         "--ignore-dependencies",
@@ -412,65 +412,54 @@ def _add_what(what: argparse._ArgumentGroup) -> None:
         help="with -t: run only the matching tasks, not their upstream tasks (Airflow 2's -i); "
         "no effect without -t",
     )
-    what.add_argument(
-        "--include-downstream",
-        action="store_true",
-        help="with -t: also re-run the tasks downstream of the matching ones",
-    )
-    what.add_argument(
-        "--missing-runs",
-        choices=("skip", "trigger"),
-        help="with -t: a date with no run is reported as skipped (skip, default) or "
-        "gets a whole new run (trigger)",
-    )
+    _add_key_flags(what, *NEEDS_TASK_REGEX)
 
 
 def _add_how(how: argparse._ArgumentGroup) -> None:
-    how.add_argument("-B", "--run-backwards", action="store_true", help="newest date first")
+    _add_key_flags(how, "run_backwards")
     how.add_argument(
         "-c",
         "--conf",
         metavar="JSON",
         help='JSON object passed as conf to every target run, e.g. \'{"mode": "full"}\'',
     )
-    for flags, help_text in (
-        (("--max-active-runs",), "most target runs of this backfill running at once (default 10)"),
-        (("--chunk-size",), "dates triggered and waited for together (default: --max-active-runs)"),
-        (("--max-failed-dates",), "after N failed dates start no new chunk; the rest are reported cancelled"),
-    ):
-        how.add_argument(*flags, type=_positive_int, metavar="N", help=help_text)
+    _add_key_flags(how, "max_active_runs", "chunk_size", "max_failed_dates")
     how.add_argument(
         "--continue-on-failures",
         action="store_true",
         help="keep going after failed dates: the default (no --max-failed-dates)",
     )
-    how.add_argument("--reason", metavar="TEXT", help="recorded as the note of every run created or cleared")
-    how.add_argument(
-        "--dry-run", action="store_true", help="report what would happen to each date; change nothing"
-    )
-    how.add_argument(
-        "--on-overlap",
-        choices=("refuse", "wait"),
-        help="another backfill still running has some of these dates: refuse (default) or wait for it",
-    )
-    how.add_argument(
-        "--timeout-minutes",
-        type=_positive_int,
-        metavar="N",
-        help="longest the controller waits for the target runs (default: the deployment's, 1440)",
-    )
+    _add_key_flags(how, "reason", "dry_run", "on_overlap", "timeout_minutes")
     how.add_argument(
         "--notify",
         metavar="NAMES",
         help="comma-separated names of the deployment's notifiers to tell at the end ('' for nobody; "
         "default: the deployment's [backfill_controller] notify)",
     )
-    how.add_argument(
-        "--segment-size",
-        type=_positive_int,
-        metavar="N",
-        help="advanced: dates per controller run, at most 1024 (default: the deployment's, 1000)",
-    )
+    _add_key_flags(how, "segment_size")
+    # Last, the flag of any other key that has one (the groups before this one are filled first).
+    placed = {action.dest for action in how._actions}
+    _add_key_flags(how, *(name for name in _flag_keys() if name not in placed))
+
+
+def _flag_keys() -> list[str]:
+    """The keys the command line sets as given, each with its own flag (:class:`Flag`)."""
+    return [key.name for key in KEYS if key.flag is not None]
+
+
+def _add_key_flags(group: argparse._ArgumentGroup, *names: str) -> None:
+    """Add each key's flag as its declaration states it; the option stores into the key's name."""
+    for name in names:
+        key = KEY[name]
+        assert key.flag is not None, name
+        kind: dict[str, Any] = {"metavar": key.flag.metavar}
+        if key.type == "boolean":
+            kind = {"action": "store_true"}
+        elif key.type == "integer":
+            kind["type"] = _positive_int
+        elif isinstance(key.choices, tuple) and key.choices:
+            kind = {"choices": key.choices}
+        group.add_argument(*key.flag.names, dest=name, help=key.flag.help, **kind)
 
 
 def _add_airflow(run: argparse._ArgumentGroup) -> None:
@@ -688,38 +677,39 @@ def _dates_conf(args: argparse.Namespace) -> dict[str, Any]:
 
 def _task_conf(args: argparse.Namespace) -> dict[str, Any]:
     if not args.task_regex:
-        for given, name in (
-            (args.include_downstream, "--include-downstream"),
-            (args.missing_runs, "--missing-runs"),
-        ):
-            if given:
-                raise UsageError(f"{name} only applies with -t/--task-regex")
+        for name in NEEDS_TASK_REGEX:
+            if getattr(args, name):
+                raise UsageError(f"{_flag_name(name)} only applies with -t/--task-regex")
         return {}
     conf: dict[str, Any] = {"task_regex": args.task_regex, "include_upstream": not args.ignore_dependencies}
-    if args.include_downstream:
-        conf["include_downstream"] = True
-    if args.missing_runs:
-        conf["missing_runs"] = args.missing_runs
-    return conf
+    return conf | _as_given(args, NEEDS_TASK_REGEX)
 
 
-def _pace_conf(args: argparse.Namespace) -> dict[str, Any]:
-    """How many runs at once, and when to stop starting new ones."""
-    conf: dict[str, Any] = {}
-    if args.max_active_runs is not None:
-        conf["max_active_runs"] = args.max_active_runs
-    if args.chunk_size is not None:
-        if args.max_active_runs is not None and args.chunk_size > args.max_active_runs:
-            raise UsageError(
-                f"--chunk-size {args.chunk_size} is larger than --max-active-runs {args.max_active_runs}; "
-                "a chunk is triggered at once"
-            )
-        conf["chunk_size"] = args.chunk_size
-    if args.max_failed_dates is not None:
-        if args.continue_on_failures:
-            raise UsageError("--continue-on-failures means no failure budget; drop it or --max-failed-dates")
-        conf["max_failed_dates"] = args.max_failed_dates
-    return conf
+def _check_pace(args: argparse.Namespace) -> None:
+    """How many runs at once, and when to stop starting new ones: the combinations refused."""
+    if (
+        args.chunk_size is not None
+        and args.max_active_runs is not None
+        and args.chunk_size > args.max_active_runs
+    ):
+        raise UsageError(
+            f"--chunk-size {args.chunk_size} is larger than --max-active-runs {args.max_active_runs}; "
+            "a chunk is triggered at once"
+        )
+    if args.max_failed_dates is not None and args.continue_on_failures:
+        raise UsageError("--continue-on-failures means no failure budget; drop it or --max-failed-dates")
+
+
+def _as_given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The keys among ``names`` whose flag the command line gives, set to the value given."""
+    return {name: getattr(args, name) for name in names if getattr(args, name)}
+
+
+def _flag_name(name: str) -> str:
+    """How messages name the flag of key ``name``: its long spelling."""
+    flag = KEY[name].flag
+    assert flag is not None, name
+    return flag.names[-1]
 
 
 def to_conf(args: argparse.Namespace) -> dict[str, Any]:
@@ -755,18 +745,10 @@ def to_conf(args: argparse.Namespace) -> dict[str, Any]:
     elif args.rerun_failed_tasks:
         conf["reprocess"] = "failed"
     conf.update(_task_conf(args))
-    if args.run_backwards:
-        conf["run_backwards"] = True
-    conf.update(_pace_conf(args))
+    _check_pace(args)
+    conf.update(_as_given(args, (name for name in _flag_keys() if name not in _TASK_KEYS)))
     if args.conf is not None:
         conf["conf"] = _target_conf(args.conf)
-    if args.reason:
-        conf["reason"] = args.reason
-    if args.dry_run:
-        conf["dry_run"] = True
-    for key in ("on_overlap", "timeout_minutes", "segment_size"):
-        if getattr(args, key) is not None:
-            conf[key] = getattr(args, key)
     if args.notify is not None:
         conf["notify"] = [n.strip() for n in args.notify.split(",") if n.strip()]
     return conf

@@ -1,14 +1,17 @@
 """The request contract: every key of the controller's conf, declared once in :data:`KEYS`.
 
-A :class:`Key` states a conf key's name, JSON type, default, accepted values and limits, and its
-title, help text and section on the trigger form. Derived from :data:`KEYS`:
+A :class:`Key` states a conf key's name, JSON type, default, accepted values and limits, its
+title, help text and section on the trigger form, and the ``backfill`` command's flag where one
+flag sets the key to the value given. Derived from :data:`KEYS`:
 
 * the trigger form's Params (:func:`form_params`, read by ``dags/backfill_controller.py``);
 * in :func:`include.backfill.request.parse_request`: the unknown-key check, the type and limit
-  checks (:meth:`Key.problem`) and the limits of the checks written for one key.
+  checks (:meth:`Key.problem`) and the limits of the checks written for one key;
+* the ``backfill`` command's flags that set one key each, and their translation into conf
+  (:mod:`include.backfill.cli`).
 
 Not declared here: what a key does, and the checks that involve more than one key; they live
-with the code that uses the value. Imports no Airflow, as the request parser does not.
+with the code that uses the value. Imports no Airflow: the ``backfill`` command uses it.
 """
 
 from __future__ import annotations
@@ -69,6 +72,19 @@ REPROCESS_ALIASES = {"none": Reprocess.MISSING, "completed": Reprocess.ALL}
 
 
 @dataclass(frozen=True)
+class Flag:
+    """The ``backfill`` command's option that sets one key to the value given.
+
+    How it parses follows the key's type: a boolean is a switch, an integer takes N >= 1, a key
+    with choices takes one of them, any other key takes text shown as ``metavar``.
+    """
+
+    names: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
 class Key:
     """One key of the controller's conf.
 
@@ -99,6 +115,7 @@ class Key:
     maximum: int | str | None = None
     form_order: int = 0
     form_omits: tuple[str, ...] = ()
+    flag: Flag | None = None
 
     @property
     def nullable(self) -> bool:
@@ -249,6 +266,7 @@ KEYS: tuple[Key, ...] = (
         "Newest first",
         "Run the newest date first.",
         "How",
+        flag=Flag(("-B", "--run-backwards"), "newest date first"),
     ),
     Key(
         "max_active_runs",
@@ -259,6 +277,11 @@ KEYS: tuple[Key, ...] = (
         default=DEFAULT_MAX_ACTIVE_RUNS,
         minimum=1,
         maximum="max_active_runs",
+        flag=Flag(
+            ("--max-active-runs",),
+            f"most target runs of this backfill running at once (default {DEFAULT_MAX_ACTIVE_RUNS})",
+            "N",
+        ),
     ),
     Key(
         "chunk_size",
@@ -270,6 +293,9 @@ KEYS: tuple[Key, ...] = (
         "How",
         minimum=1,
         maximum="max_active_runs",
+        flag=Flag(
+            ("--chunk-size",), "dates triggered and waited for together (default: --max-active-runs)", "N"
+        ),
     ),
     Key(
         "max_failed_dates",
@@ -281,6 +307,11 @@ KEYS: tuple[Key, ...] = (
         maximum="max_dates_per_request",
         form_order=1,
         form_omits=("maximum",),
+        flag=Flag(
+            ("--max-failed-dates",),
+            "after N failed dates start no new chunk; the rest are reported cancelled",
+            "N",
+        ),
     ),
     Key(
         "conf",
@@ -296,6 +327,7 @@ KEYS: tuple[Key, ...] = (
         "Only report what would happen to each date; change nothing.",
         "How",
         form_order=-1,
+        flag=Flag(("--dry-run",), "report what would happen to each date; change nothing"),
     ),
     Key(
         "reason",
@@ -305,6 +337,7 @@ KEYS: tuple[Key, ...] = (
         "What",
         default="",
         maximum=1000,
+        flag=Flag(("--reason",), "recorded as the note of every run created or cleared", "TEXT"),
     ),
     Key(
         "task_regex",
@@ -314,6 +347,12 @@ KEYS: tuple[Key, ...] = (
         "-t. Empty: whole runs.",
         "Tasks",
         maximum=1000,
+        flag=Flag(
+            ("-t", "--task-regex"),
+            "re-run only the tasks whose task_id matches (re.search) in existing runs, "
+            "plus their upstream tasks unless -i",
+            "REGEX",
+        ),
     ),
     _switch(
         "include_upstream",
@@ -326,6 +365,9 @@ KEYS: tuple[Key, ...] = (
         "Include downstream",
         "With a task regex: also re-run the tasks that depend on the matched ones.",
         "Tasks",
+        flag=Flag(
+            ("--include-downstream",), "with -t: also re-run the tasks downstream of the matching ones"
+        ),
     ),
     Key(
         "missing_runs",
@@ -337,6 +379,11 @@ KEYS: tuple[Key, ...] = (
         choices=_values(MissingRuns),
         labels={"skip": "skip: report the date as skipped", "trigger": "trigger: run the whole DAG for it"},
         accepted="skip (report the date) or trigger (run the whole DAG for it)",
+        flag=Flag(
+            ("--missing-runs",),
+            "with -t: a date with no run is reported as skipped (skip, default) or "
+            "gets a whole new run (trigger)",
+        ),
     ),
     Key(
         "segment_size",
@@ -347,6 +394,12 @@ KEYS: tuple[Key, ...] = (
         "How",
         minimum=1,
         maximum=MAX_MAP_LENGTH,
+        flag=Flag(
+            ("--segment-size",),
+            f"advanced: dates per controller run, at most {MAX_MAP_LENGTH} "
+            f"(default: the deployment's, {SEGMENT_SIZE.default})",
+            "N",
+        ),
     ),
     Key(
         "timeout_minutes",
@@ -357,6 +410,12 @@ KEYS: tuple[Key, ...] = (
         "How",
         minimum=1,
         maximum=MAX_TIMEOUT_MINUTES,
+        flag=Flag(
+            ("--timeout-minutes",),
+            f"longest the controller waits for the target runs (default: the deployment's, "
+            f"{TIMEOUT_MINUTES.default})",
+            "N",
+        ),
     ),
     Key(
         "on_overlap",
@@ -370,6 +429,10 @@ KEYS: tuple[Key, ...] = (
             "refuse": "refuse: fail at once, naming the other backfill",
             "wait": "wait: start when the other backfill has finished",
         },
+        flag=Flag(
+            ("--on-overlap",),
+            "another backfill still running has some of these dates: refuse (default) or wait for it",
+        ),
     ),
     Key(
         "notify",

@@ -1,5 +1,5 @@
-"""Specification of the request contract: each key is declared once, and the trigger form and the
-request parser agree with its declaration.
+"""Specification of the request contract: each key is declared once, and the trigger form, the
+request parser and the ``backfill`` command agree with its declaration.
 
 Every test here is parametrized from :data:`include.backfill.contract.KEYS`, so a new key is
 tested by declaring it.
@@ -14,7 +14,9 @@ from typing import Any
 import pendulum
 import pytest
 
-from include.backfill.contract import KEY, KEYS, SECTIONS, Key, form_params
+from include.backfill import cli
+from include.backfill.cli import build_parser, to_conf
+from include.backfill.contract import KEY, KEYS, SECTIONS, Flag, Key, form_params
 from include.backfill.request import (
     CONF_KEYS,
     BackfillRequest,
@@ -32,6 +34,7 @@ WINDOW = {"dag_id": "sales", "start_date": "2024-01-01", "end_date": "2024-01-03
 LISTED = {"dag_id": "sales", "dates": ["2024-01-01"]}
 #: A value of each JSON type, given where a key of another type is expected.
 OTHER_TYPE = {"string": 42, "integer": "5", "boolean": "yes", "array": "2024-01-01", "object": ["a"]}
+FLAGGED = [key for key in KEYS if key.flag is not None]
 
 
 def request_with(name: str, value: Any) -> dict[str, Any]:
@@ -219,3 +222,70 @@ def test_the_form_field_of_each_key(key: Key) -> None:
     assert ("null" in param["type"]) is key.nullable
     if not key.required:
         assert form_accepts(key, key.default)
+
+
+# --- the backfill command --------------------------------------------------------------------
+
+COMMAND = ("sales", "-s", "2024-01-01", "-t", "^load")
+
+
+def flag_value(key: Key) -> tuple[list[str], Any]:
+    """Command-line words giving ``key`` a value, and that value."""
+    if key.type == "boolean":
+        return [], True
+    if key.type == "integer":
+        return ["3"], 3
+    options = key.options(LIMITS)
+    return ([options[-1]], options[-1]) if options else (["x"], "x")
+
+
+@pytest.mark.parametrize("key", FLAGGED, ids=ids(FLAGGED))
+@pytest.mark.parametrize("spelling", ["hyphens", "underscores"])
+def test_each_key_flag_sets_its_key_to_the_value_given(key: Key, spelling: str) -> None:
+    assert key.flag is not None
+    words, value = flag_value(key)
+    flag = key.flag.names[-1]
+    if spelling == "underscores":
+        flag = "--" + flag[2:].replace("-", "_")
+
+    conf = to_conf(build_parser().parse_args([*COMMAND, flag, *words]))
+
+    assert conf[key.name] == value
+
+
+@pytest.mark.parametrize("key", FLAGGED, ids=ids(FLAGGED))
+def test_each_key_flag_is_documented_in_the_help(key: Key, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert key.flag is not None
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: help text is not wrapped
+
+    text = " ".join(build_parser().format_help().split())
+
+    assert all(f" {name}" in text for name in key.flag.names)
+    assert " ".join(key.flag.help.split()) in text
+
+
+REFUSED_BY_THE_FLAG = [key for key in FLAGGED if key.type == "integer" or key.options(LIMITS)]
+
+
+@pytest.mark.parametrize("key", REFUSED_BY_THE_FLAG, ids=ids(REFUSED_BY_THE_FLAG))
+def test_a_flag_refuses_a_value_its_key_never_takes(key: Key, capsys: pytest.CaptureFixture[str]) -> None:
+    assert key.flag is not None
+    bad = "0" if key.type == "integer" else "sometimes"
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*COMMAND, key.flag.names[-1], bad])
+
+    assert exit_info.value.code == 2
+    assert key.flag.names[-1] in capsys.readouterr().err
+
+
+def test_a_new_key_with_a_flag_is_on_the_command_line_by_its_declaration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    new = Key("priority", "integer", "Priority", "How urgent.", "How", minimum=1, maximum=5)
+    new = dataclasses.replace(new, flag=Flag(("--priority",), "how urgent", "N"))
+    monkeypatch.setattr(cli, "KEYS", (*KEYS, new))
+    monkeypatch.setattr(cli, "KEY", {**KEY, new.name: new})
+
+    assert to_conf(build_parser().parse_args([*COMMAND, "--priority", "2"]))["priority"] == 2
+    assert "--priority N how urgent" in " ".join(build_parser().format_help().split())
