@@ -266,6 +266,16 @@ class Feeding:
     resume_at: int
     chunk_size: int
 
+    @property
+    def running_at_most(self) -> int:
+        """Most runs of the backfill running at once: the target's own ``max_active_runs`` when
+        the window also holds queued runs (``deferred``), else the whole window.
+
+        >>> feeding(16, 4).running_at_most, feeding(10, 16).running_at_most
+        (4, 10)
+        """
+        return self.window - self.resume_at if self.deferred else self.window
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
