@@ -1037,16 +1037,16 @@ def window_text(backfill: Mapping[str, Any]) -> str:
 
     >>> window_text({"window": {"start_date": "2024-01-01", "end_date": "2024-01-31T00:00:00+00:00"}})
     '2024-01-01..2024-01-31'
-    >>> window_text({"window": {"dates": 1}, "cells": [{"logical_date": "2024-06-05T00:00:00+00:00"}]})
+    >>> day = "2024-06-05T00:00:00+00:00"
+    >>> window_text({"window": {"dates": 1, "first_date": day, "last_date": day}})
     '1 date (2024-06-05)'
     """
     window = backfill.get("window") or {}
-    cells = backfill.get("cells") or []
     if window.get("dates"):
         count = int(window["dates"])
         span = ""
-        if cells:
-            first, last = _day(cells[0]["logical_date"]), _day(cells[-1]["logical_date"])
+        if window.get("first_date"):
+            first, last = _day(window["first_date"]), _day(window.get("last_date"))
             span = f" ({first})" if first == last else f" ({first}..{last})"
         return f"{count} date{'' if count == 1 else 's'}{span}"
     if window.get("start_date") or window.get("end_date"):

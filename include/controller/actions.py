@@ -142,7 +142,7 @@ def _operate(control: Control, run_id: str, user: Any, session: Session) -> tupl
             raise HTTPException(403, {"message": f"{access.user_name(user)} may not operate this backfill"})
     else:
         _require_operate(user, target, readable)
-    shown = backfills_of(session, [head], readable)[0]
+    shown = backfills_of(session, [head], readable, with_cells=True)[0]
     _fits(control, shown)
     return head, str(target), shown
 

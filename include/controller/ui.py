@@ -5,13 +5,13 @@ Served inside the api-server by the plugin's FastAPI app (``include/controller/w
 (the ``_token`` cookie the UI login sets, or a bearer token):
 
 * ``GET /backfill-controller/api/backfills`` (JSON): the ``backfill_controller`` runs, newest first,
-  each with its request (target, window, reason, who), progress counts and one cell per date.
+  a page at a time, each summed up: its request (target, window, reason, who), phase, progress
+  counts and, while it runs, its estimated end (``eta``, :mod:`include.backfill.eta`); no dates.
+* ``GET /backfill-controller/api/backfills/{run_id}`` (JSON): one backfill, summed up as in the list,
+  with one cell per date, every segment's (what the CLI follows).
 * ``GET /backfill-controller/ui`` (HTML): a self-contained page (inline CSS and JS, no build step)
-  that renders that JSON as a table and a calendar per backfill. The plugin registers it in the
-  UI navigation, where Airflow shows it in an iframe.
-
-* ``GET /backfill-controller/api/backfills/{run_id}`` (JSON): one backfill, as in the list (what the
-  CLI follows).
+  that renders the list as a table and, for a backfill the user opens, its calendar of cells from
+  its detail. The plugin registers it in the UI navigation, where Airflow shows it in an iframe.
 
 The list takes two filters, and ``total`` counts what they keep:
 
@@ -29,6 +29,8 @@ The list takes two filters, and ``total`` counts what they keep:
 A cell is one date as :mod:`include.backfill.state` says (the report and the CLI read the same):
 the facts are read from the database in a few queries per page (the target runs: run_id IN the
 plan's run_ids and the adopted ones, batched; the ``trigger`` task instances and their records).
+The list counts the dates from the same facts as the detail, so both say the same, but builds no
+cells: its answer stays small however many dates its backfills have.
 
 A large backfill runs in segments (``include/backfill/segments.py``): its continuation runs are
 not listed on their own but folded into the run that received the request.
@@ -36,6 +38,7 @@ not listed on their own but folded into the run that received the request.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -49,7 +52,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
-from airflow.utils.state import TaskInstanceState
+from airflow.utils.state import DagRunState, TaskInstanceState
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import ColumnElement, func, or_, select
@@ -57,11 +60,17 @@ from sqlalchemy.orm import Session
 
 from include.backfill.airflow_states import OPEN_RUN
 from include.backfill.controls import Applied, paused
-from include.backfill.plan import EXECUTION_KEY, chunk_size_of
+from include.backfill.eta import EtaFacts, RunTimes, estimate, needs_recent
+from include.backfill.plan import EXECUTION_KEY, Execution, chunk_size_of
 from include.backfill.segments import continuation_run_id
 from include.backfill.state import (
     CHUNK_RECORD_KEY,
+    IN_FLIGHT_DATES,
+    UNFINISHED_DATES,
     ChunkRecord,
+    Counts,
+    DateOutcome,
+    DateState,
     Phase,
     SegmentFacts,
     adopted_run_ids,
@@ -82,6 +91,10 @@ _IN_FLIGHT: frozenset[str | None] = frozenset(OPEN_RUN)
 #: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
 _CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
+#: The target's latest successful runs whose durations an estimate falls back on.
+_RECENT_RUNS = 20
+#: Dates whose run the backfill has started: their runs' times are its work so far.
+_STARTED = IN_FLIGHT_DATES | {DateState.SUCCESS, DateState.FAILED}
 
 # The controller run must be readable; its target's runs are shown only if that DAG is readable too.
 _READ_CONTROLLER_RUNS = Depends(
@@ -208,15 +221,15 @@ def _report_ran(session: Session, run_ids: Iterable[str]) -> set[str]:
     return ran
 
 
-def _runs(session: Session, dag_id: str, run_ids: Iterable[str]) -> dict[str, Any]:
-    """``{run_id: (id, run_id, state)}`` of ``dag_id``'s runs among ``run_ids`` (IN (...), batched)."""
+def _runs(session: Session, dag_id: str, run_ids: Iterable[str], *, times: bool = False) -> dict[str, Any]:
+    """``{run_id: (id, run_id, state)}`` of ``dag_id``'s runs among ``run_ids`` (IN (...), batched),
+    and their ``start_date`` and ``end_date`` with ``times``."""
+    columns = [DagRun.id, DagRun.run_id, DagRun.state]
+    if times:
+        columns += [DagRun.start_date, DagRun.end_date]
     found: dict[str, Any] = {}
     for batch in _batches(run_ids):
-        rows = session.execute(
-            select(DagRun.id, DagRun.run_id, DagRun.state).where(
-                DagRun.dag_id == dag_id, DagRun.run_id.in_(batch)
-            )
-        )
+        rows = session.execute(select(*columns).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(batch)))
         found.update({row.run_id: row for row in rows})
     return found
 
@@ -241,19 +254,83 @@ def _part(
     )
 
 
-def _cells(parts: Sequence[SegmentFacts], run_states: Mapping[str, str | None]) -> list[dict]:
-    cells = []
-    for part in parts:
-        for date in segment_dates(replace(part, run_states=run_states)):
-            cells.append(
-                {
-                    **date.to_dict(),
-                    "logical_date": _utc(date.logical_date),
-                    "run_exists": date.run_state is not None,
-                }
-            )
+def _dates(
+    session: Session, target: str, parts: Sequence[SegmentFacts], *, times: bool
+) -> tuple[list[DateOutcome], dict[str, Any]]:
+    """Every date of a backfill's parts, in plan order, and the target runs read for them
+    (:func:`_runs`, with their ``times``)."""
+    wanted = [p["run_id"] for part in parts for p in part.plans]
+    wanted += [r for part in parts for r in adopted_run_ids(part.records)]
+    rows = _runs(session, target, wanted, times=times)
+    states = {run_id: _state(row.state) for run_id, row in rows.items()}
+    return [d for part in parts for d in segment_dates(replace(part, run_states=states))], rows
+
+
+def _cells(dates: Sequence[DateOutcome]) -> list[dict]:
+    cells = [
+        {**date.to_dict(), "logical_date": _utc(date.logical_date), "run_exists": date.run_state is not None}
+        for date in dates
+    ]
     cells.sort(key=lambda c: c["logical_date"])
     return cells
+
+
+def _span(dates: Sequence[DateOutcome]) -> tuple[str | None, str | None]:
+    """The first and last logical dates (UTC) of dates in plan order (ascending or, for
+    ``run_backwards``, descending: :func:`include.backfill.plan.decide`)."""
+    if not dates:
+        return None, None
+    ends = sorted((_utc(dates[0].logical_date), _utc(dates[-1].logical_date)))
+    return ends[0], ends[1]
+
+
+def _running_at_most(execution: Any) -> int:
+    """Most runs of the backfill running at once, from its ``execution`` XCom (1: unreadable)."""
+    try:
+        return Execution.from_dict(execution).feeding.running_at_most
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def _recent_durations(session: Session, dag_id: str) -> list[float]:
+    """Seconds each of ``dag_id``'s latest successful runs took (at most :data:`_RECENT_RUNS`)."""
+    rows = session.execute(
+        select(DagRun.start_date, DagRun.end_date)
+        .where(
+            DagRun.dag_id == dag_id,
+            DagRun.state == DagRunState.SUCCESS,
+            DagRun.start_date.is_not(None),
+            DagRun.end_date.is_not(None),
+        )
+        .order_by(DagRun.id.desc())
+        .limit(_RECENT_RUNS)
+    )
+    return [(row.end_date - row.start_date).total_seconds() for row in rows]
+
+
+def _eta(
+    session: Session,
+    head: DagRun,
+    target: str,
+    dates: Sequence[DateOutcome],
+    rows: Mapping[str, Any],
+    execution: Any,
+) -> dict[str, Any] | None:
+    """A running backfill's estimated end (:mod:`include.backfill.eta`) from its target runs' times;
+    the target's recent runs' durations are read only when none of its runs has finished."""
+    runs = [
+        RunTimes(row.start_date, None if d.state in IN_FLIGHT_DATES else row.end_date)
+        for d in dates
+        if d.state in _STARTED and (row := rows.get(d.run_id)) is not None
+    ]
+    unfinished = sum(1 for d in dates if d.state in UNFINISHED_DATES)
+    if not unfinished:
+        return None
+    since = head.start_date
+    recent = _recent_durations(session, target) if needs_recent(runs, since) else []
+    facts = EtaFacts(runs, unfinished, _running_at_most(execution), datetime.now(UTC), since, recent)
+    eta = estimate(facts)
+    return eta.to_dict() if eta is not None else None
 
 
 def _as_shown(
@@ -274,6 +351,16 @@ def _phase_facts(request: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[s
     return {"planned": "plans" in facts, "dry_run": bool(request.get("dry_run"))}
 
 
+def _progress(dates: Sequence[DateOutcome], tally: Counts, dry_run: bool) -> dict[str, Any]:
+    return {
+        "dates": tally.dates,
+        "acting": 0 if dry_run else tally.acting,
+        "finished": 0 if dry_run else tally.finished,
+        "counts": dict(Counter(d.state.value for d in dates)),
+        "tally": tally.to_dict(),
+    }
+
+
 def _summary(
     run: DagRun,
     facts: Mapping[str, Any],
@@ -282,25 +369,25 @@ def _summary(
     readable: set[str],
     reported: bool,
     history: Sequence[Applied] = (),
+    with_cells: bool = False,
 ) -> dict[str, Any]:
+    """One backfill as this reader may see it; its per-date ``cells`` only ``with_cells``."""
     request, facts, visible = _as_shown(facts, run.conf, readable)
     target = request.get("dag_id")
     dry_run = bool(request.get("dry_run"))
     explicit = request.get("dates")
-    cells: list[dict[str, Any]] = []
-    dates = []
-    if visible and parts and isinstance(target, str):
-        wanted = [p["run_id"] for part in parts for p in part.plans]
-        wanted += [r for part in parts for r in adopted_run_ids(part.records)]
-        states = {run_id: _state(row.state) for run_id, row in _runs(session, target, wanted).items()}
-        cells = _cells(parts, states)
-        dates = [segment_dates(replace(part, run_states=states)) for part in parts]
-    tally = count([d for part in dates for d in part])
+    dates: list[DateOutcome] = []
+    rows: dict[str, Any] = {}
     is_paused = paused(history)
-    where = phase(
-        _state(run.state), **_phase_facts(request, facts), counts=tally, reported=reported, paused=is_paused
-    )
-    return {
+    said = {"reported": reported, "paused": is_paused, **_phase_facts(request, facts)}
+    if visible and parts and isinstance(target, str):
+        # The run times feed only the estimate, which only a running backfill has.
+        running = Phase.RUNNING in possible_phases(_state(run.state), **said)
+        dates, rows = _dates(session, target, parts, times=running)
+    tally = count(dates)
+    where = phase(_state(run.state), **said, counts=tally)
+    first, last = _span(dates)
+    summary = {
         "run_id": run.run_id,
         "state": _state(run.state),
         "phase": where.value,
@@ -313,6 +400,8 @@ def _summary(
             "start_date": request.get("start_date"),
             "end_date": request.get("end_date"),
             "dates": len(explicit) if isinstance(explicit, list) else None,
+            "first_date": first,
+            "last_date": last,
         },
         "reason": request.get("reason") or "",
         "dry_run": dry_run,
@@ -321,17 +410,16 @@ def _summary(
         "planned": "plans" in facts,
         "visible": visible,
         "segments": len(parts),
-        "progress": {
-            "dates": tally.dates,
-            "acting": 0 if dry_run else tally.acting,
-            "finished": 0 if dry_run else tally.finished,
-            "counts": dict(Counter(c["state"] for c in cells)),
-            "tally": tally.to_dict(),
-        },
-        "cells": cells,
+        "progress": _progress(dates, tally, dry_run),
+        "eta": None,
         "paused": is_paused,
         "history": [applied.to_dict() for applied in history],
     }
+    if where == Phase.RUNNING and isinstance(target, str):
+        summary["eta"] = _eta(session, run, target, dates, rows, facts.get(EXECUTION_KEY))
+    if with_cells:
+        summary["cells"] = _cells(dates)
+    return summary
 
 
 def _parts(
@@ -383,8 +471,11 @@ def _parts(
     return parts
 
 
-def backfills_of(session: Session, heads: Sequence[DagRun], readable: set[str]) -> list[dict[str, Any]]:
-    """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them."""
+def backfills_of(
+    session: Session, heads: Sequence[DagRun], readable: set[str], *, with_cells: bool = False
+) -> list[dict[str, Any]]:
+    """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them;
+    with each date's cell ``with_cells``."""
     facts = plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
     parts = _parts(session, heads, facts)
     reported = _report_ran(session, [h.run_id for h in heads])
@@ -398,6 +489,7 @@ def backfills_of(session: Session, heads: Sequence[DagRun], readable: set[str]) 
             readable,
             h.run_id in reported,
             histories[h.run_id],
+            with_cells,
         )
         for h in heads
     ]
@@ -481,8 +573,9 @@ def list_backfills(
     dag_id: Annotated[str | None, Query(min_length=1, max_length=250, description="target DAG")] = None,
     state: Annotated[Phase | None, Query(description="the backfills in this phase")] = None,
 ) -> dict[str, Any]:
-    """Every backfill (``backfill_controller`` run), newest first, with its cells (live run states);
-    only those of target ``dag_id`` and in phase ``state`` when given (``total`` counts those).
+    """Every backfill (``backfill_controller`` run), newest first, summed up without its cells (live
+    run states); only those of target ``dag_id`` and in phase ``state`` when given (``total``
+    counts those).
 
     A large backfill's continuation runs are folded into the run that received the request.
     Queries: the page of controller runs and their ``plan`` XComs, their continuation runs and
@@ -510,11 +603,12 @@ def list_backfills(
 def get_backfill(
     run_id: str, session: SessionDep, readable: Annotated[set[str], Depends(readable_dag_ids)]
 ) -> dict[str, Any]:
-    """One backfill, as :func:`list_backfills` shows it; 404 for a run that is not one."""
+    """One backfill, as :func:`list_backfills` sums it up, with a cell per date; 404 for a run that
+    is not one."""
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if head is None or _CONTINUATION_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
-    return backfills_of(session, [head], readable)[0]
+    return backfills_of(session, [head], readable, with_cells=True)[0]
 
 
 @router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
@@ -604,12 +698,16 @@ PAGE = """<!doctype html>
   .error { color: var(--failed); white-space: pre-wrap; font-size: 12px; margin: 4px 0 0; }
   #status { font-size: 12px; }
   nav.pages { margin-top: 12px; display: flex; gap: 12px; font-size: 13px; }
+  form.filters { margin: 0 0 12px; }
+  button.dates { font: inherit; font-size: 12px; padding: 0 6px; margin-top: 4px; border-radius: 4px;
+                 border: 1px solid var(--line); background: var(--soft); color: var(--fg); cursor: pointer; }
+  .eta { color: var(--fg); }
   details.new { margin: 0 0 14px; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
   details.new summary { cursor: pointer; font-weight: 600; }
-  form.new { display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: end; margin-top: 8px; }
-  form.new label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); gap: 2px; }
-  form.new input, form.new select { font: inherit; padding: 4px 6px; border: 1px solid var(--line);
-                                    border-radius: 4px; background: var(--bg); color: var(--fg); }
+  form.new, form.filters { display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: end; margin-top: 8px; }
+  form label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); gap: 2px; }
+  form input, form select { font: inherit; padding: 4px 6px; border: 1px solid var(--line);
+                            border-radius: 4px; background: var(--bg); color: var(--fg); }
   form.new button { font: inherit; padding: 5px 12px; border-radius: 4px; border: 1px solid var(--line);
                     background: var(--soft); color: var(--fg); cursor: pointer; }
   #preview { margin-top: 8px; font-size: 13px; }
@@ -637,6 +735,11 @@ PAGE = """<!doctype html>
   </form>
   <div id="preview"></div>
 </details>
+<form class="filters" id="filters">
+  <label>Target DAG <input name="dag_id" id="filter-dag" placeholder="any" maxlength="250"></label>
+  <label>Phase <select name="state" id="filter-state"><option value="">any</option></select></label>
+  <button type="submit" hidden>Filter</button>
+</form>
 <ul class="legend" id="legend"></ul>
 <div id="content"></div>
 <nav class="pages" id="pages"></nav>
@@ -647,12 +750,21 @@ const STATES = [
   ["pending", "not started yet"], ["skipped", "skipped"], ["cancelled", "cancelled"],
   ["trigger_failed", "trigger failed"], ["planned", "planned (dry run)"],
 ];
+const PHASES = __PHASES__;
 const HEADINGS = ["Backfill", "Target", "Window", "Who", "Reason", "Progress", "Time"];
 const PAGE_SIZE = 50;
 const REFRESH_MS = 5000;
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const IN_FLIGHT = new Set(["queued", "running"]);
 let offset = 0;
 let timer = null;
+const filters = { dag_id: "", state: "" };
+// Backfills the user opened: their calendars are drawn from their detail (api/backfills/{run_id}),
+// fetched when opened and again on each refresh while their controller run is in flight.
+const opened = new Set();
+const details = new Map();
+let grids = new Map();
+let shown = null;  // the list as last rendered
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -701,10 +813,16 @@ function link(href, attrs, ...children) {
 function day(iso) { return iso.slice(0, 10); }
 function when(iso) { return iso ? iso.slice(0, 19).replace("T", " ") : ""; }
 
+function duration(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const pad = (n) => String(n).padStart(2, "0");
+  return Math.floor(whole / 3600) + ":" + pad(Math.floor(whole / 60) % 60) + ":" + pad(whole % 60);
+}
+
 function windowText(b) {
   const w = b.window || {};
-  const first = b.cells.length ? day(b.cells[0].logical_date) : null;
-  const last = b.cells.length ? day(b.cells[b.cells.length - 1].logical_date) : null;
+  const first = w.first_date ? day(w.first_date) : null;
+  const last = w.last_date ? day(w.last_date) : null;
   if (w.dates) {
     const span = first ? " (" + first + (first !== last ? " \u2026 " + last : "") + ")" : "";
     return w.dates + " explicit date" + (w.dates === 1 ? "" : "s") + span;
@@ -783,35 +901,96 @@ function calendar(b) {
   return root;
 }
 
+function etaNote(b) {
+  const eta = b.eta;
+  if (!eta || !eta.end) return null;
+  const basis = eta.basis === "recent_runs"
+    ? "estimated from the target's recent runs (none of this backfill's has finished yet)"
+    : "estimated from this backfill's finished runs and its pace so far";
+  return el("div", { class: "eta", title: basis,
+                     text: "ETA " + when(eta.end) + " (" + duration(eta.remaining_seconds) + " left)" });
+}
+
+function hasDates(b) { return Boolean(b.visible && b.planned && b.progress && b.progress.dates); }
+
+function toggle(b) {
+  if (!hasDates(b)) return null;
+  const open = opened.has(b.run_id);
+  const button = el("button", { type: "button", class: "dates", "aria-expanded": String(open),
+                                text: (open ? "\u25be" : "\u25b8") + " dates" });
+  button.addEventListener("click", () => {
+    if (opened.delete(b.run_id)) details.delete(b.run_id);
+    else opened.add(b.run_id);
+    if (shown) render(shown);
+  });
+  return button;
+}
+
+function row(data, b) {
+  const controller = link(runUrl(data.controller_dag_id, b.run_id), { class: "run" },
+    el("code", { text: b.run_id }));
+  const target = b.target_dag_id
+    ? link(uiUrl("dags/" + encodeURIComponent(b.target_dag_id)), { class: "target" }, b.target_dag_id)
+    : "?";
+  const attrs = { class: "backfill", "data-run-id": b.run_id, "data-state": b.state, "data-phase": b.phase };
+  return el("tr", attrs,
+    el("td", {}, el("span", { class: "badge " + b.state, text: b.state }),
+      b.dry_run ? el("span", { class: "tag", text: "dry run" }) : null,
+      el("div", { class: "note" }, controller), toggle(b)),
+    el("td", {}, target,
+      b.reprocess ? el("div", { class: "note", text: "reprocess: " + b.reprocess }) : null),
+    el("td", { class: "window", text: windowText(b) }),
+    el("td", { text: b.triggered_by || "" }),
+    el("td", {}, b.reason ? el("span", { text: b.reason }) : el("span", { class: "muted", text: "\u2014" }),
+      b.error ? el("div", { class: "error", text: b.error }) : null),
+    progress(b),
+    el("td", { class: "note time" }, el("div", { text: "start " + when(b.start_date || b.queued_at) }),
+      b.end_date ? el("div", { text: "end " + when(b.end_date) }) : null, etaNote(b)),
+  );
+}
+
+// The calendar of an opened backfill: the last detail drawn at once, then a fresh one if needed.
+async function openDetail(b) {
+  const known = details.get(b.run_id);
+  if (known && !IN_FLIGHT.has(b.state) && known.state === b.state) return;
+  let detail;
+  try {
+    const resp = await fetch("api/backfills/" + encodeURIComponent(b.run_id),
+      { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    detail = await resp.json();
+  } catch (err) {
+    const cell = grids.get(b.run_id);
+    const why = "could not load its dates: " + err.message;
+    if (cell) cell.replaceChildren(el("span", { class: "error", text: why }));
+    return;
+  }
+  details.set(b.run_id, detail);
+  const cell = grids.get(b.run_id);
+  if (cell && opened.has(b.run_id)) cell.replaceChildren(calendar(detail));
+}
+
 function render(data) {
+  shown = data;
   const rows = [];
+  grids = new Map();
   for (const b of data.backfills) {
-    const controller = link(runUrl(data.controller_dag_id, b.run_id), { class: "run" },
-      el("code", { text: b.run_id }));
-    const target = b.target_dag_id
-      ? link(uiUrl("dags/" + encodeURIComponent(b.target_dag_id)), { class: "target" }, b.target_dag_id)
-      : "?";
-    rows.push(el("tr", { class: "backfill", "data-run-id": b.run_id, "data-state": b.state },
-      el("td", {}, el("span", { class: "badge " + b.state, text: b.state }),
-        b.dry_run ? el("span", { class: "tag", text: "dry run" }) : null,
-        el("div", { class: "note" }, controller)),
-      el("td", {}, target,
-        b.reprocess ? el("div", { class: "note", text: "reprocess: " + b.reprocess }) : null),
-      el("td", { class: "window", text: windowText(b) }),
-      el("td", { text: b.triggered_by || "" }),
-      el("td", {}, b.reason ? el("span", { text: b.reason }) : el("span", { class: "muted", text: "\u2014" }),
-        b.error ? el("div", { class: "error", text: b.error }) : null),
-      progress(b),
-      el("td", { class: "note time" }, el("div", { text: "start " + when(b.start_date || b.queued_at) }),
-        b.end_date ? el("div", { text: "end " + when(b.end_date) }) : null),
-    ));
-    if (b.cells.length) rows.push(el("tr", { class: "grid-row" }, el("td", { colspan: "7" }, calendar(b))));
+    rows.push(row(data, b));
+    if (!opened.has(b.run_id) || !hasDates(b)) continue;
+    const known = details.get(b.run_id);
+    const cell = el("td", { colspan: "7" },
+      known ? calendar(known) : el("span", { class: "muted", text: "loading its dates\u2026" }));
+    grids.set(b.run_id, cell);
+    rows.push(el("tr", { class: "grid-row", "data-run-id": b.run_id }, cell));
+    openDetail(b);
   }
   const table = el("table", {},
     el("thead", {}, el("tr", {}, HEADINGS.map((h) => el("th", { text: h })))),
     el("tbody", {}, rows));
   const content = document.getElementById("content");
-  const empty = el("p", { class: "muted", text: "No backfills yet: trigger backfill_controller." });
+  const filtered = filters.dag_id || filters.state;
+  const empty = el("p", { class: "muted", text: filtered
+    ? "No backfill matches these filters." : "No backfills yet: trigger backfill_controller." });
   content.replaceChildren(data.backfills.length ? table : empty);
   const pages = document.getElementById("pages");
   pages.replaceChildren();
@@ -826,8 +1005,10 @@ function render(data) {
       load();
     });
   }
+  const last = offset + data.backfills.length;
+  const range = data.backfills.length ? " \u00b7 " + (offset + 1) + "\u2013" + last : "";
   document.getElementById("status").textContent = data.total + " backfill" + (data.total === 1 ? "" : "s")
-    + " \u00b7 updated " + new Date().toLocaleTimeString()
+    + (filtered ? " matching" : "") + range + " \u00b7 updated " + new Date().toLocaleTimeString()
     + (data.active ? " \u00b7 refreshing every 5 s" : "");
   document.body.dataset.loaded = "true";
 }
@@ -836,7 +1017,9 @@ async function load() {
   clearTimeout(timer);
   let active = false;
   try {
-    const resp = await fetch("api/backfills?limit=" + PAGE_SIZE + "&offset=" + offset,
+    const query = new URLSearchParams({ limit: PAGE_SIZE, offset: offset });
+    for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
+    const resp = await fetch("api/backfills?" + query,
       { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (resp.status === 401 || resp.status === 403) {
       throw new Error("not signed in, or no read access to backfill_controller (HTTP " + resp.status + ")");
@@ -894,7 +1077,19 @@ async function submitNew(event) {
   }
 }
 
+function applyFilters(event) {
+  if (event) event.preventDefault();
+  filters.dag_id = document.getElementById("filter-dag").value.trim();
+  filters.state = document.getElementById("filter-state").value;
+  offset = 0;
+  load();
+}
+
 document.getElementById("new-form").addEventListener("submit", submitNew);
+document.getElementById("filter-state").append(...PHASES.map((p) => el("option", { value: p, text: p })));
+document.getElementById("filters").addEventListener("submit", applyFilters);
+document.getElementById("filter-dag").addEventListener("change", applyFilters);
+document.getElementById("filter-state").addEventListener("change", applyFilters);
 document.getElementById("legend").append(...STATES.map(([state, label]) =>
   el("li", {}, el("span", { class: "swatch", style: "background:var(--" + state + ")" }), label)));
 load();
@@ -902,3 +1097,5 @@ load();
 </body>
 </html>
 """
+#: The phase filter offers every phase the API knows.
+PAGE = PAGE.replace("__PHASES__", json.dumps([p.value for p in Phase]))

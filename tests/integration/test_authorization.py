@@ -8,6 +8,7 @@ suite): what each of its fixed roles may do.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 from conftest import SECRET
@@ -160,9 +161,13 @@ def test_the_backfills_page_shows_a_backfill_only_to_readers_of_its_target(airfl
         for backfill in ours:
             assert backfill["visible"] is visible
             if not visible:
-                assert backfill["cells"] == [] and backfill["reason"] == "" and backfill["error"] is None
-                assert backfill["window"] == {"start_date": None, "end_date": None, "dates": None}
-                assert not any(mark in str(backfill) for mark in SECRET_MARKS)
+                path = f"{FRONT_DOOR}/{quote(backfill['run_id'], safe='')}"
+                detail = airflow.api("GET", path, token=fab[user])
+                assert detail.status_code == 200, detail.text
+                assert detail.json()["cells"] == [] and detail.json()["eta"] is None
+                assert backfill["reason"] == "" and backfill["error"] is None and backfill["eta"] is None
+                assert set(backfill["window"].values()) == {None}
+                assert not any(mark in str(backfill) + detail.text for mark in SECRET_MARKS)
 
 
 @pytest.mark.backend("postgres")

@@ -180,7 +180,11 @@ def page(browser, airflow, backfill) -> Any:
 
 
 def _squares(frame, controller_run_id: str) -> list[dict[str, str]]:
-    """The grid squares of one backfill as the browser rendered them."""
+    """The grid squares of one backfill as the browser rendered them, once the user opened it (the
+    page draws them from its detail)."""
+    toggle = frame.locator(f'tr.backfill[data-run-id="{controller_run_id}"] button.dates')
+    if toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
     grid = frame.locator(f'.calendar[data-run-id="{controller_run_id}"]')
     grid.wait_for()
     return grid.locator(".cell").evaluate_all(
@@ -219,11 +223,29 @@ def test_api_reports_live_run_states_with_a_bearer_token(airflow, backfill) -> N
         "start_date": f"{DATES[0]}T00:00:00+00:00",
         "end_date": f"{DATES[-1]}T00:00:00+00:00",
         "dates": None,
+        "first_date": f"{DATES[0]}T00:00:00+00:00",
+        "last_date": f"{DATES[-1]}T00:00:00+00:00",
     }
-    assert [(c["logical_date"][:10], c["state"]) for c in entry["cells"]] == [
+    assert entry["progress"]["counts"] == {"success": 5, "failed": 1}
+    assert entry["eta"] is None  # finished
+    assert "cells" not in entry  # the list sums up; the detail has the dates
+
+    detail = airflow._json("GET", f"{API}/{quote(backfill['run_id'], safe='')}")
+
+    assert [(c["logical_date"][:10], c["state"]) for c in detail["cells"]] == [
         (day, backfill["runs"][day]["state"]) for day in DATES
     ]
-    assert entry["progress"]["counts"] == {"success": 5, "failed": 1}
+    assert {k: v for k, v in detail.items() if k != "cells"} == entry
+
+
+def test_the_list_filters_by_target_and_phase(airflow, backfill) -> None:
+    ours = {"dag_id": TARGET, "state": "failed", "limit": 200}
+    found = airflow._json("GET", API, params=ours)
+    assert backfill["run_id"] in [b["run_id"] for b in found["backfills"]]
+    assert {(b["target_dag_id"], b["phase"]) for b in found["backfills"]} == {(TARGET, "failed")}
+    for other in ({**ours, "state": "succeeded"}, {**ours, "dag_id": "bf_hourly"}):
+        kept = airflow._json("GET", API, params=other)["backfills"]
+        assert backfill["run_id"] not in [b["run_id"] for b in kept]
 
 
 @needs_browser
@@ -267,6 +289,47 @@ def test_grid_matches_the_real_run_states(page, airflow, backfill) -> None:
         assert square["run_id"] == run_id
         assert square["href"] == f"{airflow.url}/dags/{TARGET}/runs/{quote(run_id, safe='')}"
     _save_screenshot(page, backfill["run_id"])
+
+
+@needs_browser
+def test_the_filters_keep_the_backfills_of_a_target_in_a_phase(page, airflow, backfill) -> None:
+    page.goto(f"{airflow.url}{PAGE}")
+    row = page.locator(f'tr.backfill[data-run-id="{backfill["run_id"]}"]')
+    row.wait_for()
+
+    page.locator("#filter-state").select_option("succeeded")
+    row.wait_for(state="detached")
+    page.locator("#filter-dag").fill(TARGET)
+    page.locator("#filter-state").select_option("failed")
+    row.wait_for()
+
+    rows = page.locator("tr.backfill").evaluate_all(
+        "rows => rows.map(r => [r.querySelector('a.target').textContent, r.dataset.phase])"
+    )
+    assert rows and {tuple(r) for r in rows} == {(TARGET, "failed")}
+
+
+@needs_browser
+def test_a_running_backfill_shows_its_estimated_end(page, airflow, backfill) -> None:
+    """The page shows the ``eta`` the list answers (here put into the answer: this backfill has
+    finished, and a real estimate is measured in test_eta.py)."""
+    eta = {"end": "2030-01-02T03:04:05+00:00", "remaining_seconds": 4530.0, "basis": "finished_runs"}
+
+    def with_eta(route) -> None:
+        response = route.fetch()
+        data = response.json()
+        for b in data["backfills"]:
+            if b["run_id"] == backfill["run_id"]:
+                b["eta"] = eta
+        route.fulfill(response=response, json=data)
+
+    page.route(lambda url: "/api/backfills?" in url, with_eta)
+    try:
+        page.goto(f"{airflow.url}{PAGE}")
+        shown = page.locator(f'tr.backfill[data-run-id="{backfill["run_id"]}"] .eta')
+        assert shown.inner_text() == "ETA 2030-01-02 03:04:05 (1:15:30 left)"
+    finally:
+        page.unroute_all()
 
 
 def _save_screenshot(page, controller_run_id: str) -> None:

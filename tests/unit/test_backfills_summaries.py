@@ -1,0 +1,222 @@
+"""The Backfills page's list sums backfills up without their cells; the detail adds the cells.
+
+Both say the same about a backfill (phase, counts, estimated end); only the detail lists its
+dates. The route functions run on an in-memory SQLite with Airflow's tables and backfills written
+by hand, run times relative to the real clock (the estimate reads it): the tests check the
+estimated end, which stays put while the runs keep their pace, not the time left. No server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from airflow.models import import_all_models
+from sqlalchemy import Table, create_engine, insert
+from sqlalchemy.orm import Session
+
+from include.backfill.plan import feeding
+from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills
+
+import_all_models()
+
+from airflow.models.base import Base  # noqa: E402  (after every model is imported)
+from airflow.models.dagrun import DagRun  # noqa: E402
+from airflow.models.taskinstance import TaskInstance  # noqa: E402
+from airflow.models.xcom import XComModel  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not isinstance(XComModel.__table__, Table), reason="XComModel is a read-only view in this Airflow"
+)
+
+#: When the backfills were written (the fixture sets it).
+NOW = datetime.now(UTC)
+TARGET = "sales"
+READABLE = {TARGET}
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+class Metadata:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.ids = itertools.count(1)
+
+    def run(self, dag_id: str, run_id: str, state: str, start: datetime | None = None, **values: Any) -> int:
+        pk = next(self.ids)
+        self.session.execute(
+            insert(DagRun.__table__).values(
+                id=pk,
+                dag_id=dag_id,
+                run_id=run_id,
+                run_type="manual",
+                state=state,
+                clear_number=0,
+                run_after=NOW,
+                logical_date=None,
+                data_interval_end=None,
+                start_date=start,
+                **values,
+            )
+        )
+        return pk
+
+    def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = "plan", map_index: int = -1):
+        self.session.execute(
+            insert(XComModel.__table__).values(
+                dag_run_id=pk,
+                task_id=task_id,
+                map_index=map_index,
+                key=key,
+                dag_id=CONTROLLER_DAG_ID,
+                run_id=run_id,
+                value=value,
+                timestamp=NOW,
+            )
+        )
+
+    def trigger(self, run_id: str, state: str) -> None:
+        self.session.execute(
+            insert(TaskInstance.__table__).values(
+                id=uuid.uuid4(),
+                task_id="trigger",
+                dag_id=CONTROLLER_DAG_ID,
+                run_id=run_id,
+                map_index=0,
+                state=state,
+                pool="default_pool",
+                pool_slots=1,
+                try_number=1,
+                max_tries=0,
+                priority_weight=1,
+            )
+        )
+
+    def backfill(
+        self, run_id: str, state: str, days: list[str], runs: dict[str, tuple[str, float, float | None]]
+    ) -> None:
+        """A backfill of ``days`` triggered by one chunk; ``runs``: ``{day: (state, started s ago,
+        ended s ago)}`` of the target runs it has created (the other days are not started)."""
+        conf = {"dag_id": TARGET, "dates": days}
+        pk = self.run(CONTROLLER_DAG_ID, run_id, state, ago(3600), conf=conf)
+        plans = [
+            {"logical_date": f"{day}T00:00:00+00:00", "run_id": f"bf__{run_id}__{day}", "action": "triggered"}
+            for day in days
+        ]
+        execution = {"target_dag_id": TARGET, "feeding": feeding(2, None).to_dict(), "total": len(days)}
+        self.xcom(pk, run_id, "request", conf)
+        self.xcom(pk, run_id, "plans", [{**p, "why": "no run yet"} for p in plans])
+        self.xcom(pk, run_id, "run_ids", [p["run_id"] for p in plans])
+        self.xcom(pk, run_id, "execution", execution)
+        self.trigger(run_id, "running" if state == "running" else "success")
+        for day, (run_state, started, ended) in runs.items():
+            end = None if ended is None else ago(ended)
+            self.run(TARGET, f"bf__{run_id}__{day}", run_state, ago(started), end_date=end)
+
+
+DAYS = [f"2024-03-{day:02d}" for day in range(1, 9)]
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    global NOW
+    NOW = datetime.now(UTC)
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        db = Metadata(session)
+        # The target's own history: runs of 60 s.
+        for k in range(3):
+            db.run(TARGET, f"scheduled__{k}", "success", ago(10_000 + 100 * k), end_date=ago(9_940 + 100 * k))
+        # 8 dates of 100 s, 2 at a time: 2 finished, 2 half done, 4 not started.
+        db.backfill(
+            "b1_running",
+            "running",
+            DAYS,
+            {
+                DAYS[0]: ("success", 150, 50),
+                DAYS[1]: ("failed", 150, 50),
+                DAYS[2]: ("running", 50, None),
+                DAYS[3]: ("running", 50, None),
+            },
+        )
+        # None of its runs has finished yet: the target's history stands in.
+        db.backfill("b2_starting", "running", DAYS[:3], {DAYS[0]: ("running", 30, None)})
+        db.backfill("b3_done", "success", DAYS[:2], {d: ("success", 500, 400) for d in DAYS[:2]})
+        session.commit()
+        yield session
+
+
+def listed(session: Session) -> dict[str, dict[str, Any]]:
+    page = list_backfills(session=session, readable=READABLE, limit=50, offset=0, dag_id=None, state=None)
+    return {b["run_id"]: b for b in page["backfills"]}
+
+
+def test_the_list_has_no_cells_and_the_detail_is_the_list_entry_with_its_cells(session):
+    summaries = listed(session)
+
+    assert list(summaries) == ["b3_done", "b2_starting", "b1_running"]
+    for run_id, summary in summaries.items():
+        detail = get_backfill(run_id=run_id, session=session, readable=READABLE)
+        assert "cells" not in summary
+        cells = detail.pop("cells")
+        assert [c["logical_date"] for c in cells] == sorted(c["logical_date"] for c in cells)
+        assert {k: v for k, v in detail.items() if k != "eta"} == {
+            k: v for k, v in summary.items() if k != "eta"
+        }
+        assert (detail["eta"] is None) == (summary["eta"] is None)
+        assert detail["progress"]["counts"] == {
+            state: sum(1 for c in cells if c["state"] == state) for state in {c["state"] for c in cells}
+        }
+
+
+def test_the_window_names_the_first_and_last_date(session):
+    window = listed(session)["b1_running"]["window"]
+
+    assert window == {
+        "start_date": None,
+        "end_date": None,
+        "dates": 8,
+        "first_date": "2024-03-01T00:00:00+00:00",
+        "last_date": "2024-03-08T00:00:00+00:00",
+    }
+
+
+def test_a_running_backfill_has_an_estimated_end_from_its_finished_runs(session):
+    summary = listed(session)["b1_running"]
+
+    eta = summary["eta"]
+
+    # D = 100 s and 3 runs' worth done in 150 s on 2 slots: both slots free 50 s after the
+    # backfills were written, then 4 dates two to a slot: 250 s after.
+    assert summary["phase"] == "running" and eta["basis"] == "finished_runs"
+    assert 0 < eta["remaining_seconds"] <= 250
+    assert abs(datetime.fromisoformat(eta["end"]) - (NOW + timedelta(seconds=250))) < timedelta(seconds=1)
+
+
+def test_before_any_run_finished_the_estimate_takes_the_targets_recent_runs(session):
+    eta = listed(session)["b2_starting"]["eta"]
+
+    # D = 80 s, the mean of the target's successful runs (3 of 60 s, 3 of 100 s): the running
+    # run ends 50 s after the backfills were written, then the 2 dates left run one on each
+    # slot, the later till 50 + 80 s after.
+    assert eta["basis"] == "recent_runs"
+    assert abs(datetime.fromisoformat(eta["end"]) - (NOW + timedelta(seconds=130))) < timedelta(seconds=1)
+
+
+def test_a_finished_backfill_has_no_estimate(session):
+    summary = listed(session)["b3_done"]
+
+    assert summary["phase"] == "succeeded" and summary["eta"] is None
+
+
+def test_a_reader_who_may_not_read_the_target_gets_no_estimate(session):
+    page = list_backfills(session=session, readable=set(), limit=50, offset=0, dag_id=None, state=None)
+
+    assert all(b["eta"] is None and b["progress"]["dates"] == 0 for b in page["backfills"])
