@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
@@ -877,6 +877,8 @@ class Progress:
     running: int = 0
     cancelled: int = 0
     skipped: int = 0
+    eta: float | None = None
+    """Seconds the backfill has left, as estimated (None: no estimate)."""
 
     @property
     def finished(self) -> int:
@@ -897,8 +899,11 @@ def progress_of(backfill: Mapping[str, Any]) -> Progress:
     the same the page and the report show.
 
     >>> tally = {"dates": 3, "acting": 2, "succeeded": 1, "running": 1, "skipped": 1}
-    >>> progress_of({"phase": "running", "progress": {"tally": tally}})
-    Progress(phase='running', dates=3, to_run=2, done=1, failed=0, running=1, cancelled=0, skipped=1)
+    >>> progress_of({"phase": "running", "progress": {"tally": tally}})  # doctest: +ELLIPSIS
+    Progress(phase='running', dates=3, to_run=2, done=1, failed=0, running=1, cancelled=0, skipped=1, ...)
+    >>> eta = {"end": "2024-01-01T10:12:30+00:00", "remaining_seconds": 750.0, "basis": "finished_runs"}
+    >>> progress_of({"phase": "running", "progress": {"tally": tally}, "eta": eta}).eta
+    750.0
     """
     try:
         shown = Phase(backfill.get("phase") or Phase.QUEUED)
@@ -911,6 +916,7 @@ def progress_of(backfill: Mapping[str, Any]) -> Progress:
     phase = _SHOWN_PHASE.get(shown) or (
         shown.value if shown in (Phase.RUNNING, Phase.CANCELLING) else "finished"
     )
+    eta = (backfill.get("eta") or {}).get("remaining_seconds")
     return Progress(
         phase,
         dates=tally.dates,
@@ -920,6 +926,7 @@ def progress_of(backfill: Mapping[str, Any]) -> Progress:
         running=tally.queued + tally.running,
         cancelled=tally.cancelled,
         skipped=tally.skipped,
+        eta=float(eta) if isinstance(eta, int | float) else None,
     )
 
 
@@ -934,10 +941,13 @@ def format_elapsed(seconds: float) -> str:
 
 
 def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
-    """One line of progress: a bar of finished dates, then done / failed / running / waiting.
+    """One line of progress: a bar of finished dates, then done / failed / running / waiting, the
+    estimated time left when there is one, and the time so far.
 
     >>> format_progress(Progress("running", dates=5, to_run=4, done=1, failed=1, running=2, skipped=1), 42, 8)
     '[####----]  2/4 dates  done 1  failed 1  running 2  waiting 0  skipped 1  0:00:42'
+    >>> format_progress(Progress("running", dates=4, to_run=4, done=1, running=2, eta=750.4), 42, 8)
+    '[##------]  1/4 dates  done 1  failed 0  running 2  waiting 1  ETA 0:12:30  0:00:42'
     """
     clock = format_elapsed(elapsed)
     if progress.phase in ("queued", "planning"):
@@ -962,6 +972,8 @@ def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
         parts.append(f"cancelled {progress.cancelled}")
     if progress.skipped:
         parts.append(f"skipped {progress.skipped}")
+    if progress.eta is not None:
+        parts.append(f"ETA {format_elapsed(progress.eta)}")
     parts.append(clock)
     return "  ".join(parts)
 
@@ -970,8 +982,9 @@ class ProgressPrinter:
     """Shows progress lines: redrawn in place on a terminal, plain lines otherwise.
 
     On a terminal every update redraws the line (``\\r``), cut to ``columns`` so it never wraps.
-    Elsewhere (CI logs, pipes) a line is printed when the counts changed, at most every ``every``
-    seconds, and at least every ``heartbeat`` seconds so a log shows the command is alive.
+    Elsewhere (CI logs, pipes) a line is printed when the counts changed (a new estimate alone is
+    no change), at most every ``every`` seconds, and at least every ``heartbeat`` seconds so a log
+    shows the command is alive.
     """
 
     def __init__(
@@ -995,7 +1008,8 @@ class ProgressPrinter:
         self._shown_at: float | None = None
 
     def show(self, progress: Progress, elapsed: float, *, force: bool = False) -> None:
-        line, key, now = format_progress(progress, elapsed), format_progress(progress, 0), self.clock()
+        line, now = format_progress(progress, elapsed), self.clock()
+        key = format_progress(replace(progress, eta=None), 0)
         if self.tty:
             line = line[: self.columns - 1]
             self.stream.write("\r" + line.ljust(self._width))

@@ -515,6 +515,21 @@ PROGRESS = {
         {"phase": "running", "progress": {"tally": {"dates": 1, "acting": 1, "running": 1, "paused": 3}}},
         Progress("running", dates=1, to_run=1, running=1),
     ),
+    "an estimated end": (
+        {
+            **backfill("running", dates=2, acting=2, running=1, pending=1),
+            "eta": {"end": "2026-01-01T08:12:30+00:00", "remaining_seconds": 750, "basis": "finished_runs"},
+        },
+        Progress("running", dates=2, to_run=2, running=1, eta=750.0),
+    ),
+    "no estimate": (
+        {**backfill("running", dates=2, acting=2, pending=2), "eta": None},
+        Progress("running", dates=2, to_run=2),
+    ),
+    "an estimate without its time left": (
+        {**backfill("running", dates=1, acting=1, pending=1), "eta": {"remaining_seconds": None}},
+        Progress("running", dates=1, to_run=1),
+    ),
 }
 
 
@@ -538,6 +553,10 @@ LINES = {
     "cancelled shown when any": (
         Progress("finished", dates=4, to_run=4, done=1, failed=1, cancelled=2),
         "[####################]  4/4 dates  done 1  failed 1  running 0  waiting 0  cancelled 2  0:01:05",
+    ),
+    "estimated time left": (
+        Progress("running", dates=10, to_run=10, done=4, running=2, eta=3725.9),
+        "[########------------]  4/10 dates  done 4  failed 0  running 2  waiting 4  ETA 1:02:05  0:01:05",
     ),
     "planning": (Progress("planning"), "planning...  0:01:05"),
     "finished without a plan (refused)": (Progress("finished"), "finished without a plan  0:01:05"),
@@ -581,6 +600,16 @@ def test_off_a_terminal_lines_are_printed_on_change_at_most_every_few_seconds():
     lines = stream.getvalue().splitlines()
     assert [line.split("  ")[1] for line in lines] == ["1/3 dates", "2/3 dates", "2/3 dates", "3/3 dates"]
     assert "\r" not in stream.getvalue()
+
+
+def test_off_a_terminal_a_new_estimate_alone_prints_no_line():
+    stream, clock = io.StringIO(), Clock()
+    printer = ProgressPrinter(stream, tty=False, every=5, heartbeat=60, clock=clock)
+    for second, eta in ((0, 300.0), (10, 290.0), (20, 275.0)):
+        clock.now = second
+        printer.show(Progress("running", to_run=3, done=1, running=2, eta=eta), second)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "ETA 0:05:00" in lines[0]
 
 
 def test_off_a_terminal_the_end_is_not_repeated_when_only_the_clock_moved():
