@@ -130,6 +130,10 @@ with _dag("bf_capped", max_active_runs=2) as bf_capped:
     nap(4) >> EmptyOperator(task_id="done")
 
 
+# Every run takes about the same time (one task sleeping 8 s): the estimated end is measured on it.
+with _dag("bf_steady") as bf_steady:
+    nap.override(task_id="work")(8)
+
 with _dag("bf_sturdy", retries=3) as bf_sturdy:
     # Survives its worker being killed (retries): for the fault-injection tests.
     step.override(task_id="load")() >> EmptyOperator(task_id="done")
