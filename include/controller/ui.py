@@ -91,6 +91,9 @@ _IN_FLIGHT: frozenset[str | None] = frozenset(OPEN_RUN)
 #: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
 _CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
+#: Backfills whose dates are read at once: a page holds the plans and target runs of this many
+#: backfills at most, however many it lists.
+_GROUP = 10
 #: The target's latest successful runs whose durations an estimate falls back on.
 _RECENT_RUNS = 20
 #: Dates whose run the backfill has started: their runs' times are its work so far.
@@ -474,25 +477,29 @@ def _parts(
 def backfills_of(
     session: Session, heads: Sequence[DagRun], readable: set[str], *, with_cells: bool = False
 ) -> list[dict[str, Any]]:
-    """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them;
-    with each date's cell ``with_cells``."""
-    facts = plan_xcoms(session, [h.id for h in heads], _PLAN_KEYS)
-    parts = _parts(session, heads, facts)
-    reported = _report_ran(session, [h.run_id for h in heads])
-    histories = ledger.histories(session, [h.run_id for h in heads])
-    return [
-        _summary(
-            h,
-            facts.get(h.id, {}),
-            parts[h.run_id],
-            session,
-            readable,
-            h.run_id in reported,
-            histories[h.run_id],
-            with_cells,
-        )
-        for h in heads
-    ]
+    """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them, with
+    each date's cell ``with_cells``; read :data:`_GROUP` backfills at a time (bounded memory)."""
+    found = []
+    for start in range(0, len(heads), _GROUP):
+        group = heads[start : start + _GROUP]
+        facts = plan_xcoms(session, [h.id for h in group], _PLAN_KEYS)
+        parts = _parts(session, group, facts)
+        reported = _report_ran(session, [h.run_id for h in group])
+        histories = ledger.histories(session, [h.run_id for h in group])
+        found += [
+            _summary(
+                h,
+                facts.get(h.id, {}),
+                parts[h.run_id],
+                session,
+                readable,
+                h.run_id in reported,
+                histories[h.run_id],
+                with_cells,
+            )
+            for h in group
+        ]
+    return found
 
 
 def target_is(dag_id: str) -> ColumnElement[bool]:
@@ -578,9 +585,11 @@ def list_backfills(
     counts those).
 
     A large backfill's continuation runs are folded into the run that received the request.
-    Queries: the page of controller runs and their ``plan`` XComs, their continuation runs and
-    XComs, the ``trigger`` task states, then per backfill its target runs (run_id IN, batched);
-    with ``state``, first what decides the phase of every candidate (see the module's docstring).
+    Queries: the page of controller runs, then for each group of :data:`_GROUP` of them their
+    ``plan`` XComs, their continuation runs and XComs, the ``trigger`` task states, then per
+    backfill its target runs (run_id IN, batched) and, for a running one none of whose runs has
+    finished, the target's latest run durations; with ``state``, first what decides the phase of
+    every candidate (see the module's docstring).
     """
     heads = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(
         _CONTINUATION_MARK, autoescape=True
