@@ -1115,6 +1115,7 @@ def format_status(backfill: Mapping[str, Any]) -> str:
         ("started", backfill.get("start_date") or backfill.get("queued_at") or ""),
         ("ended", backfill.get("end_date") or ""),
         ("dates", counts_text(backfill)),
+        ("ETA", eta_text(backfill.get("eta"))),
         ("error", backfill.get("error") or ""),
     ]
     dry_run = " (dry run)" if backfill.get("dry_run") else ""
@@ -1122,10 +1123,28 @@ def format_status(backfill: Mapping[str, Any]) -> str:
     lines += ["  " + line for line in aligned([(k, str(v)) for k, v in fields if v not in ("", "-")])]
     if not backfill.get("visible", True):
         lines.append("  (no read access to the target DAG: its dates are not shown)")
+    for applied in backfill.get("history") or []:
+        came = f" -> {applied['detail']}" if applied.get("detail") else ""
+        lines.append(
+            f"  {applied['at'][:19].replace('T', ' ')}  {applied['action']} by {applied['by']}{came}"
+        )
     cells = backfill.get("cells") or []
     if cells:
         lines += ["", *date_table(cells)]
     return "\n".join(lines)
+
+
+def eta_text(eta: Mapping[str, Any] | None) -> str:
+    """A running backfill's estimated end, as ``backfill status`` prints it ("" when it has none).
+
+    >>> eta_text({"end": "2024-01-01T12:30:00+00:00", "remaining_seconds": 750.0, "basis": "finished_runs"})
+    '2024-01-01 12:30:00 UTC (0:12:30 left)'
+    >>> eta_text(None)
+    ''
+    """
+    if not eta or not eta.get("end"):
+        return ""
+    return f"{eta['end'][:19].replace('T', ' ')} UTC ({format_elapsed(float(eta['remaining_seconds']))} left)"
 
 
 def status_exit_code(phase: str | None) -> int:

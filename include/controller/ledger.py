@@ -18,6 +18,7 @@ not know them, and ``airflow db reset`` leaves them alone.
 from __future__ import annotations
 
 import json
+import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, inspect, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -59,12 +61,13 @@ history = Table(
     Column("detail", Text, nullable=True),
 )
 
-_created: set[str] = set()
+#: The engines (one per database a process uses) whose database has the tables.
+_created: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def ensure_table(session: Session) -> None:
     """Create the tables this database does not have yet (once per process and database)."""
-    key = str(session.get_bind().engine.url)
+    key = session.get_bind().engine
     if key in _created:
         return
     connection = session.connection()  # the session's own: a second one would wait on SQLite's lock

@@ -571,9 +571,17 @@ def _page(
     return len(ids), list(session.scalars(newest_first.where(DagRun.id.in_(page)))) if page else []
 
 
+def _with_controls(user: Any, backfills: list[dict[str, Any]], readable: set[str]) -> list[dict[str, Any]]:
+    """Each backfill with the ``controls`` the reader may apply to it now (the page's buttons)."""
+    from include.controller.actions import controls_for
+
+    return [{**b, "controls": controls_for(user, b, readable) if user is not None else []} for b in backfills]
+
+
 @router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
 def list_backfills(
     session: SessionDep,
+    user: GetUserDep,
     readable: Annotated[set[str], Depends(readable_dag_ids)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -597,7 +605,7 @@ def list_backfills(
     if dag_id is not None:
         heads &= target_is(dag_id)
     total, runs = _page(session, heads, state, readable, limit, offset)
-    backfills = backfills_of(session, runs, readable)
+    backfills = _with_controls(user, backfills_of(session, runs, readable), readable)
     return {
         "controller_dag_id": CONTROLLER_DAG_ID,
         "total": total,
@@ -610,14 +618,17 @@ def list_backfills(
 
 @router.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
 def get_backfill(
-    run_id: str, session: SessionDep, readable: Annotated[set[str], Depends(readable_dag_ids)]
+    run_id: str,
+    session: SessionDep,
+    user: GetUserDep,
+    readable: Annotated[set[str], Depends(readable_dag_ids)],
 ) -> dict[str, Any]:
     """One backfill, as :func:`list_backfills` sums it up, with a cell per date; 404 for a run that
     is not one."""
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if head is None or _CONTINUATION_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
-    return backfills_of(session, [head], readable, with_cells=True)[0]
+    return _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
 
 
 @router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
@@ -711,6 +722,14 @@ PAGE = """<!doctype html>
   button.dates { font: inherit; font-size: 12px; padding: 0 6px; margin-top: 4px; border-radius: 4px;
                  border: 1px solid var(--line); background: var(--soft); color: var(--fg); cursor: pointer; }
   .eta { color: var(--fg); }
+  .badge.succeeded, .badge.planned { background: var(--success); }
+  .badge.cancelled, .badge.cancelling { background: var(--cancelled); }
+  .badge.paused { background: var(--skipped); }
+  .controls { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 4px; }
+  .controls button { font: inherit; font-size: 12px; padding: 0 6px; border-radius: 4px; cursor: pointer;
+                     border: 1px solid var(--line); background: var(--soft); color: var(--fg); }
+  .controls button.cancel { color: var(--failed); }
+  .history { font-size: 12px; color: var(--muted); margin: 8px 0 0; padding-left: 16px; }
   details.new { margin: 0 0 14px; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
   details.new summary { cursor: pointer; font-weight: 600; }
   form.new, form.filters { display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: end; margin-top: 8px; }
@@ -727,6 +746,7 @@ PAGE = """<!doctype html>
   <h1>Backfills</h1>
   <span class="muted">runs of <code>backfill_controller</code>, newest first; logical dates in UTC</span>
   <span id="status" class="muted">loading&hellip;</span>
+  <span id="action-status" role="status"></span>
 </header>
 <details class="new" id="new">
   <summary>New backfill</summary>
@@ -935,6 +955,54 @@ function toggle(b) {
   return button;
 }
 
+const CONTROLS = { pause: "Pause", resume: "Resume", cancel: "Cancel", rerun_failed: "Re-run failed" };
+
+// The controls the signed-in user may apply now (the server says which: b.controls).
+function controls(b) {
+  const shownControls = (b.controls || []).filter((c) => c in CONTROLS);
+  if (!shownControls.length) return null;
+  return el("div", { class: "controls" }, shownControls.map((c) => {
+    const button = el("button", { type: "button", class: c, "data-control": c, text: CONTROLS[c] });
+    button.addEventListener("click", () => applyControl(b, c, button));
+    return button;
+  }));
+}
+
+// A control is a JSON POST (a page of another site cannot send one with the UI's cookie).
+async function applyControl(b, control, button) {
+  if (control === "cancel" && !window.confirm("Cancel backfill " + b.run_id + "? Nothing new starts, "
+      + "its queued runs are marked failed; runs already running finish.")) return;
+  button.disabled = true;
+  let message;
+  try {
+    const resp = await fetch("api/backfills/" + encodeURIComponent(b.run_id) + "/" + control, {
+      method: "POST", credentials: "same-origin", body: "{}",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+    });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const detail = body.detail || {};
+      message = CONTROLS[control] + " refused (HTTP " + resp.status + "): " + (detail.message || detail);
+    } else if (control === "rerun_failed") {
+      message = "started " + body.dag_run_id + ": a backfill of the " + body.dates + " failed dates";
+    } else {
+      message = "backfill " + b.run_id + ": " + body.phase;
+    }
+  } catch (err) {
+    message = CONTROLS[control] + " failed: " + err.message;
+  }
+  document.getElementById("action-status").textContent = message;
+  details.delete(b.run_id);
+  load();
+}
+
+function history(detail) {
+  if (!detail.history || !detail.history.length) return null;
+  const line = (h) => when(h.at) + " \u00b7 " + h.action + " by " + (h.by || "?")
+    + (h.detail ? " \u2192 " + h.detail : "");
+  return el("ul", { class: "history" }, detail.history.map((h) => el("li", { text: line(h) })));
+}
+
 function row(data, b) {
   const controller = link(runUrl(data.controller_dag_id, b.run_id), { class: "run" },
     el("code", { text: b.run_id }));
@@ -943,9 +1011,11 @@ function row(data, b) {
     : "?";
   const attrs = { class: "backfill", "data-run-id": b.run_id, "data-state": b.state, "data-phase": b.phase };
   return el("tr", attrs,
-    el("td", {}, el("span", { class: "badge " + b.state, text: b.state }),
+    el("td", {},
+      el("span", { class: "badge " + b.phase, text: b.phase, title: "controller run: " + b.state }),
       b.dry_run ? el("span", { class: "tag", text: "dry run" }) : null,
-      el("div", { class: "note" }, controller), toggle(b)),
+      b.paused && b.phase !== "paused" ? el("span", { class: "tag", text: "paused" }) : null,
+      el("div", { class: "note" }, controller), toggle(b), controls(b)),
     el("td", {}, target,
       b.reprocess ? el("div", { class: "note", text: "reprocess: " + b.reprocess }) : null),
     el("td", { class: "window", text: windowText(b) }),
@@ -976,7 +1046,7 @@ async function openDetail(b) {
   }
   details.set(b.run_id, detail);
   const cell = grids.get(b.run_id);
-  if (cell && opened.has(b.run_id)) cell.replaceChildren(calendar(detail));
+  if (cell && opened.has(b.run_id)) cell.replaceChildren(calendar(detail), history(detail) || "");
 }
 
 function render(data) {
@@ -988,7 +1058,8 @@ function render(data) {
     if (!opened.has(b.run_id) || !hasDates(b)) continue;
     const known = details.get(b.run_id);
     const cell = el("td", { colspan: "7" },
-      known ? calendar(known) : el("span", { class: "muted", text: "loading its dates\u2026" }));
+      known ? [calendar(known), history(known)]
+        : el("span", { class: "muted", text: "loading its dates\u2026" }));
     grids.set(b.run_id, cell);
     rows.push(el("tr", { class: "grid-row", "data-run-id": b.run_id }, cell));
     openDetail(b);

@@ -379,3 +379,44 @@ def test_the_new_backfill_form_previews_refuses_and_starts_through_the_front_doo
     report = airflow.xcom(CONTROLLER, run_id, "report")
     assert report["triggered_by"] == airflow.username
     assert [d["logical_date"][:10] for d in report["dates"]] == ["2024-09-20", "2024-09-21", "2024-09-22"]
+
+
+@needs_browser
+def test_a_backfill_is_paused_resumed_and_cancelled_from_the_page(page, airflow) -> None:
+    """The buttons the page shows the signed-in user; cancel asks first, then fails the queued runs."""
+    dates = ["2024-08-11", "2024-08-16"]
+    run_id = _trigger(
+        airflow, {"dag_id": "bf_capped", "start_date": dates[0], "end_date": dates[1], "max_active_runs": 1}
+    )
+    page.goto(f"{airflow.url}{PAGE}")
+    row = page.locator(f'tr.backfill[data-run-id="{run_id}"]')
+
+    def shown_in(phases: tuple[str, ...]) -> None:
+        page.wait_for_function(
+            "([id, phases]) => phases.includes(document.querySelector("
+            '`tr.backfill[data-run-id="${id}"]`)?.dataset.phase)',
+            arg=[run_id, list(phases)],
+            timeout=120_000,
+        )
+
+    def press(control: str, phases: tuple[str, ...]) -> None:
+        row.locator(f'button[data-control="{control}"]').click()
+        shown_in(phases)
+
+    shown_in(("running",))  # planned: its dates are starting
+    press("pause", ("paused",))
+    assert page.locator("#action-status").inner_text() == f"backfill {run_id}: paused"
+    press("resume", ("running",))
+    page.once("dialog", lambda dialog: dialog.accept())
+    press("cancel", ("cancelling", "cancelled"))
+
+    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=60) == "failed"
+    runs = airflow.dag_runs("bf_capped", *dates)
+    assert runs and "queued" not in {r["state"] for r in runs}  # nothing left queued
+    detail = airflow._json("GET", f"{API}/{quote(run_id, safe='')}")
+    assert [(h["action"], h["by"]) for h in detail["history"]] == [
+        ("pause", "admin"),
+        ("resume", "admin"),
+        ("cancel", "admin"),
+    ]
+    assert row.locator("button[data-control]").count() == 0 or detail["phase"] == "cancelling"

@@ -161,6 +161,7 @@ def session() -> Iterator[Session]:
 def listed(session: Session, readable: set[str], **filters: Any) -> dict[str, Any]:
     return list_backfills(
         session=session,
+        user=None,
         readable=readable,
         **{"limit": 200, "offset": 0, "dag_id": None, "state": None, **filters},
     )

@@ -154,7 +154,9 @@ def session() -> Iterator[Session]:
 
 
 def listed(session: Session) -> dict[str, dict[str, Any]]:
-    page = list_backfills(session=session, readable=READABLE, limit=50, offset=0, dag_id=None, state=None)
+    page = list_backfills(
+        session=session, user=None, readable=READABLE, limit=50, offset=0, dag_id=None, state=None
+    )
     return {b["run_id"]: b for b in page["backfills"]}
 
 
@@ -163,7 +165,7 @@ def test_the_list_has_no_cells_and_the_detail_is_the_list_entry_with_its_cells(s
 
     assert list(summaries) == ["b3_done", "b2_starting", "b1_running"]
     for run_id, summary in summaries.items():
-        detail = get_backfill(run_id=run_id, session=session, readable=READABLE)
+        detail = get_backfill(run_id=run_id, session=session, user=None, readable=READABLE)
         assert "cells" not in summary
         cells = detail.pop("cells")
         assert [c["logical_date"] for c in cells] == sorted(c["logical_date"] for c in cells)
@@ -217,6 +219,8 @@ def test_a_finished_backfill_has_no_estimate(session):
 
 
 def test_a_reader_who_may_not_read_the_target_gets_no_estimate(session):
-    page = list_backfills(session=session, readable=set(), limit=50, offset=0, dag_id=None, state=None)
+    page = list_backfills(
+        session=session, user=None, readable=set(), limit=50, offset=0, dag_id=None, state=None
+    )
 
     assert all(b["eta"] is None and b["progress"]["dates"] == 0 for b in page["backfills"])

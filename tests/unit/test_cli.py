@@ -1102,3 +1102,15 @@ def test_the_control_help_documents_each_control_and_its_exit_status():
     for words in ("pause", "resume", "cancel", "rerun-failed", "0 done", "1 refused", "3 Airflow"):
         assert words in text
     assert "backfill pause RUN_ID" in build_parser().format_help()
+
+
+def test_status_shows_the_eta_of_a_running_backfill_and_its_history():
+    history = [
+        {"action": "pause", "by": "ada", "at": "2026-01-01T08:01:00+00:00", "detail": None},
+        {"action": "rerun_failed", "by": "bo", "at": "2026-01-01T09:00:00+00:00", "detail": "manual__2"},
+    ]
+    eta = {"end": "2026-01-01T08:30:00+00:00", "remaining_seconds": 750.0, "basis": "finished_runs"}
+    text = format_status(page_backfill(phase="running", eta=eta, history=history))
+    assert "ETA           2026-01-01 08:30:00 UTC (0:12:30 left)" in text
+    assert "  2026-01-01 08:01:00  pause by ada" in text
+    assert "  2026-01-01 09:00:00  rerun_failed by bo -> manual__2" in text
