@@ -152,8 +152,9 @@ def test_two_hundred_backfills_of_ten_thousand_dates_each_are_listed(airflow, bi
         f"{before / 2**20:.0f} MB before, at most {max(peaks) / 2**20:.0f} MB",
     )
     assert [b["run_id"] for b in pages[0]["backfills"]] == clones[::-1][:50]
-    assert pages[0]["total"] >= 200 and len(pages[1]["backfills"]) == 50
-    for shown in (*pages[0]["backfills"], *pages[1]["backfills"]):
+    assert [b["run_id"] for b in pages[1]["backfills"]][:49] == clones[::-1][150:]
+    assert pages[0]["total"] >= 200
+    for shown in (*pages[0]["backfills"], *pages[1]["backfills"][:49]):
         assert "cells" not in shown  # summaries only
         assert shown["phase"] == original["phase"] == "planned"
         assert shown["progress"] == original["progress"]
