@@ -491,22 +491,19 @@ def _add_legacy(legacy: argparse._ArgumentGroup) -> None:
 
 def build_status_parser() -> argparse.ArgumentParser:
     """``backfill status RUN_ID``: one backfill, as the Backfills page shows it."""
-    parser = CommandParser(
-        prog="backfill status",
-        description=STATUS_DESCRIPTION,
-        epilog=UNDERSCORES_ACCEPTED,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("run_id", metavar="RUN_ID", help=f"the run id of the {CONTROLLER_DAG_ID} run")
-    _add_airflow(parser.add_argument_group("Airflow and output"))
-    return parser
+    return _run_id_parser("status", STATUS_DESCRIPTION)
 
 
 def build_control_parser(command: str) -> argparse.ArgumentParser:
     """``backfill pause|resume|cancel|rerun-failed RUN_ID``."""
+    return _run_id_parser(command, CONTROL_DESCRIPTION)
+
+
+def _run_id_parser(command: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command that takes one backfill's run id, and how to reach Airflow."""
     parser = CommandParser(
         prog=f"backfill {command}",
-        description=CONTROL_DESCRIPTION,
+        description=description,
         epilog=UNDERSCORES_ACCEPTED,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -21,6 +21,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from fastapi import HTTPException, Request
+
 from include.backfill.rights import Right
 
 log = logging.getLogger(__name__)
@@ -136,3 +138,11 @@ def _team_name(dag_id: str) -> str | None:
     from airflow.models.dag import DagModel
 
     return DagModel.get_team_name(dag_id)
+
+
+def json_only(request: Request) -> None:
+    """Cross-site request protection for the UI's cookie, on every endpoint that changes something:
+    a page of another site cannot send a JSON body (a form cannot, and a script would need CORS,
+    which the api-server denies)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, {"message": "send the request as JSON (Content-Type: application/json)"})

@@ -50,13 +50,7 @@ _READ_CONTROLLER_RUNS = Depends(
 OPERATE_TARGET = (Right.READ_DAG, Right.READ_RUNS, Right.CLEAR_RUNS)
 
 
-def _json_only(request: Request) -> None:
-    from include.controller.web import _json_only as check
-
-    check(request)
-
-
-_JSON_ONLY = Depends(_json_only)
+_JSON_ONLY = Depends(access.json_only)
 
 
 def _head(session: Session, run_id: str) -> Any:

@@ -287,6 +287,11 @@ def _span(dates: Sequence[DateOutcome]) -> tuple[str | None, str | None]:
     return ends[0], ends[1]
 
 
+def now() -> datetime:
+    """The time estimates are made at (one place, so a test can fix it)."""
+    return datetime.now(UTC)
+
+
 def _running_at_most(execution: Any) -> int:
     """Most runs of the backfill running at once, from its ``execution`` XCom (1: unreadable)."""
     try:
@@ -331,7 +336,7 @@ def _eta(
         return None
     since = head.start_date
     recent = _recent_durations(session, target) if needs_recent(runs, since) else []
-    facts = EtaFacts(runs, unfinished, _running_at_most(execution), datetime.now(UTC), since, recent)
+    facts = EtaFacts(runs, unfinished, _running_at_most(execution), now(), since, recent)
     eta = estimate(facts)
     return eta.to_dict() if eta is not None else None
 

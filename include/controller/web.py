@@ -66,14 +66,7 @@ _READ_CONTROLLER_RUNS = Depends(
 Conf = Annotated[dict[str, Any], Body(description="The backfill_controller conf (see its Params).")]
 
 
-def _json_only(request: Request) -> None:
-    """Cross-site request protection for the UI's cookie: a page of another site cannot send a
-    JSON body here (a form cannot, and a script would need CORS, which the api-server denies)."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise HTTPException(415, {"message": "send the request as JSON (Content-Type: application/json)"})
-
-
-_JSON_ONLY = Depends(_json_only)
+_JSON_ONLY = Depends(access.json_only)
 
 
 def _refused(exc: Exception) -> HTTPException:

@@ -190,7 +190,8 @@ def test_the_window_names_the_first_and_last_date(session):
     }
 
 
-def test_a_running_backfill_has_an_estimated_end_from_its_finished_runs(session):
+def test_a_running_backfill_has_an_estimated_end_from_its_finished_runs(session, monkeypatch):
+    monkeypatch.setattr("include.controller.ui.now", lambda: NOW)  # estimated as the rows were written
     summary = listed(session)["b1_running"]
 
     eta = summary["eta"]
@@ -198,18 +199,19 @@ def test_a_running_backfill_has_an_estimated_end_from_its_finished_runs(session)
     # D = 100 s and 3 runs' worth done in 150 s on 2 slots: both slots free 50 s after the
     # backfills were written, then 4 dates two to a slot: 250 s after.
     assert summary["phase"] == "running" and eta["basis"] == "finished_runs"
-    assert 0 < eta["remaining_seconds"] <= 250
-    assert abs(datetime.fromisoformat(eta["end"]) - (NOW + timedelta(seconds=250))) < timedelta(seconds=1)
+    assert eta["remaining_seconds"] == pytest.approx(250)
+    assert datetime.fromisoformat(eta["end"]) == NOW + timedelta(seconds=250)
 
 
-def test_before_any_run_finished_the_estimate_takes_the_targets_recent_runs(session):
+def test_before_any_run_finished_the_estimate_takes_the_targets_recent_runs(session, monkeypatch):
+    monkeypatch.setattr("include.controller.ui.now", lambda: NOW)
     eta = listed(session)["b2_starting"]["eta"]
 
     # D = 80 s, the mean of the target's successful runs (3 of 60 s, 3 of 100 s): the running
     # run ends 50 s after the backfills were written, then the 2 dates left run one on each
     # slot, the later till 50 + 80 s after.
     assert eta["basis"] == "recent_runs"
-    assert abs(datetime.fromisoformat(eta["end"]) - (NOW + timedelta(seconds=130))) < timedelta(seconds=1)
+    assert datetime.fromisoformat(eta["end"]) == NOW + timedelta(seconds=130)
 
 
 def test_a_finished_backfill_has_no_estimate(session):
