@@ -110,6 +110,15 @@ class AirflowApi:
         _raise_for(response)
         return dict(response.json())
 
+    def settle(self, controller_run_id: str) -> dict[str, Any]:
+        """Have the api-server record how a backfill ended (``include/controller/ui.py``)."""
+        response = self._session.post(
+            f"{self.base_url}{PLUGIN_PREFIX}/api/controller_runs/{quote(controller_run_id, safe='')}/outcome",
+            timeout=300,
+        )
+        _raise_for(response)
+        return dict(response.json())
+
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
         """The target's logical dates for a request, from the plugin (which reads its timetable)."""
         response = self._session.post(

@@ -10,6 +10,8 @@ here: who asked, for which target, and which target runs the backfill acts on (e
 cancelling fails exactly those (:mod:`include.controller.cancel`), and overlapping backfills are
 found from the spans recorded here. A second table, ``backfill_controller_history``, keeps what
 users did to each backfill (pause, resume, cancel, re-run failed; :mod:`include.controller.actions`).
+A third, ``backfill_controller_outcome``, keeps how each backfill ended (:mod:`include.controller.ui`):
+its counts, and its target runs' states when its report ran.
 
 The tables are created on first use (``CREATE TABLE IF NOT EXISTS``); Airflow's own migrations do
 not know them, and ``airflow db reset`` leaves them alone.
@@ -59,6 +61,21 @@ history = Table(
     Column("actor", String(512), nullable=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("detail", Text, nullable=True),
+)
+
+#: How a backfill ended, written when its report runs (:func:`settle`): what the page says of its
+#: dates (counts and span, JSON) and the state of each of its target runs then (JSON
+#: ``{run_id: state}``), for the controller run as it was (``clear_number``: clearing the run
+#: makes the outcome stale).
+outcome = Table(
+    "backfill_controller_outcome",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("controller_run_id", String(250), nullable=False, unique=True),
+    Column("clear_number", Integer, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("run_states", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
 #: The engines (one per database a process uses) whose database has the tables.
@@ -180,3 +197,51 @@ def histories(session: Session, controller_run_ids: Sequence[str]) -> dict[str, 
         at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)  # SQLite keeps no zone
         found[row.controller_run_id].append(Applied(Control(row.action), row.actor, at, row.detail))
     return found
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a backfill ended: what the page says of its dates, and (when read) its target runs'
+    states then; valid while the head run's ``clear_number`` is ``clear_number``."""
+
+    clear_number: int
+    summary: dict[str, Any]
+    run_states: dict[str, str | None] | None = None
+
+
+def settle(session: Session, controller_run_id: str, ended: Outcome) -> None:
+    """Record (or replace) how the backfill ``controller_run_id`` (its head run) ended."""
+    ensure_table(session)
+    values: dict[str, Any] = {
+        "clear_number": ended.clear_number,
+        "summary": json.dumps(ended.summary),
+        "run_states": json.dumps(ended.run_states or {}),
+        "recorded_at": datetime.now(UTC),
+    }
+    found = session.execute(
+        select(outcome.c.id).where(outcome.c.controller_run_id == controller_run_id)
+    ).scalar()
+    if found is None:
+        session.execute(outcome.insert().values(controller_run_id=controller_run_id, **values))
+    else:
+        session.execute(outcome.update().where(outcome.c.id == found).values(**values))
+
+
+def outcomes(
+    session: Session, controller_run_ids: Sequence[str], *, run_states: bool = False
+) -> dict[str, Outcome]:
+    """How these backfills (head run ids) ended, for those that did; their target runs' states
+    only with ``run_states`` (the list reads the summary alone)."""
+    if not controller_run_ids:
+        return {}
+    ensure_table(session)
+    columns = [outcome.c.controller_run_id, outcome.c.clear_number, outcome.c.summary]
+    if run_states:
+        columns.append(outcome.c.run_states)
+    rows = session.execute(select(*columns).where(outcome.c.controller_run_id.in_(list(controller_run_ids))))
+    return {
+        row.controller_run_id: Outcome(
+            row.clear_number, json.loads(row.summary), json.loads(row.run_states) if run_states else None
+        )
+        for row in rows
+    }

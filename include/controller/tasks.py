@@ -197,6 +197,17 @@ def _chunk_kwargs(
     }
 
 
+def _settle(run_id: str) -> None:
+    """Have the api-server keep how the backfill ended, so the list reads no date of it again; the
+    list reads its dates live when this fails."""
+    from include.controller.api import AirflowApi, ApiError
+
+    try:
+        AirflowApi.from_connection().settle(run_id)
+    except (ApiError, OSError) as exc:
+        log.warning("the Backfills list will read this backfill's dates live: %s", exc)
+
+
 def report_backfill(**context: Any) -> dict[str, Any]:
     """Return the result (XCom ``return_value``), log a table, fail unless every date succeeded."""
     ti, dag_run = context["ti"], context["dag_run"]
@@ -237,6 +248,8 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         if not continues:
             report = merge_reports([report, *_later_segments(ti, dag_run.run_id, request)])
         log.info("backfill of %s:\n%s", request.target_dag_id, render_table(report))
+    if not continues:
+        _settle(dag_run.run_id)
     if not continues and not report.get("dry_run"):
         requested = (stored or dag_run.conf or {}).get("notify")
         report["notified"] = notify_end(report, requested, context)

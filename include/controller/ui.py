@@ -55,7 +55,7 @@ from airflow.models.xcom import XComModel
 from airflow.utils.state import DagRunState, TaskInstanceState
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from include.backfill.airflow_states import OPEN_RUN
@@ -87,9 +87,12 @@ CONTROLLER_DAG_ID = "backfill_controller"
 PLAN_TASK_ID = "plan"
 
 _PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments", EXECUTION_KEY)
+#: What the list reads of an ended backfill's plan (:func:`backfills_of`): not its dates.
+_ENDED_KEYS = ("request", "error", "segments", EXECUTION_KEY)
 _IN_FLIGHT: frozenset[str | None] = frozenset(OPEN_RUN)
 #: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
 _CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
+_ENDED = (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 #: Backfills whose dates are read at once: a page holds the plans and target runs of this many
 #: backfills at most, however many it lists.
@@ -211,17 +214,25 @@ def _report_ran(session: Session, run_ids: Iterable[str]) -> set[str]:
     """The controller runs whose ``report`` task ran (a run failed without it was cancelled)."""
     ran: set[str] = set()
     for batch in _batches(run_ids):
-        ran.update(
-            session.scalars(
-                select(TaskInstance.run_id).where(
-                    TaskInstance.dag_id == CONTROLLER_DAG_ID,
-                    TaskInstance.task_id == "report",
-                    TaskInstance.run_id.in_(batch),
-                    TaskInstance.state.in_((TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)),
-                )
-            )
-        )
+        ran.update(session.scalars(_report_task(batch, _ENDED)))
     return ran
+
+
+def _report_state(session: Session, run_id: str) -> str | None:
+    """The state of a controller run's ``report`` task once it runs or ran; else None."""
+    found = session.scalar(
+        _report_task([run_id], (TaskInstanceState.RUNNING, *_ENDED)).with_only_columns(TaskInstance.state)
+    )
+    return _state(found)
+
+
+def _report_task(run_ids: Sequence[str], states: Sequence[TaskInstanceState]) -> Select[Any]:
+    return select(TaskInstance.run_id).where(
+        TaskInstance.dag_id == CONTROLLER_DAG_ID,
+        TaskInstance.task_id == "report",
+        TaskInstance.run_id.in_(run_ids),
+        TaskInstance.state.in_(states),
+    )
 
 
 def _runs(session: Session, dag_id: str, run_ids: Iterable[str], *, times: bool = False) -> dict[str, Any]:
@@ -258,14 +269,23 @@ def _part(
 
 
 def _dates(
-    session: Session, target: str, parts: Sequence[SegmentFacts], *, times: bool
+    session: Session,
+    target: str,
+    parts: Sequence[SegmentFacts],
+    *,
+    times: bool,
+    run_states: Mapping[str, str | None] | None = None,
 ) -> tuple[list[DateOutcome], dict[str, Any]]:
     """Every date of a backfill's parts, in plan order, and the target runs read for them
-    (:func:`_runs`, with their ``times``)."""
-    wanted = [p["run_id"] for part in parts for p in part.plans]
-    wanted += [r for part in parts for r in adopted_run_ids(part.records)]
-    rows = _runs(session, target, wanted, times=times)
-    states = {run_id: _state(row.state) for run_id, row in rows.items()}
+    (:func:`_runs`, with their ``times``); from ``run_states`` instead when the backfill has ended
+    (:mod:`include.controller.ledger`'s outcome). A dry run's dates read no target run."""
+    rows: dict[str, Any] = {}
+    if run_states is None and not all(part.dry_run for part in parts):
+        wanted = [p["run_id"] for part in parts for p in part.plans]
+        wanted += [r for part in parts for r in adopted_run_ids(part.records)]
+        rows = _runs(session, target, wanted, times=times)
+        run_states = {run_id: _state(row.state) for run_id, row in rows.items()}
+    states = dict(run_states or {})
     return [d for part in parts for d in segment_dates(replace(part, run_states=states))], rows
 
 
@@ -369,6 +389,18 @@ def _progress(dates: Sequence[DateOutcome], tally: Counts, dry_run: bool) -> dic
     }
 
 
+def _of_dates(dates: Sequence[DateOutcome], segments: int, dry_run: bool) -> dict[str, Any]:
+    """What a summary says of a backfill's dates: its progress, span and segments (what an ended
+    backfill's outcome keeps, so the list need not read its dates again)."""
+    first, last = _span(dates)
+    return {
+        "progress": _progress(dates, count(dates), dry_run),
+        "first_date": first,
+        "last_date": last,
+        "segments": segments,
+    }
+
+
 def _summary(
     run: DagRun,
     facts: Mapping[str, Any],
@@ -378,8 +410,13 @@ def _summary(
     reported: bool,
     history: Sequence[Applied] = (),
     with_cells: bool = False,
+    ended: ledger.Outcome | None = None,
 ) -> dict[str, Any]:
-    """One backfill as this reader may see it; its per-date ``cells`` only ``with_cells``."""
+    """One backfill as this reader may see it; its per-date ``cells`` only ``with_cells``.
+
+    An ended backfill's dates are as its outcome says: the list reads its summary of them, the
+    detail its target runs' states.
+    """
     request, facts, visible = _as_shown(facts, run.conf, readable)
     target = request.get("dag_id")
     dry_run = bool(request.get("dry_run"))
@@ -388,13 +425,17 @@ def _summary(
     rows: dict[str, Any] = {}
     is_paused = paused(history)
     said = {"reported": reported, "paused": is_paused, **_phase_facts(request, facts)}
-    if visible and parts and isinstance(target, str):
+    of_dates = _of_dates(dates, ended.summary["segments"] if ended else len(parts), dry_run)
+    if visible and ended is not None and not with_cells:
+        of_dates = ended.summary
+    elif visible and parts and isinstance(target, str):
         # The run times feed only the estimate, which only a running backfill has.
         running = Phase.RUNNING in possible_phases(_state(run.state), **said)
-        dates, rows = _dates(session, target, parts, times=running)
-    tally = count(dates)
-    where = phase(_state(run.state), **said, counts=tally)
-    first, last = _span(dates)
+        run_states = ended.run_states if ended is not None else None
+        dates, rows = _dates(session, target, parts, times=running, run_states=run_states)
+        of_dates = _of_dates(dates, len(parts), dry_run)
+    progress = of_dates["progress"]
+    where = phase(_state(run.state), **said, counts=Counts.from_dict(progress["tally"]))
     summary = {
         "run_id": run.run_id,
         "state": _state(run.state),
@@ -408,8 +449,8 @@ def _summary(
             "start_date": request.get("start_date"),
             "end_date": request.get("end_date"),
             "dates": len(explicit) if isinstance(explicit, list) else None,
-            "first_date": first,
-            "last_date": last,
+            "first_date": of_dates["first_date"],
+            "last_date": of_dates["last_date"],
         },
         "reason": request.get("reason") or "",
         "dry_run": dry_run,
@@ -417,8 +458,8 @@ def _summary(
         "error": facts.get("error"),
         "planned": "plans" in facts,
         "visible": visible,
-        "segments": len(parts),
-        "progress": _progress(dates, tally, dry_run),
+        "segments": of_dates["segments"],
+        "progress": progress,
         "eta": None,
         "paused": is_paused,
         "history": [applied.to_dict() for applied in history],
@@ -479,32 +520,84 @@ def _parts(
     return parts
 
 
+def _ended(
+    session: Session, group: Sequence[DagRun], reported: set[str], *, run_states: bool
+) -> dict[str, ledger.Outcome]:
+    """The outcomes of these head runs that still hold: the report ran, the run is over, and it
+    was not cleared since (``clear_number``)."""
+    found = ledger.outcomes(session, [h.run_id for h in group], run_states=run_states)
+    return {
+        h.run_id: ended
+        for h in group
+        if (ended := found.get(h.run_id)) is not None
+        and ended.clear_number == h.clear_number
+        and h.run_id in reported
+        and _state(h.state) not in _IN_FLIGHT
+    }
+
+
 def backfills_of(
     session: Session, heads: Sequence[DagRun], readable: set[str], *, with_cells: bool = False
 ) -> list[dict[str, Any]]:
     """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them, with
-    each date's cell ``with_cells``; read :data:`_GROUP` backfills at a time (bounded memory)."""
+    each date's cell ``with_cells``; read :data:`_GROUP` backfills at a time (bounded memory).
+
+    An ended backfill's plan is not read for the list: its outcome sums its dates up.
+    """
     found = []
     for start in range(0, len(heads), _GROUP):
         group = heads[start : start + _GROUP]
-        facts = plan_xcoms(session, [h.id for h in group], _PLAN_KEYS)
-        parts = _parts(session, group, facts)
         reported = _report_ran(session, [h.run_id for h in group])
+        ended = _ended(session, group, reported, run_states=with_cells)
+        dated = [h for h in group if with_cells or h.run_id not in ended]
+        facts = plan_xcoms(session, [h.id for h in dated], _PLAN_KEYS)
+        undated = [h.id for h in group if h not in dated]
+        facts.update(plan_xcoms(session, undated, _ENDED_KEYS))
+        for pk in _planned(session, undated):
+            facts.setdefault(pk, {})["plans"] = None  # it planned; its plans are not read
+        parts = _parts(session, dated, facts)
         histories = ledger.histories(session, [h.run_id for h in group])
         found += [
             _summary(
                 h,
                 facts.get(h.id, {}),
-                parts[h.run_id],
+                parts.get(h.run_id, []),
                 session,
                 readable,
                 h.run_id in reported,
                 histories[h.run_id],
                 with_cells,
+                ended.get(h.run_id),
             )
             for h in group
         ]
     return found
+
+
+def settle(session: Session, head: DagRun) -> ledger.Outcome | None:
+    """Record how the backfill of ``head`` ended, at its report's moment, when none of its dates
+    can change any more: what the page says of its dates, and its target runs' states. A segment
+    that never ran counts as over, as the report counts it. None, and nothing recorded, before the
+    report runs or while a date is still to start or running."""
+    if _report_state(session, head.run_id) is None:
+        return None
+    facts = plan_xcoms(session, [head.id], _PLAN_KEYS).get(head.id, {})
+    request = facts.get("request") or head.conf or {}
+    parts = [replace(part, finished=True) for part in _parts(session, [head], {head.id: facts})[head.run_id]]
+    target = request.get("dag_id")
+    dates: list[DateOutcome] = []
+    rows: dict[str, Any] = {}
+    if parts and isinstance(target, str):
+        dates, rows = _dates(session, target, parts, times=False)
+    if any(d.state in UNFINISHED_DATES for d in dates):
+        return None
+    ended = ledger.Outcome(
+        head.clear_number,
+        _of_dates(dates, len(parts), bool(request.get("dry_run"))),
+        {run_id: _state(row.state) for run_id, row in rows.items()},
+    )
+    ledger.settle(session, head.run_id, ended)
+    return ended
 
 
 def target_is(dag_id: str) -> ColumnElement[bool]:
@@ -634,6 +727,19 @@ def get_backfill(
     if head is None or _CONTINUATION_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
     return _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
+
+
+@router.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS])
+def record_outcome(run_id: str, session: SessionDep) -> dict[str, Any]:
+    """Record how a backfill ended (the ``report`` task's call, once its dates are over): 409 while
+    a date is still to start or running."""
+    head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
+    if head is None or _CONTINUATION_MARK in run_id:
+        raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
+    ended = settle(session, head)
+    if ended is None:
+        raise HTTPException(409, detail=f"the backfill {run_id!r} still has dates to start or running")
+    return {"run_id": run_id, **ended.summary}
 
 
 @router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])

@@ -81,8 +81,11 @@ def test_the_failed_dates_are_re_run_once_repaired(airflow):
     assert [(d["logical_date"][:10], d["action"]) for d in report["dates"]] == [("2024-05-25", "cleared")]
     assert report["reason"] == f"re-run of failed dates of {first}"
     assert {r["state"] for r in day_runs(airflow, "bf_daily", dates[0], dates[-1]).values()} == {"success"}
-    history = backfill(airflow, first)["history"]
-    assert [(h["action"], h["detail"]) for h in history] == [("rerun_failed", second)]
+    shown = backfill(airflow, first)
+    assert [(h["action"], h["detail"]) for h in shown["history"]] == [("rerun_failed", second)]
+    # The first backfill keeps what happened in it, as its report said: the date failed there.
+    assert shown["progress"]["tally"]["failed"] == 1
+    assert [c["state"] for c in shown["cells"]] == ["success", "failed", "success"]
     nothing_left = control(airflow, second, "rerun_failed")
     assert nothing_left.status_code == 409 and "no date of it ended failed" in nothing_left.text
 

@@ -63,16 +63,18 @@ def test_a_window_past_the_maximum_dates_per_request_is_refused(airflow):
 
 
 def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
-    """Copy a finished controller run, with its XComs and task instances, under new run ids: many
-    backfills of the same size without running each (a 9,961-date backfill takes minutes)."""
+    """Copy a finished controller run, with its XComs, task instances and recorded outcome, under new
+    run ids: many backfills of the same size without running each (a 9,961-date backfill takes
+    minutes)."""
     import uuid
 
     from sqlalchemy import MetaData, create_engine, select
 
     engine = create_engine(url)
     tables = MetaData()
-    tables.reflect(engine, only=["dag_run", "xcom", "task_instance"])
-    run, xcom, ti = (tables.tables[name] for name in ("dag_run", "xcom", "task_instance"))
+    names = ("dag_run", "xcom", "task_instance", "backfill_controller_outcome")
+    tables.reflect(engine, only=names)
+    run, xcom, ti, outcome = (tables.tables[name] for name in names)
     made = []
     with engine.begin() as db:
         source = dict(
@@ -85,12 +87,21 @@ def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
             dict(r)
             for r in db.execute(select(ti).where(ti.c.dag_id == CONTROLLER, ti.c.run_id == run_id)).mappings()
         ]
+        # How it ended, as its report recorded it (the list reads no date of an ended backfill).
+        ended = dict(
+            db.execute(select(outcome).where(outcome.c.controller_run_id == run_id)).mappings().one()
+        )
         for k in range(copies):
             new = f"{run_id}_copy{k:03d}"
             values = {**{c: v for c, v in source.items() if c != "id"}, "run_id": new}
             pk = db.execute(run.insert().values(**values).returning(run.c.id)).scalar_one()
             db.execute(ti.insert(), [{**t, "id": uuid.uuid4(), "run_id": new} for t in tis])
             db.execute(xcom.insert(), [{**x, "dag_run_id": pk, "run_id": new} for x in xcoms])
+            db.execute(
+                outcome.insert().values(
+                    {**{c: v for c, v in ended.items() if c != "id"}, "controller_run_id": new}
+                )
+            )
             made.append(new)
     engine.dispose()
     return made

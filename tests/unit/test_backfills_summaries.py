@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from airflow.models import import_all_models
-from sqlalchemy import Table, create_engine, insert
+from sqlalchemy import Table, create_engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from include.backfill.plan import feeding
-from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills
+from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills, settle
 
 import_all_models()
 
@@ -82,13 +82,16 @@ class Metadata:
         )
 
     def trigger(self, run_id: str, state: str) -> None:
+        self.task(run_id, "trigger", state, map_index=0)
+
+    def task(self, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
         self.session.execute(
             insert(TaskInstance.__table__).values(
                 id=uuid.uuid4(),
-                task_id="trigger",
+                task_id=task_id,
                 dag_id=CONTROLLER_DAG_ID,
                 run_id=run_id,
-                map_index=0,
+                map_index=map_index,
                 state=state,
                 pool="default_pool",
                 pool_slots=1,
@@ -226,3 +229,85 @@ def test_a_reader_who_may_not_read_the_target_gets_no_estimate(session):
     )
 
     assert all(b["eta"] is None and b["progress"]["dates"] == 0 for b in page["backfills"])
+
+
+@pytest.fixture
+def ended() -> Iterator[Session]:
+    """A backfill whose report is running: 2 dates succeeded, 1 failed."""
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        db = Metadata(session)
+        runs = {DAYS[0]: ("success", 500, 400), DAYS[1]: ("failed", 500, 400), DAYS[2]: ("success", 300, 200)}
+        db.backfill("b4_ended", "running", DAYS[:3], runs)
+        db.task("b4_ended", "report", "running")
+        session.commit()
+        yield session
+
+
+def head(session: Session, run_id: str) -> DagRun:
+    return session.scalars(select(DagRun).where(DagRun.run_id == run_id)).one()
+
+
+def end_run(session: Session, run_id: str, state: str) -> None:
+    session.execute(update(DagRun.__table__).where(DagRun.run_id == run_id).values(state=state))
+    session.execute(
+        update(TaskInstance.__table__)
+        .where(TaskInstance.run_id == run_id, TaskInstance.task_id == "report")
+        .values(state="failed")
+    )
+
+
+def test_an_ended_backfill_keeps_the_outcome_its_report_saw(ended):
+    live = listed(ended)["b4_ended"]
+    assert settle(ended, head(ended, "b4_ended")) is not None
+    end_run(ended, "b4_ended", "failed")
+    # A date re-run by hand afterwards does not change what the backfill did.
+    ended.execute(
+        update(DagRun.__table__).where(DagRun.run_id == f"bf__b4_ended__{DAYS[1]}").values(state="success")
+    )
+
+    summary = listed(ended)["b4_ended"]
+    detail = get_backfill(run_id="b4_ended", session=ended, user=None, readable=READABLE)
+
+    assert summary["progress"] == live["progress"] == detail["progress"]
+    assert summary["progress"]["tally"]["failed"] == 1 and summary["phase"] == "failed"
+    assert {k: v for k, v in detail.items() if k != "cells"} == summary
+    assert [c["state"] for c in detail["cells"]] == ["success", "failed", "success"]
+
+
+def test_a_cleared_backfill_reads_its_dates_live_again(ended):
+    settle(ended, head(ended, "b4_ended"))
+    end_run(ended, "b4_ended", "failed")
+    ended.execute(
+        update(DagRun.__table__).where(DagRun.run_id == f"bf__b4_ended__{DAYS[1]}").values(state="success")
+    )
+    ended.execute(update(DagRun.__table__).where(DagRun.run_id == "b4_ended").values(clear_number=1))
+
+    assert listed(ended)["b4_ended"]["progress"]["tally"]["failed"] == 0
+
+
+def test_a_reader_who_may_not_read_the_target_sees_no_outcome(ended):
+    settle(ended, head(ended, "b4_ended"))
+    end_run(ended, "b4_ended", "failed")
+    page = list_backfills(
+        session=ended, user=None, readable=set(), limit=50, offset=0, dag_id=None, state=None
+    )
+
+    assert (
+        page["backfills"][0]["progress"]["dates"] == 0
+        and page["backfills"][0]["window"]["first_date"] is None
+    )
+
+
+def test_nothing_is_settled_before_the_report_or_while_a_date_runs(session):
+    assert settle(session, head(session, "b1_running")) is None  # no report yet
+    assert listed(session)["b1_running"]["phase"] == "running"
+
+
+def test_nothing_is_settled_while_a_date_still_runs(ended):
+    ended.execute(
+        update(DagRun.__table__).where(DagRun.run_id == f"bf__b4_ended__{DAYS[2]}").values(state="running")
+    )
+
+    assert settle(ended, head(ended, "b4_ended")) is None
