@@ -1,21 +1,42 @@
-"""The Backfills page's script is valid JavaScript (a syntax error would leave the page blank)."""
+"""The Backfills page: its script is valid JavaScript (a syntax error would leave the page blank),
+and ``/ui`` serves its files as one document, CSS and script inline, the phases filled in."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 
 import pytest
 
-from include.controller.ui import PAGE
+from include.backfill.state import Phase
+from include.controller.ui import PAGE_DIR, backfills_page
 
 NODE = shutil.which("node")
 
 
 @pytest.mark.skipif(NODE is None, reason="Node.js checks the script's syntax; the browser test still runs it")
-def test_the_page_script_parses(tmp_path):
-    script = PAGE.split("<script>", 1)[1].split("</script>", 1)[0]
-    path = tmp_path / "page.js"
-    path.write_text(script)
-    result = subprocess.run([str(NODE), "--check", str(path)], capture_output=True, text=True, check=False)
+def test_the_page_script_parses():
+    script = PAGE_DIR / "backfills.js"
+    result = subprocess.run([str(NODE), "--check", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_page_is_served_whole_with_its_css_script_and_phases():
+    response = backfills_page()
+    page = bytes(response.body).decode("utf-8")
+
+    assert response.headers["cache-control"] == "no-store"
+    assert response.media_type == "text/html"
+    assert (PAGE_DIR / "backfills.css").read_text(encoding="utf-8") in page
+    assert (PAGE_DIR / "backfills.js").read_text(encoding="utf-8") in page
+    # Nothing is left for the browser to fetch or fill in.
+    assert "__PHASES__" not in page
+    assert 'href="backfills.css"' not in page
+    assert 'src="backfills.js"' not in page
+    phases = re.search(r'<script type="application/json" id="phases">(.*?)</script>', page)
+    assert phases is not None
+    assert json.loads(phases.group(1)) == [p.value for p in Phase]
+    # The script reads the phases after the block that holds them.
+    assert page.index('id="phases"') < page.index('"use strict"')
