@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from include.backfill.rights import Right
+from include.backfill.settings import api_conn_id
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,16 @@ def refusal(name: str | None, dag_id: str, missing: Iterable[Right], doing: str 
     """
     rights = ", ".join(r.describe() for r in missing)
     return f"{name or 'the requester'} may not {doing} {dag_id!r}: missing right {rights}"
+
+
+def service_account() -> str | None:
+    """The login of the deployment's own account (the ``airflow_api`` connection's)."""
+    from airflow.models.connection import Connection
+
+    try:
+        return Connection.get_connection_from_secrets(api_conn_id()).login
+    except Exception:  # no such connection: nobody is the deployment
+        return None
 
 
 def user_name(user: Any) -> str | None:

@@ -83,7 +83,7 @@ from include.backfill.state import (
     run_states_of,
     segment_dates,
 )
-from include.controller import ledger
+from include.controller import access, ledger
 from include.controller.progress import TRIGGER_TASK_ID
 
 CONTROLLER_DAG_ID = "backfill_controller"
@@ -221,12 +221,9 @@ def _report_ran(session: Session, run_ids: Iterable[str]) -> set[str]:
     return ran
 
 
-def _report_state(session: Session, run_id: str) -> str | None:
-    """The state of a controller run's ``report`` task once it runs or ran; else None."""
-    found = session.scalar(
-        _report_task([run_id], (TaskInstanceState.RUNNING, *_ENDED)).with_only_columns(TaskInstance.state)
-    )
-    return _state(found)
+def _report_runs(session: Session, run_id: str) -> bool:
+    """Whether a controller run's ``report`` task is running now."""
+    return session.scalar(_report_task([run_id], (TaskInstanceState.RUNNING,))) is not None
 
 
 def _report_task(run_ids: Sequence[str], states: Sequence[TaskInstanceState]) -> Select[Any]:
@@ -581,8 +578,8 @@ def settle(session: Session, head: DagRun) -> ledger.Outcome | None:
     """Record how the backfill of ``head`` ended, at its report's moment, when none of its dates
     can change any more: what the page says of its dates, and its target runs' states. A segment
     that never ran counts as over, as the report counts it. None, and nothing recorded, before the
-    report runs or while a date is still to start or running."""
-    if _report_state(session, head.run_id) is None:
+    report runs, after it ran, or while a date is still to start or running."""
+    if not _report_runs(session, head.run_id):
         return None
     facts = plan_xcoms(session, [head.id], _PLAN_KEYS).get(head.id, {})
     request = facts.get("request") or head.conf or {}
@@ -733,15 +730,17 @@ def get_backfill(
 
 
 @router.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS])
-def record_outcome(run_id: str, session: SessionDep) -> dict[str, Any]:
-    """Record how a backfill ended (the ``report`` task's call, once its dates are over): 409 while
-    a date is still to start or running."""
+def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[str, Any]:
+    """Record how a backfill ended: the call of its ``report`` task, through the deployment's own
+    account (403 for anyone else); 409 unless the report runs and every date is over."""
+    if access.user_name(user) != access.service_account():
+        raise HTTPException(403, detail="only the controller records how a backfill ended")
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if head is None or _CONTINUATION_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
     ended = settle(session, head)
     if ended is None:
-        raise HTTPException(409, detail=f"the backfill {run_id!r} still has dates to start or running")
+        raise HTTPException(409, detail=f"the backfill {run_id!r} has no report running, or dates not over")
     return {"run_id": run_id, **ended.summary}
 
 

@@ -47,7 +47,7 @@ from include.backfill.request import FieldError, InvalidRequest, OnOverlap, pars
 from include.backfill.rights import Right
 from include.backfill.schedule import ScheduleError, expand
 from include.backfill.segments import CONTINUES_KEY, SEGMENT_MARK, continuation_run_id
-from include.backfill.settings import Limits, api_conn_id
+from include.backfill.settings import Limits
 from include.controller import access, ledger
 from include.controller.actions import router as backfill_actions
 from include.controller.planner import CONTROLLER_DAG_ID, Planned, parse, plan_request
@@ -237,7 +237,8 @@ def plan_controller_run(run_id: str, caller: GetUserDep, session: SessionDep) ->
     run_type = str(getattr(run.run_type, "value", run.run_type))
     if CONTINUES_KEY in conf:
         return _continuation(session, run_id, conf[CONTINUES_KEY], requester, run_type)
-    if SEGMENT_MARK in run_id or (run_id.startswith(CATCHUP_PREFIX) and requester != _service_account()):
+    catchup_by_a_user = run_id.startswith(CATCHUP_PREFIX) and requester != access.service_account()
+    if SEGMENT_MARK in run_id or catchup_by_a_user:
         raise _refused(
             InvalidRequest([_field("run_id", run_id, "is shaped like the controller's own run ids")])
         )
@@ -310,16 +311,6 @@ def _continuation(
 
 def _field(name: str, value: Any, problem: str, accepted: str = "a request without it") -> FieldError:
     return FieldError(name, value, problem, accepted)
-
-
-def _service_account() -> str | None:
-    """The login of the deployment's own account (the ``airflow_api`` connection's)."""
-    from airflow.models.connection import Connection
-
-    try:
-        return Connection.get_connection_from_secrets(api_conn_id()).login
-    except Exception:  # no such connection: nobody is the deployment
-        return None
 
 
 @app.post("/api/dags/{dag_id}/dates", dependencies=[Depends(requires_access_dag(method="GET"))])

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from airflow.models import import_all_models
+from fastapi import HTTPException
 from sqlalchemy import Table, create_engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from include.backfill.plan import feeding
-from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills, settle
+from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills, record_outcome, settle
 
 import_all_models()
 
@@ -311,3 +312,22 @@ def test_nothing_is_settled_while_a_date_still_runs(ended):
     )
 
     assert settle(ended, head(ended, "b4_ended")) is None
+
+
+class Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
+
+def test_only_the_controllers_account_records_how_a_backfill_ended(ended, monkeypatch):
+    monkeypatch.setattr("include.controller.access.service_account", lambda: "airflow_api_user")
+
+    with pytest.raises(HTTPException) as refused:
+        record_outcome(run_id="b4_ended", session=ended, user=Named("mallory"))
+    recorded = record_outcome(run_id="b4_ended", session=ended, user=Named("airflow_api_user"))
+
+    assert refused.value.status_code == 403
+    assert recorded["progress"]["tally"]["succeeded"] == 2
