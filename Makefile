@@ -37,8 +37,8 @@ help:
 # Re-installs only when a requirements file changes; pip skips what is already installed.
 # Always (re)writes .venv/bin/backfill: the `backfill` command, run from this checkout.
 venv: $(STAMP)
-	@printf '%s\n' '#!/bin/sh' '# `backfill`: written by `make venv`; see include/backfill/cli.py' \
-		'PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m include.backfill.cli "$$@"' \
+	@printf '%s\n' '#!/bin/sh' '# `backfill`: written by `make venv`; see include/cli/' \
+		'PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m include.cli "$$@"' \
 		> $(BIN)/backfill
 	@chmod +x $(BIN)/backfill
 

@@ -8,7 +8,7 @@ flag sets the key to the value given. Derived from :data:`KEYS`:
 * in :func:`include.backfill.request.parse_request`: the unknown-key check, the type and limit
   checks (:meth:`Key.problem`) and the limits of the checks written for one key;
 * the ``backfill`` command's flags that set one key each, and their translation into conf
-  (:mod:`include.backfill.cli`).
+  (:mod:`include.cli`).
 
 Not declared here: what a key does, and the checks that involve more than one key; they live
 with the code that uses the value. Imports no Airflow: the ``backfill`` command uses it.

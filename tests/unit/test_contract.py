@@ -14,8 +14,6 @@ from typing import Any
 import pendulum
 import pytest
 
-from include.backfill import cli
-from include.backfill.cli import build_parser, to_conf
 from include.backfill.contract import KEY, KEYS, SECTIONS, Flag, Key, form_params
 from include.backfill.request import (
     CONF_KEYS,
@@ -25,6 +23,8 @@ from include.backfill.request import (
     parse_request,
 )
 from include.backfill.settings import Limits
+from include.cli import commands as cli
+from include.cli.commands import build_parser, to_conf
 
 NOW = pendulum.datetime(2024, 6, 1, tz="UTC")
 LIMITS = Limits(max_dates_per_request=3, max_active_runs=20, notifiers=("ops", "data-team"))

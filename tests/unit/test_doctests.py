@@ -1,4 +1,5 @@
-"""The examples in the domain package's docstrings are part of its specification: they must hold."""
+"""The examples in the docstrings of the domain package and of the ``backfill`` command are part
+of their specification: they must hold."""
 
 from __future__ import annotations
 
@@ -9,14 +10,25 @@ import pkgutil
 import pytest
 
 import include.backfill
+import include.cli
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(include.backfill.__path__, "include.backfill."))
+MODULES = sorted(
+    m.name
+    for package in (include.backfill, include.cli)
+    for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")
+)
 
 
 def test_every_module_is_checked() -> None:
-    assert {"request", "schedule", "plan", "report", "params", "settings"} <= {
-        m.rsplit(".", 1)[1] for m in MODULES
-    }
+    assert {
+        "include.backfill.request",
+        "include.backfill.schedule",
+        "include.backfill.plan",
+        "include.backfill.report",
+        "include.backfill.params",
+        "include.backfill.settings",
+        "include.cli.commands",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("module_name", MODULES)
