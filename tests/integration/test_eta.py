@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from include.cli.commands import format_progress, progress_of
+from include.cli.progress import format_progress, progress_of
 
 pytestmark = pytest.mark.backend("sqlite")
 

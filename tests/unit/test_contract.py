@@ -23,8 +23,9 @@ from include.backfill.request import (
     parse_request,
 )
 from include.backfill.settings import Limits
-from include.cli import commands as cli
-from include.cli.commands import build_parser, to_conf
+from include.cli import flags
+from include.cli.conf import to_conf
+from include.cli.flags import build_parser
 
 NOW = pendulum.datetime(2024, 6, 1, tz="UTC")
 LIMITS = Limits(max_dates_per_request=3, max_active_runs=20, notifiers=("ops", "data-team"))
@@ -284,8 +285,8 @@ def test_a_new_key_with_a_flag_is_on_the_command_line_by_its_declaration(
 ) -> None:
     new = Key("priority", "integer", "Priority", "How urgent.", "How", minimum=1, maximum=5)
     new = dataclasses.replace(new, flag=Flag(("--priority",), "how urgent", "N"))
-    monkeypatch.setattr(cli, "KEYS", (*KEYS, new))
-    monkeypatch.setattr(cli, "KEY", {**KEY, new.name: new})
+    monkeypatch.setattr(flags, "KEYS", (*KEYS, new))
+    monkeypatch.setattr(flags, "KEY", {**KEY, new.name: new})
 
     assert to_conf(build_parser().parse_args([*COMMAND, "--priority", "2"]))["priority"] == 2
     assert "--priority N how urgent" in " ".join(build_parser().format_help().split())

@@ -28,6 +28,11 @@ def test_every_module_is_checked() -> None:
         "include.backfill.params",
         "include.backfill.settings",
         "include.cli.commands",
+        "include.cli.conf",
+        "include.cli.connection",
+        "include.cli.flags",
+        "include.cli.progress",
+        "include.cli.views",
     } <= set(MODULES)
 
 
