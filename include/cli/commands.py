@@ -111,7 +111,7 @@ def _start(
             print(run_id)
             return EXIT_SUCCESS
         print(f"run {run_id}: {ui_link(url, run_id)}", file=err)
-        return follow(api, run_id, conf, args.poll_interval, out=sys.stdout, err=err)
+        return follow(api, run_id, args.poll_interval, out=sys.stdout, err=err)
     except RequestRefused as exc:
         print(redact(f"{prog}: request refused, nothing was started:\n{exc.detail}", password), file=err)
         return EXIT_USAGE

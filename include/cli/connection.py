@@ -27,7 +27,6 @@ class ApiSettings:
     url: str
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    source: str = "default"
 
 
 def _base_url(scheme: str, host: str, port: int | None) -> str:
@@ -43,7 +42,8 @@ def parse_connection_uri(uri: str, source: str = "connection") -> ApiSettings:
     """URL and credentials from an Airflow connection, as a URI or in Airflow's JSON form.
 
     Like Airflow's own REST client here, the scheme is https when the connection type or the
-    schema (the URI's path) says https, else http. Errors never repeat the URI (it holds a password).
+    schema (the URI's path) says https, else http. Errors name ``source`` (where the URI was found)
+    and never repeat the URI (it holds a password).
 
     >>> s = parse_connection_uri("http://admin:p%40ss@localhost:8080")
     >>> s.url, s.username, s.password
@@ -64,7 +64,6 @@ def parse_connection_uri(uri: str, source: str = "connection") -> ApiSettings:
             url=_base_url(scheme, str(data["host"]), int(port) if port else None),
             username=data.get("login") or None,
             password=data.get("password") or None,
-            source=source,
         )
     try:
         parts = urlsplit(text)
@@ -79,7 +78,6 @@ def parse_connection_uri(uri: str, source: str = "connection") -> ApiSettings:
         url=_base_url(scheme, parts.hostname, port),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
-        source=source,
     )
 
 
@@ -113,7 +111,7 @@ def api_settings(
         or env.get("BACKFILL_API_PASSWORD")
         or next((c.password for c in same_url if c.password), None)
     )
-    return ApiSettings(url=chosen.url, username=user, password=secret, source=chosen.source)
+    return ApiSettings(url=chosen.url, username=user, password=secret)
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -200,7 +200,6 @@ def _parse_json(value: Any) -> Any:
 def follow(
     api: ControllerApi,
     run_id: str,
-    conf: Mapping[str, Any],
     poll_interval: float,
     *,
     out: TextIO,

@@ -230,7 +230,7 @@ def test_follow_polls_the_backfill_until_its_run_ends_then_prints_the_report():
     )
     out, err = io.StringIO(), io.StringIO()
 
-    assert follow(api, "manual__1", {"dag_id": "sales"}, 0, out=out, err=err) == EXIT_SUCCESS
+    assert follow(api, "manual__1", 0, out=out, err=err) == EXIT_SUCCESS
 
     assert api.polled == ["manual__1"] * 3
     assert api.xcoms == [(CONTROLLER_DAG_ID, "manual__1", "report", "return_value")]
@@ -242,8 +242,8 @@ def test_follow_fails_when_the_report_says_so_or_is_missing():
     ended = [backfill("failed", "failed", dates=1, acting=1, failed=1)]
     out, err = io.StringIO(), io.StringIO()
 
-    failed = follow(FakeApi(ended, {**REPORT, "success": False}), "m", {}, 0, out=out, err=err)
-    missing = follow(FakeApi(ended, None), "m", {}, 0, out=out, err=err)
+    failed = follow(FakeApi(ended, {**REPORT, "success": False}), "m", 0, out=out, err=err)
+    missing = follow(FakeApi(ended, None), "m", 0, out=out, err=err)
 
     assert failed == missing == EXIT_FAILED
     assert "ended failed without a report" in err.getvalue()
