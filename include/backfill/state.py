@@ -322,6 +322,11 @@ class Counts:
     def finished(self) -> int:
         return self.succeeded + self.failed + self.cancelled
 
+    @property
+    def in_flight(self) -> int:
+        """Dates whose run is queued or running."""
+        return self.queued + self.running
+
     def to_dict(self) -> dict[str, int]:
         return {**self.__dict__, "finished": self.finished}
 
@@ -384,7 +389,7 @@ def phase(
     if controller_state == RunState.SUCCESS:
         return Phase.PLANNED if dry_run else Phase.SUCCEEDED
     if reported is False and planned and not dry_run:
-        return Phase.CANCELLING if counts.queued + counts.running else Phase.CANCELLED
+        return Phase.CANCELLING if counts.in_flight else Phase.CANCELLED
     return Phase.FAILED
 
 

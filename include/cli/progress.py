@@ -22,27 +22,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a controller run is. Counts are dates; ``to_run`` dates are triggered or cleared."""
+    """Where a controller run is: its phase as the progress line names it, and its dates counted
+    as :func:`include.backfill.state.count` counts them (the Backfills page and the report show the
+    same counts)."""
 
     phase: str  # queued | planning | running | cancelling | dry run | finished
-    dates: int = 0
-    to_run: int = 0
-    done: int = 0
-    failed: int = 0
-    running: int = 0
-    cancelled: int = 0
-    skipped: int = 0
+    counts: Counts = Counts()
     eta: float | None = None
     """Seconds the backfill has left, as estimated (None: no estimate)."""
-
-    @property
-    def finished(self) -> int:
-        return self.done + self.failed + self.cancelled
-
-    @property
-    def waiting(self) -> int:
-        """Dates to run that have not started yet (their chunk waits, or the trigger is on its way)."""
-        return max(0, self.to_run - self.finished - self.running)
 
 
 #: How the progress line names each phase of :class:`include.backfill.state.Phase`.
@@ -51,11 +38,11 @@ _SHOWN_PHASE = {Phase.QUEUED: "queued", Phase.PLANNING: "planning", Phase.PLANNE
 
 def progress_of(backfill: Mapping[str, Any]) -> Progress:
     """Progress from the Backfills page's view of one backfill (``GET .../api/backfills/{run_id}``),
-    the same the page and the report show.
+    the same the page and the report show. Counts a newer server adds are left out.
 
-    >>> tally = {"dates": 3, "acting": 2, "succeeded": 1, "running": 1, "skipped": 1}
+    >>> tally = {"dates": 3, "acting": 2, "succeeded": 1, "running": 1, "skipped": 1, "finished": 1}
     >>> progress_of({"phase": "running", "progress": {"tally": tally}})  # doctest: +ELLIPSIS
-    Progress(phase='running', dates=3, to_run=2, done=1, failed=0, running=1, cancelled=0, skipped=1, ...)
+    Progress(phase='running', counts=Counts(dates=3, acting=2, pending=0, queued=0, running=1, ...)
     >>> eta = {"end": "2024-01-01T10:12:30+00:00", "remaining_seconds": 750.0, "basis": "finished_runs"}
     >>> progress_of({"phase": "running", "progress": {"tally": tally}, "eta": eta}).eta
     750.0
@@ -64,23 +51,13 @@ def progress_of(backfill: Mapping[str, Any]) -> Progress:
         shown = Phase(backfill.get("phase") or Phase.QUEUED)
     except ValueError:  # a phase a newer server knows
         shown = Phase.RUNNING
-    fields = Counts.__dataclass_fields__
-    tally = Counts(
-        **{k: v for k, v in ((backfill.get("progress") or {}).get("tally") or {}).items() if k in fields}
-    )
     phase = _SHOWN_PHASE.get(shown) or (
         shown.value if shown in (Phase.RUNNING, Phase.CANCELLING) else "finished"
     )
     eta = (backfill.get("eta") or {}).get("remaining_seconds")
     return Progress(
         phase,
-        dates=tally.dates,
-        to_run=tally.acting,
-        done=tally.succeeded,
-        failed=tally.failed,
-        running=tally.queued + tally.running,
-        cancelled=tally.cancelled,
-        skipped=tally.skipped,
+        Counts.from_dict((backfill.get("progress") or {}).get("tally") or {}),
         eta=float(eta) if isinstance(eta, int | float) else None,
     )
 
@@ -99,34 +76,38 @@ def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
     """One line of progress: a bar of finished dates, then done / failed / running / waiting, the
     estimated time left when there is one, and the time so far.
 
-    >>> format_progress(Progress("running", dates=5, to_run=4, done=1, failed=1, running=2, skipped=1), 42, 8)
+    Dates to run (``acting``) are done (succeeded), failed, cancelled, running (their run is
+    queued or running) or waiting (``pending``: their chunk waits, or the trigger is on its way).
+
+    >>> counts = Counts(dates=5, acting=4, succeeded=1, failed=1, running=2, skipped=1)
+    >>> format_progress(Progress("running", counts), 42, 8)
     '[####----]  2/4 dates  done 1  failed 1  running 2  waiting 0  skipped 1  0:00:42'
-    >>> format_progress(Progress("running", dates=4, to_run=4, done=1, running=2, eta=750.4), 42, 8)
+    >>> counts = Counts(dates=4, acting=4, succeeded=1, queued=1, running=1, pending=1)
+    >>> format_progress(Progress("running", counts, eta=750.4), 42, 8)
     '[##------]  1/4 dates  done 1  failed 0  running 2  waiting 1  ETA 0:12:30  0:00:42'
     """
     clock = format_elapsed(elapsed)
+    counts = progress.counts
     if progress.phase in ("queued", "planning"):
         return f"{progress.phase}...  {clock}"
-    if progress.phase == "dry run" or (
-        progress.phase == "finished" and progress.to_run == 0 and progress.dates
-    ):
+    if progress.phase == "dry run" or (progress.phase == "finished" and counts.acting == 0 and counts.dates):
         what = "dry run" if progress.phase == "dry run" else "nothing to run"
-        return f"{what}: {progress.dates} dates planned, {progress.skipped} skipped  {clock}"
-    if progress.phase == "finished" and not progress.dates and not progress.to_run:
+        return f"{what}: {counts.dates} dates planned, {counts.skipped} skipped  {clock}"
+    if progress.phase == "finished" and not counts.dates and not counts.acting:
         return f"finished without a plan  {clock}"
-    filled = round(width * progress.finished / progress.to_run) if progress.to_run else width
+    filled = round(width * counts.finished / counts.acting) if counts.acting else width
     parts = [
         f"[{'#' * filled}{'-' * (width - filled)}]",
-        f"{progress.finished}/{progress.to_run} dates",
-        f"done {progress.done}",
-        f"failed {progress.failed}",
-        f"running {progress.running}",
-        f"waiting {progress.waiting}",
+        f"{counts.finished}/{counts.acting} dates",
+        f"done {counts.succeeded}",
+        f"failed {counts.failed}",
+        f"running {counts.in_flight}",
+        f"waiting {counts.pending}",
     ]
-    if progress.cancelled:
-        parts.append(f"cancelled {progress.cancelled}")
-    if progress.skipped:
-        parts.append(f"skipped {progress.skipped}")
+    if counts.cancelled:
+        parts.append(f"cancelled {counts.cancelled}")
+    if counts.skipped:
+        parts.append(f"skipped {counts.skipped}")
     if progress.eta is not None:
         parts.append(f"ETA {format_elapsed(progress.eta)}")
     parts.append(clock)

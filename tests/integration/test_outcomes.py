@@ -47,4 +47,4 @@ def test_a_date_another_run_takes_after_planning_is_adopted_and_named(airflow):
     page = views_agree(airflow, run_id, report)
     assert page["phase"] == "succeeded"
     cli = progress_of(page)
-    assert (cli.phase, cli.done, cli.failed, cli.to_run) == ("finished", 6, 0, 6)
+    assert (cli.phase, cli.counts.succeeded, cli.counts.failed, cli.counts.acting) == ("finished", 6, 0, 6)

@@ -27,59 +27,59 @@ PROGRESS = {
     "planning": (backfill("planning"), Progress("planning")),
     "planned, nothing started yet": (
         backfill("running", dates=3, acting=2, pending=2, skipped=1),
-        Progress("running", dates=3, to_run=2, skipped=1),
+        Progress("running", Counts(dates=3, acting=2, pending=2, skipped=1)),
     ),
     "queued and running runs are running dates": (
         backfill("running", dates=4, acting=4, queued=1, running=1, succeeded=1, pending=1),
-        Progress("running", dates=4, to_run=4, done=1, running=2),
+        Progress("running", Counts(dates=4, acting=4, queued=1, running=1, succeeded=1, pending=1)),
     ),
     "done, failed (trigger failed included), cancelled": (
         backfill("running", dates=4, acting=4, succeeded=1, failed=2, cancelled=1),
-        Progress("running", dates=4, to_run=4, done=1, failed=2, cancelled=1),
+        Progress("running", Counts(dates=4, acting=4, succeeded=1, failed=2, cancelled=1)),
     ),
     "cancelling: runs still finishing": (
         backfill("cancelling", "failed", dates=3, acting=3, running=1, cancelled=2),
-        Progress("cancelling", dates=3, to_run=3, running=1, cancelled=2),
+        Progress("cancelling", Counts(dates=3, acting=3, running=1, cancelled=2)),
     ),
     "cancelled": (
         backfill("cancelled", "failed", dates=3, acting=3, succeeded=1, cancelled=2),
-        Progress("finished", dates=3, to_run=3, done=1, cancelled=2),
+        Progress("finished", Counts(dates=3, acting=3, succeeded=1, cancelled=2)),
     ),
     "succeeded": (
         backfill("succeeded", "success", dates=3, acting=2, succeeded=2, skipped=1),
-        Progress("finished", dates=3, to_run=2, done=2, skipped=1),
+        Progress("finished", Counts(dates=3, acting=2, succeeded=2, skipped=1)),
     ),
     "failed": (
         backfill("failed", "failed", dates=2, acting=2, succeeded=1, failed=1),
-        Progress("finished", dates=2, to_run=2, done=1, failed=1),
+        Progress("finished", Counts(dates=2, acting=2, succeeded=1, failed=1)),
     ),
     "dry run, finished": (
         backfill("planned", "success", dates=2, planned=1, skipped=1),
-        Progress("dry run", dates=2, skipped=1),
+        Progress("dry run", Counts(dates=2, planned=1, skipped=1)),
     ),
     "nothing to run: every date skipped": (
         backfill("succeeded", "success", dates=2, skipped=2),
-        Progress("finished", dates=2, skipped=2),
+        Progress("finished", Counts(dates=2, skipped=2)),
     ),
     "finished before planning (refused)": (backfill("failed", "failed"), Progress("finished")),
     "a tally from a newer server: unknown counts ignored": (
         {"phase": "running", "progress": {"tally": {"dates": 1, "acting": 1, "running": 1, "paused": 3}}},
-        Progress("running", dates=1, to_run=1, running=1),
+        Progress("running", Counts(dates=1, acting=1, running=1)),
     ),
     "an estimated end": (
         {
             **backfill("running", dates=2, acting=2, running=1, pending=1),
             "eta": {"end": "2026-01-01T08:12:30+00:00", "remaining_seconds": 750, "basis": "finished_runs"},
         },
-        Progress("running", dates=2, to_run=2, running=1, eta=750.0),
+        Progress("running", Counts(dates=2, acting=2, running=1, pending=1), eta=750.0),
     ),
     "no estimate": (
         {**backfill("running", dates=2, acting=2, pending=2), "eta": None},
-        Progress("running", dates=2, to_run=2),
+        Progress("running", Counts(dates=2, acting=2, pending=2)),
     ),
     "an estimate without its time left": (
         {**backfill("running", dates=1, acting=1, pending=1), "eta": {"remaining_seconds": None}},
-        Progress("running", dates=1, to_run=1),
+        Progress("running", Counts(dates=1, acting=1, pending=1)),
     ),
 }
 
@@ -98,22 +98,31 @@ def test_every_phase_reads_as_a_progress_line():
 
 LINES = {
     "bar": (
-        Progress("running", dates=12, to_run=10, done=4, failed=1, running=3, skipped=2),
+        Progress(
+            "running", Counts(dates=12, acting=10, succeeded=4, failed=1, running=3, pending=2, skipped=2)
+        ),
         "[##########----------]  5/10 dates  done 4  failed 1  running 3  waiting 2  skipped 2  0:01:05",
     ),
     "cancelled shown when any": (
-        Progress("finished", dates=4, to_run=4, done=1, failed=1, cancelled=2),
+        Progress("finished", Counts(dates=4, acting=4, succeeded=1, failed=1, cancelled=2)),
         "[####################]  4/4 dates  done 1  failed 1  running 0  waiting 0  cancelled 2  0:01:05",
     ),
     "estimated time left": (
-        Progress("running", dates=10, to_run=10, done=4, running=2, eta=3725.9),
+        Progress("running", Counts(dates=10, acting=10, succeeded=4, running=2, pending=4), eta=3725.9),
         "[########------------]  4/10 dates  done 4  failed 0  running 2  waiting 4  ETA 1:02:05  0:01:05",
+    ),
+    "queued and running runs are running dates": (
+        Progress("running", Counts(dates=3, acting=3, queued=1, running=1, pending=1)),
+        "[--------------------]  0/3 dates  done 0  failed 0  running 2  waiting 1  0:01:05",
     ),
     "planning": (Progress("planning"), "planning...  0:01:05"),
     "finished without a plan (refused)": (Progress("finished"), "finished without a plan  0:01:05"),
-    "dry run": (Progress("dry run", dates=3, skipped=1), "dry run: 3 dates planned, 1 skipped  0:01:05"),
+    "dry run": (
+        Progress("dry run", Counts(dates=3, planned=2, skipped=1)),
+        "dry run: 3 dates planned, 1 skipped  0:01:05",
+    ),
     "nothing to run": (
-        Progress("finished", dates=3, skipped=3),
+        Progress("finished", Counts(dates=3, skipped=3)),
         "nothing to run: 3 dates planned, 3 skipped  0:01:05",
     ),
 }
@@ -136,7 +145,7 @@ class Clock:
 def test_off_a_terminal_lines_are_printed_on_change_at_most_every_few_seconds():
     stream, clock = io.StringIO(), Clock()
     printer = ProgressPrinter(stream, tty=False, every=5, heartbeat=60, clock=clock)
-    one, two, three = (Progress("running", to_run=3, done=n) for n in (1, 2, 3))
+    one, two, three = (Progress("running", Counts(acting=3, succeeded=n, pending=3 - n)) for n in (1, 2, 3))
     printer.show(one, 0)  # first: printed
     clock.now = 2
     printer.show(two, 2)  # changed, but too soon
@@ -158,7 +167,7 @@ def test_off_a_terminal_a_new_estimate_alone_prints_no_line():
     printer = ProgressPrinter(stream, tty=False, every=5, heartbeat=60, clock=clock)
     for second, eta in ((0, 300.0), (10, 290.0), (20, 275.0)):
         clock.now = second
-        printer.show(Progress("running", to_run=3, done=1, running=2, eta=eta), second)
+        printer.show(Progress("running", Counts(acting=3, succeeded=1, running=2), eta=eta), second)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and "ETA 0:05:00" in lines[0]
 
@@ -166,18 +175,18 @@ def test_off_a_terminal_a_new_estimate_alone_prints_no_line():
 def test_off_a_terminal_the_end_is_not_repeated_when_only_the_clock_moved():
     stream, clock = io.StringIO(), Clock()
     printer = ProgressPrinter(stream, tty=False, clock=clock)
-    printer.show(Progress("running", dates=2, to_run=2, done=2), 20)
+    printer.show(Progress("running", Counts(dates=2, acting=2, succeeded=2)), 20)
     clock.now = 3
-    printer.close(Progress("finished", dates=2, to_run=2, done=2), 23)
+    printer.close(Progress("finished", Counts(dates=2, acting=2, succeeded=2)), 23)
     assert len(stream.getvalue().splitlines()) == 1
 
 
 def test_on_a_terminal_the_line_is_redrawn_in_place():
     stream = io.StringIO()
     printer = ProgressPrinter(stream, tty=True, columns=40, clock=Clock())
-    printer.show(Progress("running", to_run=1, running=1), 2)
+    printer.show(Progress("running", Counts(acting=1, running=1)), 2)
     printer.show(Progress("planning"), 1)
-    printer.close(Progress("finished", to_run=1, done=1), 3)
+    printer.close(Progress("finished", Counts(acting=1, succeeded=1)), 3)
     first, second, last = stream.getvalue().split("\r")[1:]
     assert len(first) == 39  # cut to the terminal's width, so \r returns to its start
     assert second.startswith("planning...") and len(second) == 39  # padded over the longer line
