@@ -1,7 +1,8 @@
 """Large backfills in segments: no mapped task past ``[core] max_map_length``, no XCom past 1 MB.
 
-A controller run maps one task instance per date, and Airflow refuses to map more than
-``max_map_length`` (1024) of them. So the dates of a request are cut into *segments* of at most
+A controller run maps one ``trigger`` task instance per chunk of dates, a chunk may be one date
+(``chunk_size`` 1), and Airflow refuses to map more than ``max_map_length`` (1024) task
+instances; a plan of every date in one XCom would also pass 1 MB. So the dates of a request are cut into *segments* of at most
 ``segment_size`` dates (1000 by default). The run that received the request (the *head*) plans
 every date, runs segment 0 itself, then triggers one *continuation* run per further segment, one
 after another, each running exactly its segment's plan. The head waits for them and its
