@@ -28,5 +28,5 @@ the request contract, a backfill's state, the report's table) and is not part of
 Everything except the ``run_*`` functions, :func:`include.cli.progress.follow` and ``main`` is
 pure (argument parsing, the conf, connection settings, progress arithmetic and formatting) and
 imports neither Airflow nor an HTTP library, so the command starts in a fraction of a second and
-the parts are unit-tested without a server. The HTTP calls live in :mod:`include.backfill.client`.
+the parts are unit-tested without a server. The HTTP calls live in :mod:`include.client.controller_api`.
 """

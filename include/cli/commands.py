@@ -45,7 +45,7 @@ from include.cli.progress import follow
 from include.cli.views import format_controlled, format_list, format_status, list_footer
 
 if TYPE_CHECKING:
-    from include.backfill.client import ControllerApi
+    from include.client.controller_api import ControllerApi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,7 +93,7 @@ def _start(
     err: TextIO,
 ) -> int:
     """Log in, then print the dry run's plan, or start the backfill and follow it (unless --no-wait)."""
-    from include.backfill.client import ApiError, RequestRefused
+    from include.client.rest import ApiError, RequestRefused
 
     run_id: str | None = None
     try:
@@ -150,7 +150,7 @@ def _ask(
         return EXIT_USAGE
     api, password = client
 
-    from include.backfill.client import ApiError
+    from include.client.rest import ApiError
 
     logged_in = False
     try:

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 from include.cli.common import UsageError
 
 if TYPE_CHECKING:
-    from include.backfill.client import ControllerApi
+    from include.client.controller_api import ControllerApi
 
 DEFAULT_API_URL = "http://localhost:8080"
 
@@ -149,7 +149,7 @@ def client_for(
         password = getpass.getpass(f"Password for {settings.username} at {settings.url}: ")
 
     # Imported here: `backfill --help` and command-line errors need no HTTP library.
-    from include.backfill.client import ControllerApi
+    from include.client.controller_api import ControllerApi
 
     secret = password
     log = (lambda line: print(redact(line, secret), file=err)) if verbose else None

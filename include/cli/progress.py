@@ -17,7 +17,7 @@ from include.backfill.state import Counts, Phase
 from include.cli.common import CONTROLLER_DAG_ID, EXIT_FAILED, EXIT_SUCCESS
 
 if TYPE_CHECKING:
-    from include.backfill.client import ControllerApi
+    from include.client.controller_api import ControllerApi
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def follow(
     Each poll costs one call: the backfill as the Backfills page shows it (its phase, counts
     and dates, every segment included).
     """
-    from include.backfill.client import ApiError
+    from include.client.rest import ApiError
 
     printer = ProgressPrinter(err, tty=err.isatty())
     began = time.monotonic()

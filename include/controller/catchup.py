@@ -22,7 +22,7 @@ from include.backfill.catchup import (
     read_config,
 )
 from include.backfill.settings import Limits
-from include.controller.api import AirflowApi
+from include.client.airflow_api import AirflowApi
 
 log = logging.getLogger(__name__)
 

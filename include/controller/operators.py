@@ -451,7 +451,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         return run_id
 
     def _clear_tasks(self, run_id: str) -> str | None:
-        from include.controller.api import ApiError
+        from include.client.rest import ApiError
 
         try:
             cleared = self._rest().clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
@@ -504,7 +504,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
 
     def _rest(self) -> Any:
         if self._api is None:
-            from include.controller.api import AirflowApi
+            from include.client.airflow_api import AirflowApi
 
             self._api = AirflowApi.from_connection()
         return self._api
@@ -556,7 +556,7 @@ class BackfillWaitSensor(BaseSensorOperator):
         waiting = open_run_ids(dates_so_far(context, execution))
         if not waiting:
             return None
-        from include.controller.api import AirflowApi
+        from include.client.airflow_api import AirflowApi
 
         paused_for = AirflowApi.from_connection().paused(context["ti"].run_id)["paused_seconds"]
         execution = with_pauses(execution, paused_for)

@@ -48,7 +48,8 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     Returns the ``trigger`` task's mapped kwargs (one dict per chunk of the dates to act on); the
     rest of the plan goes to XComs named after it.
     """
-    from include.controller.api import AirflowApi, ApiError
+    from include.client.airflow_api import AirflowApi
+    from include.client.rest import ApiError
 
     ti, dag_run = context["ti"], context["dag_run"]
     conf = dict(dag_run.conf or {})
@@ -58,7 +59,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     except ApiError as exc:
         if exc.status not in (403, 404, 409, 422):
             raise
-        message = exc.detail.get("message") if isinstance(exc.detail, dict) else str(exc.detail)
+        message = exc.detail
         ti.xcom_push(key="error", value=message)
         raise AirflowFailException(message) from None
     if answer["status"] == "continuation":  # carry out one segment of the head run's plan
@@ -200,7 +201,8 @@ def _chunk_kwargs(
 def _settle(run_id: str) -> None:
     """Have the api-server keep how the backfill ended, so the list reads no date of it again; the
     list reads its dates live when this fails."""
-    from include.controller.api import AirflowApi, ApiError
+    from include.client.airflow_api import AirflowApi
+    from include.client.rest import ApiError
 
     try:
         AirflowApi.from_connection().settle(run_id)

@@ -15,8 +15,9 @@ per-DAG permissions such as ``("can_edit", "DAG:my_dag")``). Either way ``userna
 an admin whose JWT ``token()`` returns, and ``AIRFLOW_CONN_AIRFLOW_API`` logs in with it.
 
 The parts: ``config`` (settings and environment), ``postgres`` (the PostgreSQL server),
-``celery_executor`` (Redis and the Celery worker), ``services`` (the processes), ``client`` (REST
-helpers), ``users`` (users and roles), ``cli`` (``python -m scripts.local_airflow``).
+``celery_executor`` (Redis and the Celery worker), ``services`` (the processes), ``runs`` (DAGs,
+runs, task states and XComs over the REST API), ``users`` (users and roles), ``cli``
+(``python -m scripts.local_airflow``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from types import TracebackType
 
 import requests
 
+from include.client.rest import RestClient
 from scripts.local_airflow.celery_executor import CELERY_SERVICES
-from scripts.local_airflow.client import FINAL_RUN_STATES, ClientMixin
 from scripts.local_airflow.config import (
     AUTH_MANAGERS,
     BACKENDS,
@@ -45,6 +46,7 @@ from scripts.local_airflow.config import (
     check_choices,
 )
 from scripts.local_airflow.postgres import PostgresServer, find_postgres_bin
+from scripts.local_airflow.runs import FINAL_RUN_STATES, RunsMixin
 from scripts.local_airflow.services import HEALTH_COMPONENTS, MAX_RESTARTS, SERVICES, ServicesMixin
 from scripts.local_airflow.users import ADMIN_ROLE, FAB_API, SIMPLE_ROLES, UsersMixin
 from scripts.local_airflow.util import airflow_executable, free_port
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 
-class LocalAirflow(UsersMixin, ClientMixin, ServicesMixin, ConfigMixin):
+class LocalAirflow(UsersMixin, RunsMixin, ServicesMixin, ConfigMixin):
     """A real Airflow 3 started as four processes with LocalExecutor, for tests and demos.
 
     Use as a context manager, or call ``start()`` and ``stop()``. ``env`` is the full environment
@@ -132,7 +134,7 @@ class LocalAirflow(UsersMixin, ClientMixin, ServicesMixin, ConfigMixin):
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: dict[str, int] = {}
         self._session = requests.Session()
-        self._token: str | None = None
+        self.rest = RestClient(self.url, username, password, attempts=1)
         self._running = False
 
     def start(self, timeout: float = 180) -> LocalAirflow:
@@ -169,7 +171,7 @@ class LocalAirflow(UsersMixin, ClientMixin, ServicesMixin, ConfigMixin):
         self._stop_services(grace)
         if self._pg is not None:
             self._pg.stop()
-        self._token = None
+        self.rest.forget_token()
         self._running = False
         atexit.unregister(self.stop)
 

@@ -7,7 +7,8 @@ Roles, users and tokens come only from ``LocalAirflow``'s helpers (``create_role
 from __future__ import annotations
 
 import pytest
-import requests
+
+from include.client.rest import ApiError
 
 TARGET = "bf_daily"
 OTHER = "bf_chain"
@@ -53,9 +54,9 @@ def test_a_fab_role_on_one_dag_triggers_that_dag_and_is_refused_on_another(reque
 @pytest.mark.backend("postgres")
 def test_fab_refuses_a_wrong_password_and_roles_on_unknown_resources(request, auth_manager_name):
     airflow = _airflow_with(request, auth_manager_name, "fab")
-    with pytest.raises(requests.HTTPError, match="HTTP 401"):
+    with pytest.raises(ApiError, match="HTTP 401"):
         airflow.token_for(airflow.username, airflow.password + "x")
-    with pytest.raises(requests.HTTPError, match="HTTP 400"):
+    with pytest.raises(ApiError, match="HTTP 400"):
         airflow.create_role("typo", [("can_read", "DAG:no_such_dag")])
 
 
@@ -63,7 +64,7 @@ def test_fab_refuses_a_wrong_password_and_roles_on_unknown_resources(request, au
 def test_simple_auth_manager_has_fixed_roles_and_users_fixed_at_start(request, auth_manager_name):
     airflow = _airflow_with(request, auth_manager_name, "simple")
     assert airflow.api("GET", f"/api/v2/dags/{OTHER}", token=airflow.token()).status_code == 200
-    with pytest.raises(requests.HTTPError, match="HTTP 401"):
+    with pytest.raises(ApiError, match="HTTP 401"):
         airflow.token_for(airflow.username, airflow.password + "x")
     with pytest.raises(NotImplementedError):
         airflow.create_role("bf_daily_trigger", ONE_DAG_TRIGGER)

@@ -12,9 +12,10 @@ import json
 from urllib.parse import quote
 
 import pytest
-import requests
 from conftest import NOTIFICATIONS
 from test_controller import run_all, set_failing
+
+from include.client.rest import ApiError
 
 pytestmark = pytest.mark.backend("sqlite")
 
@@ -93,7 +94,7 @@ def test_an_empty_list_tells_nobody(told):
 
 def test_a_request_cannot_name_a_class_only_the_deployments_notifiers(airflow):
     conf = {"dag_id": TARGET, "dates": GOOD[1:], "notify": ["my.module.Evil"]}
-    with pytest.raises(requests.HTTPError) as refused:
+    with pytest.raises(ApiError) as refused:
         airflow.trigger("backfill_controller", conf)
     response = refused.value.response
     assert response.status_code == 400

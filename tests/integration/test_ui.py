@@ -24,6 +24,8 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 import requests
 
+from include.client.rest import ApiError
+
 pytestmark = pytest.mark.backend("sqlite")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +85,7 @@ def _trigger(airflow, conf: dict[str, Any]) -> str:
     for _ in range(10):
         try:
             resp = airflow.api("POST", f"/api/v2/dags/{CONTROLLER}/dagRuns", json=body, timeout=60)
-        except requests.RequestException:
+        except ApiError:  # Airflow did not answer in time
             time.sleep(3)
             continue
         if resp.status_code in (200, 409):  # 409: an earlier attempt did create it
@@ -100,7 +102,7 @@ def _wait(airflow, run_id: str, timeout: float) -> str:
         airflow.check_alive()
         try:
             resp = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", timeout=60)
-        except requests.RequestException:
+        except ApiError:  # Airflow did not answer in time
             resp = None
         if resp is not None and resp.status_code == 200 and resp.json()["state"] in ("success", "failed"):
             return str(resp.json()["state"])

@@ -70,7 +70,7 @@ NOT_PAUSED = {"paused": False, "paused_seconds": 0.0}
 @pytest.fixture(autouse=True)
 def api() -> Iterator[mock.Mock]:
     """The REST client the tasks build from their connection: the backfill is not paused."""
-    with mock.patch("include.controller.api.AirflowApi.from_connection") as build:
+    with mock.patch("include.client.airflow_api.AirflowApi.from_connection") as build:
         build.return_value.paused.return_value = NOT_PAUSED
         yield build.return_value
 

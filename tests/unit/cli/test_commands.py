@@ -77,7 +77,7 @@ def test_status_exits_with_what_the_phase_says(phase):
 
 
 class FakeControllerApi:
-    """Stands in for :class:`include.backfill.client.ControllerApi` in ``run_status``/``run_list``."""
+    """Stands in for :class:`include.client.controller_api.ControllerApi` in ``run_status``/``run_list``."""
 
     answer: Any = None
     calls: list[tuple[str, Any]] = []
@@ -106,7 +106,7 @@ class FakeControllerApi:
 
 @pytest.fixture
 def fake_api(monkeypatch):
-    import include.backfill.client as client
+    import include.client.controller_api as client
 
     monkeypatch.setattr(client, "ControllerApi", FakeControllerApi)
     monkeypatch.setattr(FakeControllerApi, "calls", [])
@@ -130,11 +130,11 @@ def test_backfill_status_prints_the_backfill_and_exits_with_its_phase(fake_api, 
 
 
 def test_backfill_status_of_no_backfill_exits_2_and_unreachable_exits_4(fake_api, capsys):
-    from include.backfill.client import ApiError
+    from include.client.rest import ApiError
 
-    fake_api.answer = ApiError("GET ... -> HTTP 404: no backfill has the run id 'x'", 404)
+    fake_api.answer = ApiError(404, "no backfill has the run id 'x'", call="GET ...")
     assert main(["status", "x"]) == EXIT_USAGE
-    fake_api.answer = ApiError("cannot reach Airflow at http://localhost:8080", transient=True)
+    fake_api.answer = ApiError(None, "cannot reach Airflow at http://localhost:8080")
     assert main(["status", "x"]) == EXIT_STATUS_UNREACHABLE != EXIT_STILL_RUNNING
     err = capsys.readouterr().err
     assert "no backfill has the run id 'x'" in err and "cannot reach Airflow" in err
@@ -167,7 +167,7 @@ def test_backfill_list_refuses_bad_filters_with_exit_2(fake_api, capsys, argv):
 
 
 def test_the_client_lists_backfills_with_the_filters_as_query_parameters():
-    from include.backfill.client import ControllerApi
+    from include.client.controller_api import ControllerApi
 
     class Response:
         status_code = 200
@@ -217,9 +217,10 @@ def test_each_control_is_a_sub_command_that_posts_it(fake_api, capsys, command, 
     ids=["does not fit the phase", "no right", "no such backfill", "unreachable"],
 )
 def test_a_refused_control_says_why_and_exits_with_what_refused_it(fake_api, capsys, status, code):
-    from include.backfill.client import ApiError
+    from include.client.rest import ApiError
 
-    message = "POST ... -> HTTP 409: the backfill is succeeded: only a running backfill can be paused"
-    fake_api.answer = ApiError(message, status, transient=status is None)
+    detail = "the backfill is succeeded: only a running backfill can be paused"
+    fake_api.answer = ApiError(status, detail, call="POST ...")
+    message = f"POST ... -> HTTP {status}: {detail}" if status else f"POST ...: {detail}"
     assert main(["pause", "manual__1"]) == code
     assert message in capsys.readouterr().err

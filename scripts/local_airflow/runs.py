@@ -1,4 +1,5 @@
-"""The REST helpers of a local Airflow: tokens, calls, DAGs, runs, task states and XComs."""
+"""DAGs, runs, task states and XComs of a local Airflow, read and made through its public REST API
+with :class:`include.client.rest.RestClient` (the product's own transport): ``rest``, as the admin."""
 
 from __future__ import annotations
 
@@ -10,23 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from include.client.rest import TRANSIENT_OR_DATABASE_ERROR, RestClient, quote_id, raise_for
+
 FINAL_RUN_STATES = frozenset({"success", "failed"})
 
 
-def raise_for(resp: requests.Response, what: str) -> None:
-    """Raise HTTPError naming ``what`` and quoting the answer if ``resp`` is a 4xx/5xx."""
-    if resp.status_code >= 400:
-        raise requests.HTTPError(f"{what} -> HTTP {resp.status_code}: {resp.text[:2000]}", response=resp)
+class RunsMixin:
+    """Calls the public REST API of the instance at ``url`` as its admin (or with a given token).
 
-
-class ClientMixin:
-    """Calls the public REST API of the instance at ``url`` as its admin (or with a given token)."""
+    Calls are not retried unless they say so: the tests read Airflow's answers as they come. Errors
+    are :class:`include.client.rest.ApiError`."""
 
     url: str
-    username: str
-    password: str
-    _session: requests.Session
-    _token: str | None
+    rest: RestClient
     _running: bool
 
     if TYPE_CHECKING:  # from ServicesMixin
@@ -37,32 +34,20 @@ class ClientMixin:
 
     def token_for(self, username: str, password: str) -> str:
         """A JWT of the public REST API for this user (POST /auth/token; both auth managers take a
-        JSON body with username and password). Raises HTTPError if the login is refused."""
-        resp = self._session.post(
-            f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30
-        )
-        raise_for(resp, f"log in as {username!r}")
-        return str(resp.json()["access_token"])
+        JSON body with username and password). Raises ApiError if the login is refused."""
+        return self.rest.token_for(username, password)
 
     def token(self, refresh: bool = False) -> str:
-        """A JWT for the public REST API (POST /auth/token with the admin credentials)."""
-        if self._token is None or refresh:
-            self._token = self.token_for(self.username, self.password)
-        return self._token
+        """The admin's JWT for the public REST API."""
+        return self.rest.token(refresh)
 
     def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
         """Call the REST API with a bearer token: ``token`` if given (e.g. from ``token_for``), else
-        the admin's (renewed once on HTTP 401); ``path`` like "/api/v2/dags". Does not raise on errors."""
-        kwargs.setdefault("timeout", 30)
+        the admin's (renewed once on HTTP 401); ``path`` like "/api/v2/dags", ids quoted. Airflow's
+        answer whatever its status; ``retry_on``/``attempts`` as :meth:`RestClient.request`."""
         if self._running:
             self.check_alive()  # every call also supervises: a dead service is restarted at once
-        headers = dict(kwargs.pop("headers", None) or {})
-        for attempt in range(1 if token else 2):
-            headers["Authorization"] = f"Bearer {token or self.token(refresh=attempt > 0)}"
-            resp = self._session.request(method, f"{self.url}{path}", headers=headers, **kwargs)
-            if resp.status_code != 401:
-                break
-        return resp
+        return self.rest.request(method, path, token=token, **kwargs)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.api(method, path, **kwargs)
@@ -84,7 +69,7 @@ class ClientMixin:
         while pending:
             self.check_alive()
             for dag_id in sorted(pending):
-                resp = self.api("GET", f"/api/v2/dags/{dag_id}")
+                resp = self.api("GET", f"/api/v2/dags/{quote_id(dag_id)}")
                 if resp.status_code == 200:
                     dag = resp.json()
                     if not dag.get("has_import_errors") and not dag.get("is_stale"):
@@ -104,7 +89,7 @@ class ClientMixin:
             time.sleep(2)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
-        """Trigger a manual run (logical_date null) and return its run_id. Raises HTTPError on 4xx/5xx."""
+        """Trigger a manual run (logical_date null) and return its run_id. Raises ApiError on 4xx/5xx."""
         resp = self.post_run(dag_id, conf or {}, run_id)
         raise_for(resp, f"trigger {dag_id}")
         return str(resp.json()["dag_run_id"])
@@ -120,12 +105,10 @@ class ClientMixin:
         body: dict[str, Any] = {"logical_date": None, "conf": conf}
         if run_id:
             body["dag_run_id"] = run_id
-        for _ in range(5):
-            resp = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body, token=token)
-            if resp.status_code not in (500, 503):
-                break
-            time.sleep(3)
-        return resp
+        path = f"/api/v2/dags/{quote_id(dag_id)}/dagRuns"
+        return self.api(
+            "POST", path, json=body, token=token, retry_on=TRANSIENT_OR_DATABASE_ERROR, attempts=5
+        )
 
     def dag_runs(self, dag_id: str, first_day: str, last_day: str, **params: Any) -> list[dict[str, Any]]:
         """Every run of ``dag_id`` with a logical date on ``first_day`` .. ``last_day`` (YYYY-MM-DD,
@@ -135,7 +118,7 @@ class ClientMixin:
         while True:
             page = self._json(
                 "GET",
-                f"/api/v2/dags/{dag_id}/dagRuns",
+                f"/api/v2/dags/{quote_id(dag_id)}/dagRuns",
                 params={**window, **params, "limit": 100, "offset": len(runs)},
             )
             runs += page["dag_runs"]
@@ -143,12 +126,14 @@ class ClientMixin:
                 return runs
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        return str(self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
+        return str(self._json("GET", f"/api/v2/dags/{quote_id(dag_id)}/dagRuns/{quote_id(run_id)}")["state"])
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """{task_id or task_id[map_index]: state} for one run."""
         data = self._json(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+            "GET",
+            f"/api/v2/dags/{quote_id(dag_id)}/dagRuns/{quote_id(run_id)}/taskInstances",
+            params={"limit": 100},
         )
         states: dict[str, str | None] = {}
         for ti in data["task_instances"]:
@@ -171,16 +156,16 @@ class ClientMixin:
             self.check_alive()
             time.sleep(1)
 
+    def _xcom_entries(self, dag_id: str, run_id: str, task_id: str) -> str:
+        run = f"/api/v2/dags/{quote_id(dag_id)}/dagRuns/{quote_id(run_id)}"
+        return f"{run}/taskInstances/{quote_id(task_id)}/xcomEntries"
+
     def xcom(
         self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
     ) -> Any:
-        """The XCom value as JSON data (raises HTTPError 404 if there is none)."""
-        data = self._json(
-            "GET",
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-            params={"map_index": map_index},
-        )
-        value = data["value"]
+        """The XCom value as JSON data (raises ApiError 404 if there is none)."""
+        path = f"{self._xcom_entries(dag_id, run_id, task_id)}/{quote_id(key)}"
+        value = self._json("GET", path, params={"map_index": map_index})["value"]
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
                 return json.loads(value)
@@ -190,12 +175,8 @@ class ClientMixin:
         """``{task_id.key: bytes of its JSON value}`` for every XCom of these tasks of one run."""
         sizes = {}
         for task_id in task_ids:
-            entries = self._json(
-                "GET",
-                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries",
-                params={"limit": 100},
-            )["xcom_entries"]
-            for entry in entries:
+            path = self._xcom_entries(dag_id, run_id, task_id)
+            for entry in self._json("GET", path, params={"limit": 100})["xcom_entries"]:
                 value = self.xcom(dag_id, run_id, task_id, key=entry["key"])
                 sizes[f"{task_id}.{entry['key']}"] = len(json.dumps(value))
         return sizes
