@@ -2,10 +2,11 @@
 
 A controller run maps one ``trigger`` task instance per chunk of dates, a chunk may be one date
 (``chunk_size`` 1), and Airflow refuses to map more than ``max_map_length`` (1024) task
-instances; a plan of every date in one XCom would also pass 1 MB. So the dates of a request are cut into *segments* of at most
-``segment_size`` dates (1000 by default). The run that received the request (the *head*) plans
-every date, runs segment 0 itself, then triggers one *continuation* run per further segment, one
-after another, each running exactly its segment's plan. The head waits for them and its
+instances; a plan of every date in one XCom would also pass 1 MB. So the dates of a request are
+cut into *segments* of at most ``segment_size`` dates (1000 by default). The run that received
+the request (the *head*) plans every date, runs segment 0 itself, then triggers one
+*continuation* run per further segment, one after another, each running exactly its segment's
+plan. The head waits for them and its
 ``report`` merges their results: one place for progress, one final result.
 
 Worked example: 2,500 dates, ``segment_size=1000``: the head runs dates 0-999, then continuation
