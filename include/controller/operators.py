@@ -75,6 +75,9 @@ NO_ROOM = "the window never had room for the next date"
 PREVIOUS_CHUNK = "the chunk before it never finished"
 #: Seconds between looks at whether a paused backfill has been resumed (the task waits deferred).
 PAUSE_LOOK = 5.0
+#: Seconds one look at whether the backfill is paused holds while a chunk starts its dates: a
+#: burst of dates asks once, and a pause stops the chunk within about this long.
+PAUSED_HOLDS = 1.0
 
 
 def _min_deferral() -> float:
@@ -210,6 +213,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.may_clear = False
         self.events: dict[str, Event] = {}
         self._api: Any = None
+        self._paused_seen: tuple[float, bool] | None = None  # (when, paused): :meth:`_paused_now`
 
     def execute(self, context: Any) -> None:
         execution = self._execution(context)
@@ -254,6 +258,13 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     def _paused(self, context: Any) -> dict[str, Any]:
         """Whether a user paused the backfill, and for how long it has been paused in all."""
         return dict(self._rest().paused(context["ti"].run_id))
+
+    def _paused_now(self, context: Any) -> bool:
+        """Whether the backfill is paused, as last seen at most :data:`PAUSED_HOLDS` seconds ago."""
+        now = time.monotonic()
+        if self._paused_seen is None or now - self._paused_seen[0] >= PAUSED_HOLDS:
+            self._paused_seen = (now, bool(self._paused(context)["paused"]))
+        return self._paused_seen[1]
 
     def _wait_for_previous_chunk(self, context: Any, execution: Execution) -> None:
         """Start only once the chunk before has finished: a chunk waiting for its retry frees its
@@ -309,7 +320,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
                         context, execution, window, lambda: room(window.count(), feed.window) > 0, NO_ROOM
                     )
                     open_runs = window.count()
-                if self._paused(context)["paused"]:
+                if self._paused_now(context):
                     self._wait_paused(context, index)
                 carrier = self._act(context, self.dates[index], retry)
                 if carrier is not None:

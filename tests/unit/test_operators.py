@@ -9,6 +9,7 @@ every test runs in milliseconds, without an Airflow.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from include.backfill.plan import Execution, Feeding
 from include.backfill.state import ChunkRecord, Event, EventKind
 from include.controller.operators import (
     NO_ROOM,
+    PAUSED_HOLDS,
     PREVIOUS_CHUNK_LOOK,
     BackfillPlanOperator,
     BackfillTriggerOperator,
@@ -511,8 +513,10 @@ def test_a_paused_backfill_starts_no_further_date_and_waits_deferred(api):
     operator, ctx = feeder(n=3), context({"dag_id": "sales"})
     operator.events = {"r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN)}
     api.paused.side_effect = [NOT_PAUSED, {"paused": True, "paused_seconds": 0.0}]
+    clock = itertools.count(0.0, PAUSED_HOLDS)  # one look a date: each look is as old as it may be
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
+        mock.patch("include.controller.operators.time.monotonic", side_effect=lambda: next(clock)),
         pytest.raises(TaskDeferred) as deferred,
     ):
         operator._feed(ctx, feeding_execution(deferred=False, window=4, total=3), 0, FakeWindow([0]))
@@ -525,6 +529,13 @@ def test_a_paused_backfill_starts_no_further_date_and_waits_deferred(api):
         "events": {"r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN).to_dict()},
     }
     assert pushed_records(ctx)[-1] == ChunkRecord(0, 1, dict(operator.events)).to_dict()
+
+
+def test_a_burst_of_dates_asks_once_whether_the_backfill_is_paused(api):
+    operator, ctx = feeder(n=3), context({"dag_id": "sales"})
+    with mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act:
+        operator._feed(ctx, feeding_execution(deferred=False, window=4, total=3), 0, FakeWindow([0]))
+    assert act.call_count == 3 and api.paused.call_count == 1
 
 
 def test_a_resumed_chunk_goes_on_where_it_stopped_counting_what_it_started(api):
