@@ -1,4 +1,4 @@
-"""The calls the ``backfill`` command makes (:mod:`include.backfill.cli`): the controller's front
+"""The calls the ``backfill`` command makes (:mod:`include.cli`): the controller's front
 door, its backfills and controls, and Airflow's runs, task instances and XComs to follow a run.
 
 The login is tried once, so the command says at once when Airflow cannot be reached; every other
