@@ -9,15 +9,12 @@ that target and phase, in order, with a ``total`` that counts them. No server.
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from airflow.models import import_all_models
-from sqlalchemy import Table, create_engine, insert, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,20 +22,9 @@ from include.backfill.controls import Applied, Control
 from include.backfill.state import Phase
 from include.controller import ledger
 from include.controller.ui import CONTROLLER_DAG_ID, list_backfills, target_is
-
-import_all_models()
-
-from airflow.models.base import Base  # noqa: E402  (after every model is imported)
-from airflow.models.dagrun import DagRun  # noqa: E402
-from airflow.models.taskinstance import TaskInstance  # noqa: E402
-from airflow.models.xcom import XComModel  # noqa: E402
+from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, database
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
-#: These tests write XCom rows directly; from Airflow 3.4 XComModel is a read-only view over its
-#: stores (its ``__table__`` a subquery), so they run on 3.3 only (the live suite covers 3.4).
-WRITES_XCOM_ROWS = pytest.mark.skipif(
-    not isinstance(XComModel.__table__, Table), reason="XComModel is a read-only view in this Airflow"
-)
 
 
 def test_the_target_filter_is_sql_on_the_conf_for_sqlite_and_postgresql():
@@ -49,61 +35,8 @@ def test_the_target_filter_is_sql_on_the_conf_for_sqlite_and_postgresql():
     assert "dag_run.conf ->> 'dag_id'" in pg and "= 'sales'" in pg
 
 
-class Metadata:
+class Metadata(Rows):
     """Controller runs, their ``plan`` XComs and task instances, and the target runs, by hand."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.ids = itertools.count(1)
-
-    def run(self, dag_id: str, run_id: str, state: str, conf: dict[str, Any] | None = None) -> int:
-        pk = next(self.ids)
-        self.session.execute(
-            insert(DagRun.__table__).values(
-                id=pk,
-                dag_id=dag_id,
-                run_id=run_id,
-                run_type="manual",
-                state=state,
-                conf=conf,
-                clear_number=0,
-                run_after=NOW,
-                logical_date=None,
-                data_interval_end=None,
-            )
-        )
-        return pk
-
-    def xcom(self, pk: int, run_id: str, key: str, value: Any) -> None:
-        self.session.execute(
-            insert(XComModel.__table__).values(
-                dag_run_id=pk,
-                task_id="plan",
-                map_index=-1,
-                key=key,
-                dag_id=CONTROLLER_DAG_ID,
-                run_id=run_id,
-                value=value,
-                timestamp=NOW,
-            )
-        )
-
-    def task(self, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
-        self.session.execute(
-            insert(TaskInstance.__table__).values(
-                id=uuid.uuid4(),
-                task_id=task_id,
-                dag_id=CONTROLLER_DAG_ID,
-                run_id=run_id,
-                map_index=map_index,
-                state=state,
-                pool="default_pool",
-                pool_slots=1,
-                try_number=1,
-                max_tries=0,
-                priority_weight=1,
-            )
-        )
 
     def backfill(
         self,
@@ -118,7 +51,7 @@ class Metadata:
     ) -> None:
         """A one-date backfill; ``target_state``: that of the run it triggered (None: no run)."""
         conf = {"dag_id": target, "dates": ["2024-01-01"], **({"dry_run": True} if dry_run else {})}
-        pk = self.run(CONTROLLER_DAG_ID, run_id, state, conf)
+        pk = self.run(CONTROLLER_DAG_ID, run_id, state, conf=conf)
         if planned:
             target_run = f"backfill__{run_id}"
             plan = {"logical_date": "2024-01-01T00:00:00+00:00", "run_id": target_run, "action": "triggered"}
@@ -134,10 +67,8 @@ class Metadata:
 
 @pytest.fixture(scope="module")
 def session() -> Iterator[Session]:
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        db = Metadata(session)
+    with Session(database()) as session:
+        db = Metadata(session, NOW)
         db.backfill("r01", "sales", "queued", planned=False)
         db.backfill("r02", "sales", "running", planned=False)
         db.backfill("r03", "sales", "running", target_state="running")
@@ -153,7 +84,7 @@ def session() -> Iterator[Session]:
         ledger.add(session, "r12", Applied(Control.PAUSE, "ann", NOW))  # paused
         ledger.add(session, "r03", Applied(Control.PAUSE, "ann", NOW))  # paused, then resumed
         ledger.add(session, "r03", Applied(Control.RESUME, "ann", NOW))
-        db.run(CONTROLLER_DAG_ID, "r01__segment_1", "running", {"dag_id": "sales"})  # not a backfill
+        db.run(CONTROLLER_DAG_ID, "r01__segment_1", "running", conf={"dag_id": "sales"})  # not a backfill
         session.commit()
         yield session
 

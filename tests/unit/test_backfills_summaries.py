@@ -8,31 +8,20 @@ estimated end, which stays put while the runs keep their pace, not the time left
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from airflow.models import import_all_models
 from fastapi import HTTPException
-from sqlalchemy import Table, create_engine, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from include.backfill.plan import feeding
 from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills, record_outcome, settle
+from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, TaskInstance, database
 
-import_all_models()
-
-from airflow.models.base import Base  # noqa: E402  (after every model is imported)
-from airflow.models.dagrun import DagRun  # noqa: E402
-from airflow.models.taskinstance import TaskInstance  # noqa: E402
-from airflow.models.xcom import XComModel  # noqa: E402
-
-pytestmark = pytest.mark.skipif(
-    not isinstance(XComModel.__table__, Table), reason="XComModel is a read-only view in this Airflow"
-)
+pytestmark = WRITES_XCOM_ROWS
 
 #: When the backfills were written (the fixture sets it).
 NOW = datetime.now(UTC)
@@ -44,63 +33,11 @@ def ago(seconds: float) -> datetime:
     return NOW - timedelta(seconds=seconds)
 
 
-class Metadata:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.ids = itertools.count(1)
-
-    def run(self, dag_id: str, run_id: str, state: str, start: datetime | None = None, **values: Any) -> int:
-        pk = next(self.ids)
-        self.session.execute(
-            insert(DagRun.__table__).values(
-                id=pk,
-                dag_id=dag_id,
-                run_id=run_id,
-                run_type="manual",
-                state=state,
-                clear_number=0,
-                run_after=NOW,
-                logical_date=None,
-                data_interval_end=None,
-                start_date=start,
-                **values,
-            )
-        )
-        return pk
-
-    def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = "plan", map_index: int = -1):
-        self.session.execute(
-            insert(XComModel.__table__).values(
-                dag_run_id=pk,
-                task_id=task_id,
-                map_index=map_index,
-                key=key,
-                dag_id=CONTROLLER_DAG_ID,
-                run_id=run_id,
-                value=value,
-                timestamp=NOW,
-            )
-        )
+class Metadata(Rows):
+    """Backfills of :data:`TARGET`, and its own runs."""
 
     def trigger(self, run_id: str, state: str) -> None:
         self.task(run_id, "trigger", state, map_index=0)
-
-    def task(self, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
-        self.session.execute(
-            insert(TaskInstance.__table__).values(
-                id=uuid.uuid4(),
-                task_id=task_id,
-                dag_id=CONTROLLER_DAG_ID,
-                run_id=run_id,
-                map_index=map_index,
-                state=state,
-                pool="default_pool",
-                pool_slots=1,
-                try_number=1,
-                max_tries=0,
-                priority_weight=1,
-            )
-        )
 
     def backfill(
         self, run_id: str, state: str, days: list[str], runs: dict[str, tuple[str, float, float | None]]
@@ -108,7 +45,7 @@ class Metadata:
         """A backfill of ``days`` triggered by one chunk; ``runs``: ``{day: (state, started s ago,
         ended s ago)}`` of the target runs it has created (the other days are not started)."""
         conf = {"dag_id": TARGET, "dates": days}
-        pk = self.run(CONTROLLER_DAG_ID, run_id, state, ago(3600), conf=conf)
+        pk = self.run(CONTROLLER_DAG_ID, run_id, state, start_date=ago(3600), conf=conf)
         plans = [
             {"logical_date": f"{day}T00:00:00+00:00", "run_id": f"bf__{run_id}__{day}", "action": "triggered"}
             for day in days
@@ -121,7 +58,7 @@ class Metadata:
         self.trigger(run_id, "running" if state == "running" else "success")
         for day, (run_state, started, ended) in runs.items():
             end = None if ended is None else ago(ended)
-            self.run(TARGET, f"bf__{run_id}__{day}", run_state, ago(started), end_date=end)
+            self.run(TARGET, f"bf__{run_id}__{day}", run_state, start_date=ago(started), end_date=end)
 
 
 DAYS = [f"2024-03-{day:02d}" for day in range(1, 9)]
@@ -131,13 +68,12 @@ DAYS = [f"2024-03-{day:02d}" for day in range(1, 9)]
 def session() -> Iterator[Session]:
     global NOW
     NOW = datetime.now(UTC)
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        db = Metadata(session)
+    with Session(database()) as session:
+        db = Metadata(session, NOW)
         # The target's own history: runs of 60 s.
         for k in range(3):
-            db.run(TARGET, f"scheduled__{k}", "success", ago(10_000 + 100 * k), end_date=ago(9_940 + 100 * k))
+            start, end = ago(10_000 + 100 * k), ago(9_940 + 100 * k)
+            db.run(TARGET, f"scheduled__{k}", "success", start_date=start, end_date=end)
         # 8 dates of 100 s, 2 at a time: 2 finished, 2 half done, 4 not started.
         db.backfill(
             "b1_running",
@@ -235,10 +171,8 @@ def test_a_reader_who_may_not_read_the_target_gets_no_estimate(session):
 @pytest.fixture
 def ended() -> Iterator[Session]:
     """A backfill whose report is running: 2 dates succeeded, 1 failed."""
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        db = Metadata(session)
+    with Session(database()) as session:
+        db = Metadata(session, NOW)
         runs = {DAYS[0]: ("success", 500, 400), DAYS[1]: ("failed", 500, 400), DAYS[2]: ("success", 300, 200)}
         db.backfill("b4_ended", "running", DAYS[:3], runs)
         db.task("b4_ended", "report", "running")

@@ -1,0 +1,102 @@
+"""Rows of Airflow's metadata database written by hand, for the Backfills page's route functions.
+
+An in-memory SQLite with every Airflow table (:func:`database`), and :class:`Rows` to write DAG
+runs, the controller's XComs and task instances into it. No Airflow service runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+from airflow.models import import_all_models
+from sqlalchemy import Table, create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from include.controller.ui import CONTROLLER_DAG_ID
+
+import_all_models()
+
+from airflow.models.base import Base  # noqa: E402  (after every model is imported)
+from airflow.models.dagrun import DagRun  # noqa: E402
+from airflow.models.taskinstance import TaskInstance  # noqa: E402
+from airflow.models.xcom import XComModel  # noqa: E402
+
+#: These rows include XCom rows; from Airflow 3.4 XComModel is a read-only view over its stores
+#: (its ``__table__`` a subquery), so tests that write them run on 3.3 only (the live suite
+#: covers 3.4).
+WRITES_XCOM_ROWS = pytest.mark.skipif(
+    not isinstance(XComModel.__table__, Table), reason="XComModel is a read-only view in this Airflow"
+)
+
+
+def database() -> Engine:
+    """An in-memory SQLite with Airflow's tables."""
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    return engine
+
+
+class Rows:
+    """DAG runs, the controller's XComs and task instances, written at ``now``."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self.ids = itertools.count(1)
+
+    def run(self, dag_id: str, run_id: str, state: str, **values: Any) -> int:
+        """A manual DAG run (``values``: more columns, e.g. ``conf``, ``start_date``); its id."""
+        pk = next(self.ids)
+        self.session.execute(
+            DagRun.__table__.insert().values(
+                id=pk,
+                dag_id=dag_id,
+                run_id=run_id,
+                run_type="manual",
+                state=state,
+                clear_number=0,
+                run_after=self.now,
+                logical_date=None,
+                data_interval_end=None,
+                **values,
+            )
+        )
+        return pk
+
+    def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = "plan", map_index: int = -1):
+        """An XCom of the controller run ``pk`` (``run_id``), of its ``plan`` task by default."""
+        self.session.execute(
+            XComModel.__table__.insert().values(
+                dag_run_id=pk,
+                task_id=task_id,
+                map_index=map_index,
+                key=key,
+                dag_id=CONTROLLER_DAG_ID,
+                run_id=run_id,
+                value=value,
+                timestamp=self.now,
+            )
+        )
+
+    def task(self, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
+        """A task instance of the controller run ``run_id``."""
+        self.session.execute(
+            TaskInstance.__table__.insert().values(
+                id=uuid.uuid4(),
+                task_id=task_id,
+                dag_id=CONTROLLER_DAG_ID,
+                run_id=run_id,
+                map_index=map_index,
+                state=state,
+                pool="default_pool",
+                pool_slots=1,
+                try_number=1,
+                max_tries=0,
+                priority_weight=1,
+            )
+        )
