@@ -46,13 +46,15 @@ def progress_of(backfill: Mapping[str, Any]) -> Progress:
     >>> eta = {"end": "2024-01-01T10:12:30+00:00", "remaining_seconds": 750.0, "basis": "finished_runs"}
     >>> progress_of({"phase": "running", "progress": {"tally": tally}, "eta": eta}).eta
     750.0
+    >>> progress_of({"phase": "paused", "progress": {"tally": tally}}).phase
+    'paused'
     """
     try:
         shown = Phase(backfill.get("phase") or Phase.QUEUED)
     except ValueError:  # a phase a newer server knows
         shown = Phase.RUNNING
     phase = _SHOWN_PHASE.get(shown) or (
-        shown.value if shown in (Phase.RUNNING, Phase.CANCELLING) else "finished"
+        shown.value if shown in (Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING) else "finished"
     )
     eta = (backfill.get("eta") or {}).get("remaining_seconds")
     return Progress(
@@ -85,6 +87,8 @@ def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
     >>> counts = Counts(dates=4, acting=4, succeeded=1, queued=1, running=1, pending=1)
     >>> format_progress(Progress("running", counts, eta=750.4), 42, 8)
     '[##------]  1/4 dates  done 1  failed 0  running 2  waiting 1  ETA 0:12:30  0:00:42'
+    >>> format_progress(Progress("paused", counts), 42, 8)
+    '[##------]  1/4 dates  done 1  failed 0  running 2  waiting 1  paused  0:00:42'
     """
     clock = format_elapsed(elapsed)
     counts = progress.counts
@@ -108,6 +112,8 @@ def format_progress(progress: Progress, elapsed: float, width: int = 20) -> str:
         parts.append(f"cancelled {counts.cancelled}")
     if counts.skipped:
         parts.append(f"skipped {counts.skipped}")
+    if progress.phase == Phase.PAUSED:
+        parts.append("paused")
     if progress.eta is not None:
         parts.append(f"ETA {format_elapsed(progress.eta)}")
     parts.append(clock)
