@@ -9,6 +9,8 @@ Served inside the api-server by the plugin's FastAPI app (``include/controller/w
   counts and, while it runs, its estimated end (``eta``, :mod:`include.backfill.eta`); no dates.
 * ``GET /backfill-controller/api/backfills/{run_id}`` (JSON): one backfill, summed up as in the list,
   with one cell per date, every segment's (what the CLI follows).
+* ``GET /backfill-controller/api/backfillable_dags`` (JSON): the DAGs the caller may start a
+  backfill of, which the page's New backfill form offers.
 * ``GET /backfill-controller/ui`` (HTML): a self-contained page that renders the list as a table
   and, for a backfill the user opens, its calendar of cells from its detail. Its files are in
   ``page/`` next to this module (``backfills.html``, ``.css``, ``.js``; no build step), served as
@@ -52,6 +54,7 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
@@ -62,10 +65,13 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from include.backfill.airflow_states import OPEN_RUN
+from include.backfill.contract import form_params
 from include.backfill.controls import Applied, paused
 from include.backfill.eta import EtaFacts, RunTimes, estimate, needs_recent
 from include.backfill.plan import EXECUTION_KEY, Execution, chunk_size_of
+from include.backfill.rights import Right
 from include.backfill.segments import continuation_run_id
+from include.backfill.settings import Limits
 from include.backfill.state import (
     CHUNK_RECORD_KEY,
     IN_FLIGHT_DATES,
@@ -100,6 +106,8 @@ _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 #: Backfills whose dates are read at once: a page holds the plans and target runs of this many
 #: backfills at most, however many it lists.
 _GROUP = 10
+#: Most DAGs the New backfill form offers as its target.
+_MOST_TARGETS = 1000
 #: The target's latest successful runs whose durations an estimate falls back on.
 _RECENT_RUNS = 20
 #: Dates whose run the backfill has started: their runs' times are its work so far.
@@ -744,6 +752,29 @@ def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[s
     return {"run_id": run_id, **ended.summary}
 
 
+@router.get("/api/backfillable_dags", dependencies=[_READ_CONTROLLER_RUNS])
+def backfillable_dags(
+    session: SessionDep, user: GetUserDep, readable: Annotated[set[str], Depends(readable_dag_ids)]
+) -> dict[str, Any]:
+    """The DAGs the caller may start a backfill of (the New backfill form's choices), by dag_id:
+    active and not paused, readable, with POST on their runs, and allowed by ``[backfill_controller]
+    allowed_dags`` and ``denied_dags``; at most :data:`_MOST_TARGETS`."""
+    limits = Limits.from_config()
+    candidates = session.scalars(
+        select(DagModel.dag_id)
+        .where(~DagModel.is_stale, DagModel.is_paused.is_(False), DagModel.dag_id != CONTROLLER_DAG_ID)
+        .order_by(DagModel.dag_id)
+    )
+    dag_ids = [
+        dag_id
+        for dag_id in candidates
+        if dag_id in readable
+        and limits.refusal(dag_id) is None
+        and not access.missing_rights(user, dag_id, [Right.CREATE_RUNS])
+    ]
+    return {"dag_ids": dag_ids[:_MOST_TARGETS]}
+
+
 @router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
 def backfills_page() -> HTMLResponse:
     """The Backfills page; it loads ``api/backfills`` (relative to itself) in the browser."""
@@ -782,7 +813,9 @@ def _fill(html: str, placeholder: str, text: str) -> str:
 
 def _page_html() -> str:
     """The Backfills page as served: ``backfills.html`` with its CSS and script inline and, in its
-    ``#phases`` JSON block, the phases the filter offers (every :class:`~include.backfill.state.Phase`)."""
+    JSON blocks, the phases the filter offers (every :class:`~include.backfill.state.Phase`,
+    ``#phases``) and the keys of a request as the trigger form's Params (``#keys``, from
+    :mod:`include.backfill.contract`), which the New backfill form offers."""
     css, js = ((PAGE_DIR / name).read_text(encoding="utf-8") for name in ("backfills.css", "backfills.js"))
     if "</style" in css.lower() or "</script" in js.lower():
         raise ValueError("the page's CSS and script must not close the tag they are inlined in")
@@ -791,6 +824,7 @@ def _page_html() -> str:
         "__PHASES__",
         json.dumps([p.value for p in Phase]),
     )
+    html = _fill(html, "__KEYS__", json.dumps(form_params(Limits.from_config())).replace("</", "<\\/"))
     html = _fill(html, '<link rel="stylesheet" href="backfills.css">', f"<style>\n{css}</style>")
     return _fill(html, '<script src="backfills.js"></script>', f"<script>\n{js}</script>")
 

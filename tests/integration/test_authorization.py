@@ -171,6 +171,17 @@ def test_the_backfills_page_shows_a_backfill_only_to_readers_of_its_target(airfl
 
 
 @pytest.mark.backend("postgres")
+def test_the_new_backfill_form_offers_only_the_dags_each_user_may_backfill(airflow, fab):
+    offered = {}
+    for user in ("bea", "rita", "sam"):
+        answer = airflow.api("GET", "/backfill-controller/api/backfillable_dags", token=fab[user])
+        assert answer.status_code == 200, answer.text
+        offered[user] = answer.json()["dag_ids"]
+    assert X in offered["bea"] and CONTROLLER not in offered["bea"]
+    assert X not in offered["rita"] and X not in offered["sam"]  # read only; no rights
+
+
+@pytest.mark.backend("postgres")
 def test_a_canceller_without_edit_rights_on_the_target_fails_nothing_of_it(airflow, fab):
     dates = [f"2024-12-{day:02d}" for day in range(10, 18)]
     started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": dates, "max_active_runs": 1}, token=fab["bea"])

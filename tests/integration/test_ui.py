@@ -351,8 +351,15 @@ def _save_screenshot(page, controller_run_id: str) -> None:
 @needs_browser
 def test_the_new_backfill_form_previews_refuses_and_starts_through_the_front_door(page, airflow) -> None:
     page.goto(f"{airflow.url}{PAGE}")
-    page.locator("#new summary").click()
+    page.locator("#new > summary").click()
     form = page.locator("#new-form")
+    offered = page.locator("#backfillable option")
+    offered.first.wait_for(state="attached")
+    targets = offered.evaluate_all("options => options.map(o => o.value)")
+    assert TARGET in targets and CONTROLLER not in targets  # the DAGs this user may backfill
+    form.locator("#more summary").click()
+    more = form.locator("#more-keys")
+    assert more.locator("[name=max_active_runs]").count() == 1 and more.locator("[name=conf]").count() == 1
     form.locator("input[name=dag_id]").fill(TARGET)
     form.locator("input[name=start_date]").fill("2024-09-20")
     form.locator("input[name=end_date]").fill("2024-09-10")  # before the start: refused at once
@@ -381,6 +388,15 @@ def test_the_new_backfill_form_previews_refuses_and_starts_through_the_front_doo
     report = airflow.xcom(CONTROLLER, run_id, "report")
     assert report["triggered_by"] == airflow.username
     assert [d["logical_date"][:10] for d in report["dates"]] == ["2024-09-20", "2024-09-21", "2024-09-22"]
+
+    # Explicit dates instead of a window, and a key of "More options", typed as the request wants.
+    form.locator("input[name=start_date]").fill("")
+    form.locator("input[name=end_date]").fill("")
+    form.locator("input[name=dates]").fill("2024-09-25, 2024-09-27")
+    more.locator("[name=max_active_runs]").fill("1")
+    page.locator("#preview-button").click()
+    page.locator("#preview-counts").filter(has_text="2 dates").wait_for()
+    assert preview.count() == 2
 
 
 @needs_browser

@@ -40,3 +40,15 @@ def test_the_page_is_served_whole_with_its_css_script_and_phases():
     assert json.loads(phases.group(1)) == [p.value for p in Phase]
     # The script reads the phases after the block that holds them.
     assert page.index('id="phases"') < page.index('"use strict"')
+
+
+def test_the_new_backfill_form_is_given_every_key_of_a_request():
+    from include.backfill.contract import KEYS, form_params
+    from include.backfill.settings import Limits
+
+    page = bytes(backfills_page().body).decode("utf-8")
+    keys = re.search(r'<script type="application/json" id="keys">(.*?)</script>', page)
+
+    assert "__KEYS__" not in page and keys is not None
+    assert json.loads(keys.group(1)) == form_params(Limits.from_config())
+    assert {k.name for k in KEYS} == set(json.loads(keys.group(1)))

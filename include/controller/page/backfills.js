@@ -1,5 +1,5 @@
 // The Backfills page's script; include/controller/ui.py inlines it into backfills.html, whose
-// #phases block holds the phases (JSON) the filter offers.
+// #phases block holds the phases (JSON) the filter offers and #keys the keys of a request.
 "use strict";
 const STATES = [
   ["success", "success"], ["failed", "failed"], ["running", "running"], ["queued", "queued"],
@@ -7,6 +7,11 @@ const STATES = [
   ["trigger_failed", "trigger failed"], ["planned", "planned (dry run)"],
 ];
 const PHASES = JSON.parse(document.getElementById("phases").textContent);
+// Every key of a request, as the trigger form's Params (JSON Schema with title and description).
+const KEYS = JSON.parse(document.getElementById("keys").textContent);
+// Keys with their own field in the New backfill form; the others are under "More options" (a
+// dry run is the Preview button).
+const FORM_KEYS = new Set(["dag_id", "start_date", "end_date", "dates", "reprocess", "reason", "dry_run"]);
 const HEADINGS = ["Backfill", "Target", "Window", "Who", "Reason", "Progress", "Time"];
 const PAGE_SIZE = 50;
 const REFRESH_MS = 5000;
@@ -344,15 +349,62 @@ async function load() {
 
 // The front door checks the request for the signed-in user: a preview is its dry run (nothing is
 // created), Start creates the backfill. Refusals list every problem, or the missing right.
+function keyType(schema) {
+  return Array.isArray(schema.type) ? schema.type.find((t) => t !== "null") : schema.type;
+}
+
+// One field of "More options", typed after the key's schema; empty means the key's default.
+function keyField(name, schema) {
+  const kind = keyType(schema);
+  const attrs = { name: name, "data-type": kind };
+  let input;
+  if (kind === "boolean") {
+    input = el("input", { ...attrs, type: "checkbox", value: "true" });
+  } else if (schema.enum || (schema.items && schema.items.enum)) {
+    const choices = schema.enum || schema.items.enum;
+    input = el("select", attrs, el("option", { value: "", text: "default" }),
+      choices.map((c) => el("option", { value: c, text: c })));
+  } else if (kind === "object") {
+    input = el("textarea", { ...attrs, rows: "1", placeholder: "{}" });
+  } else {
+    input = el("input", { ...attrs, type: kind === "integer" ? "number" : "text",
+      min: schema.minimum, max: schema.maximum, placeholder: kind === "array" ? "a, b, ..." : null });
+  }
+  return el("label", { title: schema.description || "" }, schema.title || name, input);
+}
+
+// The request the form describes: each field given, as its key's type.
+function formConf(form) {
+  const conf = {};
+  for (const field of form.elements) {
+    if (!field.name || field.name === "action") continue;
+    const kind = field.dataset.type;
+    if (kind === "boolean") {
+      if (field.checked) conf[field.name] = true;
+      continue;
+    }
+    const value = field.value.trim();
+    if (!value) continue;
+    if (kind === "integer") conf[field.name] = Number(value);
+    else if (kind === "array") conf[field.name] = value.split(",").map((v) => v.trim()).filter(Boolean);
+    else if (kind === "object") {
+      try { conf[field.name] = JSON.parse(value); } catch (e) { conf[field.name] = value; }
+    } else conf[field.name] = value;
+  }
+  return conf;
+}
+
+async function loadTargets() {
+  const resp = await fetch("api/backfillable_dags", { credentials: "same-origin" });
+  if (!resp.ok) return;
+  const body = await resp.json();
+  document.getElementById("backfillable").replaceChildren(
+    ...body.dag_ids.map((id) => el("option", { value: id })));
+}
+
 async function submitNew(event) {
   event.preventDefault();
-  const form = event.currentTarget;
-  const data = new FormData(form);
-  const conf = {};
-  for (const key of ["dag_id", "start_date", "end_date", "reprocess", "reason"]) {
-    const value = (data.get(key) || "").trim();
-    if (value) conf[key] = value;
-  }
+  const conf = formConf(event.currentTarget);
   const preview = event.submitter && event.submitter.value === "preview";
   const out = document.getElementById("preview");
   out.replaceChildren(el("span", { class: "muted", text: preview ? "checking…" : "starting…" }));
@@ -393,6 +445,9 @@ function applyFilters(event) {
 }
 
 document.getElementById("new-form").addEventListener("submit", submitNew);
+document.getElementById("more-keys").append(...Object.entries(KEYS)
+  .filter(([name]) => !FORM_KEYS.has(name)).map(([name, schema]) => keyField(name, schema)));
+loadTargets();
 document.getElementById("filter-state").append(...PHASES.map((p) => el("option", { value: p, text: p })));
 document.getElementById("filters").addEventListener("submit", applyFilters);
 document.getElementById("filter-dag").addEventListener("change", applyFilters);
