@@ -717,7 +717,9 @@ def list_backfills(
         "total": total,
         "limit": limit,
         "offset": offset,
-        "active": any(b["state"] in _IN_FLIGHT for b in backfills),
+        # Worth looking again soon: a controller run in flight, or a cancelled backfill whose runs
+        # are still finishing.
+        "active": any(b["state"] in _IN_FLIGHT or b["phase"] == Phase.CANCELLING for b in backfills),
         "backfills": backfills,
     }
 
