@@ -34,17 +34,15 @@ help:
 	@echo "make demo | bench          run scripts/demo.py | scripts/bench.py"
 	@echo "make clean                 remove caches and local Airflow homes (keeps .venv)"
 
-# Re-installs only when a requirements file changes; pip skips what is already installed.
-# Always (re)writes .venv/bin/backfill: the `backfill` command, run from this checkout.
+# Re-installs only when a requirements file or pyproject.toml changes; pip skips what is installed.
+# The package itself (include/backfill_controller) is installed editable: its `backfill` command,
+# plugin entry point and provider entry point are those a deployment gets from the wheel.
 venv: $(STAMP)
-	@printf '%s\n' '#!/bin/sh' '# `backfill`: written by `make venv`; see include/cli/' \
-		'PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" exec "$(CURDIR)/$(BIN)/python" -m include.cli "$$@"' \
-		> $(BIN)/backfill
-	@chmod +x $(BIN)/backfill
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 lint: venv

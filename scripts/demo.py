@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from include.backfill.report import render_table
+from backfill_controller.domain.report import render_table
 from scripts.local_airflow import REPO_ROOT, LocalAirflow, free_port
 
 CONTROLLER = "backfill_controller"

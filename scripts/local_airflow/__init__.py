@@ -31,7 +31,7 @@ from types import TracebackType
 
 import requests
 
-from include.client.rest import RestClient
+from backfill_controller.client.rest import RestClient
 from scripts.local_airflow.celery_executor import CELERY_SERVICES
 from scripts.local_airflow.config import (
     AUTH_MANAGERS,

@@ -1,5 +1,5 @@
 """DAGs, runs, task states and XComs of a local Airflow, read and made through its public REST API
-with :class:`include.client.rest.RestClient` (the product's own transport): ``rest``, as the admin."""
+with :class:`backfill_controller.client.rest.RestClient` (the product's own transport): ``rest``, as the admin."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from include.client.rest import TRANSIENT_OR_DATABASE_ERROR, RestClient, quote_id, raise_for
+from backfill_controller.client.rest import TRANSIENT_OR_DATABASE_ERROR, RestClient, quote_id, raise_for
 
 FINAL_RUN_STATES = frozenset({"success", "failed"})
 
@@ -20,7 +20,7 @@ class RunsMixin:
     """Calls the public REST API of the instance at ``url`` as its admin (or with a given token).
 
     Calls are not retried unless they say so: the tests read Airflow's answers as they come. Errors
-    are :class:`include.client.rest.ApiError`."""
+    are :class:`backfill_controller.client.rest.ApiError`."""
 
     url: str
     rest: RestClient

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import requests
 
-from include.client.rest import raise_for
+from backfill_controller.client.rest import raise_for
 from scripts.local_airflow.util import tail
 
 #: SimpleAuthManager's fixed roles, lowest to highest; each grants what the ones before it grant.

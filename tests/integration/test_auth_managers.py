@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.client.rest import ApiError
+from backfill_controller.client.rest import ApiError
 
 TARGET = "bf_daily"
 OTHER = "bf_chain"

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.backend("sqlite")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER = "backfill_controller"
-CLI = [sys.executable, "-m", "include.cli"]
+CLI = [sys.executable, "-m", "backfill_controller.cli"]
 TIMEOUT = 900
 PROGRESS_LINE = re.compile(r"^\[[#-]+\]  \d+/\d+ dates  done \d+  failed \d+  running \d+  waiting \d+", re.M)
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from include.cli.progress import progress_of
+from backfill_controller.cli.progress import progress_of
 
 # On the embedded default (SQLite). PostgreSQL runs the whole controller too, in the concurrency,
 # fault, scale, task-subset and Celery-topology modules; repeating these scenarios there would

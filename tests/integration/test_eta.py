@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from include.cli.progress import format_progress, progress_of
+from backfill_controller.cli.progress import format_progress, progress_of
 
 pytestmark = pytest.mark.backend("sqlite")
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import NOTIFICATIONS
 from test_controller import run_all, set_failing
 
-from include.client.rest import ApiError
+from backfill_controller.client.rest import ApiError
 
 pytestmark = pytest.mark.backend("sqlite")
 

@@ -6,7 +6,7 @@ import time
 
 from test_controller import CONTROLLER, day_runs, views_agree
 
-from include.cli.progress import progress_of
+from backfill_controller.cli.progress import progress_of
 
 TAKEN_RUN_ID = "manual__taken_by_hand"
 

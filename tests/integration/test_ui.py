@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 import requests
 
-from include.client.rest import ApiError
+from backfill_controller.client.rest import ApiError
 
 pytestmark = pytest.mark.backend("sqlite")
 

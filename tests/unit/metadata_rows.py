@@ -17,7 +17,7 @@ from sqlalchemy import Table, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from include.controller.ui import CONTROLLER_DAG_ID
+from backfill_controller.server.ui import CONTROLLER_DAG_ID
 
 import_all_models()
 

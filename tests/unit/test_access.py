@@ -1,4 +1,4 @@
-"""Who may backfill what: the questions :mod:`include.controller.access` asks the auth manager."""
+"""Who may backfill what: the questions :mod:`backfill_controller.server.access` asks the auth manager."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from unittest import mock
 
 import pytest
 
-from include.backfill.rights import Right
-from include.controller import access
+from backfill_controller.domain.rights import Right
+from backfill_controller.server import access
 
 
 class Manager:

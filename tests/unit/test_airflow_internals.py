@@ -1,4 +1,4 @@
-"""The Airflow internals :mod:`include.controller.airflow_internals` relies on still look as it expects.
+"""The Airflow internals :mod:`backfill_controller.airflow_internals` relies on still look as it expects.
 
 Each test names the installed function or model the module calls; a change in a new Airflow fails here
 instead of in a user's backfill.
@@ -16,7 +16,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowRuntimeError, DagRunTriggerException, ErrorType
 from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse, TriggerDagRun
 
-from include.controller.airflow_internals import (
+from backfill_controller.airflow_internals import (
     TriggerRefused,
     mapped_states,
     refusal,

@@ -1,6 +1,6 @@
 """The Backfills page's list filters (``?dag_id=`` and ``?state=``) keep exactly what it shows.
 
-``state`` is a phase, computed (not stored): :func:`include.controller.ui.list_backfills` filters
+``state`` is a phase, computed (not stored): :func:`backfill_controller.server.ui.list_backfills` filters
 on what decides it and reads in full only a backfill that may be cancelling or cancelled. Here
 the route's function runs on an in-memory SQLite with Airflow's tables and a handful of
 controller runs in every phase; each filtered page must be the unfiltered list's backfills of
@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from include.backfill.controls import Applied, Control
-from include.backfill.state import Phase
-from include.controller import ledger
-from include.controller.ui import CONTROLLER_DAG_ID, list_backfills, target_is
+from backfill_controller.domain.controls import Applied, Control
+from backfill_controller.domain.state import Phase
+from backfill_controller.server import ledger
+from backfill_controller.server.ui import CONTROLLER_DAG_ID, list_backfills, target_is
 from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, database
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

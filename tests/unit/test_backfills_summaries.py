@@ -17,8 +17,14 @@ from fastapi import HTTPException
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from include.backfill.plan import feeding
-from include.controller.ui import CONTROLLER_DAG_ID, get_backfill, list_backfills, record_outcome, settle
+from backfill_controller.domain.plan import feeding
+from backfill_controller.server.ui import (
+    CONTROLLER_DAG_ID,
+    get_backfill,
+    list_backfills,
+    record_outcome,
+    settle,
+)
 from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, TaskInstance, database
 
 pytestmark = WRITES_XCOM_ROWS
@@ -131,7 +137,9 @@ def test_the_window_names_the_first_and_last_date(session):
 
 
 def test_a_running_backfill_has_an_estimated_end_from_its_finished_runs(session, monkeypatch):
-    monkeypatch.setattr("include.controller.ui.now", lambda: NOW)  # estimated as the rows were written
+    monkeypatch.setattr(
+        "backfill_controller.server.ui.now", lambda: NOW
+    )  # estimated as the rows were written
     summary = listed(session)["b1_running"]
 
     eta = summary["eta"]
@@ -144,7 +152,7 @@ def test_a_running_backfill_has_an_estimated_end_from_its_finished_runs(session,
 
 
 def test_before_any_run_finished_the_estimate_takes_the_targets_recent_runs(session, monkeypatch):
-    monkeypatch.setattr("include.controller.ui.now", lambda: NOW)
+    monkeypatch.setattr("backfill_controller.server.ui.now", lambda: NOW)
     eta = listed(session)["b2_starting"]["eta"]
 
     # D = 80 s, the mean of the target's successful runs (3 of 60 s, 3 of 100 s): the running
@@ -257,7 +265,7 @@ class Named:
 
 
 def test_only_the_controllers_account_records_how_a_backfill_ended(ended, monkeypatch):
-    monkeypatch.setattr("include.controller.access.service_account", lambda: "airflow_api_user")
+    monkeypatch.setattr("backfill_controller.server.access.service_account", lambda: "airflow_api_user")
 
     with pytest.raises(HTTPException) as refused:
         record_outcome(run_id="b4_ended", session=ended, user=Named("mallory"))

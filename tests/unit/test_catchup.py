@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pendulum
 import pytest
 
-from include.backfill.catchup import (
+from backfill_controller.domain.catchup import (
     DEFAULT_CONFIG,
     CatchupEntry,
     InvalidConfig,
@@ -15,8 +17,8 @@ from include.backfill.catchup import (
     load_config,
     read_config,
 )
-from include.backfill.request import Reprocess, parse_request
-from include.backfill.settings import Limits
+from backfill_controller.domain.request import Reprocess, parse_request
+from backfill_controller.domain.settings import Limits
 
 DAYS = [pendulum.datetime(2024, 5, day, tz="UTC") for day in range(1, 8)]
 
@@ -28,7 +30,7 @@ def errors_of(text: str) -> list[str]:
 
 
 def test_the_checked_in_config_is_valid() -> None:
-    entries = read_config(DEFAULT_CONFIG)
+    entries = read_config(Path(__file__).resolve().parents[2] / DEFAULT_CONFIG)  # beside dags/
     assert [e.dag_id for e in entries] == ["sales_pipeline", "api_ingestion_dag"]
     assert entries[0].lookback == pendulum.duration(days=14)
 

@@ -136,7 +136,7 @@ def test_the_header_says_which_secrets_to_set() -> None:
 
 
 def test_deployment_settings_are_passed_as_airflow_options_under_their_own_names(compose) -> None:
-    from include.backfill.settings import SETTINGS
+    from backfill_controller.domain.settings import SETTINGS
 
     options = {s.env_var for s in SETTINGS}
     for name in (*AIRFLOW_SERVICES, "airflow-worker", "airflow-init"):

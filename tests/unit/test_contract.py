@@ -1,7 +1,7 @@
 """Specification of the request contract: each key is declared once, and the trigger form, the
 request parser and the ``backfill`` command agree with its declaration.
 
-Every test here is parametrized from :data:`include.backfill.contract.KEYS`, so a new key is
+Every test here is parametrized from :data:`backfill_controller.domain.keys.KEYS`, so a new key is
 tested by declaring it.
 """
 
@@ -14,18 +14,18 @@ from typing import Any
 import pendulum
 import pytest
 
-from include.backfill.contract import KEY, KEYS, SECTIONS, Flag, Key, form_params
-from include.backfill.request import (
+from backfill_controller.cli import flags
+from backfill_controller.cli.conf import to_conf
+from backfill_controller.cli.flags import build_parser
+from backfill_controller.domain.keys import KEY, KEYS, SECTIONS, Flag, Key, form_params
+from backfill_controller.domain.request import (
     CONF_KEYS,
     BackfillRequest,
     FieldError,
     InvalidRequest,
     parse_request,
 )
-from include.backfill.settings import Limits
-from include.cli import flags
-from include.cli.conf import to_conf
-from include.cli.flags import build_parser
+from backfill_controller.domain.settings import Limits
 
 NOW = pendulum.datetime(2024, 6, 1, tz="UTC")
 LIMITS = Limits(max_dates_per_request=3, max_active_runs=20, notifiers=("ops", "data-team"))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.backfill.controls import Applied, Control, paused, paused_seconds, refusal, rerun_conf
-from include.backfill.state import Phase
+from backfill_controller.domain.controls import Applied, Control, paused, paused_seconds, refusal, rerun_conf
+from backfill_controller.domain.state import Phase
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
 

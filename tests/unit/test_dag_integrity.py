@@ -71,7 +71,7 @@ def test_wait_and_report_run_whatever_happened_upstream(controller) -> None:
 
 
 def test_the_trigger_form_declares_every_request_key(controller) -> None:
-    from include.backfill.request import CONF_KEYS
+    from backfill_controller.domain.request import CONF_KEYS
 
     assert set(controller.params.keys()) == set(CONF_KEYS)
     for key in CONF_KEYS:
@@ -80,8 +80,8 @@ def test_the_trigger_form_declares_every_request_key(controller) -> None:
 
 
 def test_the_trigger_form_is_the_one_the_request_contract_derives(controller) -> None:
-    from include.backfill.contract import form_params
-    from include.backfill.settings import Limits
+    from backfill_controller.domain.keys import form_params
+    from backfill_controller.domain.settings import Limits
 
     form = form_params(Limits.from_config())
     assert list(controller.params.keys()) == list(form)
@@ -92,7 +92,7 @@ def test_the_trigger_form_is_the_one_the_request_contract_derives(controller) ->
 
 
 def test_user_text_is_never_rendered_as_a_template() -> None:
-    from include.controller.operators import BackfillTriggerOperator, BackfillWaitSensor
+    from backfill_controller.worker.operators import BackfillTriggerOperator, BackfillWaitSensor
 
     assert BackfillTriggerOperator.template_fields == ()
     assert BackfillWaitSensor.template_fields == ()

@@ -9,30 +9,30 @@ import pkgutil
 
 import pytest
 
-import include.backfill
-import include.cli
+import backfill_controller.cli
+import backfill_controller.domain
 
 MODULES = sorted(
     m.name
-    for package in (include.backfill, include.cli)
+    for package in (backfill_controller.domain, backfill_controller.cli)
     for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")
 )
 
 
 def test_every_module_is_checked() -> None:
     assert {
-        "include.backfill.request",
-        "include.backfill.schedule",
-        "include.backfill.plan",
-        "include.backfill.report",
-        "include.backfill.params",
-        "include.backfill.settings",
-        "include.cli.commands",
-        "include.cli.conf",
-        "include.cli.connection",
-        "include.cli.flags",
-        "include.cli.progress",
-        "include.cli.views",
+        "backfill_controller.domain.request",
+        "backfill_controller.domain.schedule",
+        "backfill_controller.domain.plan",
+        "backfill_controller.domain.report",
+        "backfill_controller.domain.params",
+        "backfill_controller.domain.settings",
+        "backfill_controller.cli.commands",
+        "backfill_controller.cli.conf",
+        "backfill_controller.cli.connection",
+        "backfill_controller.cli.flags",
+        "backfill_controller.cli.progress",
+        "backfill_controller.cli.views",
     } <= set(MODULES)
 
 

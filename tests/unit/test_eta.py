@@ -1,4 +1,4 @@
-"""The estimated end of a running backfill (:mod:`include.backfill.eta`).
+"""The estimated end of a running backfill (:mod:`backfill_controller.domain.eta`).
 
 Besides single cases, simulated backfills: ``window`` slots each run one date after another,
 ``gap`` seconds apart (the scheduler's latency), and the estimate taken at given moments is
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.backfill.eta import Basis, EtaFacts, RunTimes, estimate, finished_runs, needs_recent
+from backfill_controller.domain.eta import Basis, EtaFacts, RunTimes, estimate, finished_runs, needs_recent
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

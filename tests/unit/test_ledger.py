@@ -9,8 +9,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from include.backfill.overlap import Span
-from include.controller import ledger
+from backfill_controller.domain.overlap import Span
+from backfill_controller.server import ledger
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_the_hold_changes_no_row(engine):
 def test_the_history_of_a_backfill_is_kept_oldest_first(engine):
     from datetime import UTC, datetime, timedelta
 
-    from include.backfill.controls import Applied, Control
+    from backfill_controller.domain.controls import Applied, Control
 
     t = datetime(2024, 1, 1, tzinfo=UTC)
     with Session(engine) as session:

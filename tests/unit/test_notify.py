@@ -8,7 +8,7 @@ import re
 import pendulum
 import pytest
 
-from include.backfill.notify import (
+from backfill_controller.domain.notify import (
     NotifierSpec,
     chosen,
     default_notify,
@@ -17,8 +17,8 @@ from include.backfill.notify import (
     parse_notifiers,
     summary,
 )
-from include.backfill.request import InvalidRequest, parse_request
-from include.backfill.settings import Limits
+from backfill_controller.domain.request import InvalidRequest, parse_request
+from backfill_controller.domain.settings import Limits
 
 NOW = pendulum.datetime(2024, 6, 1, tz="UTC")
 SMTP = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"

@@ -27,9 +27,9 @@ from airflow.sdk.exceptions import (
 )
 from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse
 
-from include.backfill.plan import Execution, Feeding
-from include.backfill.state import ChunkRecord, Event, EventKind
-from include.controller.operators import (
+from backfill_controller.domain.plan import Execution, Feeding
+from backfill_controller.domain.state import ChunkRecord, Event, EventKind
+from backfill_controller.worker.operators import (
     NO_ROOM,
     PAUSED_HOLDS,
     PREVIOUS_CHUNK_LOOK,
@@ -72,7 +72,7 @@ NOT_PAUSED = {"paused": False, "paused_seconds": 0.0}
 @pytest.fixture(autouse=True)
 def api() -> Iterator[mock.Mock]:
     """The REST client the tasks build from their connection: the backfill is not paused."""
-    with mock.patch("include.client.airflow_api.AirflowApi.from_connection") as build:
+    with mock.patch("backfill_controller.client.airflow_api.AirflowApi.from_connection") as build:
         build.return_value.paused.return_value = NOT_PAUSED
         yield build.return_value
 
@@ -356,7 +356,7 @@ def test_a_chunk_whose_chunk_before_never_finishes_fails_at_the_deadline():
     past = feeding_execution(deferred=False, deadline=time.time() - 1)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "up_for_retry"})),
-        mock.patch("include.controller.operators.why_stuck", return_value="stuck"),
+        mock.patch("backfill_controller.worker.operators.why_stuck", return_value="stuck"),
         pytest.raises(AirflowFailException, match=r"timed out \(the chunk before it never finished\)"),
     ):
         chunk(chunk_index=1, dates=[DATE])._wait_for_previous_chunk(ctx, past)
@@ -451,7 +451,7 @@ def test_a_chunk_within_its_failure_budget_starts_once_the_earlier_dates_have_fi
 
 
 class FakeWindow:
-    """The backfill's open runs as :class:`include.controller.progress.Window` counts them."""
+    """The backfill's open runs as :class:`backfill_controller.worker.progress.Window` counts them."""
 
     def __init__(self, counts: list[int]):
         self.counts = list(counts)
@@ -494,7 +494,7 @@ def test_a_full_window_fed_deferred_waits_in_the_triggerer_from_the_next_date():
     operator, ctx = feeder(), context({"dag_id": "sales"})
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
-        mock.patch("include.controller.operators._min_deferral", return_value=2.5),
+        mock.patch("backfill_controller.worker.operators._min_deferral", return_value=2.5),
         pytest.raises(TaskDeferred) as deferred,
     ):
         operator._feed(ctx, feeding_execution(deferred=True, window=2, resume_at=1), 0, FakeWindow([1]))
@@ -516,7 +516,7 @@ def test_a_paused_backfill_starts_no_further_date_and_waits_deferred(api):
     clock = itertools.count(0.0, PAUSED_HOLDS)  # one look a date: each look is as old as it may be
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
-        mock.patch("include.controller.operators.time.monotonic", side_effect=lambda: next(clock)),
+        mock.patch("backfill_controller.worker.operators.time.monotonic", side_effect=lambda: next(clock)),
         pytest.raises(TaskDeferred) as deferred,
     ):
         operator._feed(ctx, feeding_execution(deferred=False, window=4, total=3), 0, FakeWindow([0]))
@@ -566,7 +566,7 @@ def test_a_deferred_chunk_carries_its_events_to_where_it_resumes():
     operator.events = {"r0": Event(EventKind.REFUSED, "no")}
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", return_value=None),
-        mock.patch("include.controller.operators._min_deferral", return_value=2.5),
+        mock.patch("backfill_controller.worker.operators._min_deferral", return_value=2.5),
         pytest.raises(TaskDeferred) as deferred,
     ):
         operator._feed(ctx, feeding_execution(deferred=True, window=1, resume_at=0), 1, FakeWindow([1]))
@@ -580,7 +580,7 @@ def test_a_chunk_resumed_past_its_deadline_records_why_it_stopped_and_fails():
     operator, ctx = feeder(), context({"dag_id": "sales"})
     events = {"r0": Event(EventKind.REFUSED, "no").to_dict()}
     with (
-        mock.patch("include.controller.operators.why_stuck", return_value="the target is paused"),
+        mock.patch("backfill_controller.worker.operators.why_stuck", return_value="the target is paused"),
         pytest.raises(AirflowFailException, match="timed out .*the target is paused"),
     ):
         operator.feed_more(ctx, {"timed_out": True, "pending": ["r0"]}, position=1, events=events)
@@ -592,7 +592,7 @@ def test_a_full_window_fed_in_the_worker_waits_there_until_a_run_finishes():
     window = FakeWindow([1, 2, 2, 1])  # after the first date: full twice, then room
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
-        mock.patch("include.controller.operators.time.sleep") as sleep,
+        mock.patch("backfill_controller.worker.operators.time.sleep") as sleep,
     ):
         operator._feed(ctx, feeding_execution(deferred=False, window=2, total=2), 0, window)
     assert act.call_count == 2 and sleep.call_count >= 1
@@ -603,7 +603,7 @@ def test_a_window_that_never_has_room_fails_past_the_deadline_naming_the_dates()
     execution = feeding_execution(deferred=False, window=1, deadline=time.time() - 1)
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried),
-        mock.patch("include.controller.operators.why_stuck", return_value="the target is paused"),
+        mock.patch("backfill_controller.worker.operators.why_stuck", return_value="the target is paused"),
         pytest.raises(AirflowFailException, match="timed out .*the target is paused"),
     ):
         operator._feed(ctx, execution, 0, FakeWindow([1]))
@@ -670,12 +670,14 @@ def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
 
 
 def test_the_plan_task_waits_deferred_for_an_overlapping_backfill():
-    from include.controller.tasks import OverlapWait
+    from backfill_controller.worker.tasks import OverlapWait
 
     operator = BackfillPlanOperator(task_id="plan")
     ctx = context({"dag_id": "sales", "on_overlap": "wait"})
     with (
-        mock.patch("include.controller.tasks.plan_backfill", side_effect=OverlapWait("dates overlap X")),
+        mock.patch(
+            "backfill_controller.worker.tasks.plan_backfill", side_effect=OverlapWait("dates overlap X")
+        ),
         pytest.raises(TaskDeferred) as deferred,
     ):
         operator.execute(ctx)
@@ -685,12 +687,14 @@ def test_the_plan_task_waits_deferred_for_an_overlapping_backfill():
 
 
 def test_the_plan_task_gives_up_waiting_after_timeout_minutes_naming_the_other():
-    from include.controller.tasks import OverlapWait
+    from backfill_controller.worker.tasks import OverlapWait
 
     operator = BackfillPlanOperator(task_id="plan")
     ctx = context({"dag_id": "sales", "on_overlap": "wait", "timeout_minutes": 1})
     with (
-        mock.patch("include.controller.tasks.plan_backfill", side_effect=OverlapWait("dates overlap X")),
+        mock.patch(
+            "backfill_controller.worker.tasks.plan_backfill", side_effect=OverlapWait("dates overlap X")
+        ),
         pytest.raises(AirflowFailException, match="dates overlap X; waited timeout_minutes"),
     ):
         operator.plan_again(ctx, waiting_since=time.time() - 120)
@@ -699,5 +703,5 @@ def test_the_plan_task_gives_up_waiting_after_timeout_minutes_naming_the_other()
 
 def test_the_plan_task_returns_the_chunks_when_planning_succeeds():
     operator = BackfillPlanOperator(task_id="plan")
-    with mock.patch("include.controller.tasks.plan_backfill", return_value=[{"chunk_index": 0}]):
+    with mock.patch("backfill_controller.worker.tasks.plan_backfill", return_value=[{"chunk_index": 0}]):
         assert operator.execute(context({"dag_id": "sales"})) == [{"chunk_index": 0}]

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from include.backfill.state import Phase
-from include.controller.ui import PAGE_DIR, backfills_page
+from backfill_controller.domain.state import Phase
+from backfill_controller.server.ui import PAGE_DIR, backfills_page
 
 NODE = shutil.which("node")
 
@@ -43,8 +43,8 @@ def test_the_page_is_served_whole_with_its_css_script_and_phases():
 
 
 def test_the_new_backfill_form_is_given_every_key_of_a_request():
-    from include.backfill.contract import KEYS, form_params
-    from include.backfill.settings import Limits
+    from backfill_controller.domain.keys import KEYS, form_params
+    from backfill_controller.domain.settings import Limits
 
     page = bytes(backfills_page().body).decode("utf-8")
     keys = re.search(r'<script type="application/json" id="keys">(.*?)</script>', page)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from include.backfill.params import conf_errors
+from backfill_controller.domain.params import conf_errors
 
 #: Shaped as ``GET /api/v2/dags/{dag_id}/details`` lists a DAG's params.
 TARGET_PARAMS: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pendulum
 import pytest
 
-from include.backfill.plan import (
+from backfill_controller.domain.plan import (
     DEFERRAL_MARGIN_SECONDS,
     Action,
     DatePlan,
@@ -22,8 +22,8 @@ from include.backfill.plan import (
     new_run_id,
     room,
 )
-from include.backfill.request import BackfillRequest, Reprocess
-from include.backfill.schedule import ScheduledDate
+from backfill_controller.domain.request import BackfillRequest, Reprocess
+from backfill_controller.domain.schedule import ScheduledDate
 
 JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
 

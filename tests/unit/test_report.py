@@ -8,11 +8,18 @@ from typing import Any
 import pendulum
 import pytest
 
-from include.backfill.plan import Action, DatePlan, ExistingRun, decide
-from include.backfill.report import build_report, render_table
-from include.backfill.request import BackfillRequest, Reprocess
-from include.backfill.schedule import ScheduledDate
-from include.backfill.state import ChunkRecord, DateOutcome, Event, EventKind, SegmentFacts, segment_dates
+from backfill_controller.domain.plan import Action, DatePlan, ExistingRun, decide
+from backfill_controller.domain.report import build_report, render_table
+from backfill_controller.domain.request import BackfillRequest, Reprocess
+from backfill_controller.domain.schedule import ScheduledDate
+from backfill_controller.domain.state import (
+    ChunkRecord,
+    DateOutcome,
+    Event,
+    EventKind,
+    SegmentFacts,
+    segment_dates,
+)
 
 JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
 REQUEST = BackfillRequest(

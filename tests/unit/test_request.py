@@ -8,7 +8,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from include.backfill.request import (
+from backfill_controller.domain.request import (
     DEFAULT_MAX_ACTIVE_RUNS,
     BackfillRequest,
     FieldError,
@@ -17,7 +17,7 @@ from include.backfill.request import (
     parse_datetime,
     parse_request,
 )
-from include.backfill.settings import Limits
+from backfill_controller.domain.settings import Limits
 
 NOW = pendulum.datetime(2024, 6, 1, tz="UTC")
 LIMITS = Limits(max_dates_per_request=3, max_active_runs=20)

@@ -1,4 +1,4 @@
-"""The REST transport (:mod:`include.client.rest`) with the HTTP layer faked: quoting, redirects,
+"""The REST transport (:mod:`backfill_controller.client.rest`) with the HTTP layer faked: quoting, redirects,
 retries, logins and the one error type."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import requests
 
-import include.client.rest as rest
-from include.client.airflow_api import AirflowApi
-from include.client.controller_api import ControllerApi
-from include.client.rest import (
+import backfill_controller.client.rest as rest
+from backfill_controller.client.airflow_api import AirflowApi
+from backfill_controller.client.controller_api import ControllerApi
+from backfill_controller.client.rest import (
     TRANSIENT_OR_DATABASE_ERROR,
     ApiError,
     RequestRefused,

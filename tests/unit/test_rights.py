@@ -5,9 +5,9 @@ from __future__ import annotations
 import pendulum
 import pytest
 
-from include.backfill.request import parse_request
-from include.backfill.rights import Right, may_clear, rights_needed
-from include.backfill.settings import Limits
+from backfill_controller.domain.request import parse_request
+from backfill_controller.domain.rights import Right, may_clear, rights_needed
+from backfill_controller.domain.settings import Limits
 
 READ = [Right.READ_DAG, Right.READ_RUNS]
 CASES = {

@@ -11,8 +11,8 @@ from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataInte
 from airflow.timetables.simple import NullTimetable, OnceTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from include.backfill.request import BackfillRequest, parse_datetime
-from include.backfill.schedule import (
+from backfill_controller.domain.request import BackfillRequest, parse_datetime
+from backfill_controller.domain.schedule import (
     ScheduledDate,
     ScheduleError,
     dates_from_list,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.backfill.segments import (
+from backfill_controller.domain.segments import (
     MAX_MAP_LENGTH,
     continuation_conf,
     continuation_run_id,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from include.backfill.plan import Action, decide
-from include.backfill.request import BackfillRequest, InvalidRequest, MissingRuns, Reprocess
-from include.backfill.selection import describe, matching, select_tasks, to_clear
+from backfill_controller.domain.plan import Action, decide
+from backfill_controller.domain.request import BackfillRequest, InvalidRequest, MissingRuns, Reprocess
+from backfill_controller.domain.selection import describe, matching, select_tasks, to_clear
 from tests.unit.test_plan import JAN_1, existing_run, scheduled
 from tests.unit.test_request import WINDOW, parse, refused
 

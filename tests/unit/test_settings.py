@@ -1,6 +1,6 @@
 """Specification of the deployment settings: options of Airflow's ``[backfill_controller]`` section.
 
-Every table-wide rule is checked for every row of :data:`include.backfill.settings.SETTINGS`: the
+Every table-wide rule is checked for every row of :data:`backfill_controller.domain.settings.SETTINGS`: the
 Airflow option is read (here through its ``AIRFLOW__BACKFILL_CONTROLLER__<NAME>`` variable, which
 Airflow's configuration reads at lookup time), the old ``BACKFILL_<NAME>`` still works with a
 DeprecationWarning, the option wins over the old name, and the defaults are what they were.
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from include.backfill import settings
-from include.backfill.settings import SETTINGS, Limits, Setting, poll_interval, segment_size
+from backfill_controller.domain import settings
+from backfill_controller.domain.settings import SETTINGS, Limits, Setting, poll_interval, segment_size
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "timeout_minutes": 1440,
     "notifiers": "",
     "notify": (),
-    "catchup_config": REPO_ROOT / "include" / "catchup.yaml",
+    "catchup_config": Path("include/catchup.yaml"),
     "catchup_schedule": "@hourly",
 }
 
@@ -236,7 +236,7 @@ def test_airflow_cfg_and_airflows_own_cli_agree_with_the_lookup(tmp_path: Path) 
         """
         import argparse
         from airflow.cli.commands.config_command import get_value
-        from include.backfill.settings import NOTIFY, Limits
+        from backfill_controller.domain.settings import NOTIFY, Limits
 
         limits = Limits.from_config()
         print(limits.max_dates_per_request, limits.max_active_runs, ",".join(NOTIFY.value()))

@@ -1,7 +1,7 @@
 """Specification of a backfill's state: where each date is, the counts, and the phase.
 
 The truth about a date is what happened to its run, not the state of the task that acted on it
-(:mod:`include.backfill.state`). Every case is one controller run's facts, as the report, the
+(:mod:`backfill_controller.domain.state`). Every case is one controller run's facts, as the report, the
 Backfills page and the CLI gather them, read through :func:`segment_dates`.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
 
-from include.backfill.plan import Action
-from include.backfill.state import (
+from backfill_controller.domain.plan import Action
+from backfill_controller.domain.state import (
     FAILED_DATES,
     ChunkRecord,
     Counts,

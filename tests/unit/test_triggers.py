@@ -16,9 +16,9 @@ from unittest import mock
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from include.backfill.plan import Execution, Feeding
-from include.backfill.state import ChunkRecord, Event, EventKind, SegmentFacts
-from include.controller.progress import (
+from backfill_controller.domain.plan import Execution, Feeding
+from backfill_controller.domain.state import ChunkRecord, Event, EventKind, SegmentFacts
+from backfill_controller.worker.progress import (
     BATCH,
     BackfillProgressTrigger,
     WindowTrigger,
@@ -96,7 +96,7 @@ def test_window_trigger_serializes_to_itself():
     trigger = WindowTrigger(
         "t", ["a", "b"], 3, not_before=5.0, poll_interval=1.0, deadline=9.0, end_task=True
     )
-    assert trigger.serialize()[0] == "include.controller.progress.WindowTrigger"
+    assert trigger.serialize()[0] == "backfill_controller.worker.progress.WindowTrigger"
     assert rebuilt(trigger).serialize() == trigger.serialize()
 
 
@@ -156,7 +156,7 @@ def test_progress_trigger_asks_about_its_runs_in_batches():
 def test_progress_trigger_serializes_to_itself():
     trigger = progress_trigger(deadline=12.5, end_task=True)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "include.controller.progress.BackfillProgressTrigger"
+    assert classpath == "backfill_controller.worker.progress.BackfillProgressTrigger"
     assert kwargs == {
         "target_dag_id": "t",
         "run_ids": ["r1", "r2"],

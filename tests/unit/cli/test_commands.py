@@ -1,4 +1,4 @@
-"""Specification of :mod:`include.cli.commands`: each command run by :func:`main`, with a fake
+"""Specification of :mod:`backfill_controller.cli.commands`: each command run by :func:`main`, with a fake
 REST client; no server."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from include.backfill.state import Phase
-from include.cli.commands import main, status_exit_code, ui_link
-from include.cli.common import (
+from backfill_controller.cli.commands import main, status_exit_code, ui_link
+from backfill_controller.cli.common import (
     EXIT_FAILED,
     EXIT_STATUS_UNREACHABLE,
     EXIT_STILL_RUNNING,
@@ -21,7 +20,8 @@ from include.cli.common import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from include.cli.flags import command_of
+from backfill_controller.cli.flags import command_of
+from backfill_controller.domain.state import Phase
 from tests.unit.cli.test_views import page_backfill
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -35,8 +35,8 @@ def test_refused_command_line_exits_2_before_any_call(capsys):
 
 def test_the_command_imports_neither_airflow_nor_requests():
     code = (
-        "import importlib, pkgutil, sys, include.cli\n"
-        "for m in pkgutil.iter_modules(include.cli.__path__, 'include.cli.'):\n"
+        "import importlib, pkgutil, sys, backfill_controller.cli\n"
+        "for m in pkgutil.iter_modules(backfill_controller.cli.__path__, 'backfill_controller.cli.'):\n"
         "    importlib.import_module(m.name)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'requests')))"
     )
@@ -77,7 +77,7 @@ def test_status_exits_with_what_the_phase_says(phase):
 
 
 class FakeControllerApi:
-    """Stands in for :class:`include.client.controller_api.ControllerApi` in ``run_status``/``run_list``."""
+    """Stands in for :class:`backfill_controller.client.controller_api.ControllerApi` in ``run_status``/``run_list``."""
 
     answer: Any = None
     calls: list[tuple[str, Any]] = []
@@ -106,7 +106,7 @@ class FakeControllerApi:
 
 @pytest.fixture
 def fake_api(monkeypatch):
-    import include.client.controller_api as client
+    import backfill_controller.client.controller_api as client
 
     monkeypatch.setattr(client, "ControllerApi", FakeControllerApi)
     monkeypatch.setattr(FakeControllerApi, "calls", [])
@@ -130,7 +130,7 @@ def test_backfill_status_prints_the_backfill_and_exits_with_its_phase(fake_api, 
 
 
 def test_backfill_status_of_no_backfill_exits_2_and_unreachable_exits_4(fake_api, capsys):
-    from include.client.rest import ApiError
+    from backfill_controller.client.rest import ApiError
 
     fake_api.answer = ApiError(404, "no backfill has the run id 'x'", call="GET ...")
     assert main(["status", "x"]) == EXIT_USAGE
@@ -167,7 +167,7 @@ def test_backfill_list_refuses_bad_filters_with_exit_2(fake_api, capsys, argv):
 
 
 def test_the_client_lists_backfills_with_the_filters_as_query_parameters():
-    from include.client.controller_api import ControllerApi
+    from backfill_controller.client.controller_api import ControllerApi
 
     class Response:
         status_code = 200
@@ -217,7 +217,7 @@ def test_each_control_is_a_sub_command_that_posts_it(fake_api, capsys, command, 
     ids=["does not fit the phase", "no right", "no such backfill", "unreachable"],
 )
 def test_a_refused_control_says_why_and_exits_with_what_refused_it(fake_api, capsys, status, code):
-    from include.client.rest import ApiError
+    from backfill_controller.client.rest import ApiError
 
     detail = "the backfill is succeeded: only a running backfill can be paused"
     fake_api.answer = ApiError(status, detail, call="POST ...")

@@ -1,4 +1,4 @@
-"""Specification of :mod:`include.cli.conf`: a ``backfill`` command line as the controller's conf."""
+"""Specification of :mod:`backfill_controller.cli.conf`: a ``backfill`` command line as the controller's conf."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from include.cli.common import UsageError
-from include.cli.conf import ignored_flag_notes, to_conf
-from include.cli.flags import build_parser
+from backfill_controller.cli.common import UsageError
+from backfill_controller.cli.conf import ignored_flag_notes, to_conf
+from backfill_controller.cli.flags import build_parser
 
 
 def conf(*argv: str) -> dict[str, Any]:

@@ -1,11 +1,17 @@
-"""Specification of :mod:`include.cli.connection`: where Airflow is and who logs in."""
+"""Specification of :mod:`backfill_controller.cli.connection`: where Airflow is and who logs in."""
 
 from __future__ import annotations
 
 import pytest
 
-from include.cli.common import UsageError
-from include.cli.connection import DEFAULT_API_URL, ApiSettings, api_settings, parse_connection_uri, redact
+from backfill_controller.cli.common import UsageError
+from backfill_controller.cli.connection import (
+    DEFAULT_API_URL,
+    ApiSettings,
+    api_settings,
+    parse_connection_uri,
+    redact,
+)
 
 URIS = {
     "plain": ("http://admin:secret@localhost:8080", ("http://localhost:8080", "admin", "secret")),

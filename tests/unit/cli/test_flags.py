@@ -1,4 +1,4 @@
-"""Specification of :mod:`include.cli.flags`: the command lines, their ``--help``, the underscore
+"""Specification of :mod:`backfill_controller.cli.flags`: the command lines, their ``--help``, the underscore
 spellings and which command an argument list runs."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from include.cli.common import EXIT_USAGE
-from include.cli.flags import (
+from backfill_controller.cli.common import EXIT_USAGE
+from backfill_controller.cli.flags import (
     LEGACY_FLAGS,
     build_control_parser,
     build_list_parser,

@@ -1,5 +1,5 @@
-"""Specification of :mod:`include.cli.progress`: the progress line, its display, and
-:func:`~include.cli.progress.follow` reading a fake API's answers."""
+"""Specification of :mod:`backfill_controller.cli.progress`: the progress line, its display, and
+:func:`~backfill_controller.cli.progress.follow` reading a fake API's answers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from include.backfill.state import Counts, Phase
-from include.cli.common import CONTROLLER_DAG_ID, EXIT_FAILED, EXIT_SUCCESS
-from include.cli.progress import Progress, ProgressPrinter, follow, format_progress, progress_of
+from backfill_controller.cli.common import CONTROLLER_DAG_ID, EXIT_FAILED, EXIT_SUCCESS
+from backfill_controller.cli.progress import Progress, ProgressPrinter, follow, format_progress, progress_of
+from backfill_controller.domain.state import Counts, Phase
 
 
 def backfill(phase: str | None, state: str | None = "running", **tally: int) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""Specification of :mod:`include.cli.views`: what ``backfill status`` and ``backfill list`` print."""
+"""Specification of :mod:`backfill_controller.cli.views`: what ``backfill status`` and ``backfill list`` print."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from include.backfill.state import Counts
-from include.cli.views import format_list, format_status, list_footer
+from backfill_controller.cli.views import format_list, format_status, list_footer
+from backfill_controller.domain.state import Counts
 
 
 def page_backfill(run_id: str = "manual__1", **changes: Any) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""The controller's contract: the names that its DAG, its plugin, its CLI and its tests share.
+
+Everything that one part of the product looks up in another by name is declared here once: the
+DAG ids, the controller's task ids and XCom keys, the shapes of the run ids it makes, the run
+states it counts as open, and where the plugin is served. Renaming a task in the DAG renames it
+for the page, cancel and the CLI alike. Pure: no import of Airflow or of the rest of the package.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+#: The controller DAG (built by :func:`backfill_controller.dags.controller_dag`).
+CONTROLLER_DAG_ID = "backfill_controller"
+#: The scheduled catch-up DAG (built by :func:`backfill_controller.dags.catchup_dag`).
+CATCHUP_DAG_ID = "backfill_catchup"
+#: Where the api-server serves the plugin's app (routes, page, icon).
+URL_PREFIX = "/backfill-controller"
+
+
+class Task(StrEnum):
+    """The controller DAG's task ids."""
+
+    PLAN = "plan"
+    TRIGGER = "trigger"
+    WAIT = "wait"
+    SEGMENTS = "segments"
+    SEGMENT = "segment"
+    REPORT = "report"
+
+
+class XCom(StrEnum):
+    """The XCom keys the controller's tasks push (task id in the comment)."""
+
+    RETURN_VALUE = "return_value"  # report: the result; plan: the chunks trigger maps over
+    ERROR = "error"  # plan, trigger: why the backfill stopped
+    REQUEST = "request"  # plan: the parsed request
+    PLANS = "plans"  # plan: the per-date plans of segment 0
+    RUN_IDS = "run_ids"  # plan: the target run ids acted on, in order
+    EXECUTION = "execution"  # plan: how the chunks feed the target
+    SEGMENTS = "segments"  # plan: how many segments
+    STATS = "stats"  # plan: planning figures
+    CHUNK = "chunk"  # trigger: one chunk's record of what it started
+    SEGMENT_REPORT = "segment_report"  # report of a continuation run: its part of the result
+
+    @staticmethod
+    def segment(index: int) -> str:
+        """plan: the per-date plans of segment ``index``."""
+        return f"segment_{index}"
+
+
+#: Target run ids the controller creates start with this.
+TARGET_RUN_PREFIX = "backfill_controller__"
+#: Controller runs that the scheduled catch-up creates have run ids starting with this.
+CATCHUP_PREFIX = "catchup__"
+#: A continuation run's id is its head's, this mark, and the segment's index.
+SEGMENT_MARK = "__segment_"
+#: The conf key of a continuation run: ``{"head_run_id": ..., "segment": k}``.
+CONTINUES_KEY = "continues"
+
+
+def continuation_run_id(head_run_id: str, segment: int) -> str:
+    """
+    >>> continuation_run_id("manual__2024-05-01T10:00:00+00:00", 2)
+    'manual__2024-05-01T10:00:00+00:00__segment_2'
+    """
+    return f"{head_run_id}{SEGMENT_MARK}{segment}"
+
+
+def is_controller_shaped(run_id: str) -> bool:
+    """Whether ``run_id`` has a shape the controller keeps for the runs it makes itself.
+
+    >>> [is_controller_shaped(r) for r in ("manual__1", "catchup__x", "h__segment_1")]
+    [False, True, True]
+    """
+    return SEGMENT_MARK in run_id or run_id.startswith(CATCHUP_PREFIX)

@@ -1,0 +1,185 @@
+"""Cancelling a backfill: a user marks one of its controller runs failed, and all of it stops.
+
+A backfill is cancelled by marking its controller run (or one of its continuation runs) failed:
+the UI's "Mark as failed", or ``PATCH /api/v2/dags/backfill_controller/dagRuns/{run_id}`` with
+``{"state": "failed"}``. Airflow then fires the listener hook ``on_dag_run_failed`` inside that
+request, in the api-server; the plugin registers this module as a listener, and
+:class:`ActingUserMiddleware` as a root middleware that keeps the request's authenticated user for
+it. Then, in the request's own database transaction (a second one would wait for SQLite's lock
+while the request holds it):
+
+* the backfill's other controller runs still open (head and continuation segments) are marked
+  failed too, so no segment starts anything afterwards;
+* its target runs still queued are marked failed, as cancelling a native backfill does; runs
+  already running finish. These are exactly the runs the backfill was authorized to create or
+  clear, read from the ledger (:mod:`backfill_controller.server.ledger`), never from an XCom;
+* only if the acting user may edit the target's runs (PUT on its DAG runs): someone who may
+  mark controller runs failed but not touch the target stops the controller and nothing else.
+
+A backfill that had finished (its ``report`` task ran) fails nothing when marked failed later, and
+a controller run that fails by itself (a failed date, a timeout: no user acting) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextvars import ContextVar
+from typing import Any, cast
+
+from airflow.listeners import hookimpl
+from airflow.utils.state import DagRunState, TaskInstanceState
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, object_session
+
+from backfill_controller.domain.rights import Right
+from backfill_controller.domain.segments import SEGMENT_MARK
+from backfill_controller.server import access, ledger
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_DAG_ID = "backfill_controller"
+REPORT_TASK_ID = "report"
+_BATCH = 500
+
+#: The authenticated user of the request being served, for requests that can mark a run failed.
+ACTING_USER: ContextVar[Any] = ContextVar("backfill_controller_acting_user", default=None)
+#: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` and the bulk ``PATCH .../dagRuns``.
+_STATE_CHANGE = re.compile(r"^/api/v2/dags/[^/]+/dagRuns(/[^/]+)?/?$")
+
+
+class ActingUserMiddleware:
+    """Root ASGI middleware: for requests that can change a DAG run's state, resolve the caller
+    (bearer token, else the UI's cookie, as Airflow's ``get_user`` does) into :data:`ACTING_USER`."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope.get("type") != "http"
+            or scope.get("method") != "PATCH"
+            or not _STATE_CHANGE.match(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        reset = ACTING_USER.set(await _caller(scope))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ACTING_USER.reset(reset)
+
+
+async def _caller(scope: Any) -> Any:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from starlette.requests import Request
+
+    request = Request(scope)
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials if scheme.lower() == "bearer" else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    if not token:
+        return None
+    try:
+        return await get_auth_manager().get_user_from_token(token)
+    except Exception:  # Airflow's own dependency answers the request with 401/403
+        return None
+
+
+@hookimpl
+def on_dag_run_failed(dag_run: Any, msg: str) -> None:
+    if getattr(dag_run, "dag_id", None) != CONTROLLER_DAG_ID:
+        return
+    user = ACTING_USER.get()
+    if user is None:  # failed by itself (the scheduler), not by a user's request
+        return
+    try:
+        session = object_session(dag_run)
+        if session is None:
+            from airflow.utils.session import create_session
+
+            with create_session() as own:
+                cancel(own, dag_run.run_id, user)
+        else:
+            cancel(session, dag_run.run_id, user)
+    except Exception:  # a listener must never break the state change it reports
+        log.exception("could not cancel the backfill of controller run %s", dag_run.run_id)
+
+
+def cancel(session: Session, controller_run_id: str, user: Any) -> int:
+    """Stop the backfill ``controller_run_id`` belongs to, for ``user``; how many target runs failed."""
+    head = controller_run_id.split(SEGMENT_MARK, 1)[0]
+    entry = ledger.entry(session, head)
+    if entry is None:  # never authorized: it created nothing
+        return 0
+    if _had_finished(session, head):
+        log.info("backfill %s had finished: marking it failed cancels nothing", head)
+        return 0
+    from backfill_controller.airflow_internals import fail_runs
+
+    others = [r for r in _open_runs(session, head) if r != controller_run_id]
+    fail_runs(session, CONTROLLER_DAG_ID, others)
+    name = access.user_name(user)
+    if access.missing_rights(user, entry.target_dag_id, [Right.CLEAR_RUNS]):
+        log.warning(
+            "backfill %s cancelled by %s, who may not edit runs of %s: its queued runs are left as they are",
+            head,
+            name,
+            entry.target_dag_id,
+        )
+        return 0
+    failed = _fail_queued(session, entry)
+    log.info("backfill %s cancelled by %s: %d queued target run(s) marked failed", head, name, failed)
+    return failed
+
+
+def _had_finished(session: Session, head: str) -> bool:
+    from airflow.models.taskinstance import TaskInstance
+
+    state = session.scalar(
+        select(TaskInstance.state).where(
+            TaskInstance.dag_id == CONTROLLER_DAG_ID,
+            TaskInstance.run_id == head,
+            TaskInstance.task_id == REPORT_TASK_ID,
+        )
+    )
+    return state in (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
+
+
+def _open_runs(session: Session, head: str) -> list[str]:
+    """The backfill's controller runs (head and continuations) still queued or running."""
+    from airflow.models.dagrun import DagRun
+
+    rows = session.scalars(
+        select(DagRun.run_id).where(
+            DagRun.dag_id == CONTROLLER_DAG_ID,
+            DagRun.state.in_((DagRunState.QUEUED, DagRunState.RUNNING)),
+            (DagRun.run_id == head) | DagRun.run_id.startswith(head + SEGMENT_MARK, autoescape=True),
+        )
+    )
+    return list(rows)
+
+
+def _fail_queued(session: Session, entry: ledger.Entry) -> int:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+
+    failed = 0
+    run_ids = list(entry.run_ids)
+    for start in range(0, len(run_ids), _BATCH):
+        result = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(DagRun)
+                .where(
+                    DagRun.dag_id == entry.target_dag_id,
+                    DagRun.run_id.in_(run_ids[start : start + _BATCH]),
+                    DagRun.state == DagRunState.QUEUED,
+                )
+                .values(state=DagRunState.FAILED)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        failed += int(result.rowcount or 0)
+    return failed

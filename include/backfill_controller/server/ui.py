@@ -1,0 +1,834 @@
+"""The **Backfills** page: every controller backfill, running and past, with a per-date status grid.
+
+Served inside the api-server by the plugin's FastAPI app (``include/backfill_controller/server/web.py`` includes
+``router``), so it reads the metadata database directly and uses the UI's own authentication
+(the ``_token`` cookie the UI login sets, or a bearer token):
+
+* ``GET /backfill-controller/api/backfills`` (JSON): the ``backfill_controller`` runs, newest first,
+  a page at a time, each summed up: its request (target, window, reason, who), phase, progress
+  counts and, while it runs, its estimated end (``eta``, :mod:`backfill_controller.domain.eta`); no dates.
+* ``GET /backfill-controller/api/backfills/{run_id}`` (JSON): one backfill, summed up as in the list,
+  with one cell per date, every segment's (what the CLI follows).
+* ``GET /backfill-controller/api/backfillable_dags`` (JSON): the DAGs the caller may start a
+  backfill of, which the page's New backfill form offers.
+* ``GET /backfill-controller/ui`` (HTML): a self-contained page that renders the list as a table
+  and, for a backfill the user opens, its calendar of cells from its detail. Its files are in
+  ``page/`` next to this module (``backfills.html``, ``.css``, ``.js``; no build step), served as
+  one document with the CSS and JS inline. The plugin registers it in the UI navigation, where
+  Airflow shows it in an iframe.
+
+The list takes two filters, and ``total`` counts what they keep:
+
+* ``dag_id``: the backfills of that target DAG, filtered in SQL on the controller run's conf
+  (``conf ->> 'dag_id'`` on PostgreSQL, ``json_extract`` on SQLite), so pages stay exact and cheap.
+  The conf's ``dag_id`` is the target as requested: the planned request keeps it unchanged.
+* ``state``: the backfills in that **phase** (:class:`backfill_controller.domain.state.Phase`, the ``phase``
+  each backfill shows), not the controller run state, which says ``success`` for a dry run and
+  ``failed`` for a cancelled backfill. A phase is computed, not stored: the database keeps the
+  controller runs whose state allows the phase, a few batched queries read what decides it (the
+  plan's request, whether it planned, whether the report ran), and only a failed backfill that may
+  be cancelling or cancelled is read in full (are runs it started still open?). The page is then
+  cut from that list, newest first.
+
+A cell is one date as :mod:`backfill_controller.domain.state` says (the report and the CLI read the same):
+the facts are read from the database in a few queries per page (the target runs: run_id IN the
+plan's run_ids and the adopted ones, batched; the ``trigger`` task instances and their records).
+The list counts the dates from the same facts as the detail, so both say the same, but builds no
+cells: its answer stays small however many dates its backfills have.
+
+A large backfill runs in segments (``include/backfill_controller/domain/segments.py``): its continuation runs are
+not listed on their own but folded into the run that received the request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.models.dag import DagModel
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.xcom import XComModel
+from airflow.utils.state import DagRunState, TaskInstanceState
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from backfill_controller.domain.airflow_states import OPEN_RUN
+from backfill_controller.domain.controls import Applied, paused
+from backfill_controller.domain.eta import EtaFacts, RunTimes, estimate, needs_recent
+from backfill_controller.domain.keys import form_params
+from backfill_controller.domain.plan import EXECUTION_KEY, Execution, chunk_size_of
+from backfill_controller.domain.rights import Right
+from backfill_controller.domain.segments import continuation_run_id
+from backfill_controller.domain.settings import Limits
+from backfill_controller.domain.state import (
+    CHUNK_RECORD_KEY,
+    IN_FLIGHT_DATES,
+    UNFINISHED_DATES,
+    ChunkRecord,
+    Counts,
+    DateOutcome,
+    DateState,
+    Phase,
+    SegmentFacts,
+    adopted_run_ids,
+    count,
+    phase,
+    possible_phases,
+    run_states_of,
+    segment_dates,
+)
+from backfill_controller.server import access, ledger
+from backfill_controller.worker.progress import TRIGGER_TASK_ID
+
+CONTROLLER_DAG_ID = "backfill_controller"
+PLAN_TASK_ID = "plan"
+
+_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments", EXECUTION_KEY)
+#: What the list reads of an ended backfill's plan (:func:`backfills_of`): not its dates.
+_ENDED_KEYS = ("request", "error", "segments", EXECUTION_KEY)
+_IN_FLIGHT: frozenset[str | None] = frozenset(OPEN_RUN)
+#: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
+_CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
+_ENDED = (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
+_BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
+#: Backfills whose dates are read at once: a page holds the plans and target runs of this many
+#: backfills at most, however many it lists.
+_GROUP = 10
+#: Most DAGs the New backfill form offers as its target.
+_MOST_TARGETS = 1000
+#: The target's latest successful runs whose durations an estimate falls back on.
+_RECENT_RUNS = 20
+#: Dates whose run the backfill has started: their runs' times are its work so far.
+_STARTED = IN_FLIGHT_DATES | {DateState.SUCCESS, DateState.FAILED}
+
+# The controller run must be readable; its target's runs are shown only if that DAG is readable too.
+_READ_CONTROLLER_RUNS = Depends(
+    requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
+)
+
+router = APIRouter(tags=["Backfills page"])
+
+
+def readable_dag_ids(user: GetUserDep) -> set[str]:
+    # Not Airflow's ReadableDagsFilterDep: it reads the auth manager from app.state, which a
+    # plugin's sub-application does not have.
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _utc(iso: str) -> str:
+    """An ISO-8601 datetime in UTC, so dates sort as text and group by UTC day in the page."""
+    return datetime.fromisoformat(iso).astimezone(UTC).isoformat()
+
+
+def _state(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))
+
+
+_Key = TypeVar("_Key", str, int)
+
+
+def _batches(values: Iterable[_Key]) -> Iterator[list[_Key]]:
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), _BATCH):
+        yield wanted[start : start + _BATCH]
+
+
+def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
+    """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs (one query per batch of runs)."""
+    found: dict[int, dict[str, Any]] = {}
+    if not keys:
+        return found
+    for batch in _batches(run_pks):
+        rows = session.execute(
+            select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
+                XComModel.dag_run_id.in_(batch),
+                XComModel.task_id == PLAN_TASK_ID,
+                XComModel.map_index == -1,
+                XComModel.key.in_(keys),
+            )
+        )
+        for row in rows:
+            # Stored as JSON, or as a JSON string of it: XComModel.deserialize_value reads both.
+            found.setdefault(row.dag_run_id, {})[row.key] = XComModel.deserialize_value(row)
+    return found
+
+
+def _planned(session: Session, run_pks: Sequence[int]) -> set[int]:
+    """The controller runs (``dag_run.id``) whose ``plan`` task pushed its plans (not read)."""
+    found: set[int] = set()
+    for batch in _batches(run_pks):
+        found.update(
+            session.scalars(
+                select(XComModel.dag_run_id).where(
+                    XComModel.dag_run_id.in_(batch),
+                    XComModel.task_id == PLAN_TASK_ID,
+                    XComModel.map_index == -1,
+                    XComModel.key == "plans",
+                )
+            )
+        )
+    return found
+
+
+def _chunk_records(session: Session, run_pks: Sequence[int]) -> dict[int, dict[int, ChunkRecord]]:
+    """``{dag_run.id: {chunk: record}}`` of the ``trigger`` task instances' records."""
+    found: dict[int, dict[int, ChunkRecord]] = {}
+    if not run_pks:
+        return found
+    rows = session.execute(
+        select(XComModel.dag_run_id, XComModel.value).where(
+            XComModel.dag_run_id.in_(run_pks),
+            XComModel.task_id == TRIGGER_TASK_ID,
+            XComModel.key == CHUNK_RECORD_KEY,
+        )
+    )
+    for row in rows:
+        record = ChunkRecord.from_dict(XComModel.deserialize_value(row))
+        if record is not None:
+            found.setdefault(row.dag_run_id, {})[record.chunk] = record
+    return found
+
+
+def _trigger_states(session: Session, run_ids: Iterable[str]) -> dict[str, dict[int, str | None]]:
+    """``{controller run_id: {map_index: state}}`` of the mapped ``trigger`` task."""
+    found: dict[str, dict[int, str | None]] = {}
+    for batch in _batches(run_ids):
+        rows = session.execute(
+            select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
+                TaskInstance.dag_id == CONTROLLER_DAG_ID,
+                TaskInstance.task_id == TRIGGER_TASK_ID,
+                TaskInstance.run_id.in_(batch),
+            )
+        )
+        for row in rows:
+            found.setdefault(row.run_id, {})[row.map_index] = _state(row.state)
+    return found
+
+
+def _report_ran(session: Session, run_ids: Iterable[str]) -> set[str]:
+    """The controller runs whose ``report`` task ran (a run failed without it was cancelled)."""
+    ran: set[str] = set()
+    for batch in _batches(run_ids):
+        ran.update(session.scalars(_report_task(batch, _ENDED)))
+    return ran
+
+
+def _report_runs(session: Session, run_id: str) -> bool:
+    """Whether a controller run's ``report`` task is running now."""
+    return session.scalar(_report_task([run_id], (TaskInstanceState.RUNNING,))) is not None
+
+
+def _report_task(run_ids: Sequence[str], states: Sequence[TaskInstanceState]) -> Select[Any]:
+    return select(TaskInstance.run_id).where(
+        TaskInstance.dag_id == CONTROLLER_DAG_ID,
+        TaskInstance.task_id == "report",
+        TaskInstance.run_id.in_(run_ids),
+        TaskInstance.state.in_(states),
+    )
+
+
+def _runs(session: Session, dag_id: str, run_ids: Iterable[str], *, times: bool = False) -> dict[str, Any]:
+    """``{run_id: (id, run_id, state)}`` of ``dag_id``'s runs among ``run_ids`` (IN (...), batched),
+    and their ``start_date`` and ``end_date`` with ``times``."""
+    columns = [DagRun.id, DagRun.run_id, DagRun.state]
+    if times:
+        columns += [DagRun.start_date, DagRun.end_date]
+    found: dict[str, Any] = {}
+    for batch in _batches(run_ids):
+        rows = session.execute(select(*columns).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(batch)))
+        found.update({row.run_id: row for row in rows})
+    return found
+
+
+def _part(
+    facts: Mapping[str, Any],
+    chunk_states: Mapping[int, str | None],
+    records: Mapping[int, ChunkRecord],
+    finished: bool,
+    dry_run: bool,
+) -> SegmentFacts:
+    """A controller run's facts, the target run states still to fill in."""
+    return SegmentFacts(
+        plans=facts["plans"],
+        run_ids=facts.get("run_ids") or [],
+        chunk_size=chunk_size_of(facts.get(EXECUTION_KEY)),
+        chunk_states=chunk_states,
+        records=records,
+        run_states={},
+        finished=finished,
+        dry_run=dry_run,
+    )
+
+
+def _dates(
+    session: Session,
+    target: str,
+    parts: Sequence[SegmentFacts],
+    *,
+    times: bool,
+    run_states: Mapping[str, str | None] | None = None,
+) -> tuple[list[DateOutcome], dict[str, Any]]:
+    """Every date of a backfill's parts, in plan order, and the target runs read for them
+    (:func:`_runs`, with their ``times``); from ``run_states`` instead when the backfill has ended
+    (:mod:`backfill_controller.server.ledger`'s outcome). A dry run's dates read no target run."""
+    rows: dict[str, Any] = {}
+    if run_states is None and not all(part.dry_run for part in parts):
+        wanted = [p["run_id"] for part in parts for p in part.plans]
+        wanted += [r for part in parts for r in adopted_run_ids(part.records)]
+        rows = _runs(session, target, wanted, times=times)
+        run_states = {run_id: _state(row.state) for run_id, row in rows.items()}
+    states = dict(run_states or {})
+    return [d for part in parts for d in segment_dates(replace(part, run_states=states))], rows
+
+
+def _cells(dates: Sequence[DateOutcome]) -> list[dict]:
+    cells = [
+        {**date.to_dict(), "logical_date": _utc(date.logical_date), "run_exists": date.run_state is not None}
+        for date in dates
+    ]
+    cells.sort(key=lambda c: c["logical_date"])
+    return cells
+
+
+def _span(dates: Sequence[DateOutcome]) -> tuple[str | None, str | None]:
+    """The first and last logical dates (UTC) of dates in plan order (ascending or, for
+    ``run_backwards``, descending: :func:`backfill_controller.domain.plan.decide`)."""
+    if not dates:
+        return None, None
+    ends = sorted((_utc(dates[0].logical_date), _utc(dates[-1].logical_date)))
+    return ends[0], ends[1]
+
+
+def now() -> datetime:
+    """The time estimates are made at (one place, so a test can fix it)."""
+    return datetime.now(UTC)
+
+
+def _running_at_most(execution: Any) -> int:
+    """Most runs of the backfill running at once, from its ``execution`` XCom (1: unreadable)."""
+    try:
+        return Execution.from_dict(execution).feeding.running_at_most
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def _recent_durations(session: Session, dag_id: str) -> list[float]:
+    """Seconds each of ``dag_id``'s latest successful runs took (at most :data:`_RECENT_RUNS`)."""
+    rows = session.execute(
+        select(DagRun.start_date, DagRun.end_date)
+        .where(
+            DagRun.dag_id == dag_id,
+            DagRun.state == DagRunState.SUCCESS,
+            DagRun.start_date.is_not(None),
+            DagRun.end_date.is_not(None),
+        )
+        .order_by(DagRun.id.desc())
+        .limit(_RECENT_RUNS)
+    )
+    return [(row.end_date - row.start_date).total_seconds() for row in rows]
+
+
+def _eta(
+    session: Session,
+    head: DagRun,
+    target: str,
+    dates: Sequence[DateOutcome],
+    rows: Mapping[str, Any],
+    execution: Any,
+) -> dict[str, Any] | None:
+    """A running backfill's estimated end (:mod:`backfill_controller.domain.eta`) from its target runs' times;
+    the target's recent runs' durations are read only when none of its runs has finished."""
+    runs = [
+        RunTimes(row.start_date, None if d.state in IN_FLIGHT_DATES else row.end_date)
+        for d in dates
+        if d.state in _STARTED and (row := rows.get(d.run_id)) is not None
+    ]
+    unfinished = sum(1 for d in dates if d.state in UNFINISHED_DATES)
+    if not unfinished:
+        return None
+    since = head.start_date
+    recent = _recent_durations(session, target) if needs_recent(runs, since) else []
+    facts = EtaFacts(runs, unfinished, _running_at_most(execution), now(), since, recent)
+    eta = estimate(facts)
+    return eta.to_dict() if eta is not None else None
+
+
+def _as_shown(
+    facts: Mapping[str, Any], conf: Mapping[str, Any] | None, readable: set[str]
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """A backfill's request and ``plan`` facts as this reader may see them, and whether the target is
+    visible: a reader without read rights on the target sees that a backfill exists, no more."""
+    request = dict(facts.get("request") or conf or {})
+    target = request.get("dag_id")
+    if target in readable:
+        return request, dict(facts), True
+    hidden = {key: value for key, value in facts.items() if key not in ("error", "plans")}
+    return {"dag_id": target}, hidden, False
+
+
+def _phase_facts(request: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, bool]:
+    """What :func:`backfill_controller.domain.state.phase` reads from the request and the plan, as shown."""
+    return {"planned": "plans" in facts, "dry_run": bool(request.get("dry_run"))}
+
+
+def _progress(dates: Sequence[DateOutcome], tally: Counts, dry_run: bool) -> dict[str, Any]:
+    return {
+        "dates": tally.dates,
+        "acting": 0 if dry_run else tally.acting,
+        "finished": 0 if dry_run else tally.finished,
+        "counts": dict(Counter(d.state.value for d in dates)),
+        "tally": tally.to_dict(),
+    }
+
+
+def _of_dates(dates: Sequence[DateOutcome], segments: int, dry_run: bool) -> dict[str, Any]:
+    """What a summary says of a backfill's dates: its progress, span and segments (what an ended
+    backfill's outcome keeps, so the list need not read its dates again)."""
+    first, last = _span(dates)
+    return {
+        "progress": _progress(dates, count(dates), dry_run),
+        "first_date": first,
+        "last_date": last,
+        "segments": segments,
+    }
+
+
+def _summary(
+    run: DagRun,
+    facts: Mapping[str, Any],
+    parts: Sequence[SegmentFacts],
+    session: Session,
+    readable: set[str],
+    reported: bool,
+    history: Sequence[Applied] = (),
+    with_cells: bool = False,
+    ended: ledger.Outcome | None = None,
+) -> dict[str, Any]:
+    """One backfill as this reader may see it; its per-date ``cells`` only ``with_cells``.
+
+    An ended backfill's dates are as its outcome says: the list reads its summary of them, the
+    detail its target runs' states.
+    """
+    request, facts, visible = _as_shown(facts, run.conf, readable)
+    target = request.get("dag_id")
+    dry_run = bool(request.get("dry_run"))
+    explicit = request.get("dates")
+    dates: list[DateOutcome] = []
+    rows: dict[str, Any] = {}
+    is_paused = paused(history)
+    said = {"reported": reported, "paused": is_paused, **_phase_facts(request, facts)}
+    of_dates = _of_dates(dates, ended.summary["segments"] if ended else len(parts), dry_run)
+    if visible and ended is not None and not with_cells:
+        of_dates = ended.summary
+    elif visible and parts and isinstance(target, str):
+        # The run times feed only the estimate, which only a running backfill has.
+        running = Phase.RUNNING in possible_phases(_state(run.state), **said)
+        run_states = ended.run_states if ended is not None else None
+        dates, rows = _dates(session, target, parts, times=running, run_states=run_states)
+        of_dates = _of_dates(dates, len(parts), dry_run)
+    progress = of_dates["progress"]
+    where = phase(_state(run.state), **said, counts=Counts.from_dict(progress["tally"]))
+    summary = {
+        "run_id": run.run_id,
+        "state": _state(run.state),
+        "phase": where.value,
+        "queued_at": _iso(run.queued_at),
+        "start_date": _iso(run.start_date),
+        "end_date": _iso(run.end_date),
+        "triggered_by": run.triggering_user_name,
+        "target_dag_id": target,
+        "window": {
+            "start_date": request.get("start_date"),
+            "end_date": request.get("end_date"),
+            "dates": len(explicit) if isinstance(explicit, list) else None,
+            "first_date": of_dates["first_date"],
+            "last_date": of_dates["last_date"],
+        },
+        "reason": request.get("reason") or "",
+        "dry_run": dry_run,
+        "reprocess": request.get("reprocess"),
+        "error": facts.get("error"),
+        "planned": "plans" in facts,
+        "visible": visible,
+        "segments": of_dates["segments"],
+        "progress": progress,
+        "eta": None,
+        "paused": is_paused,
+        "history": [applied.to_dict() for applied in history],
+    }
+    if where == Phase.RUNNING and isinstance(target, str):
+        summary["eta"] = _eta(session, run, target, dates, rows, facts.get(EXECUTION_KEY))
+    if with_cells:
+        summary["cells"] = _cells(dates)
+    return summary
+
+
+def _parts(
+    session: Session, heads: Sequence[DagRun], facts: Mapping[int, Mapping[str, Any]]
+) -> dict[str, list[SegmentFacts]]:
+    """Each head run's parts: its own dates, then one per continuation segment (large backfills).
+
+    A segment whose continuation run has not planned yet is read from the head's ``segment_<k>`` XCom.
+    """
+    continuations = {
+        head.run_id: [
+            continuation_run_id(head.run_id, k)
+            for k in range(1, int(facts.get(head.id, {}).get("segments") or 1))
+        ]
+        for head in heads
+    }
+    later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
+    later_facts = plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", EXECUTION_KEY))
+    missing = {
+        f"segment_{k}"
+        for ids in continuations.values()
+        for k, run_id in enumerate(ids, start=1)
+        if run_id not in later or "plans" not in later_facts.get(later[run_id].id, {})
+    }
+    head_segments = plan_xcoms(session, [h.id for h in heads], sorted(missing))
+    states = _trigger_states(session, [h.run_id for h in heads] + list(later))
+    records = _chunk_records(session, [h.id for h in heads] + [row.id for row in later.values()])
+    parts: dict[str, list[SegmentFacts]] = {}
+    for head in heads:
+        own = facts.get(head.id, {})
+        if "plans" not in own:
+            parts[head.run_id] = []
+            continue
+        dry_run = bool((own.get("request") or {}).get("dry_run"))
+        head_finished = _state(head.state) not in _IN_FLIGHT
+        found = [_part(own, states.get(head.run_id, {}), records.get(head.id, {}), head_finished, dry_run)]
+        for k, run_id in enumerate(continuations[head.run_id], start=1):
+            row = later.get(run_id)
+            segment = later_facts.get(row.id, {}) if row is not None else {}
+            if row is not None and "plans" in segment:
+                finished = _state(row.state) not in _IN_FLIGHT
+                found.append(
+                    _part(segment, states.get(run_id, {}), records.get(row.id, {}), finished, dry_run)
+                )
+            else:
+                plans = head_segments.get(head.id, {}).get(f"segment_{k}") or []
+                found.append(_part({"plans": plans}, {}, {}, head_finished, dry_run))
+        parts[head.run_id] = found
+    return parts
+
+
+def _ended(
+    session: Session, group: Sequence[DagRun], reported: set[str], *, run_states: bool
+) -> dict[str, ledger.Outcome]:
+    """The outcomes of these head runs that still hold: the report ran, the run is over, and it
+    was not cleared since (``clear_number``)."""
+    found = ledger.outcomes(session, [h.run_id for h in group], run_states=run_states)
+    return {
+        h.run_id: ended
+        for h in group
+        if (ended := found.get(h.run_id)) is not None
+        and ended.clear_number == h.clear_number
+        and h.run_id in reported
+        and _state(h.state) not in _IN_FLIGHT
+    }
+
+
+def backfills_of(
+    session: Session, heads: Sequence[DagRun], readable: set[str], *, with_cells: bool = False
+) -> list[dict[str, Any]]:
+    """The summaries of these head runs as a reader who may read ``readable`` DAGs sees them, with
+    each date's cell ``with_cells``; read :data:`_GROUP` backfills at a time (bounded memory).
+
+    An ended backfill's plan is not read for the list: its outcome sums its dates up.
+    """
+    found = []
+    for start in range(0, len(heads), _GROUP):
+        group = heads[start : start + _GROUP]
+        reported = _report_ran(session, [h.run_id for h in group])
+        ended = _ended(session, group, reported, run_states=with_cells)
+        dated = [h for h in group if with_cells or h.run_id not in ended]
+        facts = plan_xcoms(session, [h.id for h in dated], _PLAN_KEYS)
+        undated = [h.id for h in group if h not in dated]
+        facts.update(plan_xcoms(session, undated, _ENDED_KEYS))
+        for pk in _planned(session, undated):
+            facts.setdefault(pk, {})["plans"] = None  # it planned; its plans are not read
+        parts = _parts(session, dated, facts)
+        histories = ledger.histories(session, [h.run_id for h in group])
+        found += [
+            _summary(
+                h,
+                facts.get(h.id, {}),
+                parts.get(h.run_id, []),
+                session,
+                readable,
+                h.run_id in reported,
+                histories[h.run_id],
+                with_cells,
+                ended.get(h.run_id),
+            )
+            for h in group
+        ]
+    return found
+
+
+def settle(session: Session, head: DagRun) -> ledger.Outcome | None:
+    """Record how the backfill of ``head`` ended, at its report's moment, when none of its dates
+    can change any more: what the page says of its dates, and its target runs' states. A segment
+    that never ran counts as over, as the report counts it. None, and nothing recorded, before the
+    report runs, after it ran, or while a date is still to start or running."""
+    if not _report_runs(session, head.run_id):
+        return None
+    facts = plan_xcoms(session, [head.id], _PLAN_KEYS).get(head.id, {})
+    request = facts.get("request") or head.conf or {}
+    parts = [replace(part, finished=True) for part in _parts(session, [head], {head.id: facts})[head.run_id]]
+    target = request.get("dag_id")
+    dates: list[DateOutcome] = []
+    rows: dict[str, Any] = {}
+    if parts and isinstance(target, str):
+        dates, rows = _dates(session, target, parts, times=False)
+    if any(d.state in UNFINISHED_DATES for d in dates):
+        return None
+    ended = ledger.Outcome(
+        head.clear_number,
+        _of_dates(dates, len(parts), bool(request.get("dry_run"))),
+        {run_id: _state(row.state) for run_id, row in rows.items()},
+    )
+    ledger.settle(session, head.run_id, ended)
+    return ended
+
+
+def target_is(dag_id: str) -> ColumnElement[bool]:
+    """The controller runs whose conf asks to backfill ``dag_id``: a JSON lookup in SQL, portable
+    (``conf ->> 'dag_id'`` on PostgreSQL, ``JSON_EXTRACT(conf, '$."dag_id"')`` on SQLite and MySQL)."""
+    return DagRun.conf["dag_id"].as_string() == dag_id
+
+
+def _run_state_in(states: Iterable[str | None]) -> ColumnElement[bool]:
+    wanted = set(states)
+    known = DagRun.state.in_(sorted(s for s in wanted if s is not None))
+    return or_(known, DagRun.state.is_(None)) if None in wanted else known
+
+
+def _heads_in_phase(
+    session: Session, heads: ColumnElement[bool], wanted: Phase, readable: set[str]
+) -> list[int]:
+    """The ids of the head runs among ``heads`` whose backfill is in phase ``wanted``, newest first.
+
+    The phase comes from :func:`backfill_controller.domain.state.phase`, fed what the reader is shown, as in
+    :func:`_summary`; only a backfill that may be cancelling or cancelled is read in full.
+    """
+    rows = session.execute(
+        select(DagRun.id, DagRun.run_id, DagRun.state, DagRun.conf)
+        .where(heads, _run_state_in(run_states_of(wanted)))
+        .order_by(DagRun.id.desc())
+    ).all()
+    ids = [row.id for row in rows]
+    requests, planned = plan_xcoms(session, ids, ("request",)), _planned(session, ids)
+    reported = _report_ran(session, [row.run_id for row in rows])
+    histories = ledger.histories(session, [row.run_id for row in rows])
+    found: set[int] = set()
+    undecided: list[int] = []
+    for row in rows:
+        facts = {**requests.get(row.id, {}), **({"plans": None} if row.id in planned else {})}
+        request, facts, _ = _as_shown(facts, row.conf, readable)
+        phases = possible_phases(
+            _state(row.state),
+            **_phase_facts(request, facts),
+            reported=row.run_id in reported,
+            paused=paused(histories[row.run_id]),
+        )
+        if phases == {wanted}:
+            found.add(row.id)
+        elif wanted in phases:
+            undecided.append(row.id)
+    for batch in _batches(undecided):
+        runs = list(session.scalars(select(DagRun).where(DagRun.id.in_(batch))))
+        backfills = backfills_of(session, runs, readable)
+        found.update(run.id for run, b in zip(runs, backfills, strict=True) if b["phase"] == wanted)
+    return sorted(found, reverse=True)
+
+
+def _page(
+    session: Session,
+    heads: ColumnElement[bool],
+    wanted: Phase | None,
+    readable: set[str],
+    limit: int,
+    offset: int,
+) -> tuple[int, list[DagRun]]:
+    """How many head runs ``heads`` and ``wanted`` keep, and one page of them, newest first."""
+    newest_first = select(DagRun).order_by(DagRun.id.desc())
+    if wanted is None:
+        total = session.scalar(select(func.count()).select_from(DagRun).where(heads)) or 0
+        return total, list(session.scalars(newest_first.where(heads).limit(limit).offset(offset)))
+    ids = _heads_in_phase(session, heads, wanted, readable)
+    page = ids[offset : offset + limit]
+    return len(ids), list(session.scalars(newest_first.where(DagRun.id.in_(page)))) if page else []
+
+
+def _with_controls(user: Any, backfills: list[dict[str, Any]], readable: set[str]) -> list[dict[str, Any]]:
+    """Each backfill with the ``controls`` the reader may apply to it now (the page's buttons)."""
+    from backfill_controller.server.actions import controls_for
+
+    return [{**b, "controls": controls_for(user, b, readable) if user is not None else []} for b in backfills]
+
+
+@router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
+def list_backfills(
+    session: SessionDep,
+    user: GetUserDep,
+    readable: Annotated[set[str], Depends(readable_dag_ids)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    dag_id: Annotated[str | None, Query(min_length=1, max_length=250, description="target DAG")] = None,
+    state: Annotated[Phase | None, Query(description="the backfills in this phase")] = None,
+) -> dict[str, Any]:
+    """Every backfill (``backfill_controller`` run), newest first, summed up without its cells (live
+    run states); only those of target ``dag_id`` and in phase ``state`` when given (``total``
+    counts those).
+
+    A large backfill's continuation runs are folded into the run that received the request.
+    Queries: the page of controller runs, then for each group of :data:`_GROUP` of them their
+    ``plan`` XComs, their continuation runs and XComs, the ``trigger`` task states, then per
+    backfill its target runs (run_id IN, batched) and, for a running one none of whose runs has
+    finished, the target's latest run durations; with ``state``, first what decides the phase of
+    every candidate (see the module's docstring).
+    """
+    heads = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(
+        _CONTINUATION_MARK, autoescape=True
+    )
+    if dag_id is not None:
+        heads &= target_is(dag_id)
+    total, runs = _page(session, heads, state, readable, limit, offset)
+    backfills = _with_controls(user, backfills_of(session, runs, readable), readable)
+    return {
+        "controller_dag_id": CONTROLLER_DAG_ID,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        # Worth looking again soon: a controller run in flight, or a cancelled backfill whose runs
+        # are still finishing.
+        "active": any(b["state"] in _IN_FLIGHT or b["phase"] == Phase.CANCELLING for b in backfills),
+        "backfills": backfills,
+    }
+
+
+@router.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
+def get_backfill(
+    run_id: str,
+    session: SessionDep,
+    user: GetUserDep,
+    readable: Annotated[set[str], Depends(readable_dag_ids)],
+) -> dict[str, Any]:
+    """One backfill, as :func:`list_backfills` sums it up, with a cell per date; 404 for a run that
+    is not one."""
+    head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
+    if head is None or _CONTINUATION_MARK in run_id:
+        raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
+    return _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
+
+
+@router.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS])
+def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[str, Any]:
+    """Record how a backfill ended: the call of its ``report`` task, through the deployment's own
+    account (403 for anyone else); 409 unless the report runs and every date is over."""
+    if access.user_name(user) != access.service_account():
+        raise HTTPException(403, detail="only the controller records how a backfill ended")
+    head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
+    if head is None or _CONTINUATION_MARK in run_id:
+        raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
+    ended = settle(session, head)
+    if ended is None:
+        raise HTTPException(409, detail=f"the backfill {run_id!r} has no report running, or dates not over")
+    return {"run_id": run_id, **ended.summary}
+
+
+@router.get("/api/backfillable_dags", dependencies=[_READ_CONTROLLER_RUNS])
+def backfillable_dags(
+    session: SessionDep, user: GetUserDep, readable: Annotated[set[str], Depends(readable_dag_ids)]
+) -> dict[str, Any]:
+    """The DAGs the caller may start a backfill of (the New backfill form's choices), by dag_id:
+    active and not paused, readable, with POST on their runs, and allowed by ``[backfill_controller]
+    allowed_dags`` and ``denied_dags``; at most :data:`_MOST_TARGETS`."""
+    limits = Limits.from_config()
+    candidates = session.scalars(
+        select(DagModel.dag_id)
+        .where(~DagModel.is_stale, DagModel.is_paused.is_(False), DagModel.dag_id != CONTROLLER_DAG_ID)
+        .order_by(DagModel.dag_id)
+    )
+    dag_ids = [
+        dag_id
+        for dag_id in candidates
+        if dag_id in readable
+        and limits.refusal(dag_id) is None
+        and not access.missing_rights(user, dag_id, [Right.CREATE_RUNS])
+    ]
+    return {"dag_ids": dag_ids[:_MOST_TARGETS]}
+
+
+@router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
+def backfills_page() -> HTMLResponse:
+    """The Backfills page; it loads ``api/backfills`` (relative to itself) in the browser."""
+    return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/icon.svg", include_in_schema=False)
+def nav_icon(dark: bool = False) -> Response:
+    """The navigation icon: a small calendar grid (public, like the UI's own static files)."""
+    return Response(ICON.format(color="#d1d9e0" if dark else "#3d444d"), media_type="image/svg+xml")
+
+
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="{color}">'
+    + "".join(
+        f'<rect x="{2 + 7 * col}" y="{2 + 7 * row}" width="6" height="6" rx="1.5"'
+        + (' opacity=".45"' if (row, col) in ((0, 2), (2, 1)) else "")
+        + "/>"
+        for row in range(3)
+        for col in range(3)
+    )
+    + "</svg>"
+)
+
+#: The page's files: ``backfills.html`` links ``backfills.css`` and ``backfills.js``, which
+#: :func:`_page_html` inlines, so the page is one self-contained document (no static routes).
+PAGE_DIR = Path(__file__).with_name("page")
+
+
+def _fill(html: str, placeholder: str, text: str) -> str:
+    """``html`` with its one ``placeholder`` replaced by ``text``."""
+    if html.count(placeholder) != 1:
+        raise ValueError(f"backfills.html must hold {placeholder!r} exactly once")
+    return html.replace(placeholder, text)
+
+
+def _page_html() -> str:
+    """The Backfills page as served: ``backfills.html`` with its CSS and script inline and, in its
+    JSON blocks, the phases the filter offers (every :class:`~backfill_controller.domain.state.Phase`,
+    ``#phases``) and the keys of a request as the trigger form's Params (``#keys``, from
+    :mod:`backfill_controller.domain.keys`), which the New backfill form offers."""
+    css, js = ((PAGE_DIR / name).read_text(encoding="utf-8") for name in ("backfills.css", "backfills.js"))
+    if "</style" in css.lower() or "</script" in js.lower():
+        raise ValueError("the page's CSS and script must not close the tag they are inlined in")
+    html = _fill(
+        (PAGE_DIR / "backfills.html").read_text(encoding="utf-8"),
+        "__PHASES__",
+        json.dumps([p.value for p in Phase]),
+    )
+    html = _fill(html, "__KEYS__", json.dumps(form_params(Limits.from_config())).replace("</", "<\\/"))
+    html = _fill(html, '<link rel="stylesheet" href="backfills.css">', f"<style>\n{css}</style>")
+    return _fill(html, '<script src="backfills.js"></script>', f"<script>\n{js}</script>")
+
+
+PAGE = _page_html()

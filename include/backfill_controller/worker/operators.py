@@ -1,0 +1,654 @@
+"""The controller's operators: a chunk of ``TriggerDagRunOperator`` work, and a sensor for the result.
+
+``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
+instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
+through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
+an existing one), each as soon as the backfill's window has room (:func:`backfill_controller.domain.plan.room`).
+How it waits while the window is full depends on the target (:func:`backfill_controller.domain.plan.feeding`):
+when the target's own ``max_active_runs`` already holds the backfill's runs back, the window also
+holds queued runs and the task waits deferred (:class:`backfill_controller.worker.progress.WindowTrigger`,
+no executor slot); otherwise it waits in its worker, one ``GetDRCount`` call every half second.
+With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
+finished, and only while the budget lasts.
+
+``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
+has finished, and then ends itself from the triggerer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+    TaskDeferred,
+)
+from airflow.utils.state import DagRunState
+
+from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED
+from backfill_controller.domain.plan import EXECUTION_KEY, Execution, Feeding, min_deferral_seconds, room
+from backfill_controller.domain.request import parse_datetime
+from backfill_controller.domain.rights import may_clear
+from backfill_controller.domain.segments import continuation_run_id
+from backfill_controller.domain.settings import poll_interval, timeout_minutes
+from backfill_controller.domain.state import (
+    CHUNK_RECORD_KEY,
+    ChunkRecord,
+    DateOutcome,
+    Event,
+    EventKind,
+    adopted_run_ids,
+    failed_dates,
+    open_run_ids,
+    records_by_chunk,
+    segment_dates,
+)
+from backfill_controller.worker.progress import (
+    TRIGGER_TASK_ID,
+    BackfillProgressTrigger,
+    Window,
+    WindowTrigger,
+    chunk_states,
+    segment_facts,
+    why_stuck,
+)
+
+PLAN_TASK_ID = "plan"
+#: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
+#: call, so short.
+FEED_INTERVAL = 0.5
+#: The same while it waits deferred: the queued reserve covers a slower look, and the triggerer
+#: and the API server have less to do.
+DEFERRED_FEED_INTERVAL = 1.0
+#: Seconds a chunk waits, holding no slot, before it looks again whether the chunk before it
+#: (in a retry) has finished.
+PREVIOUS_CHUNK_LOOK = 5.0
+NO_ROOM = "the window never had room for the next date"
+PREVIOUS_CHUNK = "the chunk before it never finished"
+#: Seconds between looks at whether a paused backfill has been resumed (the task waits deferred).
+PAUSE_LOOK = 5.0
+#: Seconds one look at whether the backfill is paused holds while a chunk starts its dates: a
+#: burst of dates asks once, and a pause stops the chunk within about this long.
+PAUSED_HOLDS = 1.0
+
+
+def _min_deferral() -> float:
+    """:func:`backfill_controller.domain.plan.min_deferral_seconds` for this worker's configuration."""
+    from airflow.sdk.configuration import conf
+
+    return min_deferral_seconds(conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0))
+
+
+def with_pauses(execution: Execution, paused_seconds: float) -> Execution:
+    """The execution with its deadline moved by the time the backfill has spent paused."""
+    if execution.deadline is None or not paused_seconds:
+        return execution
+    return replace(execution, deadline=execution.deadline + paused_seconds)
+
+
+def stored_execution(context: Any) -> Execution | None:
+    """This controller run's :class:`backfill_controller.domain.plan.Execution` (None: nothing planned)."""
+    data = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key=EXECUTION_KEY)
+    return Execution.from_dict(data) if data else None
+
+
+def dates_so_far(context: Any, execution: Execution, upto: int | None = None) -> list[DateOutcome]:
+    """Where this controller run's acting dates are (the first ``upto`` of them), as the report says."""
+    ti = context["ti"]
+    run_ids = list(ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or [])[:upto]
+    wanted = set(run_ids)
+    plans = [p for p in ti.xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or [] if p["run_id"] in wanted]
+    facts = segment_facts(ti, ti.run_id, execution, plans, run_ids, finished=False)
+    return segment_dates(facts)
+
+
+def _timeout_message(context: Any, execution: Execution, stuck_run_ids: Sequence[str], what: str) -> str:
+    """Which dates did not finish in time, and the likely reason."""
+    plans = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or []
+    dates = {p["run_id"]: p["logical_date"] for p in plans}
+    stuck = sorted(dates.get(r, r) for r in set(stuck_run_ids))
+    shown = ", ".join(stuck[:20]) + (f" and {len(stuck) - 20} more" if len(stuck) > 20 else "")
+    target = execution.target_dag_id
+    return (
+        f"timed out ({what}): {len(stuck)} date(s) of {target} did not finish: {shown}; {why_stuck(target)}"
+    )
+
+
+class BackfillPlanOperator(BaseOperator):
+    """Plan the backfill (:func:`backfill_controller.worker.tasks.plan_backfill`); wait deferred while an
+    overlapping backfill runs and the request says ``on_overlap: wait``.
+
+    The wait holds no executor slot: the task defers for :func:`overlap_look_seconds` and plans
+    again, until the request's ``timeout_minutes`` have passed since it first had to wait.
+    ``execution_timeout`` bounds each planning attempt, not the wait.
+    """
+
+    template_fields = ()
+    ui_color = "#fdf6e3"
+
+    def execute(self, context: Any) -> Any:
+        return self._plan(context, waiting_since=None)
+
+    def plan_again(self, context: Any, event: Any = None, waiting_since: float | None = None) -> Any:
+        return self._plan(context, waiting_since=waiting_since)
+
+    def _plan(self, context: Any, waiting_since: float | None) -> Any:
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        from backfill_controller.worker.tasks import OverlapWait, plan_backfill
+
+        try:
+            return plan_backfill(**context)
+        except OverlapWait as wait:
+            since = waiting_since or time.time()
+            minutes = (context["dag_run"].conf or {}).get("timeout_minutes") or timeout_minutes()
+            if time.time() - since > 60 * minutes:
+                message = f"{wait}; waited timeout_minutes for it; wait longer or cancel it"
+                context["ti"].xcom_push(key="error", value=message)
+                raise AirflowFailException(message) from None
+            self.log.info("%s: waiting for it", wait)
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=overlap_look_seconds())),
+                method_name="plan_again",
+                kwargs={"waiting_since": since},
+            )
+
+
+def overlap_look_seconds() -> float:
+    """Seconds between looks while waiting for an overlapping backfill (never below the deferral floor)."""
+    return max(_min_deferral(), 2 * poll_interval())
+
+
+class BackfillTriggerOperator(TriggerDagRunOperator):
+    """Trigger (or clear and re-run) the target runs of one chunk, each once the backfill has room.
+
+    :param chunk_index: which chunk (0-based, in run order); also the map index.
+    :param first_position: index, among the controller run's acting dates, of the chunk's first date.
+    :param dates: one dict per date: ``trigger_run_id``, ``logical_date``, ``run_after``,
+        ``reset_dag_run``, ``clear_task_ids`` (re-run only these task instances of the existing run,
+        ``task_id`` or ``[task_id, map_index]``, through the REST API instead of clearing the whole
+        run) and ``planned_end_date`` (end_date of the existing run when planned, to detect a done
+        clear on a retry).
+    :param dates_label: shown as the map index in the UI (first and last date).
+    All other parameters are ``TriggerDagRunOperator``'s (``trigger_dag_id``, ``note``); the conf
+    is the request's, read from the plan.
+    Nothing is templated: every value comes from the plan, and user text (conf, reason) must never
+    be rendered as a Jinja template.
+
+    Chunks start one after another, in order, also across retries: a chunk starts only once the
+    chunk before it has finished (a chunk waiting for its retry holds no slot meanwhile). Each date
+    ends one way: its run created or cleared; adopted (another run had its logical date already);
+    or refused by Airflow (``trigger_failed``, Airflow's message kept). The task records which
+    (:class:`backfill_controller.domain.state.ChunkRecord`) before it ends, defers or fails.
+    """
+
+    template_fields = ()
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        chunk_index: int = 0,
+        first_position: int = 0,
+        dates: list[dict[str, Any]] | None = None,
+        dates_label: str = "",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("openlineage_inject_parent_info", False)
+        super().__init__(**kwargs)
+        self.chunk_index = chunk_index
+        self.first_position = first_position
+        self.dates = dates or []
+        self.dates_label = dates_label
+        self.planned_end_date: str | None = None
+        self.clear_task_ids: list[Any] | None = None
+        self.may_clear = False
+        self.events: dict[str, Event] = {}
+        self._api: Any = None
+        self._paused_seen: tuple[float, bool] | None = None  # (when, paused): :meth:`_paused_now`
+
+    def execute(self, context: Any) -> None:
+        execution = self._execution(context)
+        self._wait_for_previous_chunk(context, execution)
+        window = Window(execution.target_dag_id, self._earlier_run_ids(context))
+        if execution.max_failed_dates is not None:
+            finished = "the earlier dates never finished"
+            self._wait_until(context, execution, window, lambda: window.count() == 0, finished)
+            self._check_budget(context, execution)
+        self._feed(context, execution, 0, window)
+
+    def feed_more(
+        self, context: Any, event: dict[str, Any], position: int, events: dict[str, Any] | None = None
+    ) -> None:
+        """Resumed from waiting deferred for room: start the chunk's dates from ``position``."""
+        execution = self._execution(context)
+        self.events = {run_id: Event.from_dict(e) for run_id, e in (events or {}).items()}
+        if event.get("timed_out"):
+            message = _timeout_message(context, execution, event.get("pending") or [], NO_ROOM)
+            self._record(context, position, stopped=NO_ROOM)
+            raise AirflowFailException(message)
+        self._feed(context, execution, position, Window(execution.target_dag_id, event["candidates"]))
+
+    def _execution(self, context: Any) -> Execution:
+        """The plan's execution, held against this controller run's own conf.
+
+        The plan reaches this task through XComs, which anyone who may write the controller's
+        XComs can rewrite through the REST API; the run's conf, which the requester was
+        authorized for, nobody can. So the target, the conf given to each run, and whether
+        clearing is allowed at all come from the conf.
+        """
+        execution = stored_execution(context)
+        if execution is None:
+            raise AirflowFailException("the plan task stored no plan; see its log")
+        asked = context["dag_run"].conf or {}
+        if not execution.target_dag_id == self.trigger_dag_id == asked.get("dag_id"):
+            raise AirflowFailException("the stored plan names another DAG than this run's request")
+        self.conf = dict(asked.get("conf") or {})
+        self.may_clear = may_clear(asked)
+        return with_pauses(execution, self._paused(context)["paused_seconds"])
+
+    def _paused(self, context: Any) -> dict[str, Any]:
+        """Whether a user paused the backfill, and for how long it has been paused in all."""
+        return dict(self._rest().paused(context["ti"].run_id))
+
+    def _paused_now(self, context: Any) -> bool:
+        """Whether the backfill is paused, as last seen at most :data:`PAUSED_HOLDS` seconds ago."""
+        now = time.monotonic()
+        if self._paused_seen is None or now - self._paused_seen[0] >= PAUSED_HOLDS:
+            self._paused_seen = (now, bool(self._paused(context)["paused"]))
+        return self._paused_seen[1]
+
+    def _wait_for_previous_chunk(self, context: Any, execution: Execution) -> None:
+        """Start only once the chunk before has finished: a chunk waiting for its retry frees its
+        ``max_active_tis_per_dagrun`` slot, and the dates must still go in order. Waits
+        rescheduled (no slot held), so the retry can take the slot; fails past the deadline."""
+        if self.chunk_index == 0:
+            return
+        ti = context["ti"]
+        before = chunk_states(ti.dag_id, ti.run_id).get(self.chunk_index - 1)
+        if before not in TASK_FINISHED:
+            if execution.past_deadline(time.time()):
+                self._record(context, 0, stopped=f"timed out ({PREVIOUS_CHUNK})")
+                message = _timeout_message(
+                    context, execution, [d["trigger_run_id"] for d in self.dates], PREVIOUS_CHUNK
+                )
+                raise AirflowFailException(message)
+            self.log.info("chunk %d is %s: starting once it has finished", self.chunk_index - 1, before)
+            again = datetime.now(tz=UTC) + timedelta(seconds=PREVIOUS_CHUNK_LOOK)
+            raise AirflowRescheduleException(reschedule_date=again)
+
+    def _earlier_run_ids(self, context: Any) -> list[str]:
+        """The runs of the earlier chunks that may still be open: their dates' runs and those
+        adopted (a refused date has none). Counted in batches by :class:`Window`: no run read
+        one by one."""
+        ti = context["ti"]
+        run_ids = list(ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or [])[: self.first_position]
+        records = records_by_chunk(ti.xcom_pull(task_ids=TRIGGER_TASK_ID, key=CHUNK_RECORD_KEY))
+        return [*run_ids, *adopted_run_ids(records)]
+
+    def _feed(self, context: Any, execution: Execution, position: int, window: Window) -> None:
+        """Start the chunk's dates from ``position``, each once the window has room.
+
+        While the window is full the task waits in its worker, or deferred in the triggerer when
+        Airflow itself holds the backfill's extra runs queued (:func:`backfill_controller.domain.plan.feeding`).
+        """
+        feed = execution.feeding
+        open_runs = window.count()
+        self.log.info(
+            "%d of %d runs open; next: date %d of %d in this chunk",
+            open_runs,
+            feed.window,
+            position + 1,
+            len(self.dates),
+        )
+        retry = context["ti"].try_number > 1
+        index = position
+        try:
+            for index in range(position, len(self.dates)):
+                if not room(open_runs, feed.window):
+                    if feed.deferred:
+                        self._defer_for_room(context, execution, window, feed, open_runs, index)
+                    self._wait_until(
+                        context, execution, window, lambda: room(window.count(), feed.window) > 0, NO_ROOM
+                    )
+                    open_runs = window.count()
+                if self._paused_now(context):
+                    self._wait_paused(context, index)
+                carrier = self._act(context, self.dates[index], retry)
+                if carrier is not None:
+                    window.add(carrier)
+                    open_runs += 1
+            index = len(self.dates)
+        except AirflowFailException as failure:
+            self._record(context, index, stopped=str(failure).split(":")[0])
+            raise
+        except TaskDeferred:
+            raise  # recorded before deferring
+        except Exception as error:
+            self._record(context, index, stopped=f"its trigger task failed ({type(error).__name__})")
+            raise
+        self._record(context, len(self.dates))
+        last_chunk = self.first_position + len(self.dates) >= execution.total
+        past = execution.past_deadline(time.time())
+        if feed.deferred and not last_chunk and open_runs > feed.resume_at and not past:
+            # Hand over to the next chunk once a burst fits: the task ends from the triggerer, so
+            # the next chunk's task does not start only to find the window full.
+            self.log.info(
+                "all dates started; the next chunk starts once at most %d runs are open", feed.resume_at
+            )
+            trigger = self._window_trigger(execution, window, feed, end_task=True)
+            self.defer(trigger=trigger, method_name="execute")
+
+    def _wait_paused(self, context: Any, position: int) -> None:
+        """Paused: wait deferred (no slot held), then go on from ``position`` (:meth:`resume_feed`)."""
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        self.log.info("the backfill is paused: date %d of this chunk starts once it is resumed", position + 1)
+        self._record(context, position)
+        events = {run_id: e.to_dict() for run_id, e in self.events.items()}
+        self.defer(
+            trigger=TimeDeltaTrigger(timedelta(seconds=max(PAUSE_LOOK, _min_deferral()))),
+            method_name="resume_feed",
+            kwargs={"position": position, "events": events},
+        )
+
+    def resume_feed(
+        self, context: Any, event: Any = None, position: int = 0, events: dict[str, Any] | None = None
+    ) -> None:
+        """Looked again after a pause: start the chunk's dates from ``position`` (or wait again)."""
+        execution = self._execution(context)
+        self.events = {run_id: Event.from_dict(e) for run_id, e in (events or {}).items()}
+        started = [self._carrier(d["trigger_run_id"]) for d in self.dates[:position]]
+        window = Window(execution.target_dag_id, self._earlier_run_ids(context) + [r for r in started if r])
+        self._feed(context, execution, position, window)
+
+    def _carrier(self, run_id: str) -> str | None:
+        """The run that carries a date this chunk acted on: its own, or the one adopted; None if refused."""
+        event = self.events.get(run_id)
+        if event is None:
+            return run_id
+        return event.run_id if event.kind is EventKind.ADOPTED else None
+
+    def _record(self, context: Any, acted: int, stopped: str | None = None) -> None:
+        record = ChunkRecord(self.chunk_index, acted, dict(self.events), stopped)
+        context["ti"].xcom_push(key=CHUNK_RECORD_KEY, value=record.to_dict())
+
+    def _defer_for_room(
+        self, context: Any, execution: Execution, window: Window, feed: Feeding, open_runs: int, position: int
+    ) -> None:
+        if execution.past_deadline(time.time()):  # deferring now would resume at once, racing the scheduler
+            return
+        self.log.info(
+            "window full (%d of %d runs open): waiting deferred until at most %d are open",
+            open_runs,
+            feed.window,
+            feed.resume_at,
+        )
+        self._record(context, position)
+        trigger = self._window_trigger(execution, window, feed, end_task=False)
+        events = {run_id: e.to_dict() for run_id, e in self.events.items()}
+        self.defer(trigger=trigger, method_name="feed_more", kwargs={"position": position, "events": events})
+
+    @staticmethod
+    def _window_trigger(
+        execution: Execution, window: Window, feed: Feeding, *, end_task: bool
+    ) -> WindowTrigger:
+        return WindowTrigger(
+            target_dag_id=execution.target_dag_id,
+            run_ids=window.candidates,
+            open_at_most=feed.resume_at,
+            # A resumed task must not race the report of its deferred attempt (see the function).
+            not_before=0.0 if end_task else time.time() + _min_deferral(),
+            poll_interval=DEFERRED_FEED_INTERVAL,
+            deadline=execution.deadline,
+            end_task=end_task,
+        )
+
+    def _wait_until(self, context: Any, execution: Execution, window: Window, ready: Any, what: str) -> None:
+        """Look every :data:`FEED_INTERVAL` seconds until ``ready()``; fail past the deadline."""
+        while not ready():
+            if execution.past_deadline(time.time()):
+                raise AirflowFailException(_timeout_message(context, execution, window.candidates, what))
+            time.sleep(FEED_INTERVAL)
+
+    def _check_budget(self, context: Any, execution: Execution) -> None:
+        """With ``max_failed_dates``, a chunk starts once every earlier date has finished, and only
+        while fewer than that many have failed (the dates of this and later chunks are cancelled)."""
+        budget = execution.max_failed_dates
+        failed = failed_dates(dates_so_far(context, execution, upto=self.first_position))
+        failed += execution.failed_before
+        if budget is not None and failed >= budget:
+            self._record(context, 0, stopped=f"max_failed_dates reached ({failed} dates failed)")
+            raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
+
+    def _act(self, context: Any, date: dict[str, Any], retry: bool) -> str | None:
+        """Create or clear one date's run, as ``TriggerDagRunOperator`` would in its own task.
+
+        Returns the run that now carries the date (None: Airflow refused it, recorded as such).
+        """
+        from airflow.sdk.exceptions import DagRunTriggerException
+
+        self.trigger_run_id = date["trigger_run_id"]
+        self.logical_date = date["logical_date"]
+        self.run_after = date["run_after"]
+        self.reset_dag_run = bool(date.get("reset_dag_run"))
+        self.clear_task_ids = date.get("clear_task_ids")
+        self.planned_end_date = date.get("planned_end_date")
+        run_id = str(self.trigger_run_id)
+        if (self.reset_dag_run or self.clear_task_ids is not None) and not self.may_clear:
+            raise AirflowFailException(
+                f"the stored plan clears {run_id}, which this run's request never asks"
+            )
+        if retry and self._already_done():
+            self.log.info("run %s was already triggered or cleared by this backfill", run_id)
+            return run_id
+        if self.reset_dag_run:
+            if self.note:  # clearing keeps the run's old note: set ours first
+                self._rest().set_note(self.trigger_dag_id, run_id, self.note)
+            if self.clear_task_ids is not None:
+                return self._clear_tasks(run_id)
+        try:
+            super().execute(context)  # validates and raises DagRunTriggerException, as ever
+        except DagRunTriggerException as request:
+            return self._send(request)
+        return run_id
+
+    def _clear_tasks(self, run_id: str) -> str | None:
+        from backfill_controller.client.rest import ApiError
+
+        try:
+            cleared = self._rest().clear_task_instances(self.trigger_dag_id, run_id, self.clear_task_ids)
+        except ApiError as error:
+            if error.status is None or error.status >= 500:
+                raise
+            self._refused(run_id, f"Airflow refused to clear its task instances: {error}")
+            return None
+        self.log.info("cleared %s of %s", ", ".join(cleared), run_id)
+        return run_id
+
+    def _send(self, request: Any) -> str | None:
+        """Ask Airflow for the run; on a refusal, tell ours (an earlier try made it), another run
+        with the same logical date (adopted), and a real refusal (recorded) apart."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        from backfill_controller.airflow_internals import send_trigger
+
+        run_id = str(request.dag_run_id)
+        refused = send_trigger(request)
+        if refused is None:
+            self.log.info("%s run %s", "cleared" if request.reset_dag_run else "created", run_id)
+            return run_id
+        if refused.status == 409 and RTI.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]) > 0:
+            self.log.info("run %s exists already (an earlier try of this chunk created it)", run_id)
+            return run_id
+        other = self._run_at(request.logical_date)
+        if other is not None and other != run_id:
+            why = f"{other} had this logical date first; its outcome is this date's"
+            self.log.warning("date %s: %s", self.logical_date, why)
+            self.events[run_id] = Event(EventKind.ADOPTED, why, other)
+            return other
+        if refused.status >= 500:  # Airflow's own error: the task's retry is the remedy
+            raise RuntimeError(f"Airflow could not create {run_id}: {refused.message}")
+        self._refused(run_id, f"Airflow refused the run (HTTP {refused.status}): {refused.message}")
+        return None
+
+    def _refused(self, run_id: str, message: str) -> None:
+        self.log.error("date %s: %s", self.logical_date, message)
+        self.events[run_id] = Event(EventKind.REFUSED, message)
+
+    def _run_at(self, logical_date: Any) -> str | None:
+        """The run_id of the target's run with this logical date, if there is one."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        if logical_date is None:
+            return None
+        found = RTI.get_task_states(dag_id=self.trigger_dag_id, logical_dates=[logical_date])
+        return next(iter(found), None)
+
+    def _rest(self) -> Any:
+        if self._api is None:
+            from backfill_controller.client.airflow_api import AirflowApi
+
+            self._api = AirflowApi.from_connection()
+        return self._api
+
+    def _already_done(self) -> bool:
+        """True when an earlier try of this chunk already created, cleared or adopted the run.
+
+        Makes retries safe (a worker killed after triggering, or a task whose success could not be
+        recorded): a new run exists under our deterministic run_id; a cleared run is queued or
+        running again, or has finished again since planning (its end_date changed). A date adopted
+        or refused before is met again the same way, and recorded again.
+        """
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        from backfill_controller.airflow_internals import run_end_date
+
+        run_id = str(self.trigger_run_id)
+        if not self.reset_dag_run:
+            return RTI.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]) > 0
+        state, ended = run_end_date(self.trigger_dag_id, run_id)
+        end_date = parse_datetime(ended.isoformat()).isoformat() if ended else None
+        planned = self.planned_end_date
+        return state in OPEN_RUN or (planned is not None and end_date != planned)
+
+
+class BackfillWaitSensor(BaseSensorOperator):
+    """Wait until every run this controller run started or adopted has finished (deferred; ends
+    in the triggerer). It starts once every chunk has finished, so the runs to wait for are known:
+    a refused date or one never started has no run to wait for."""
+
+    template_fields = ()
+    ui_color = "#eef3fb"
+
+    def __init__(self, *, deferrable: bool = True, **kwargs: Any):
+        kwargs.setdefault("poke_interval", poll_interval())
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        execution = stored_execution(context)
+        return execution is None or not open_run_ids(dates_so_far(context, execution))
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        execution = stored_execution(context)
+        if execution is None:
+            return None  # nothing planned (refused request, dry run): nothing to wait for
+        waiting = open_run_ids(dates_so_far(context, execution))
+        if not waiting:
+            return None
+        from backfill_controller.client.airflow_api import AirflowApi
+
+        paused_for = AirflowApi.from_connection().paused(context["ti"].run_id)["paused_seconds"]
+        execution = with_pauses(execution, paused_for)
+        if execution.past_deadline(time.time()):
+            # Deferring now would resume at once, racing the scheduler: fail here instead.
+            raise AirflowFailException(
+                _timeout_message(context, execution, waiting, "timeout_minutes passed")
+            )
+        self.defer(
+            trigger=BackfillProgressTrigger(
+                target_dag_id=execution.target_dag_id,
+                run_ids=waiting,
+                poll_interval=self.poke_interval,
+                deadline=execution.deadline,
+                end_task=True,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
+        if event.get("timed_out"):
+            execution = stored_execution(context)
+            if execution is None:
+                raise AirflowFailException("timed out: timeout_minutes passed")
+            raise AirflowFailException(
+                _timeout_message(context, execution, event.get("pending") or [], "timeout_minutes passed")
+            )
+
+
+class BackfillSegmentOperator(TriggerDagRunOperator):
+    """Run one further segment of a large backfill as a continuation controller run, and wait for it.
+
+    Mapped over the segments after the first with ``max_active_tis_per_dagrun=1``, so segments run
+    one after another. Before starting a segment it counts the failed dates of the segments so far
+    against ``max_failed_dates``; over budget, the segment is skipped and its dates are cancelled.
+
+    :param segment_index: which segment (1-based among continuations; 0 is the head run's own).
+    """
+
+    template_fields = ()
+    ui_color = "#f3eefb"
+
+    def __init__(self, *, segment_index: int, **kwargs: Any) -> None:
+        kwargs.setdefault("openlineage_inject_parent_info", False)
+        super().__init__(**kwargs)
+        self.segment_index = segment_index
+
+    def execute(self, context: Any) -> None:
+        from airflow.providers.standard.triggers.external_task import DagStateTrigger
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        ti = context["ti"]
+        failed = self._failed_so_far(context)
+        execution = stored_execution(context)
+        budget = execution.max_failed_dates if execution else None
+        if budget is not None and failed >= budget:
+            raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
+        self.conf = {**(self.conf or {})}
+        self.conf["continues"] = {**self.conf["continues"], "failed_before": failed}
+        run_id = str(self.trigger_run_id)
+        if RTI.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) == 0:
+            super().execute(context)  # raises DagRunTriggerException, then waits deferred
+        self.log.info("segment %d already started as %s: waiting for it", self.segment_index, run_id)
+        self.defer(
+            trigger=DagStateTrigger(
+                dag_id=ti.dag_id,
+                states=[DagRunState.SUCCESS, DagRunState.FAILED],
+                run_ids=[run_id],
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _failed_so_far(self, context: Any) -> int:
+        ti = context["ti"]
+        execution = stored_execution(context)
+        failed = failed_dates(dates_so_far(context, execution)) if execution else 0
+        for k in range(1, self.segment_index):
+            part = ti.xcom_pull(
+                task_ids="report", run_id=continuation_run_id(ti.run_id, k), key="segment_report"
+            )
+            failed += len(part["failed_dates"]) if part else 0
+        return failed
