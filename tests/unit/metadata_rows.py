@@ -1,7 +1,8 @@
 """Rows of Airflow's metadata database written by hand, for the Backfills page's route functions.
 
-An in-memory SQLite with every Airflow table (:func:`database`), and :class:`Rows` to write DAG
-runs, the controller's XComs and task instances into it. No Airflow service runs.
+An in-memory SQLite with every Airflow table and the plugin's own, made by its migrations as
+``airflow db migrate`` makes them (:func:`database`), and :class:`Rows` to write DAG runs, the
+controller's XComs and task instances into it. No Airflow service runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from sqlalchemy import Table, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from backfill_controller.server.ui import CONTROLLER_DAG_ID
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
+from backfill_controller.db.manager import migrate
 
 import_all_models()
 
@@ -35,9 +37,11 @@ WRITES_XCOM_ROWS = pytest.mark.skipif(
 
 
 def database() -> Engine:
-    """An in-memory SQLite with Airflow's tables."""
+    """An in-memory SQLite with Airflow's tables and the plugin's (through its migrations)."""
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        migrate(connection)
     return engine
 
 
@@ -68,7 +72,7 @@ class Rows:
         )
         return pk
 
-    def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = "plan", map_index: int = -1):
+    def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = Task.PLAN, map_index: int = -1):
         """An XCom of the controller run ``pk`` (``run_id``), of its ``plan`` task by default."""
         self.session.execute(
             XComModel.__table__.insert().values(

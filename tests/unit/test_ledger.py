@@ -9,22 +9,27 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from backfill_controller.db.manager import migrate
 from backfill_controller.domain.overlap import Span
 from backfill_controller.server import ledger
 
 
 @pytest.fixture
 def engine(tmp_path):
+    """A SQLite file in write-ahead-log mode, as the suite's Airflow runs it, migrated as
+    ``airflow db migrate`` does."""
     path = tmp_path / "airflow.db"
-    with sqlite3.connect(path) as db:  # as the test suite's Airflow runs SQLite
+    with sqlite3.connect(path) as db:
         db.execute("PRAGMA journal_mode=WAL")
-    return create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    with engine.begin() as connection:
+        migrate(connection)
+    return engine
 
 
 def test_a_second_planner_of_the_target_waits_until_the_first_has_claimed(engine):
     first, second = Session(engine), Session(engine)
     ledger.hold_target(first, "bf_daily")
-    ledger.ensure_table(second)
     with pytest.raises(OperationalError, match="database is locked"):
         ledger.hold_target(second, "bf_daily")
     second.rollback()

@@ -7,98 +7,32 @@ through Airflow's API, which has no endpoint for this table; XComs, by contrast,
 through the REST API by anyone who may write the controller's XComs (FAB: ``can_create`` or
 ``can_edit`` on ``XComs``). So whatever must be trusted is read from
 here: who asked, for which target, and which target runs the backfill acts on (every segment's);
-cancelling fails exactly those (:mod:`backfill_controller.server.cancel`), and overlapping backfills are
-found from the spans recorded here. A second table, ``backfill_controller_history``, keeps what
-users did to each backfill (pause, resume, cancel, re-run failed; :mod:`backfill_controller.server.actions`).
-A third, ``backfill_controller_outcome``, keeps how each backfill ended (:mod:`backfill_controller.server.ui`):
-its counts, and its target runs' states when its report ran.
+cancelling fails exactly those (:mod:`backfill_controller.server.cancel`), and overlapping
+backfills are found from the spans recorded here. A second table, ``backfill_controller_history``,
+keeps what users did to each backfill (pause, resume, cancel, re-run failed;
+:mod:`backfill_controller.server.actions`). A third, ``backfill_controller_outcome``, keeps how
+each backfill ended (:mod:`backfill_controller.server.ui`): its counts, and its target runs'
+states when its report ran.
 
-The tables are created on first use (``CREATE TABLE IF NOT EXISTS``); Airflow's own migrations do
-not know them, and ``airflow db reset`` leaves them alone.
+The tables are declared in :mod:`backfill_controller.db.tables` and made by ``airflow db migrate``
+(the plugin's own migrations, :mod:`backfill_controller.db.manager`); nothing here creates a table.
 """
 
 from __future__ import annotations
 
 import json
-import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, inspect, select, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from backfill_controller.db.tables import history, ledger, outcome
 from backfill_controller.domain.controls import Applied, Control
 from backfill_controller.domain.overlap import Span
-
-metadata = MetaData()
-
-ledger = Table(
-    "backfill_controller_ledger",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("controller_run_id", String(250), nullable=False, unique=True),
-    Column("target_dag_id", String(250), nullable=False),
-    Column("requester", String(512), nullable=True),
-    Column("span_first", String(40), nullable=True),
-    Column("span_last", String(40), nullable=True),
-    Column("run_ids", Text, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-)
-
-#: What users did to each backfill (pause, resume, cancel, re-run failed): who, when, and what
-#: came of it (:mod:`backfill_controller.domain.controls`), oldest first by ``id``.
-history = Table(
-    "backfill_controller_history",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("controller_run_id", String(250), nullable=False, index=True),
-    Column("action", String(20), nullable=False),
-    Column("actor", String(512), nullable=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("detail", Text, nullable=True),
-)
-
-#: How a backfill ended, written when its report runs (:func:`settle`): what the page says of its
-#: dates (counts and span, JSON) and the state of each of its target runs then (JSON
-#: ``{run_id: state}``), for the controller run as it was (``clear_number``: clearing the run
-#: makes the outcome stale).
-outcome = Table(
-    "backfill_controller_outcome",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("controller_run_id", String(250), nullable=False, unique=True),
-    Column("clear_number", Integer, nullable=False),
-    Column("summary", Text, nullable=False),
-    Column("run_states", Text, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-)
-
-#: The engines (one per database a process uses) whose database has the tables.
-_created: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def ensure_table(session: Session) -> None:
-    """Create the tables this database does not have yet (once per process and database)."""
-    key = session.get_bind().engine
-    if key in _created:
-        return
-    connection = session.connection()  # the session's own: a second one would wait on SQLite's lock
-    if connection.dialect.name == "sqlite":  # one writer at a time: nobody creates it meanwhile
-        metadata.create_all(bind=connection, checkfirst=True)
-    else:
-        try:  # in a savepoint: another api-server worker creating it at the same moment fails only that
-            with session.begin_nested():
-                metadata.create_all(bind=connection, checkfirst=True)
-        except DBAPIError:
-            found = inspect(session.connection())
-            if not all(found.has_table(table.name) for table in metadata.sorted_tables):
-                raise
-    _created.add(key)
 
 
 def hold_target(session: Session, target_dag_id: str) -> None:
@@ -108,7 +42,6 @@ def hold_target(session: Session, target_dag_id: str) -> None:
     with an update of no row. Python's sqlite3 starts a transaction only at the first write, so
     without it two requests would both read the ledger before either wrote its claim.
     """
-    ensure_table(session)
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         key = zlib.crc32(f"backfill_controller:{target_dag_id}".encode())
@@ -130,7 +63,6 @@ class Entry:
 
 def record(session: Session, entry: Entry) -> None:
     """Record (or, for a re-planned backfill, replace) a backfill's entry; the caller commits."""
-    ensure_table(session)
     values: dict[str, Any] = {
         "target_dag_id": entry.target_dag_id,
         "requester": entry.requester,
@@ -149,7 +81,6 @@ def record(session: Session, entry: Entry) -> None:
 
 
 def entry(session: Session, controller_run_id: str) -> Entry | None:
-    ensure_table(session)
     row = session.execute(select(ledger).where(ledger.c.controller_run_id == controller_run_id)).first()
     return _entry(row) if row is not None else None
 
@@ -158,7 +89,6 @@ def entries(session: Session, controller_run_ids: Sequence[str]) -> dict[str, En
     """The entries of these head runs that have one."""
     if not controller_run_ids:
         return {}
-    ensure_table(session)
     rows = session.execute(select(ledger).where(ledger.c.controller_run_id.in_(list(controller_run_ids))))
     return {row.controller_run_id: _entry(row) for row in rows}
 
@@ -172,7 +102,6 @@ def _entry(row: Any) -> Entry:
 
 def add(session: Session, controller_run_id: str, applied: Applied) -> None:
     """Add one applied control to the history of the backfill ``controller_run_id`` (its head run)."""
-    ensure_table(session)
     session.execute(
         history.insert().values(
             controller_run_id=controller_run_id,
@@ -189,7 +118,6 @@ def histories(session: Session, controller_run_ids: Sequence[str]) -> dict[str, 
     found: dict[str, list[Applied]] = {run_id: [] for run_id in controller_run_ids}
     if not found:
         return found
-    ensure_table(session)
     rows = session.execute(
         select(history).where(history.c.controller_run_id.in_(list(found))).order_by(history.c.id)
     )
@@ -211,7 +139,6 @@ class Outcome:
 
 def settle(session: Session, controller_run_id: str, ended: Outcome) -> None:
     """Record (or replace) how the backfill ``controller_run_id`` (its head run) ended."""
-    ensure_table(session)
     values: dict[str, Any] = {
         "clear_number": ended.clear_number,
         "summary": json.dumps(ended.summary),
@@ -234,7 +161,6 @@ def outcomes(
     only with ``run_states`` (the list reads the summary alone)."""
     if not controller_run_ids:
         return {}
-    ensure_table(session)
     columns = [outcome.c.controller_run_id, outcome.c.clear_number, outcome.c.summary]
     if run_states:
         columns.append(outcome.c.run_states)
