@@ -4,6 +4,8 @@
 * ``--auth-manager simple|fab`` chooses its auth manager (default: ``fab`` on PostgreSQL, ``simple``
   on SQLite); the ``auth_manager_name`` fixture tells tests which one runs.
 * Tests under ``tests/integration`` are marked ``integration`` automatically.
+* ``--stock-venv PATH``: the virtualenv ``tests/stock`` deploys (``make test-stock``); without it
+  they are skipped.
 * ``airflow`` (session scope, lazy): a real local Airflow (``scripts.local_airflow.LocalAirflow``)
   whose DAGs folder holds symlinks to every ``dags/*.py`` and ``tests/dags/*.py``, with the repo's
   ``plugins/``. It is started only when a test asks for it, so ``pytest tests/unit`` never starts it.
@@ -20,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from tests.support.figures import Figures
 
 if TYPE_CHECKING:
     from scripts.local_airflow import LocalAirflow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONTROLLER_DAG_ID = "backfill_controller"
 DAG_SOURCES = (REPO_ROOT / "dags", REPO_ROOT / "tests" / "dags")
 START_TIMEOUT = 240  # seconds: db migrate + four services (PostgreSQL migrate is the slow part)
 DAGS_TIMEOUT = 180  # seconds: until every DAG is listed by the API
@@ -54,6 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="auth manager of the integration Airflow: simple (SimpleAuthManager) or fab (FabAuthManager, "
         "users and roles with per-DAG permissions); default: fab with --backend=postgres, simple with sqlite",
+    )
+    group.addoption(
+        "--stock-venv",
+        type=Path,
+        default=None,
+        help="a virtualenv with a stock Airflow and the built wheel, for tests/stock (make test-stock)",
     )
     group.addoption(
         "--keep-airflow-home",

@@ -95,12 +95,23 @@ class LocalAirflow(UsersMixin, RunsMixin, ServicesMixin, ConfigMixin):
         executor: str = "local",
         auth_manager: str = "simple",
         users: Mapping[str, tuple[str, str]] | None = None,
+        venv: Path | None = None,
+        repo_on_path: bool = True,
     ) -> None:
         """``users``: more users than the admin ``username``, as ``{username: (role, password)}``,
         created before the services start; the role is one of :data:`SIMPLE_ROLES` with
         ``auth_manager="simple"``, a FAB role name with ``"fab"`` (builtin Admin, Op, User, Viewer,
-        Public, or one given to ``create_role`` before ``start()``)."""
+        Public, or one given to ``create_role`` before ``start()``).
+
+        ``venv``: a virtualenv whose ``airflow`` and ``python`` every process runs (default: the
+        running interpreter's environment). ``repo_on_path=False`` leaves the repository off
+        PYTHONPATH: with both, the instance is a stock deployment of whatever that virtualenv has
+        installed (``tests/stock``)."""
         check_choices(backend, executor, auth_manager)
+        self.bin_dir = Path(venv).absolute() / "bin" if venv is not None else None
+        if self.bin_dir is not None and not (self.bin_dir / "python").exists():
+            raise ValueError(f"{venv} is not a virtualenv: no bin/python")
+        self.repo_on_path = repo_on_path
         self.executor = executor
         self.auth_manager = auth_manager
         self.home = Path(home).resolve()

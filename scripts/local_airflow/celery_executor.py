@@ -30,5 +30,6 @@ def redis_command(port: int) -> list[str]:
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
 
 
-def celery_worker_command() -> list[str]:
-    return [airflow_executable(), "celery", "worker"]
+def celery_worker_command(airflow: str | None = None) -> list[str]:
+    """``airflow celery worker``, with the ``airflow`` script given (default: the interpreter's)."""
+    return [airflow or airflow_executable(), "celery", "worker"]

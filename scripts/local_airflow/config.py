@@ -52,7 +52,13 @@ def check_choices(backend: str, executor: str, auth_manager: str) -> None:
 
 
 class ConfigMixin:
-    """The settings (AIRFLOW_* and PYTHONPATH) and full environment of every process of an instance."""
+    """The settings (AIRFLOW_* and PYTHONPATH) and full environment of every process of an instance.
+
+    ``bin_dir``: the ``bin`` folder of the virtualenv whose ``airflow`` and ``python`` every process
+    runs (None: the running interpreter's). ``repo_on_path``: the repository root is on PYTHONPATH
+    (the suite's target DAGs and notifiers import ``tests``); without it PYTHONPATH is unset, as in a
+    deployment whose code comes only from its installed packages.
+    """
 
     home: Path
     backend: str
@@ -63,6 +69,8 @@ class ConfigMixin:
     worker_log_port: int
     trigger_log_port: int
     redis_port: int | None
+    bin_dir: Path | None
+    repo_on_path: bool
     dags_folder: Path
     plugins_folder: Path
     username: str
@@ -135,17 +143,22 @@ class ConfigMixin:
             settings["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self.passwords_file)
         if self.executor == "celery" and self._pg is not None and self.redis_port is not None:
             settings.update(celery_settings(self.redis_port, self._pg.url))
-        pythonpath = [str(REPO_ROOT)]
-        if os.environ.get("PYTHONPATH"):
-            pythonpath.append(os.environ["PYTHONPATH"])
-        settings["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        if self.repo_on_path:
+            pythonpath = [str(REPO_ROOT)]
+            if os.environ.get("PYTHONPATH"):
+                pythonpath.append(os.environ["PYTHONPATH"])
+            settings["PYTHONPATH"] = os.pathsep.join(pythonpath)
         settings.update(self.extra_env)
         return settings
 
     def _full_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        # the interpreter's bin dir first, so `airflow` and `python` are this environment's
-        path = [str(Path(sys.executable).parent)]
+        if not self.repo_on_path:
+            env.pop("PYTHONPATH", None)
+        if self.bin_dir is not None:
+            env["VIRTUAL_ENV"] = str(self.bin_dir.parent)
+        # the environment's bin dir first, so `airflow` and `python` are this environment's
+        path = [str(self.bin_dir or Path(sys.executable).parent)]
         if env.get("PATH"):
             path.append(env["PATH"])
         env["PATH"] = os.pathsep.join(path)

@@ -1,5 +1,6 @@
 """DAGs, runs, task states and XComs of a local Airflow, read and made through its public REST API
-with :class:`backfill_controller.client.rest.RestClient` (the product's own transport): ``rest``, as the admin."""
+with :class:`backfill_controller.client.rest.RestClient` (the product's own transport): ``rest``, as
+the admin."""
 
 from __future__ import annotations
 

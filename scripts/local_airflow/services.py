@@ -37,6 +37,7 @@ class ServicesMixin:
     executor: str
     auth_manager: str
     redis_port: int | None
+    bin_dir: Path | None
     dags_folder: Path
     logs_dir: Path
     env: dict[str, str]
@@ -44,6 +45,16 @@ class ServicesMixin:
     restarts: dict[str, int]
     _session: requests.Session
     _pg: PostgresServer | None
+
+    @property
+    def python_bin(self) -> str:
+        """The ``python`` every Airflow process of this instance runs."""
+        return str(self.bin_dir / "python") if self.bin_dir is not None else sys.executable
+
+    @property
+    def airflow_bin(self) -> str:
+        """The ``airflow`` script every Airflow process of this instance runs."""
+        return airflow_executable(self.bin_dir)
 
     @property
     def service_names(self) -> tuple[str, ...]:
@@ -54,8 +65,8 @@ class ServicesMixin:
         if service == "redis" and self.redis_port is not None:
             return redis_command(self.redis_port)
         if service == "celery-worker":
-            return celery_worker_command()
-        args = [airflow_executable(), service]
+            return celery_worker_command(self.airflow_bin)
+        args = [self.airflow_bin, service]
         if service == "api-server":
             args += ["--port", str(self.port), "--host", "127.0.0.1"]
         return args
@@ -76,7 +87,7 @@ class ServicesMixin:
         log = self.logs_dir / "db-migrate.log"
         with open(log, "ab") as out:
             res = subprocess.run(
-                [airflow_executable(), "db", "migrate"],
+                [self.airflow_bin, "db", "migrate"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -206,11 +217,11 @@ class ServicesMixin:
         self, code: str, timeout: float, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run ``code`` in a Python process with this Airflow's environment."""
-        return self._run([sys.executable, "-c", code], timeout, stdin)
+        return self._run([self.python_bin, "-c", code], timeout, stdin)
 
     def airflow_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run ``airflow *args`` against this instance (text output captured, no check)."""
-        return self._run([airflow_executable(), *args], timeout)
+        return self._run([self.airflow_bin, *args], timeout)
 
     def parse_dag_folder(self, timeout: float = 120) -> dict[str, Any]:
         """Parse the DAGs folder in a subprocess (a DagBag, as the dag-processor would) and return

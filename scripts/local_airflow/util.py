@@ -22,8 +22,14 @@ def free_port(exclude: Iterable[int] = ()) -> int:
             return port
 
 
-def airflow_executable() -> str:
-    """The ``airflow`` script of the running interpreter's environment (else the one on PATH)."""
+def airflow_executable(bin_dir: Path | None = None) -> str:
+    """The ``airflow`` script of an environment: ``bin_dir``'s, else the running interpreter's
+    (else, for the running interpreter only, the one on PATH)."""
+    if bin_dir is not None:
+        candidate = bin_dir / "airflow"
+        if not candidate.exists():
+            raise FileNotFoundError(f"no `airflow` executable in {bin_dir}")
+        return str(candidate)
     candidate = Path(sys.executable).parent / "airflow"
     if candidate.exists():
         return str(candidate)

@@ -20,12 +20,12 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX
 from scripts.local_airflow import free_port
 
 pytestmark = pytest.mark.backend("sqlite")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTROLLER = "backfill_controller"
 CLI = [sys.executable, "-m", "backfill_controller.cli"]
 TIMEOUT = 900
 PROGRESS_LINE = re.compile(r"^\[[#-]+\]  \d+/\d+ dates  done \d+  failed \d+  running \d+  waiting \d+", re.M)
@@ -62,9 +62,9 @@ class Running:
 
 
 def cli_env(airflow, *, connection: bool = True) -> dict[str, str]:
-    """The caller's environment with the repo importable and, if asked, the connection to Airflow."""
+    """The caller's environment and, if asked, the connection to Airflow. The command comes from
+    the package installed in the interpreter's virtualenv, as for a user."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "BACKFILL_API_"))}
-    env["PYTHONPATH"] = str(REPO_ROOT)
     if connection:
         user, password = quote(airflow.username, safe=""), quote(airflow.password, safe="")
         env["AIRFLOW_CONN_AIRFLOW_API"] = f"http://{user}:{password}@{urlsplit(airflow.url).netloc}"
@@ -142,8 +142,7 @@ def test_a_window_is_backfilled_with_progress_and_the_table(airflow, commands):
     assert result.out.startswith("logical_date ")
     for day in ("2024-08-01", "2024-08-02", "2024-08-03"):
         assert (
-            f"{day}T00:00:00+00:00  triggered  success  backfill_controller__{day}T00:00:00+00:00"
-            in result.out
+            f"{day}T00:00:00+00:00  triggered  success  {TARGET_RUN_PREFIX}{day}T00:00:00+00:00" in result.out
         )
     assert "SUCCESS: 3 dates of bf_daily" in result.out
     runs = day_runs(airflow, "bf_daily", "2024-08-01", "2024-08-03")
@@ -177,7 +176,7 @@ def test_no_wait_prints_the_run_id_of_a_run_with_that_conf(airflow, commands):
     assert result.code == 0, result.output
     run_id = result.out.strip()
     assert "\n" not in run_id and run_id.startswith("manual__")
-    run = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}")
+    run = airflow._json("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}")
     assert run["conf"] == {
         "dag_id": "bf_daily",
         "dates": ["2024-08-20", "2024-08-21"],
@@ -185,7 +184,7 @@ def test_no_wait_prints_the_run_id_of_a_run_with_that_conf(airflow, commands):
         "include_upstream": False,
         "missing_runs": "trigger",
     }
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
     assert sorted(day_runs(airflow, "bf_daily", "2024-08-20", "2024-08-21")) == ["2024-08-20", "2024-08-21"]
     assert_no_password(airflow, result)
 
@@ -209,7 +208,6 @@ def test_a_wrong_password_exits_3_without_showing_it(airflow):
 
 def test_an_unreachable_airflow_exits_3_without_showing_the_password():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "BACKFILL_API_"))}
-    env["PYTHONPATH"] = str(REPO_ROOT)
     env["AIRFLOW_CONN_AIRFLOW_API"] = f"http://ada:Wr0ng-s3cret@127.0.0.1:{free_port()}"
     result = run(["bf_daily", "-s", "2024-08-25"], env, timeout=60)
     assert result.code == 3, result.output
@@ -223,7 +221,7 @@ def test_an_old_runbook_command_runs_and_status_and_list_show_it(airflow):
     started = run(["bf_daily", "-D", "2024-08-28", "--reset_dagruns", "--no_wait"], env)
     assert started.code == 0, started.output
     run_id = started.out.strip().splitlines()[-1]
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
     assert sorted(day_runs(airflow, "bf_daily", "2024-08-28", "2024-08-28")) == ["2024-08-28"]
 
     status = run(["status", run_id], env)

@@ -55,19 +55,84 @@ def test_every_long_running_service_has_a_healthcheck(compose) -> None:
             assert "healthcheck" in service, name
 
 
-def test_airflow_services_share_the_image_the_api_connection_and_the_include_path(compose) -> None:
+def test_airflow_services_share_the_image_and_the_api_connection_without_pythonpath(compose) -> None:
     for name in (*AIRFLOW_SERVICES, "airflow-worker", "airflow-init"):
         env = compose["services"][name]["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert env["AIRFLOW_CONN_AIRFLOW_API"].endswith("@airflow-apiserver:8080"), name
-        assert env["PYTHONPATH"] == "/opt/airflow", name
+        assert "PYTHONPATH" not in env, name  # the package comes from the image's site-packages
         assert compose["services"][name]["image"] == "backfill-controller:latest", name
 
 
-def test_the_image_is_the_official_one_plus_the_pinned_requirements() -> None:
-    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
-    assert "FROM apache/airflow:3.3.2" in dockerfile
-    assert "-r /opt/backfill/requirements.txt -c /opt/backfill/constraints.txt" in dockerfile
+def test_no_source_folder_is_mounted_over_the_image(compose) -> None:
+    for name in (*AIRFLOW_SERVICES, "airflow-worker", "airflow-init"):
+        for volume in compose["services"][name].get("volumes", []):
+            assert not volume.startswith((".", "/")), (name, volume)
+
+
+def test_the_header_says_to_build_the_wheel_first() -> None:
+    header = (REPO / "docker-compose.yaml").read_text().split("\n\n", 1)[0]
+    assert "make dist && docker compose build" in header
+
+
+# --- the image: the official one, the wheel, the DAGs -------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (INSTRUCTION, arguments), comments dropped."""
+    lines = (REPO / "docker" / "Dockerfile").read_text().splitlines()
+    return [
+        (line.split(maxsplit=1)[0], line.split(maxsplit=1)[1])
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def copies() -> dict[str, str]:
+    """``{source: destination}`` of every COPY (options such as --chown dropped)."""
+    found = {}
+    for instruction, args in dockerfile():
+        if instruction == "COPY":
+            source, destination = [a for a in args.split() if not a.startswith("--")]
+            found[source] = destination
+    return found
+
+
+def test_the_image_is_the_official_one_at_the_pinned_version() -> None:
+    pins = dict(
+        line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line
+    )
+    (base,) = [args for instruction, args in dockerfile() if instruction == "FROM"]
+    assert base.startswith(f"apache/airflow:{pins['apache-airflow']}"), base
+
+
+def test_the_image_installs_the_wheel_and_holds_the_dags_and_nothing_else() -> None:
+    assert copies() == {
+        "dist/airflow_backfill_controller-*.whl": "/tmp/",
+        "dags/": "/opt/airflow/dags/",
+        "include/catchup.yaml": "/opt/airflow/include/catchup.yaml",
+    }
+    (install,) = [args for instruction, args in dockerfile() if instruction == "RUN"]
+    assert install.startswith("pip install --no-cache-dir")
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in install  # pip may not move the image's Airflow
+    assert install.endswith("/tmp/airflow_backfill_controller-*.whl")
+    assert not [args for instruction, args in dockerfile() if instruction == "ENV"]  # no PYTHONPATH
+
+
+def test_the_catch_up_file_is_where_the_default_setting_looks(compose) -> None:
+    from backfill_controller.domain.settings import DEFAULT_CATCHUP_CONFIG
+
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    beside_dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).parent / DEFAULT_CATCHUP_CONFIG
+    assert copies()["include/catchup.yaml"] == str(beside_dags)
+    # Unset unless .env or the environment sets it: then the default applies.
+    value = env.get("AIRFLOW__BACKFILL_CONTROLLER__CATCHUP_CONFIG", "")
+    assert value in ("", "${AIRFLOW__BACKFILL_CONTROLLER__CATCHUP_CONFIG:-}"), value
+
+
+def test_the_build_context_lets_through_what_the_image_copies() -> None:
+    kept = [line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")]
+    assert sorted(copies()) == sorted(kept)
 
 
 # --- no default secrets: compose refuses to start without them ----------------------------------

@@ -229,7 +229,6 @@ def test_airflow_cfg_and_airflows_own_cli_agree_with_the_lookup(tmp_path: Path) 
         AIRFLOW_HOME=str(tmp_path),
         AIRFLOW__BACKFILL_CONTROLLER__MAX_DATES_PER_REQUEST="123",
         AIRFLOW__BACKFILL_CONTROLLER__NOTIFY="c",
-        PYTHONPATH=str(REPO_ROOT),
     )
     env.pop("AIRFLOW_CONFIG", None)
     code = textwrap.dedent(
