@@ -1,4 +1,5 @@
-"""Airflow DAGs of the Backfill Controller (package airflow-backfill-controller): the same file a deployment adds."""
+"""Airflow DAGs of the Backfill Controller (package airflow-backfill-controller): the same file a
+deployment adds."""
 
 from backfill_controller.dags import catchup_dag, controller_dag
 

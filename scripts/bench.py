@@ -43,9 +43,9 @@ from pathlib import Path
 
 import pendulum
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, URL_PREFIX, Task, XCom
 from scripts.local_airflow import REPO_ROOT, LocalAirflow
 
-CONTROLLER = "backfill_controller"
 FIRST_DAY = pendulum.datetime(2016, 1, 1, tz="UTC")
 WARM_UP_DAY = pendulum.datetime(2015, 6, 1, tz="UTC")  # before every measured case's dates
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         airflow.start()
         ids = ["bench_trivial", "bench_trivial_native", "bench_work5", "bench_work5_native", "bench_blocker"]
         ids.append("bench_hourly")
-        airflow.wait_for_dags([CONTROLLER, *ids], timeout=300)
+        airflow.wait_for_dags([CONTROLLER_DAG_ID, *ids], timeout=300)
         _warm_up(airflow, args.max_active_runs)
         if _sizes(args.front_door):
             print("\n" + front_door_table(_front_door(airflow, _sizes(args.front_door))), flush=True)
@@ -156,11 +156,11 @@ def _scale(airflow: LocalAirflow) -> str:
     """A dry run of 9,961 hourly dates: planning time, peak memory, largest XCom."""
     conf = {"dag_id": "bench_hourly", "start_date": "2023-01-01", "end_date": "2024-02-20", "dry_run": True}
     began = time.monotonic()
-    run_id = airflow.trigger(CONTROLLER, conf)
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=1800)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=1800)
     seconds = time.monotonic() - began
-    stats = airflow.xcom(CONTROLLER, run_id, "plan", key="stats")
-    largest = max(airflow.xcom_sizes(CONTROLLER, run_id, ("plan", "report")).values())
+    stats = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.PLAN, key=XCom.STATS)
+    largest = max(airflow.xcom_sizes(CONTROLLER_DAG_ID, run_id, (Task.PLAN, Task.REPORT)).values())
     return (
         f"scale: {stats['dates']} dates dry run {state} in {seconds:.0f}s; "
         f"plan task {stats['plan_seconds']}s, peak RSS {stats['peak_rss_mb']} MB; "
@@ -168,7 +168,7 @@ def _scale(airflow: LocalAirflow) -> str:
     )
 
 
-FRONT_DOOR = "/backfill-controller/api/backfills"
+FRONT_DOOR = f"{URL_PREFIX}/api/backfills"
 
 
 def _front_door(airflow: LocalAirflow, sizes: list[int], repeat: int = 5) -> list[tuple[int, str, float]]:
@@ -285,12 +285,12 @@ def _controller(airflow: LocalAirflow, case: Case, chunk: int | None) -> Measure
     if chunk:
         conf["chunk_size"] = chunk
     began = time.monotonic()
-    run_id = airflow.trigger(CONTROLLER, conf)
-    airflow.wait_for_run(CONTROLLER, run_id, timeout=6 * 3600)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=6 * 3600)
     seconds = time.monotonic() - began
     states = _wait_runs(airflow, case.target, first, last, case.n)
     processes = _processes(airflow, case.target, window=case.window)
-    processes += _processes(airflow, CONTROLLER, run_prefix=run_id)
+    processes += _processes(airflow, CONTROLLER_DAG_ID, run_prefix=run_id)
     return _measure(case, "controller", seconds, processes, states)
 
 

@@ -15,10 +15,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX, URL_PREFIX, Task
 from backfill_controller.domain.report import render_table
 from scripts.local_airflow import REPO_ROOT, LocalAirflow, free_port
-
-CONTROLLER = "backfill_controller"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Starting Airflow 3 (SQLite, LocalExecutor) in {airflow.home} ...", flush=True)
     try:
         airflow.start()
-        airflow.wait_for_dags([CONTROLLER, args.dag_id], timeout=240)
+        airflow.wait_for_dags([CONTROLLER_DAG_ID, args.dag_id], timeout=240)
         print(f"UI: {airflow.url}  (log in as {airflow.username} / {airflow.password})\n", flush=True)
         ok = run_backfill(airflow, args.dag_id, args.start, args.end)
         if args.keep:
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         airflow.stop()
 
 
-FRONT_DOOR = "/backfill-controller/api/backfills"
+FRONT_DOOR = f"{URL_PREFIX}/api/backfills"
 
 
 def run_backfill(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> bool:
@@ -75,17 +74,17 @@ def run_backfill(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> bo
     started.raise_for_status()
     run_id = started.json()["dag_run_id"]
     began = time.monotonic()
-    while (state := airflow.run_state(CONTROLLER, run_id)) not in ("success", "failed"):
+    while (state := airflow.run_state(CONTROLLER_DAG_ID, run_id)) not in ("success", "failed"):
         print(f"[{time.monotonic() - began:5.0f}s] {progress(airflow, dag_id, start, end)}", flush=True)
         time.sleep(3)
-    report = airflow.xcom(CONTROLLER, run_id, "report")
+    report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     print(f"\nController run {run_id} finished {state} in {time.monotonic() - began:.0f}s\n")
     print(render_table(report))
     return state == "success"
 
 
 def progress(airflow: LocalAirflow, dag_id: str, start: str, end: str) -> str:
-    runs = airflow.dag_runs(dag_id, start, end, run_id_prefix_pattern="backfill_controller__")
+    runs = airflow.dag_runs(dag_id, start, end, run_id_prefix_pattern=TARGET_RUN_PREFIX)
     counts = Counter(r["state"] for r in runs)
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("success", "failed", "running", "queued"))
 

@@ -1,9 +1,13 @@
 """The controller's contract: the names that its DAG, its plugin, its CLI and its tests share.
 
 Everything that one part of the product looks up in another by name is declared here once: the
-DAG ids, the controller's task ids and XCom keys, the shapes of the run ids it makes, the run
-states it counts as open, and where the plugin is served. Renaming a task in the DAG renames it
-for the page, cancel and the CLI alike. Pure: no import of Airflow or of the rest of the package.
+DAG ids, the controller's task ids and XCom keys, the shapes of the run ids it makes, and where
+the plugin is served. Renaming a task in the DAG renames it for the page, cancel and the CLI
+alike. Every other module imports these names from here (none re-exports them), and
+``tests/unit/test_layout.py`` fails on a task id or XCom key spelt as a literal anywhere else in
+the package. The run states the controller counts as open are Airflow's, in
+:mod:`backfill_controller.domain.airflow_states` (``OPEN_RUN``). Pure: no import of Airflow or of
+the rest of the package.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
+
 # Validation happens before anything touches the database: the embedded default backend is enough.
 pytestmark = pytest.mark.backend("sqlite")
 
-CONTROLLER = "backfill_controller"
 TARGET = "bf_params"  # never backfilled successfully by any test: it must keep zero runs in 2024
 PAUSED = "bf_none_native"
 
@@ -62,7 +63,7 @@ REFUSED_BY_PLAN = {
         {"dag_id": TARGET, "start_date": "2024-02-01", "end_date": "2024-01-01"},
         ["start_date", "after end_date"],
     ),
-    "controller as its own target": ({"dag_id": CONTROLLER, "dates": ["2024-01-01"]}, ["itself"]),
+    "controller as its own target": ({"dag_id": CONTROLLER_DAG_ID, "dates": ["2024-01-01"]}, ["itself"]),
     "date not on the schedule": (
         {"dag_id": TARGET, "dates": ["2024-01-01T05:00:00"]},
         ["dates", "nearest valid", "2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00"],
@@ -118,11 +119,11 @@ def refused(airflow) -> dict[str, tuple[str, dict]]:
     resp = airflow.api("PATCH", f"/api/v2/dags/{PAUSED}", json={"is_paused": True})
     assert resp.status_code == 200, resp.text
     before = target_runs(airflow)
-    started = {name: airflow.trigger(CONTROLLER, conf) for name, (conf, _) in REFUSED_BY_PLAN.items()}
+    started = {name: airflow.trigger(CONTROLLER_DAG_ID, conf) for name, (conf, _) in REFUSED_BY_PLAN.items()}
     results = {}
     for name, run_id in started.items():
-        state = airflow.wait_for_run(CONTROLLER, run_id, timeout=600)
-        results[name] = (state, airflow.xcom(CONTROLLER, run_id, "report"))
+        state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=600)
+        results[name] = (state, airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT))
     assert target_runs(airflow) == before == []
     return results
 
@@ -130,7 +131,7 @@ def refused(airflow) -> dict[str, tuple[str, dict]]:
 @pytest.mark.parametrize("name", list(REFUSED_BY_PARAMS), ids=list(REFUSED_BY_PARAMS))
 def test_rest_trigger_refuses_with_http_400(airflow, figures, name):
     conf, shown = REFUSED_BY_PARAMS[name]
-    resp = airflow.post_run(CONTROLLER, conf)
+    resp = airflow.post_run(CONTROLLER_DAG_ID, conf)
     figures.bad_input(name, resp.status_code == 400 and shown in resp.text)
     assert resp.status_code == 400, resp.text[:2000]
     assert shown in resp.text

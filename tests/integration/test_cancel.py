@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import time
 
-from test_controller import CONTROLLER, day_runs, wait_for_a_deferred_trigger
+from test_controller import day_runs, wait_for_a_deferred_trigger
+
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, continuation_run_id
+from backfill_controller.domain.airflow_states import OPEN_RUN
 
 CAPPED = "bf_capped"  # holds its runs back itself (max_active_runs 2): the backfill keeps some queued
-OPEN = ("queued", "running")
 
 
 def cancel(airflow, run_id: str) -> float:
     """Mark the controller run failed; seconds the PATCH took."""
     began = time.monotonic()
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", json={"state": "failed"})
+    resp = airflow.api(
+        "PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}", json={"state": "failed"}
+    )
     assert resp.status_code == 200, resp.text
     return time.monotonic() - began
 
@@ -26,7 +30,7 @@ def cancel(airflow, run_id: str) -> float:
 def settled(airflow, first: str, last: str, timeout: float = 180) -> dict[str, dict]:
     """The target's runs once none is open, and after 10 more seconds in which nothing new appears."""
     deadline = time.monotonic() + timeout
-    while any(r["state"] in OPEN for r in day_runs(airflow, CAPPED, first, last).values()):
+    while any(r["state"] in OPEN_RUN for r in day_runs(airflow, CAPPED, first, last).values()):
         assert time.monotonic() < deadline, "runs of the cancelled backfill are still open"
         time.sleep(1)
     before = day_runs(airflow, CAPPED, first, last)
@@ -39,7 +43,7 @@ def settled(airflow, first: str, last: str, timeout: float = 180) -> dict[str, d
 def test_a_cancel_fails_the_queued_runs(airflow, figures):
     first, last = "2024-06-01", "2024-06-10"
     run_id = airflow.trigger(
-        CONTROLLER, {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2}
+        CONTROLLER_DAG_ID, {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2}
     )
     wait_for_a_deferred_trigger(airflow, run_id)
     seconds = cancel(airflow, run_id)
@@ -54,8 +58,8 @@ def test_a_cancel_fails_the_queued_runs(airflow, figures):
 def test_a_cancel_stops_every_segment(airflow, figures):
     first, last = "2024-06-15", "2024-06-24"
     conf = {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2, "segment_size": 3}
-    head = airflow.trigger(CONTROLLER, conf)
-    segment = f"{head}__segment_1"
+    head = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    segment = continuation_run_id(head, 1)
     deadline = time.monotonic() + 300
     while True:  # the first continuation has started triggering its dates
         runs = day_runs(airflow, CAPPED, first, last)
@@ -64,10 +68,12 @@ def test_a_cancel_stops_every_segment(airflow, figures):
         assert time.monotonic() < deadline, runs
         time.sleep(1)
     seconds = cancel(airflow, head)
-    assert airflow.run_state(CONTROLLER, segment) == "failed"
+    assert airflow.run_state(CONTROLLER_DAG_ID, segment) == "failed"
     runs = settled(airflow, first, last)
-    controller = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns", params={"limit": 100})["dag_runs"]
-    segments = [r["dag_run_id"] for r in controller if r["dag_run_id"].startswith(head + "__segment_")]
+    controller = airflow._json("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns", params={"limit": 100})[
+        "dag_runs"
+    ]
+    segments = [r["dag_run_id"] for r in controller if r["dag_run_id"].startswith(head + SEGMENT_MARK)]
     ok = segments == [segment] and len(runs) <= 6
     figures.fault(
         f"segmented backfill cancelled on {airflow.backend} (PATCH {seconds:.2f} s): nothing starts after",

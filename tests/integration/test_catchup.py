@@ -12,16 +12,17 @@ import time
 
 import pendulum
 import pytest
-from test_controller import CONTROLLER, TIMEOUT
+from test_controller import TIMEOUT
+
+from backfill_controller.contract import CATCHUP_DAG_ID, CONTROLLER_DAG_ID, Task
 
 pytestmark = pytest.mark.backend("sqlite")
 
-CATCHUP = "backfill_catchup"
 TARGET = "bf_recent"
 
 
 def catch_up_result(airflow, run_id: str, index: int) -> dict:
-    return airflow.xcom(CATCHUP, run_id, "catch_up", map_index=index)
+    return airflow.xcom(CATCHUP_DAG_ID, run_id, "catch_up", map_index=index)
 
 
 def target_runs(airflow) -> dict[str, dict]:
@@ -41,10 +42,10 @@ def wait_until(check, timeout: float = 180, what: str = "condition"):
 
 def finish(airflow, run_id: str) -> tuple[str, dict, dict]:
     """Wait for a catch-up run and the controller run it started; return (state, recent, paused)."""
-    state = airflow.wait_for_run(CATCHUP, run_id, timeout=TIMEOUT)
+    state = airflow.wait_for_run(CATCHUP_DAG_ID, run_id, timeout=TIMEOUT)
     recent, paused = catch_up_result(airflow, run_id, 0), catch_up_result(airflow, run_id, 1)
     if recent["controller_run_id"]:
-        airflow.wait_for_run(CONTROLLER, recent["controller_run_id"], timeout=TIMEOUT)
+        airflow.wait_for_run(CONTROLLER_DAG_ID, recent["controller_run_id"], timeout=TIMEOUT)
     return state, recent, paused
 
 
@@ -52,13 +53,13 @@ def finish(airflow, run_id: str) -> tuple[str, dict, dict]:
 def rounds(airflow):
     """Three catch-up runs: the scheduled one after unpausing, then two triggered by hand."""
     wait_until(lambda: target_runs(airflow), what=f"scheduler-made run of {TARGET}")
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CATCHUP}", json={"is_paused": False})
+    resp = airflow.api("PATCH", f"/api/v2/dags/{CATCHUP_DAG_ID}", json={"is_paused": False})
     assert resp.status_code == 200, resp.text
     try:
         scheduled = wait_until(
-            lambda: airflow._json("GET", f"/api/v2/dags/{CATCHUP}/dagRuns", params={"run_type": "scheduled"})[
-                "dag_runs"
-            ],
+            lambda: airflow._json(
+                "GET", f"/api/v2/dags/{CATCHUP_DAG_ID}/dagRuns", params={"run_type": "scheduled"}
+            )["dag_runs"],
             what="scheduled catch-up run",
         )[0]["dag_run_id"]
         first = finish(airflow, scheduled)
@@ -68,10 +69,10 @@ def rounds(airflow):
             "PATCH", f"/api/v2/dags/{TARGET}/dagRuns/{newest['dag_run_id']}", json={"state": "failed"}
         )
         assert resp.status_code == 200, resp.text
-        second = finish(airflow, airflow.trigger(CATCHUP))
-        third = finish(airflow, airflow.trigger(CATCHUP))
+        second = finish(airflow, airflow.trigger(CATCHUP_DAG_ID))
+        third = finish(airflow, airflow.trigger(CATCHUP_DAG_ID))
     finally:
-        airflow.api("PATCH", f"/api/v2/dags/{CATCHUP}", json={"is_paused": True})
+        airflow.api("PATCH", f"/api/v2/dags/{CATCHUP_DAG_ID}", json={"is_paused": True})
     return {"first": first, "second": second, "third": third, "failed_date": newest["logical_date"]}
 
 
@@ -80,8 +81,8 @@ def test_the_scheduled_run_hands_the_oldest_gaps_to_the_controller_at_most_max_d
     assert state == "success"
     assert recent["gaps"] >= 4  # six days looked at, one run made by the scheduler
     assert len(recent["dates"]) == 3 and recent["dates"] == sorted(recent["dates"])
-    assert airflow.run_state(CONTROLLER, recent["controller_run_id"]) == "success"
-    report = airflow.xcom(CONTROLLER, recent["controller_run_id"], "report")
+    assert airflow.run_state(CONTROLLER_DAG_ID, recent["controller_run_id"]) == "success"
+    report = airflow.xcom(CONTROLLER_DAG_ID, recent["controller_run_id"], Task.REPORT)
     assert report["reason"].startswith("scheduled catch-up (backfill_catchup run scheduled__")
 
 
@@ -106,10 +107,12 @@ def test_a_paused_dag_is_left_alone_saying_why(rounds):
 def test_a_retried_catch_up_triggers_the_controller_once(airflow, rounds):
     _, recent, _ = rounds["first"]
     catchup_run = recent["controller_run_id"].split("__", 2)[2]
-    conf = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{recent['controller_run_id']}")["conf"]
+    conf = airflow._json("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{recent['controller_run_id']}")[
+        "conf"
+    ]
     again = airflow.api(
         "POST",
-        f"/api/v2/dags/{CONTROLLER}/dagRuns",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns",
         json={"dag_run_id": recent["controller_run_id"], "logical_date": None, "conf": conf},
     )
     assert again.status_code == 409  # run_id derived from the catch-up run: a retry cannot duplicate it

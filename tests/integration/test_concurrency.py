@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs, wait_for_a_deferred_trigger
+from test_controller import TIMEOUT, Outcome, day_runs, wait_for_a_deferred_trigger
+
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
+from backfill_controller.domain.airflow_states import OPEN_RUN
 
 pytestmark = pytest.mark.backend("postgres")
 
@@ -18,40 +21,42 @@ SLOW = "bf_slow"
 
 def wait_for_task(airflow, run_id: str, task_id: str, state: str = "success", timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while airflow.task_states(CONTROLLER, run_id).get(task_id) != state:
+    while airflow.task_states(CONTROLLER_DAG_ID, run_id).get(task_id) != state:
         assert time.monotonic() < deadline, f"{task_id} of {run_id} never reached {state}"
         time.sleep(1)
 
 
 def outcome(airflow, run_id: str) -> Outcome:
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
-    return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
+    return Outcome(run_id, state, airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT))
 
 
 @pytest.fixture(scope="module")
 def side_by_side(airflow):
     first = airflow.trigger(
-        CONTROLLER, {"dag_id": SLOW, "start_date": "2024-02-01", "end_date": "2024-02-04"}
+        CONTROLLER_DAG_ID, {"dag_id": SLOW, "start_date": "2024-02-01", "end_date": "2024-02-04"}
     )
-    wait_for_task(airflow, first, "plan")
+    wait_for_task(airflow, first, Task.PLAN)
     overlapping = airflow.trigger(
-        CONTROLLER, {"dag_id": SLOW, "start_date": "2024-02-03", "end_date": "2024-02-06"}
+        CONTROLLER_DAG_ID, {"dag_id": SLOW, "start_date": "2024-02-03", "end_date": "2024-02-06"}
     )
     waiting = airflow.trigger(
-        CONTROLLER, {"dag_id": SLOW, "dates": ["2024-02-04", "2024-02-05"], "on_overlap": "wait"}
+        CONTROLLER_DAG_ID, {"dag_id": SLOW, "dates": ["2024-02-04", "2024-02-05"], "on_overlap": "wait"}
     )
     elsewhere = airflow.trigger(
-        CONTROLLER, {"dag_id": SLOW, "start_date": "2024-02-10", "end_date": "2024-02-11"}
+        CONTROLLER_DAG_ID, {"dag_id": SLOW, "start_date": "2024-02-10", "end_date": "2024-02-11"}
     )
     cancelled = airflow.trigger(
-        CONTROLLER,
+        CONTROLLER_DAG_ID,
         {"dag_id": SLOW, "start_date": "2024-03-01", "end_date": "2024-03-08", "max_active_runs": 2},
     )
     deadline = time.monotonic() + 300
     while not day_runs(airflow, SLOW, "2024-03-01", "2024-03-08"):
         assert time.monotonic() < deadline, "the backfill to cancel never started"
         time.sleep(1)
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{cancelled}", json={"state": "failed"})
+    resp = airflow.api(
+        "PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{cancelled}", json={"state": "failed"}
+    )
     assert resp.status_code == 200, resp.text
     return {
         "first": outcome(airflow, first),
@@ -93,8 +98,8 @@ def test_no_date_is_run_by_two_backfills(airflow, side_by_side, figures):
 def test_backfills_of_other_dates_run_side_by_side(airflow, side_by_side):
     first, elsewhere = side_by_side["first"], side_by_side["elsewhere"]
     assert first.state == elsewhere.state == "success"
-    a = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{first.run_id}")
-    b = airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{elsewhere.run_id}")
+    a = airflow._json("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{first.run_id}")
+    b = airflow._json("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{elsewhere.run_id}")
     assert b["start_date"] < a["end_date"] and a["start_date"] < b["end_date"]
 
 
@@ -118,12 +123,14 @@ def test_cancelling_a_backfill_whose_runs_wait_queued_fails_the_queued_ones(airf
     cancelling a native backfill does), the running ones finish, and nothing new starts."""
     capped, first, last = "bf_capped", "2024-05-01", "2024-05-12"
     conf = {"dag_id": capped, "start_date": first, "end_date": last, "max_active_runs": 2}
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
     wait_for_a_deferred_trigger(airflow, run_id)
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", json={"state": "failed"})
+    resp = airflow.api(
+        "PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}", json={"state": "failed"}
+    )
     assert resp.status_code == 200, resp.text
     deadline = time.monotonic() + 120
-    while any(r["state"] in ("queued", "running") for r in day_runs(airflow, capped, first, last).values()):
+    while any(r["state"] in OPEN_RUN for r in day_runs(airflow, capped, first, last).values()):
         assert time.monotonic() < deadline, "runs of the cancelled backfill are still open"
         time.sleep(1)
     time.sleep(10)  # nothing new appears afterwards either

@@ -17,13 +17,20 @@ from urllib.parse import quote
 import pytest
 
 from backfill_controller.cli.progress import progress_of
+from backfill_controller.contract import (
+    CONTROLLER_DAG_ID,
+    TARGET_RUN_PREFIX,
+    URL_PREFIX,
+    Task,
+    XCom,
+    continuation_run_id,
+)
 
 # On the embedded default (SQLite). PostgreSQL runs the whole controller too, in the concurrency,
 # fault, scale, task-subset and Celery-topology modules; repeating these scenarios there would
 # cost two minutes of the 15-minute suite and test Airflow's SQL, not ours.
 pytestmark = pytest.mark.backend("sqlite")
 
-CONTROLLER = "backfill_controller"
 TIMEOUT = 900
 
 
@@ -44,12 +51,12 @@ class Outcome:
 
 def run_all(airflow, requests: dict[str, dict[str, Any]]) -> dict[str, Outcome]:
     """Trigger every request at once, wait for all, and collect each run's report."""
-    started = {name: airflow.trigger(CONTROLLER, conf) for name, conf in requests.items()}
+    started = {name: airflow.trigger(CONTROLLER_DAG_ID, conf) for name, conf in requests.items()}
     results = {}
     for name, run_id in started.items():
-        state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
+        state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
         try:
-            report = airflow.xcom(CONTROLLER, run_id, "report")
+            report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
         except Exception:
             report = None
         results[name] = Outcome(run_id, state, report)
@@ -193,9 +200,9 @@ def start_stuck_backfill(airflow) -> str:
         "max_active_runs": 1,
         "timeout_minutes": 1,
     }
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
     deadline = time.monotonic() + 300
-    while airflow.task_states(CONTROLLER, run_id).get("plan") != "success":
+    while airflow.task_states(CONTROLLER_DAG_ID, run_id).get(Task.PLAN) != "success":
         assert time.monotonic() < deadline, "plan did not finish"
         time.sleep(1)
     resp = airflow.api("PATCH", "/api/v2/dags/bf_slow", json={"is_paused": True})
@@ -207,7 +214,7 @@ def views_agree(airflow, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
     """Assert the Backfills page (which the CLI follows) says of each date what the report says;
     returns the page's view of the backfill. A date the report saw unfinished (the backfill timed
     out) may have finished since: the page is live."""
-    page = airflow._json("GET", f"/backfill-controller/api/backfills/{quote(run_id, safe='')}")
+    page = airflow._json("GET", f"{URL_PREFIX}/api/backfills/{quote(run_id, safe='')}")
     shown = {c["logical_date"][:10]: (c["action"], c["state"], c["run_id"]) for c in page["cells"]}
     reported = {d["logical_date"][:10]: (d["action"], d["state"], d["run_id"]) for d in report["dates"]}
     assert shown.keys() == reported.keys()
@@ -220,8 +227,8 @@ def views_agree(airflow, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish(airflow, run_id: str) -> Outcome:
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
-    return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
+    return Outcome(run_id, state, airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT))
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +260,7 @@ def test_window_triggers_every_date_and_succeeds(airflow, phase1):
     runs = day_runs(airflow, "bf_daily", "2024-01-01", "2024-01-06")
     assert sorted(runs) == [f"2024-01-0{d}" for d in range(1, 7)]
     for day, run in runs.items():
-        assert run["dag_run_id"] == f"backfill_controller__{day}T00:00:00+00:00"
+        assert run["dag_run_id"] == f"{TARGET_RUN_PREFIX}{day}T00:00:00+00:00"
         assert run["state"] == "success"
         assert run["note"] == "backfill_controller (admin): window test"
 
@@ -261,9 +268,9 @@ def test_window_triggers_every_date_and_succeeds(airflow, phase1):
 def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phase1):
     out = phase1["window"]
     assert out.report["segments"] == 2
-    continuation = f"{out.run_id}__segment_1"
-    assert airflow.run_state("backfill_controller", continuation) == "success"
-    part = airflow.xcom("backfill_controller", continuation, "report", key="segment_report")
+    continuation = continuation_run_id(out.run_id, 1)
+    assert airflow.run_state(CONTROLLER_DAG_ID, continuation) == "success"
+    part = airflow.xcom(CONTROLLER_DAG_ID, continuation, Task.REPORT, key=XCom.SEGMENT_REPORT)
     assert [d["logical_date"][:10] for d in part["dates"]] == ["2024-01-05", "2024-01-06"]
 
 
@@ -276,7 +283,9 @@ def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, ph
     figures.fault("target paused mid-backfill: runs never finish (timed out, dates named)", named)
     assert out.state == "failed"
     assert unfinished and set(unfinished) <= {"2024-01-01", "2024-01-02"}, unfinished
-    log = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/wait/logs/1").text
+    log = airflow.api(
+        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.WAIT}/logs/1"
+    ).text
     assert "timed out" in log and "paused" in log
     assert all(day in log for day in unfinished)
 
@@ -290,7 +299,8 @@ def test_a_date_that_never_gets_room_in_the_window_times_out_naming_it(airflow, 
     never = next(d for d in out.report["dates"] if d["logical_date"].startswith("2024-01-03"))
     assert never["why"].startswith("not started: timed out"), never
     log = airflow.api(
-        "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/trigger/logs/1?map_index=2"
+        "GET",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/logs/1?map_index=2",
     ).text
     assert "timed out (the window never had room for the next date)" in log and "paused" in log
 
@@ -341,8 +351,8 @@ def wait_for_a_deferred_trigger(airflow, run_id: str, timeout: float = 240) -> N
     deadline = time.monotonic() + timeout
     while not airflow._json(
         "GET",
-        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
-        params={"task_id": "trigger", "state": "deferred"},
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": Task.TRIGGER, "state": "deferred"},
     )["task_instances"]:
         assert time.monotonic() < deadline, "no trigger task was ever caught waiting deferred"
         time.sleep(0.5)
@@ -369,7 +379,7 @@ def test_a_target_that_holds_its_runs_back_gets_queued_runs_ahead_from_a_deferre
     first, second = (
         airflow.api(
             "GET",
-            f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}/taskInstances/trigger/logs/1?map_index={k}",
+            f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/logs/1?map_index={k}",
         ).text
         for k in range(2)
     )
@@ -382,7 +392,9 @@ def test_explicit_dates_run_only_those_dates(airflow, phase1):
     assert out.state == "success"
     assert sorted(day_runs(airflow, "bf_daily", "2024-02-01", "2024-02-29")) == ["2024-02-03", "2024-02-07"]
     assert out.report["segments"] == 2 and sorted(out.dates(state="success")) == ["2024-02-03", "2024-02-07"]
-    continuation = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{out.run_id}__segment_1").json()
+    continuation = airflow.api(
+        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{continuation_run_id(out.run_id, 1)}"
+    ).json()
     assert "dates" not in continuation["conf"]  # read from the head's plan, not copied
 
 
@@ -456,8 +468,9 @@ def test_reprocess_failed_clears_only_the_failed_run(airflow, phase1, phase2):
     assert out.dates(action="cleared", state="success") == ["2024-03-12"]
     assert out.dates(action="skipped") == ["2024-03-11", "2024-03-13"]
     run = day_runs(airflow, "bf_daily", "2024-03-12", "2024-03-12")["2024-03-12"]
-    assert run["dag_run_id"] == "backfill_controller__2024-03-12T00:00:00+00:00"  # re-run under its own id
-    assert run["note"] == "backfill_controller (admin): fix"
+    assert run["dag_run_id"] == f"{TARGET_RUN_PREFIX}2024-03-12T00:00:00+00:00"  # re-run under its own id
+    # the first backfill's note stays; the re-run's is added below it
+    assert run["note"] == "backfill_controller (admin): setup\n\nbackfill_controller (admin): fix"
 
 
 def test_reprocess_all_clears_every_run(phase2):

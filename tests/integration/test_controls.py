@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_controller import CONTROLLER, TIMEOUT, day_runs, set_failing
+from test_controller import TIMEOUT, day_runs, set_failing
 from test_front_door import post
 
-BACKFILLS = "/backfill-controller/api/backfills"
+from backfill_controller.contract import CONTROLLER_DAG_ID, URL_PREFIX, Task
+
+BACKFILLS = f"{URL_PREFIX}/api/backfills"
 TARGET = "bf_capped"  # runs of about 6 s, at most 2 at once
 
 
@@ -37,7 +39,7 @@ def test_a_paused_backfill_starts_nothing_until_resumed_across_a_segment_boundar
     continuation run starts, yet no date starts for 30 s; resumed, every date runs once."""
     dates = [f"2024-08-2{d}" for d in range(1, 7)]
     conf = {"dag_id": TARGET, "dates": dates, "max_active_runs": 1, "segment_size": 3}
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
     wait_until("the third date's run", lambda: dates[2] in day_runs(airflow, TARGET, dates[0], dates[-1]))
     paused = control(airflow, run_id, "pause")
     assert paused.status_code == 200, paused.text
@@ -55,7 +57,7 @@ def test_a_paused_backfill_starts_nothing_until_resumed_across_a_segment_boundar
     resumed = control(airflow, run_id, "resume")
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["phase"] in ("running", "succeeded")
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
     runs = day_runs(airflow, TARGET, dates[0], dates[-1])
     assert sorted(runs) == dates and {r["state"] for r in runs.values()} == {"success"}
     assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # each date run once
@@ -68,16 +70,16 @@ def test_the_failed_dates_are_re_run_once_repaired(airflow):
     dates = ["2024-05-24", "2024-05-25", "2024-05-26"]
     set_failing(airflow, {"bf_daily": ["2024-05-25"]})
     try:
-        first = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": dates, "reason": "load"})
-        assert airflow.wait_for_run(CONTROLLER, first, timeout=TIMEOUT) == "failed"
+        first = airflow.trigger(CONTROLLER_DAG_ID, {"dag_id": "bf_daily", "dates": dates, "reason": "load"})
+        assert airflow.wait_for_run(CONTROLLER_DAG_ID, first, timeout=TIMEOUT) == "failed"
     finally:
         set_failing(airflow, {})  # repaired
     rerun = control(airflow, first, "rerun_failed")
     assert rerun.status_code == 201, rerun.text
     second = rerun.json()["dag_run_id"]
     assert rerun.json()["dates"] == 1 and second != first
-    assert airflow.wait_for_run(CONTROLLER, second, timeout=TIMEOUT) == "success"
-    report = airflow.xcom(CONTROLLER, second, "report")
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, second, timeout=TIMEOUT) == "success"
+    report = airflow.xcom(CONTROLLER_DAG_ID, second, Task.REPORT)
     assert [(d["logical_date"][:10], d["action"]) for d in report["dates"]] == [("2024-05-25", "cleared")]
     assert report["reason"] == f"re-run of failed dates of {first}"
     assert {r["state"] for r in day_runs(airflow, "bf_daily", dates[0], dates[-1]).values()} == {"success"}
@@ -91,8 +93,8 @@ def test_the_failed_dates_are_re_run_once_repaired(airflow):
 
 
 def test_a_control_that_does_not_fit_the_phase_is_refused_naming_it(airflow):
-    run_id = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-05-20"]})
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, {"dag_id": "bf_daily", "dates": ["2024-05-20"]})
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
     for action in ("pause", "resume", "cancel"):
         refused = control(airflow, run_id, action)
         assert refused.status_code == 409, refused.text
@@ -117,11 +119,11 @@ def test_a_control_is_sent_as_json_only(airflow):
 def test_a_viewer_may_not_operate_a_backfill(airflow):
     from conftest import SECRET
 
-    run_id = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-05-21"]})
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, {"dag_id": "bf_daily", "dates": ["2024-05-21"]})
     token = airflow.token_for("vera", SECRET)  # SimpleAuthManager's viewer
     for action in ("pause", "cancel"):
         refused = control(airflow, run_id, action, token=token)
         assert refused.status_code == 403, refused.text
         assert "PUT on its DAG runs" in refused.text
-    airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
+    airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
     assert backfill(airflow, run_id)["history"] == []

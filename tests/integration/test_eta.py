@@ -15,14 +15,14 @@ from urllib.parse import quote
 import pytest
 
 from backfill_controller.cli.progress import format_progress, progress_of
+from backfill_controller.contract import CONTROLLER_DAG_ID, URL_PREFIX
 
 pytestmark = pytest.mark.backend("sqlite")
 
-CONTROLLER = "backfill_controller"
 TARGET = "bf_steady"
 FIRST, LAST = "2024-08-01", "2024-08-16"  # 16 dates
 WINDOW = 3
-DETAIL = "/backfill-controller/api/backfills/{}"
+DETAIL = URL_PREFIX + "/api/backfills/{}"
 
 
 def _detail(airflow, run_id: str) -> dict[str, Any]:
@@ -44,10 +44,10 @@ def _first_estimate_past_a_quarter(airflow, run_id: str, timeout: float = 600) -
 
 def test_after_a_quarter_of_the_dates_the_estimated_end_is_within_a_quarter_of_the_time_left(airflow):
     conf = {"dag_id": TARGET, "start_date": FIRST, "end_date": LAST, "max_active_runs": WINDOW}
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
 
     detail = _first_estimate_past_a_quarter(airflow, run_id)
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=900)
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=900)
 
     assert state == "success"
     eta = detail["eta"]

@@ -12,7 +12,9 @@ import signal
 import time
 
 import pytest
-from test_controller import CONTROLLER, TIMEOUT, Outcome, day_runs, set_failing, wait_for_a_deferred_trigger
+from test_controller import TIMEOUT, Outcome, day_runs, set_failing, wait_for_a_deferred_trigger
+
+from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX, Task
 
 TARGET = "bf_sturdy"
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.backend("postgres")  # SQLite locks when a scheduler di
 
 def started(airflow, conf: dict) -> str:
     """Trigger and wait until the first target run of the window exists (the backfill is underway)."""
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
     first, last = (
         (conf["dates"][0], conf["dates"][-1]) if "dates" in conf else (conf["start_date"], conf["end_date"])
     )
@@ -34,8 +36,8 @@ def started(airflow, conf: dict) -> str:
 
 
 def finished(airflow, run_id: str) -> Outcome:
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
-    return Outcome(run_id, state, airflow.xcom(CONTROLLER, run_id, "report"))
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
+    return Outcome(run_id, state, airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT))
 
 
 def days(first: str, count: int) -> list[str]:
@@ -76,7 +78,7 @@ def test_scheduler_and_its_workers_killed_mid_backfill(airflow, figures):
     assert out.state == "success", out.report
     runs = day_runs(airflow, TARGET, "2024-05-01", "2024-05-06")
     assert sorted(runs) == [f"2024-05-0{d}" for d in range(1, 7)]  # one run per date, none twice
-    assert all(r["dag_run_id"].startswith("backfill_controller__") for r in runs.values())
+    assert all(r["dag_run_id"].startswith(TARGET_RUN_PREFIX) for r in runs.values())
 
 
 def test_api_server_restarted_mid_backfill(airflow, figures):
@@ -89,7 +91,7 @@ def test_api_server_restarted_mid_backfill(airflow, figures):
 
 
 def test_cleared_dates_are_cleared_once_despite_a_killed_scheduler(airflow, figures):
-    first = finished(airflow, airflow.trigger(CONTROLLER, {**window("2024-05-21", 4)}))
+    first = finished(airflow, airflow.trigger(CONTROLLER_DAG_ID, {**window("2024-05-21", 4)}))
     assert first.state == "success"
     run_id = started(airflow, {**window("2024-05-21", 4), "reprocess": "all"})
     airflow.restart("scheduler", kill=True, down_for=2)
@@ -109,11 +111,13 @@ def test_cleared_dates_are_cleared_once_despite_a_killed_scheduler(airflow, figu
 def test_retriggering_after_a_crash_resumes_with_the_dates_not_done(airflow, figures):
     conf = window("2024-06-01", 8)
     crashed = started(airflow, conf)
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{crashed}", json={"state": "failed"})
+    resp = airflow.api(
+        "PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{crashed}", json={"state": "failed"}
+    )
     assert resp.status_code == 200, resp.text
     time.sleep(5)
     done_before = set(day_runs(airflow, TARGET, "2024-06-01", "2024-06-08"))
-    resumed = finished(airflow, airflow.trigger(CONTROLLER, conf))
+    resumed = finished(airflow, airflow.trigger(CONTROLLER_DAG_ID, conf))
     record(figures, airflow, "controller run crashed, then re-triggered", resumed, "2024-06-01", 8)
     assert resumed.state == "success", resumed.report
     assert set(resumed.dates(action="triggered")) == {f"2024-06-0{d}" for d in range(1, 9)} - done_before
@@ -126,8 +130,8 @@ def running_trigger_pids(airflow, run_id: str, chunk: int | None = None) -> list
     """PIDs of the controller's ``trigger`` task instances running right now (of one chunk, if given)."""
     tis = airflow._json(
         "GET",
-        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances",
-        params={"task_id": "trigger", "state": "running", "limit": 100},
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": Task.TRIGGER, "state": "running", "limit": 100},
     )["task_instances"]
     return [ti["pid"] for ti in tis if ti.get("pid") and chunk in (None, ti["map_index"])]
 
@@ -151,18 +155,20 @@ def test_the_process_of_a_trigger_task_killed_while_triggering(airflow, figures)
     the retry finds the dates it had triggered already there (exactly one run each, never cleared).
     The later chunks wait for the retry: the runs are still created in logical-date order."""
     conf = {**window("2024-06-11", 8), "chunk_size": 3, "max_active_runs": 3}
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
     kill_a_trigger_task(airflow, run_id)
     out = finished(airflow, run_id)
     record(figures, airflow, "one trigger task's process SIGKILLed while triggering", out, "2024-06-11", 8)
     assert out.state == "success", out.report
     tries = airflow._json(
-        "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances", params={"task_id": "trigger"}
+        "GET",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": Task.TRIGGER},
     )["task_instances"]
     assert max(ti["try_number"] for ti in tries) >= 2  # the killed one was retried
     runs = day_runs(airflow, TARGET, "2024-06-11", "2024-06-18")
     assert sorted(runs) == days("2024-06-11", 8)
-    assert all(r["dag_run_id"].startswith("backfill_controller__") for r in runs.values())
+    assert all(r["dag_run_id"].startswith(TARGET_RUN_PREFIX) for r in runs.values())
     assert all(r.get("clear_number", 0) == 0 for r in runs.values())  # triggered once, never cleared
     created = [day for day, _ in sorted(runs.items(), key=lambda item: item[1]["queued_at"])]
     assert created == sorted(runs), f"runs created out of order: {created}"
@@ -182,7 +188,7 @@ def test_a_killed_chunk_still_spends_the_failure_budget_first(airflow, figures):
     }
     set_failing(airflow, {"bf_chain.a": dates[:2]})
     try:
-        run_id = airflow.trigger(CONTROLLER, conf)
+        run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
         kill_a_trigger_task(airflow, run_id, chunk=0)
         out = finished(airflow, run_id)
     finally:
@@ -197,7 +203,9 @@ def test_a_killed_chunk_still_spends_the_failure_budget_first(airflow, figures):
     assert [by_date[d]["state"] for d in dates] == ["failed"] * 2 + ["cancelled"] * 6, out.report
     assert all("max_failed_dates" in by_date[d]["why"] for d in dates[2:]), out.report
     tries = airflow._json(
-        "GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances", params={"task_id": "trigger"}
+        "GET",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}/taskInstances",
+        params={"task_id": Task.TRIGGER},
     )["task_instances"]
     assert next(ti for ti in tries if ti["map_index"] == 0)["try_number"] >= 2  # the killed one was retried
 

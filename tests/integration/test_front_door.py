@@ -12,11 +12,20 @@ import time
 
 import pytest
 from test_bad_requests import REFUSED_BY_PARAMS, REFUSED_BY_PLAN, TARGET, target_runs
-from test_controller import CONTROLLER, TIMEOUT
+from test_controller import TIMEOUT
+
+from backfill_controller.contract import (
+    CATCHUP_PREFIX,
+    CONTINUES_KEY,
+    CONTROLLER_DAG_ID,
+    URL_PREFIX,
+    Task,
+    continuation_run_id,
+)
 
 pytestmark = pytest.mark.backend("sqlite")
 
-FRONT_DOOR = "/backfill-controller/api/backfills"
+FRONT_DOOR = f"{URL_PREFIX}/api/backfills"
 #: The conf key each refusal of the Params table is about.
 PARAMS_FIELD = {
     "missing dag_id": "dag_id",
@@ -39,7 +48,9 @@ BAD = {
 
 def controller_runs(airflow) -> int:
     return int(
-        airflow._json("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns", params={"limit": 1})["total_entries"]
+        airflow._json("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns", params={"limit": 1})[
+            "total_entries"
+        ]
     )
 
 
@@ -92,8 +103,8 @@ def test_the_errors_are_listed_each_with_field_value_problem_and_accepted(airflo
 
 def test_a_dry_run_is_what_the_controller_then_does(airflow):
     conf = {"dag_id": "bf_daily", "start_date": "2024-11-01", "end_date": "2024-11-04"}
-    first = airflow.trigger(CONTROLLER, {"dag_id": "bf_daily", "dates": ["2024-11-02"]})
-    assert airflow.wait_for_run(CONTROLLER, first, timeout=TIMEOUT) == "success"
+    first = airflow.trigger(CONTROLLER_DAG_ID, {"dag_id": "bf_daily", "dates": ["2024-11-02"]})
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, first, timeout=TIMEOUT) == "success"
     resp = post(airflow, FRONT_DOOR + "/dry_run", conf)
     assert resp.status_code == 200, resp.text
     preview = resp.json()
@@ -103,8 +114,8 @@ def test_a_dry_run_is_what_the_controller_then_does(airflow):
     started = post(airflow, FRONT_DOOR, conf)
     assert started.status_code == 201, started.text
     run_id = started.json()["dag_run_id"]
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
-    report = airflow.xcom(CONTROLLER, run_id, "report")
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
+    report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     assert report["triggered_by"] == airflow.username
     keys = ("logical_date", "action", "why", "data_interval_start", "data_interval_end")
     assert [{k: d[k] for k in keys} for d in report["dates"]] == [
@@ -131,23 +142,27 @@ def test_a_hostile_task_regex_ends_in_bounded_time_with_a_clear_error(airflow):
     "conf, run_id, shown",
     [
         (
-            {"dag_id": "bf_daily", "dates": ["2024-10-05"], "continues": {"head_run_id": "x", "segment": 1}},
+            {
+                "dag_id": "bf_daily",
+                "dates": ["2024-10-05"],
+                CONTINUES_KEY: {"head_run_id": "x", "segment": 1},
+            },
             None,
-            "continues",
+            CONTINUES_KEY,
         ),
-        ({"dag_id": "bf_daily", "dates": ["2024-10-05"]}, "manual__x__segment_1", "run_id"),
-        ({"dag_id": "bf_daily", "dates": ["2024-10-05"]}, "catchup__bf_daily__x", "run_id"),
+        ({"dag_id": "bf_daily", "dates": ["2024-10-05"]}, continuation_run_id("manual__x", 1), "run_id"),
+        ({"dag_id": "bf_daily", "dates": ["2024-10-05"]}, f"{CATCHUP_PREFIX}bf_daily__x", "run_id"),
     ],
     ids=["a continuation's conf key", "a segment-shaped run id", "a catch-up-shaped run id"],
 )
 def test_the_controllers_own_keys_and_run_ids_are_refused_from_a_user(airflow, conf, run_id, shown):
     resp = post(airflow, FRONT_DOOR, conf, params={"run_id": run_id} if run_id else None)
     assert resp.status_code == 422 and shown in resp.text, resp.text
-    if shown == "run_id" and run_id.startswith("catchup__"):
+    if shown == "run_id" and run_id.startswith(CATCHUP_PREFIX):
         return  # through REST, the deployment's own account may (it is the catch-up): test_authorization
     # The same through a REST trigger of the controller: its plan refuses it, nothing is created.
-    triggered = airflow.trigger(CONTROLLER, conf, run_id=run_id)
-    assert airflow.wait_for_run(CONTROLLER, triggered, timeout=TIMEOUT) == "failed"
-    report = airflow.xcom(CONTROLLER, triggered, "report")
+    triggered = airflow.trigger(CONTROLLER_DAG_ID, conf, run_id=run_id)
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, triggered, timeout=TIMEOUT) == "failed"
+    report = airflow.xcom(CONTROLLER_DAG_ID, triggered, Task.REPORT)
     assert shown in report["error"] and report["dates"] == []
     assert airflow.dag_runs("bf_daily", "2024-10-05", "2024-10-05") == []

@@ -16,6 +16,7 @@ from conftest import NOTIFICATIONS
 from test_controller import run_all, set_failing
 
 from backfill_controller.client.rest import ApiError
+from backfill_controller.contract import CONTROLLER_DAG_ID
 
 pytestmark = pytest.mark.backend("sqlite")
 
@@ -95,7 +96,7 @@ def test_an_empty_list_tells_nobody(told):
 def test_a_request_cannot_name_a_class_only_the_deployments_notifiers(airflow):
     conf = {"dag_id": TARGET, "dates": GOOD[1:], "notify": ["my.module.Evil"]}
     with pytest.raises(ApiError) as refused:
-        airflow.trigger("backfill_controller", conf)
+        airflow.trigger(CONTROLLER_DAG_ID, conf)
     response = refused.value.response
     assert response.status_code == 400
     assert "notify" in response.text and "['everything', 'failures']" in response.text

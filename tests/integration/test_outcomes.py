@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from test_controller import CONTROLLER, day_runs, views_agree
+from test_controller import day_runs, views_agree
 
 from backfill_controller.cli.progress import progress_of
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
 
 TAKEN_RUN_ID = "manual__taken_by_hand"
 
@@ -24,7 +25,7 @@ def test_a_date_another_run_takes_after_planning_is_adopted_and_named(airflow):
         "timeout_minutes": 10,
         "reason": "adoption test",
     }
-    run_id = airflow.trigger(CONTROLLER, conf)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
     deadline = time.monotonic() + 300
     while not day_runs(airflow, target, first, first):
         assert time.monotonic() < deadline, "the backfill never started"
@@ -33,8 +34,8 @@ def test_a_date_another_run_takes_after_planning_is_adopted_and_named(airflow):
     response = airflow.api("POST", f"/api/v2/dags/{target}/dagRuns", json=body)
     assert response.status_code in (200, 201), response.text
 
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=600)
-    report = airflow.xcom(CONTROLLER, run_id, "report")
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=600)
+    report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     taken = next(d for d in report["dates"] if d["logical_date"].startswith(last))
     assert taken["action"] == "adopted" and taken["run_id"] == TAKEN_RUN_ID, taken
     assert TAKEN_RUN_ID in taken["why"]

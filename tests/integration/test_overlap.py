@@ -6,7 +6,9 @@ then runs only what is left. Both end, every date runs once. On SQLite and Postg
 
 from __future__ import annotations
 
-from test_controller import CONTROLLER, TIMEOUT, day_runs
+from test_controller import TIMEOUT, day_runs
+
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
 
 TARGET = "bf_capped"
 
@@ -20,10 +22,10 @@ def test_two_waiting_backfills_of_the_same_dates_both_finish(airflow, figures):
         "on_overlap": "wait",
         "max_active_runs": 2,
     }
-    a = airflow.trigger(CONTROLLER, conf)
-    b = airflow.trigger(CONTROLLER, conf)
-    states = [airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) for run_id in (a, b)]
-    reports = [airflow.xcom(CONTROLLER, run_id, "report") for run_id in (a, b)]
+    a = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    b = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    states = [airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) for run_id in (a, b)]
+    reports = [airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT) for run_id in (a, b)]
     runs = day_runs(airflow, TARGET, first, last)
     acted = sorted(d["logical_date"][:10] for r in reports for d in r["dates"] if d["action"] == "triggered")
     ok = states == ["success", "success"] and acted == sorted(runs) and len(runs) == 4

@@ -11,26 +11,27 @@ from typing import Any
 
 import pytest
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, URL_PREFIX, Task, XCom
+
 pytestmark = pytest.mark.backend("postgres")
 
-CONTROLLER = "backfill_controller"
 ONE_MB = 1024 * 1024
-BACKFILLS = "/backfill-controller/api/backfills"
+BACKFILLS = f"{URL_PREFIX}/api/backfills"
 HOURS_IN_WINDOW = 9961  # 2023-01-01T00:00 .. 2024-02-20T00:00, hourly
 
 
 @pytest.fixture(scope="module")
 def big_dry_run(airflow):
     conf = {"dag_id": "bf_hourly", "start_date": "2023-01-01", "end_date": "2024-02-20", "dry_run": True}
-    run_id = airflow.trigger(CONTROLLER, conf)
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=600)
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=600)
     return run_id, state
 
 
 def test_ten_thousand_dates_are_planned_and_reported(airflow, big_dry_run):
     run_id, state = big_dry_run
     assert state == "success"
-    report = airflow.xcom(CONTROLLER, run_id, "report")
+    report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     assert report["counts"]["dates"] == report["counts"]["triggered"] == HOURS_IN_WINDOW
     assert report["segments"] == 10  # 1000 dates per segment: no mapped task near max_map_length
     assert report["dates_truncated"] is True and len(report["dates"]) <= 2000
@@ -38,23 +39,23 @@ def test_ten_thousand_dates_are_planned_and_reported(airflow, big_dry_run):
 
 def test_no_xcom_of_the_run_reaches_one_megabyte(airflow, big_dry_run):
     run_id, _ = big_dry_run
-    sizes = airflow.xcom_sizes(CONTROLLER, run_id, ("plan", "report"))
+    sizes = airflow.xcom_sizes(CONTROLLER_DAG_ID, run_id, (Task.PLAN, Task.REPORT))
     assert len(sizes) >= 12
     assert max(sizes.values()) < ONE_MB, sizes
 
 
 def test_planning_stays_within_memory_bounds(airflow, big_dry_run):
     run_id, _ = big_dry_run
-    stats = airflow.xcom(CONTROLLER, run_id, "plan", key="stats")
+    stats = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.PLAN, key=XCom.STATS)
     assert stats["dates"] == HOURS_IN_WINDOW
     assert stats["peak_rss_mb"] < 300, stats
 
 
 def test_a_window_past_the_maximum_dates_per_request_is_refused(airflow):
     conf = {"dag_id": "bf_hourly", "start_date": "2022-01-01", "end_date": "2024-02-20", "dry_run": True}
-    run_id = airflow.trigger(CONTROLLER, conf)
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=600) == "failed"
-    error = airflow.xcom(CONTROLLER, run_id, "report")["error"]
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, conf)
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=600) == "failed"
+    error = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)["error"]
     assert (
         "end_date" in error
         and "more than 10000 dates" in error
@@ -78,14 +79,18 @@ def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
     made = []
     with engine.begin() as db:
         source = dict(
-            db.execute(select(run).where(run.c.dag_id == CONTROLLER, run.c.run_id == run_id)).mappings().one()
+            db.execute(select(run).where(run.c.dag_id == CONTROLLER_DAG_ID, run.c.run_id == run_id))
+            .mappings()
+            .one()
         )
         xcoms = [
             dict(r) for r in db.execute(select(xcom).where(xcom.c.dag_run_id == source["id"])).mappings()
         ]
         tis = [
             dict(r)
-            for r in db.execute(select(ti).where(ti.c.dag_id == CONTROLLER, ti.c.run_id == run_id)).mappings()
+            for r in db.execute(
+                select(ti).where(ti.c.dag_id == CONTROLLER_DAG_ID, ti.c.run_id == run_id)
+            ).mappings()
         ]
         # How it ended, as its report recorded it (the list reads no date of an ended backfill).
         ended = dict(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_controller import CONTROLLER, run_all
+from test_controller import run_all
+
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
 
 pytestmark = pytest.mark.backend("sqlite")
 
@@ -25,8 +27,8 @@ def test_the_rest_password_appears_in_no_log_xcom_or_note(airflow):
     ]
     assert leaks == []
     for out in (first, second):
-        for key in ("request", "plans", "execution", "run_ids"):
-            assert secret not in str(airflow.xcom(CONTROLLER, out.run_id, "plan", key=key))
+        for key in (XCom.REQUEST, XCom.PLANS, XCom.EXECUTION, XCom.RUN_IDS):
+            assert secret not in str(airflow.xcom(CONTROLLER_DAG_ID, out.run_id, Task.PLAN, key=key))
         assert secret not in str(out.report)
     runs = airflow._json("GET", "/api/v2/dags/bf_chain/dagRuns", params={"limit": 100})["dag_runs"]
     assert all(secret not in str(r.get("note")) and secret not in str(r.get("conf")) for r in runs)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DAGS_TIMEOUT, REPO_ROOT, SECRET, START_TIMEOUT, build_dags_folder
-from test_controller import CONTROLLER, TIMEOUT
+from test_controller import TIMEOUT
+
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
 
 pytestmark = pytest.mark.backend("postgres")
 
@@ -35,7 +37,7 @@ def celery_airflow():
     )
     try:
         instance.start(timeout=START_TIMEOUT)
-        instance.wait_for_dags([CONTROLLER, "sales_pipeline"], timeout=DAGS_TIMEOUT)
+        instance.wait_for_dags([CONTROLLER_DAG_ID, "sales_pipeline"], timeout=DAGS_TIMEOUT)
         yield instance
     finally:
         instance.stop(grace=5)
@@ -44,9 +46,9 @@ def celery_airflow():
 @pytest.fixture(scope="module")
 def backfill(celery_airflow):
     conf = {"dag_id": "sales_pipeline", "start_date": DATES[0], "end_date": DATES[-1], "reason": "celery"}
-    run_id = celery_airflow.trigger(CONTROLLER, conf)
-    state = celery_airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
-    return state, celery_airflow.xcom(CONTROLLER, run_id, "report")
+    run_id = celery_airflow.trigger(CONTROLLER_DAG_ID, conf)
+    state = celery_airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
+    return state, celery_airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
 
 
 def test_the_topology_runs_every_service_of_the_compose_file(celery_airflow):

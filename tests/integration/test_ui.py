@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from backfill_controller.client.rest import ApiError
+from backfill_controller.contract import CONTROLLER_DAG_ID, URL_PREFIX, Task
 
 pytestmark = pytest.mark.backend("sqlite")
 
@@ -44,12 +45,11 @@ CHROMIUM_ARGS = [
 BROWSER_REQUIRED = bool(os.environ.get("CI") or os.environ.get("BACKFILL_REQUIRE_BROWSER"))
 TIMEOUT_MS = 60_000  # a loaded 2-core machine runs four Airflow services next to the browser
 
-CONTROLLER = "backfill_controller"
 TARGET = "bf_daily"
 DATES = [f"2024-09-0{day}" for day in range(1, 7)]  # no other test uses September 2024
 FAILING = "2024-09-03"
-PAGE = "/backfill-controller/ui"
-API = "/backfill-controller/api/backfills"
+PAGE = f"{URL_PREFIX}/ui"
+API = f"{URL_PREFIX}/api/backfills"
 FAIL_VARIABLE = "bf_fail_dates"
 
 
@@ -84,7 +84,7 @@ def _trigger(airflow, conf: dict[str, Any]) -> str:
     body = {"logical_date": None, "conf": conf, "dag_run_id": run_id}
     for _ in range(10):
         try:
-            resp = airflow.api("POST", f"/api/v2/dags/{CONTROLLER}/dagRuns", json=body, timeout=60)
+            resp = airflow.api("POST", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns", json=body, timeout=60)
         except ApiError:  # Airflow did not answer in time
             time.sleep(3)
             continue
@@ -92,7 +92,7 @@ def _trigger(airflow, conf: dict[str, Any]) -> str:
             return run_id
         assert resp.status_code >= 500, resp.text[:500]
         time.sleep(3)
-    pytest.fail(f"could not trigger {CONTROLLER}")
+    pytest.fail(f"could not trigger {CONTROLLER_DAG_ID}")
 
 
 def _wait(airflow, run_id: str, timeout: float) -> str:
@@ -101,13 +101,13 @@ def _wait(airflow, run_id: str, timeout: float) -> str:
     while time.monotonic() < deadline:
         airflow.check_alive()
         try:
-            resp = airflow.api("GET", f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}", timeout=60)
+            resp = airflow.api("GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}", timeout=60)
         except ApiError:  # Airflow did not answer in time
             resp = None
         if resp is not None and resp.status_code == 200 and resp.json()["state"] in ("success", "failed"):
             return str(resp.json()["state"])
         time.sleep(2)
-    pytest.fail(f"{CONTROLLER} run {run_id} did not finish in {timeout:.0f}s")
+    pytest.fail(f"{CONTROLLER_DAG_ID} run {run_id} did not finish in {timeout:.0f}s")
 
 
 @pytest.fixture(scope="module")
@@ -356,7 +356,7 @@ def test_the_new_backfill_form_previews_refuses_and_starts_through_the_front_doo
     offered = page.locator("#backfillable option")
     offered.first.wait_for(state="attached")
     targets = offered.evaluate_all("options => options.map(o => o.value)")
-    assert TARGET in targets and CONTROLLER not in targets  # the DAGs this user may backfill
+    assert TARGET in targets and CONTROLLER_DAG_ID not in targets  # the DAGs this user may backfill
     form.locator("#more summary").click()
     more = form.locator("#more-keys")
     assert more.locator("[name=max_active_runs]").count() == 1 and more.locator("[name=conf]").count() == 1
@@ -385,7 +385,7 @@ def test_the_new_backfill_form_previews_refuses_and_starts_through_the_front_doo
     started.wait_for()
     run_id = started.inner_text().removeprefix("started ")
     assert _wait(airflow, run_id, timeout=600) == "success"
-    report = airflow.xcom(CONTROLLER, run_id, "report")
+    report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     assert report["triggered_by"] == airflow.username
     assert [d["logical_date"][:10] for d in report["dates"]] == ["2024-09-20", "2024-09-21", "2024-09-22"]
 
@@ -428,7 +428,7 @@ def test_a_backfill_is_paused_resumed_and_cancelled_from_the_page(page, airflow)
     page.once("dialog", lambda dialog: dialog.accept())
     press("cancel", ("cancelling", "cancelled"))
 
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=60) == "failed"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=60) == "failed"
     runs = airflow.dag_runs("bf_capped", *dates)
     assert runs and "queued" not in {r["state"] for r in runs}  # nothing left queued
     detail = airflow._json("GET", f"{API}/{quote(run_id, safe='')}")

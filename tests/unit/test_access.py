@@ -54,3 +54,51 @@ def test_a_refusal_names_the_user_the_dag_and_every_missing_right_only(manager):
 @pytest.mark.parametrize("manager", [[]], indirect=True)
 def test_nothing_granted_means_every_right_missing(manager):
     assert access.missing_rights(None, "x", list(Right)) == list(Right)
+
+
+@pytest.fixture
+def fab_users():
+    """FAB's user table on an in-memory SQLite: ``add(name)`` stores a user and returns its id."""
+    from contextlib import contextmanager
+
+    from airflow.providers.fab.auth_manager.models import User
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    engine = create_engine("sqlite://")
+    User.metadata.create_all(engine)
+
+    @contextmanager
+    def create_session():
+        with Session(engine) as session:
+            yield session
+
+    def add(name: str) -> int:
+        with Session(engine) as session:
+            user = User(username=name, first_name=name, last_name=name, email=f"{name}@x", active=True)
+            session.add(user)
+            session.commit()
+            return int(user.id)
+
+    with mock.patch("airflow.utils.session.create_session", create_session):
+        yield add
+
+
+def test_fab_holds_no_two_case_variants_of_a_name(fab_users):
+    from sqlalchemy.exc import IntegrityError
+
+    fab_users("bea")
+    with pytest.raises(IntegrityError):
+        fab_users("Bea")
+
+
+@pytest.mark.parametrize(
+    "stored, asked, found",
+    [(["bea"], "bea", "bea"), (["Bea"], "bea", "Bea"), (["bea"], "rita", None)],
+    ids=["exact name", "a case variant: that user, as FAB finds it", "no such user"],
+)
+def test_a_fab_user_is_the_one_fab_finds_by_that_name(fab_users, stored, asked, found):
+    ids = {name: fab_users(name) for name in stored}
+    manager = mock.Mock(**{"deserialize_user.side_effect": lambda claims: claims["sub"]})
+    expected = str(ids[found]) if found else None
+    assert access._fab_user(manager, asked) == expected

@@ -23,6 +23,7 @@ from backfill_controller.airflow_internals import (
     run_end_date,
     send_trigger,
 )
+from backfill_controller.contract import TARGET_RUN_PREFIX
 
 
 def parameters(function) -> set[str]:
@@ -88,7 +89,7 @@ def trigger_request(**overrides: Any) -> DagRunTriggerException:
     """What ``TriggerDagRunOperator.execute`` raises, as the controller's chunks catch it."""
     fields = {
         "trigger_dag_id": "sales",
-        "dag_run_id": "backfill_controller__2024-01-01T00:00:00+00:00",
+        "dag_run_id": f"{TARGET_RUN_PREFIX}2024-01-01T00:00:00+00:00",
         "conf": {"region": "eu"},
         "logical_date": JAN_1,
         "run_after": JAN_1 + timedelta(days=1),
@@ -205,7 +206,7 @@ def test_send_trigger_sends_one_trigger_message_and_answers_none_when_done():
         assert send_trigger(trigger_request()) is None
     (message,), _ = comms.send.call_args
     assert isinstance(message, TriggerDagRun)
-    assert (message.dag_id, message.run_id) == ("sales", "backfill_controller__2024-01-01T00:00:00+00:00")
+    assert (message.dag_id, message.run_id) == ("sales", f"{TARGET_RUN_PREFIX}2024-01-01T00:00:00+00:00")
     assert (message.logical_date, message.run_after) == (JAN_1, JAN_1 + timedelta(days=1))
     assert (message.conf, message.reset_dag_run) == ({"region": "eu"}, False)
     assert message.note == "backfill_controller (ada): outage"

@@ -1,7 +1,7 @@
 """The Backfills page's list filters (``?dag_id=`` and ``?state=``) keep exactly what it shows.
 
-``state`` is a phase, computed (not stored): :func:`backfill_controller.server.ui.list_backfills` filters
-on what decides it and reads in full only a backfill that may be cancelling or cancelled. Here
+``state`` is a phase, computed (not stored): :func:`backfill_controller.server.web.list_backfills`
+filters on what decides it and reads in full only a backfill that may be cancelling or cancelled. Here
 the route's function runs on an in-memory SQLite with Airflow's tables and a handful of
 controller runs in every phase; each filtered page must be the unfiltered list's backfills of
 that target and phase, in order, with a ``total`` that counts them. No server.
@@ -18,10 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom, continuation_run_id
 from backfill_controller.domain.controls import Applied, Control
 from backfill_controller.domain.state import Phase
 from backfill_controller.server import ledger
-from backfill_controller.server.ui import CONTROLLER_DAG_ID, list_backfills, target_is
+from backfill_controller.server.ui import target_is
+from backfill_controller.server.web import list_backfills
 from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, database
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
@@ -55,14 +57,14 @@ class Metadata(Rows):
         if planned:
             target_run = f"backfill__{run_id}"
             plan = {"logical_date": "2024-01-01T00:00:00+00:00", "run_id": target_run, "action": "triggered"}
-            self.xcom(pk, run_id, "request", conf)
-            self.xcom(pk, run_id, "plans", [{**plan, "why": "no run yet"}])
-            self.xcom(pk, run_id, "run_ids", [target_run])
-            self.task(run_id, "trigger", "success", map_index=0)
+            self.xcom(pk, run_id, XCom.REQUEST, conf)
+            self.xcom(pk, run_id, XCom.PLANS, [{**plan, "why": "no run yet"}])
+            self.xcom(pk, run_id, XCom.RUN_IDS, [target_run])
+            self.task(run_id, Task.TRIGGER, "success", map_index=0)
             if target_state:
                 self.run(target, target_run, target_state)
         if reported:
-            self.task(run_id, "report", "success")
+            self.task(run_id, Task.REPORT, "success")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,8 @@ def session() -> Iterator[Session]:
         ledger.add(session, "r12", Applied(Control.PAUSE, "ann", NOW))  # paused
         ledger.add(session, "r03", Applied(Control.PAUSE, "ann", NOW))  # paused, then resumed
         ledger.add(session, "r03", Applied(Control.RESUME, "ann", NOW))
-        db.run(CONTROLLER_DAG_ID, "r01__segment_1", "running", conf={"dag_id": "sales"})  # not a backfill
+        continuation = continuation_run_id("r01", 1)  # not a backfill of its own
+        db.run(CONTROLLER_DAG_ID, continuation, "running", conf={"dag_id": "sales"})
         session.commit()
         yield session
 

@@ -17,14 +17,10 @@ from fastapi import HTTPException
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
 from backfill_controller.domain.plan import feeding
-from backfill_controller.server.ui import (
-    CONTROLLER_DAG_ID,
-    get_backfill,
-    list_backfills,
-    record_outcome,
-    settle,
-)
+from backfill_controller.server.ui import settle
+from backfill_controller.server.web import get_backfill, list_backfills, record_outcome
 from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, TaskInstance, database
 
 pytestmark = WRITES_XCOM_ROWS
@@ -43,7 +39,7 @@ class Metadata(Rows):
     """Backfills of :data:`TARGET`, and its own runs."""
 
     def trigger(self, run_id: str, state: str) -> None:
-        self.task(run_id, "trigger", state, map_index=0)
+        self.task(run_id, Task.TRIGGER, state, map_index=0)
 
     def backfill(
         self, run_id: str, state: str, days: list[str], runs: dict[str, tuple[str, float, float | None]]
@@ -57,10 +53,10 @@ class Metadata(Rows):
             for day in days
         ]
         execution = {"target_dag_id": TARGET, "feeding": feeding(2, None).to_dict(), "total": len(days)}
-        self.xcom(pk, run_id, "request", conf)
-        self.xcom(pk, run_id, "plans", [{**p, "why": "no run yet"} for p in plans])
-        self.xcom(pk, run_id, "run_ids", [p["run_id"] for p in plans])
-        self.xcom(pk, run_id, "execution", execution)
+        self.xcom(pk, run_id, XCom.REQUEST, conf)
+        self.xcom(pk, run_id, XCom.PLANS, [{**p, "why": "no run yet"} for p in plans])
+        self.xcom(pk, run_id, XCom.RUN_IDS, [p["run_id"] for p in plans])
+        self.xcom(pk, run_id, XCom.EXECUTION, execution)
         self.trigger(run_id, "running" if state == "running" else "success")
         for day, (run_state, started, ended) in runs.items():
             end = None if ended is None else ago(ended)
@@ -183,7 +179,7 @@ def ended() -> Iterator[Session]:
         db = Metadata(session, NOW)
         runs = {DAYS[0]: ("success", 500, 400), DAYS[1]: ("failed", 500, 400), DAYS[2]: ("success", 300, 200)}
         db.backfill("b4_ended", "running", DAYS[:3], runs)
-        db.task("b4_ended", "report", "running")
+        db.task("b4_ended", Task.REPORT, "running")
         session.commit()
         yield session
 
@@ -196,7 +192,7 @@ def end_run(session: Session, run_id: str, state: str) -> None:
     session.execute(update(DagRun.__table__).where(DagRun.run_id == run_id).values(state=state))
     session.execute(
         update(TaskInstance.__table__)
-        .where(TaskInstance.run_id == run_id, TaskInstance.task_id == "report")
+        .where(TaskInstance.run_id == run_id, TaskInstance.task_id == Task.REPORT)
         .values(state="failed")
     )
 

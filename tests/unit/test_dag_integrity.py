@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from backfill_controller.contract import CATCHUP_DAG_ID, CONTROLLER_DAG_ID, Task
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,12 +20,12 @@ def dagbag():
 
 @pytest.fixture(scope="module")
 def controller(dagbag):
-    return dagbag.dags["backfill_controller"]
+    return dagbag.dags[CONTROLLER_DAG_ID]
 
 
 def test_every_dag_file_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert {"backfill_controller", "sales_pipeline", "api_ingestion_dag", "data_transformation_dag"} <= set(
+    assert {CONTROLLER_DAG_ID, "sales_pipeline", "api_ingestion_dag", "data_transformation_dag"} <= set(
         dagbag.dags
     )
 
@@ -41,33 +43,33 @@ def test_the_controller_is_triggered_only_on_request(controller) -> None:
 
 def test_the_controller_plans_triggers_waits_and_reports(controller) -> None:
     tasks = {t.task_id: t for t in controller.tasks}
-    assert set(tasks) == {"plan", "trigger", "wait", "segments", "segment", "report"}
-    assert tasks["trigger"].upstream_task_ids == {"plan"}
-    assert tasks["wait"].upstream_task_ids == {"trigger"}
-    assert tasks["segment"].upstream_task_ids == {"segments", "wait"}
-    assert tasks["report"].upstream_task_ids == {"segment"}
-    assert [t.task_id for t in controller.leaves] == ["report"]
+    assert set(tasks) == set(Task)
+    assert tasks[Task.TRIGGER].upstream_task_ids == {Task.PLAN}
+    assert tasks[Task.WAIT].upstream_task_ids == {Task.TRIGGER}
+    assert tasks[Task.SEGMENT].upstream_task_ids == {Task.SEGMENTS, Task.WAIT}
+    assert tasks[Task.REPORT].upstream_task_ids == {Task.SEGMENT}
+    assert [t.task_id for t in controller.leaves] == [Task.REPORT]
 
 
 def test_trigger_is_a_trigger_dag_run_operator_mapped_per_chunk_one_chunk_at_a_time(controller) -> None:
     from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
-    trigger = controller.get_task("trigger")
+    trigger = controller.get_task(Task.TRIGGER)
     assert issubclass(trigger.operator_class, TriggerDagRunOperator)
     assert trigger.partial_kwargs["max_active_tis_per_dagrun"] == 1  # one executor slot for feeding
     assert trigger.partial_kwargs["map_index_template"] == "{{ task.dates_label }}"  # its first .. last date
 
 
 def test_large_backfills_continue_one_segment_at_a_time(controller) -> None:
-    segment = controller.get_task("segment")
+    segment = controller.get_task(Task.SEGMENT)
     assert segment.partial_kwargs["max_active_tis_per_dagrun"] == 1
     assert segment.partial_kwargs["trigger_rule"] == "all_done"
 
 
 def test_wait_and_report_run_whatever_happened_upstream(controller) -> None:
-    assert controller.get_task("wait").trigger_rule == "all_done"
-    assert controller.get_task("report").trigger_rule == "all_done"
-    assert controller.get_task("report").retries == 0
+    assert controller.get_task(Task.WAIT).trigger_rule == "all_done"
+    assert controller.get_task(Task.REPORT).trigger_rule == "all_done"
+    assert controller.get_task(Task.REPORT).retries == 0
 
 
 def test_the_trigger_form_declares_every_request_key(controller) -> None:
@@ -99,7 +101,7 @@ def test_user_text_is_never_rendered_as_a_template() -> None:
 
 
 def test_scheduled_catch_up_is_opt_in_and_maps_one_task_per_configured_dag(dagbag) -> None:
-    catchup = dagbag.dags["backfill_catchup"]
+    catchup = dagbag.dags[CATCHUP_DAG_ID]
     assert catchup.is_paused_upon_creation is True
     assert catchup.max_active_runs == 1
     assert catchup.get_task("catch_up").upstream_task_ids == {"entries"}

@@ -1,5 +1,5 @@
-"""The examples in the docstrings of the domain package and of the ``backfill`` command are part
-of their specification: they must hold."""
+"""The examples in the docstrings of the contract, the domain package and the ``backfill`` command
+are part of their specification: they must hold."""
 
 from __future__ import annotations
 
@@ -13,14 +13,20 @@ import backfill_controller.cli
 import backfill_controller.domain
 
 MODULES = sorted(
-    m.name
-    for package in (backfill_controller.domain, backfill_controller.cli)
-    for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")
+    [
+        "backfill_controller.contract",
+        *(
+            m.name
+            for package in (backfill_controller.domain, backfill_controller.cli)
+            for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")
+        ),
+    ]
 )
 
 
 def test_every_module_is_checked() -> None:
     assert {
+        "backfill_controller.contract",
         "backfill_controller.domain.request",
         "backfill_controller.domain.schedule",
         "backfill_controller.domain.plan",

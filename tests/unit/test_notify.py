@@ -8,17 +8,9 @@ import re
 import pendulum
 import pytest
 
-from backfill_controller.domain.notify import (
-    NotifierSpec,
-    chosen,
-    default_notify,
-    event_of,
-    notifier_names,
-    parse_notifiers,
-    summary,
-)
+from backfill_controller.domain.notify import chosen, default_notify, event_of, summary
 from backfill_controller.domain.request import InvalidRequest, parse_request
-from backfill_controller.domain.settings import Limits
+from backfill_controller.domain.settings import Limits, NotifierSpec, notifier_names, parse_notifiers
 
 NOW = pendulum.datetime(2024, 6, 1, tz="UTC")
 SMTP = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
@@ -129,3 +121,13 @@ def test_the_summary_has_counts_failed_dates_link_and_readable_text() -> None:
 def test_a_refused_request_is_summarised_with_its_error() -> None:
     s = summary(report(success=False, error="dag_id: no DAG 'x'\nmore", counts={"dates": 0}), None)
     assert s["headline"] == "Backfill of sales refused: dag_id: no DAG 'x'" and s["event"] == "failure"
+
+
+def test_user_text_reaches_an_html_body_escaped() -> None:
+    s = summary(
+        {"dag_id": "sales", "success": False, "reason": "<script>alert(1)</script>", "triggered_by": "<i>x"},
+        None,
+    )
+    assert "<script>" not in s["html"] and "&lt;script&gt;alert(1)&lt;/script&gt;" in s["html"]
+    assert "Requested by: &lt;i&gt;x" in s["html"]
+    assert s["text"].split("\n") == s["html"].replace("&lt;", "<").replace("&gt;", ">").split("<br>\n")

@@ -27,6 +27,8 @@ from airflow.sdk.exceptions import (
 )
 from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX, Task, XCom
+from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import Execution, Feeding
 from backfill_controller.domain.state import ChunkRecord, Event, EventKind
 from backfill_controller.worker.operators import (
@@ -43,7 +45,7 @@ RTI = "airflow.sdk.execution_time.task_runner.RuntimeTaskInstance"
 FEEDING = Feeding(window=2, deferred=False, resume_at=1, chunk_size=2)
 EXECUTION = Execution("sales", FEEDING, total=2).to_dict()
 DATE = {
-    "trigger_run_id": "backfill_controller__2024-01-01T00:00:00+00:00",
+    "trigger_run_id": f"{TARGET_RUN_PREFIX}2024-01-01T00:00:00+00:00",
     "logical_date": "2024-01-01T00:00:00+00:00",
     "run_after": "2024-01-02T00:00:00+00:00",
     "reset_dag_run": False,
@@ -60,8 +62,8 @@ def context(
     xcoms: dict[tuple[str, str], Any] | None = None,
 ) -> dict:
     """A task's context: its ``ti`` answers ``xcom_pull`` from ``{(task_id, key): value}``."""
-    ti = mock.Mock(try_number=try_number, dag_id="backfill_controller", run_id="manual__1")
-    stored = {("plan", "execution"): EXECUTION if execution is None else execution, **(xcoms or {})}
+    ti = mock.Mock(try_number=try_number, dag_id=CONTROLLER_DAG_ID, run_id="manual__1")
+    stored = {(Task.PLAN, XCom.EXECUTION): EXECUTION if execution is None else execution, **(xcoms or {})}
     ti.xcom_pull.side_effect = lambda task_ids, key, **_: stored.get((task_ids, key))
     return {"ti": ti, "dag_run": mock.Mock(conf=conf, run_id="manual__1")}
 
@@ -78,12 +80,12 @@ def api() -> Iterator[mock.Mock]:
 
 
 def chunk(**kwargs) -> BackfillTriggerOperator:
-    return BackfillTriggerOperator(task_id="trigger", trigger_dag_id="sales", note="why", **kwargs)
+    return BackfillTriggerOperator(task_id=Task.TRIGGER, trigger_dag_id="sales", note="why", **kwargs)
 
 
 def pushed_records(ctx: dict) -> list[dict[str, Any]]:
     """The :class:`ChunkRecord` XComs the task pushed, in order."""
-    return [c.kwargs["value"] for c in ctx["ti"].xcom_push.call_args_list if c.kwargs["key"] == "chunk"]
+    return [c.kwargs["value"] for c in ctx["ti"].xcom_push.call_args_list if c.kwargs["key"] == XCom.CHUNK]
 
 
 def open_runs(known: dict[str, str]) -> Callable[..., int]:
@@ -134,7 +136,7 @@ def test_a_failed_date_with_reprocess_failed_is_cleared_under_its_own_run_id():
     with mock.patch.object(BackfillTriggerOperator, "_rest") as rest:
         rest.return_value.paused.return_value = NOT_PAUSED
         message = sent_for(date, {"dag_id": "sales", "reprocess": "failed"})
-    rest.return_value.set_note.assert_called_once_with("sales", date["trigger_run_id"], "why")
+    rest.return_value.append_note.assert_called_once_with("sales", date["trigger_run_id"], "why")
     assert message.reset_dag_run is True and message.run_id == date["trigger_run_id"]
 
 
@@ -142,7 +144,7 @@ def test_the_conf_given_to_runs_is_the_run_confs_not_a_stored_plans():
     operator = chunk(dates=[DATE])
     ctx = context(
         {"dag_id": "sales", "conf": {"safe": True}},
-        xcoms={("plan", "request"): {"conf": {"bash_command": "rm -rf /"}}},
+        xcoms={(Task.PLAN, XCom.REQUEST): {"conf": {"bash_command": "rm -rf /"}}},
     )
     operator._execution(ctx)
     assert operator.conf == {"safe": True}
@@ -156,7 +158,7 @@ def test_the_conf_given_to_runs_is_the_run_confs_not_a_stored_plans():
 def test_a_stored_plan_naming_another_target_than_the_request_triggers_nothing(
     stored_target, operator_target
 ):
-    operator = BackfillTriggerOperator(task_id="trigger", trigger_dag_id=operator_target, dates=[DATE])
+    operator = BackfillTriggerOperator(task_id=Task.TRIGGER, trigger_dag_id=operator_target, dates=[DATE])
     with pytest.raises(AirflowFailException, match="another DAG"):
         operator._execution(
             context({"dag_id": "sales"}, execution={**EXECUTION, "target_dag_id": stored_target})
@@ -337,7 +339,7 @@ def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(befor
     ):
         chunk(chunk_index=1)._wait_for_previous_chunk(ctx, feeding_execution(deferred=False))
     latest = datetime.now(tz=UTC) + look
-    states.assert_called_once_with(dag_id="backfill_controller", task_ids=["trigger"], run_ids=["manual__1"])
+    states.assert_called_once_with(dag_id=CONTROLLER_DAG_ID, task_ids=[Task.TRIGGER], run_ids=["manual__1"])
     # rescheduled PREVIOUS_CHUNK_LOOK seconds after the look
     assert earliest <= rescheduled.value.reschedule_date <= latest
 
@@ -352,7 +354,7 @@ def test_a_chunk_starts_once_the_chunk_before_has_finished(before):
 
 
 def test_a_chunk_whose_chunk_before_never_finishes_fails_at_the_deadline():
-    ctx = context({"dag_id": "sales"}, xcoms={("plan", "plans"): []})
+    ctx = context({"dag_id": "sales"}, xcoms={(Task.PLAN, XCom.PLANS): []})
     past = feeding_execution(deferred=False, deadline=time.time() - 1)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "up_for_retry"})),
@@ -383,9 +385,9 @@ def plan_xcoms(count: int, records: list[dict] | None = None) -> dict[tuple[str,
         for i in range(1, count + 1)
     ]
     return {
-        ("plan", "plans"): plans,
-        ("plan", "run_ids"): [p["run_id"] for p in plans],
-        ("trigger", "chunk"): records or [],
+        (Task.PLAN, XCom.PLANS): plans,
+        (Task.PLAN, XCom.RUN_IDS): [p["run_id"] for p in plans],
+        (Task.TRIGGER, XCom.CHUNK): records or [],
     }
 
 
@@ -441,7 +443,7 @@ def test_a_chunk_within_its_failure_budget_starts_once_the_earlier_dates_have_fi
     ):
         operator.execute(ctx)
     # every earlier date was looked at, open or not, before the budget was counted
-    assert mock.call(dag_id="sales", run_ids=["r1", "r2"], states=["queued", "running"]) in count.mock_calls
+    assert mock.call(dag_id="sales", run_ids=["r1", "r2"], states=sorted(OPEN_RUN)) in count.mock_calls
     (call,) = feed.call_args_list
     assert call.args[2] == 0  # from the chunk's first date
     assert pushed_records(ctx) == []
@@ -540,7 +542,7 @@ def test_a_burst_of_dates_asks_once_whether_the_backfill_is_paused(api):
 
 def test_a_resumed_chunk_goes_on_where_it_stopped_counting_what_it_started(api):
     """r0 was adopted (its run is another), r1 refused (no run), r2 started; r3 and r4 are left."""
-    operator, ctx = feeder(n=5), context({"dag_id": "sales"}, xcoms={("plan", "run_ids"): []})
+    operator, ctx = feeder(n=5), context({"dag_id": "sales"}, xcoms={(Task.PLAN, XCom.RUN_IDS): []})
     events = {
         "r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN).to_dict(),
         "r1": Event(EventKind.REFUSED, "no").to_dict(),
@@ -649,21 +651,21 @@ def test_the_wait_sensor_waits_for_the_started_and_adopted_runs_still_open_only(
         mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
         pytest.raises(TaskDeferred) as deferred,
     ):
-        BackfillWaitSensor(task_id="wait").execute(ctx)
+        BackfillWaitSensor(task_id=Task.WAIT).execute(ctx)
     trigger = deferred.value.trigger
     assert type(trigger).__name__ == "BackfillProgressTrigger" and trigger.end_task is True
     assert trigger.run_ids == ["r2", OTHER_RUN]
 
 
 def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
-    assert BackfillWaitSensor(task_id="wait").execute(context({"dag_id": "sales"}, execution={})) is None
+    assert BackfillWaitSensor(task_id=Task.WAIT).execute(context({"dag_id": "sales"}, execution={})) is None
     runs = {"r1": "success"}
     ctx = context({"dag_id": "sales"}, xcoms=plan_xcoms(1))
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
     ):
-        assert BackfillWaitSensor(task_id="wait").execute(ctx) is None
+        assert BackfillWaitSensor(task_id=Task.WAIT).execute(ctx) is None
 
 
 # ------------------------------------------------------------------------------------- plan
@@ -672,7 +674,7 @@ def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
 def test_the_plan_task_waits_deferred_for_an_overlapping_backfill():
     from backfill_controller.worker.tasks import OverlapWait
 
-    operator = BackfillPlanOperator(task_id="plan")
+    operator = BackfillPlanOperator(task_id=Task.PLAN)
     ctx = context({"dag_id": "sales", "on_overlap": "wait"})
     with (
         mock.patch(
@@ -689,7 +691,7 @@ def test_the_plan_task_waits_deferred_for_an_overlapping_backfill():
 def test_the_plan_task_gives_up_waiting_after_timeout_minutes_naming_the_other():
     from backfill_controller.worker.tasks import OverlapWait
 
-    operator = BackfillPlanOperator(task_id="plan")
+    operator = BackfillPlanOperator(task_id=Task.PLAN)
     ctx = context({"dag_id": "sales", "on_overlap": "wait", "timeout_minutes": 1})
     with (
         mock.patch(
@@ -702,6 +704,6 @@ def test_the_plan_task_gives_up_waiting_after_timeout_minutes_naming_the_other()
 
 
 def test_the_plan_task_returns_the_chunks_when_planning_succeeds():
-    operator = BackfillPlanOperator(task_id="plan")
+    operator = BackfillPlanOperator(task_id=Task.PLAN)
     with mock.patch("backfill_controller.worker.tasks.plan_backfill", return_value=[{"chunk_index": 0}]):
         assert operator.execute(context({"dag_id": "sales"})) == [{"chunk_index": 0}]

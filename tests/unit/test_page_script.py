@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from backfill_controller.domain.state import Phase
-from backfill_controller.server.ui import PAGE_DIR, backfills_page
+from backfill_controller.server.ui import PAGE_DIR
+from backfill_controller.server.web import backfills_page
 
 NODE = shutil.which("node")
 

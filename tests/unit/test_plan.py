@@ -5,6 +5,7 @@ from __future__ import annotations
 import pendulum
 import pytest
 
+from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import (
     DEFERRAL_MARGIN_SECONDS,
     Action,
@@ -114,7 +115,7 @@ def test_an_existing_run_keeps_its_own_run_id(reprocess: Reprocess, state: str) 
     assert plan.run_id == run.run_id
 
 
-@pytest.mark.parametrize("state", ["queued", "running"])
+@pytest.mark.parametrize("state", sorted(OPEN_RUN))
 def test_an_in_flight_run_is_skipped_and_the_reason_says_so(state: str) -> None:
     (plan,) = decide([scheduled(1)], {JAN_1: existing_run(1, state)}, request(Reprocess.ALL))
 

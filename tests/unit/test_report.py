@@ -8,6 +8,7 @@ from typing import Any
 import pendulum
 import pytest
 
+from backfill_controller.contract import TARGET_RUN_PREFIX
 from backfill_controller.domain.plan import Action, DatePlan, ExistingRun, decide
 from backfill_controller.domain.report import build_report, render_table
 from backfill_controller.domain.request import BackfillRequest, Reprocess
@@ -287,7 +288,7 @@ def test_each_date_carries_its_run_id_and_data_interval() -> None:
 
     first = result["dates"][0]
     assert first["logical_date"] == "2024-01-01T00:00:00+00:00"
-    assert first["run_id"] == "backfill_controller__2024-01-01T00:00:00+00:00"
+    assert first["run_id"] == f"{TARGET_RUN_PREFIX}2024-01-01T00:00:00+00:00"
     assert first["planned_run_id"] == first["run_id"]
     assert (first["data_interval_start"], first["data_interval_end"]) == (
         "2024-01-01T00:00:00+00:00",

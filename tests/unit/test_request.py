@@ -8,6 +8,7 @@ from typing import Any
 import pendulum
 import pytest
 
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.request import (
     DEFAULT_MAX_ACTIVE_RUNS,
     BackfillRequest,
@@ -179,7 +180,7 @@ def test_without_now_dates_are_not_checked_against_the_clock(when: dict[str, Any
         ({"dag_id": "sales/daily"}, "dag_id", "not a valid dag_id", "letters, digits, _ . -"),
         ({"dag_id": 42}, "dag_id", "not a valid dag_id", "letters, digits, _ . -"),
         ({"dag_id": "d" * 251}, "dag_id", "not a valid dag_id", "letters, digits, _ . -"),
-        ({"dag_id": "backfill_controller"}, "dag_id", "cannot backfill itself", "any other DAG"),
+        ({"dag_id": CONTROLLER_DAG_ID}, "dag_id", "cannot backfill itself", "any other DAG"),
         ({"start_date": "01/02/2024"}, "start_date", "is not a date", "YYYY-MM-DD"),
         ({"start_date": "2023-02-29"}, "start_date", "is not a date", "YYYY-MM-DD"),
         ({"start_date": 20240101}, "start_date", "is not a date", "YYYY-MM-DD"),

@@ -73,9 +73,27 @@ def test_ids_with_slashes_and_spaces_are_one_path_segment():
 
 
 def test_the_tasks_client_quotes_ids_too():
-    api, session = client(TOKEN, answer(200, {}), cls=AirflowApi)
-    api.set_note("a/b", "run 1", "why")
-    assert paths(session)[1] == "PATCH http://af:8080/api/v2/dags/a%2Fb/dagRuns/run%201"
+    api, session = client(TOKEN, answer(200, {"note": None}), answer(200, {}), cls=AirflowApi)
+    api.append_note("a/b", "run 1", "why")
+    assert paths(session)[2] == "PATCH http://af:8080/api/v2/dags/a%2Fb/dagRuns/run%201"
+
+
+@pytest.mark.parametrize(
+    "old, written",
+    [
+        (None, "why"),
+        ("checked by ops", "checked by ops\n\nwhy"),
+        ("checked by ops\n\nwhy", None),
+        ("x" * 999, "x" * 994 + "…\n\nwhy"),
+    ],
+    ids=["no note: ours", "a person's note stays above ours", "ours already there: nothing", "long: old cut"],
+)
+def test_a_cleared_runs_note_is_added_to_not_replaced(old, written):
+    api, session = client(TOKEN, answer(200, {"note": old}), answer(200, {}), cls=AirflowApi)
+    api.append_note("sales", "r1", "why")
+    patches = [body for method, _, body in session.calls if method == "PATCH"]
+    assert [p["json"]["note"] for p in patches] == ([written] if written else [])
+    assert all(len(p["json"]["note"]) <= 1000 for p in patches)
 
 
 def test_the_docstring_examples_hold():

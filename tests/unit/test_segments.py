@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backfill_controller.domain.segments import (
-    MAX_MAP_LENGTH,
-    continuation_conf,
-    continuation_run_id,
-    merge_reports,
-    split,
-)
+from backfill_controller.contract import CONTINUES_KEY, continuation_run_id
+from backfill_controller.domain.segments import MAX_MAP_LENGTH, continuation_conf, merge_reports, split
 
 
 @pytest.mark.parametrize(
@@ -65,6 +60,6 @@ def test_a_continuation_reads_its_dates_from_the_head_and_does_not_copy_the_list
     assert conf == {
         "dag_id": "sales",
         "reason": "outage",
-        "continues": {"head_run_id": "manual__1", "segment": 3},
+        CONTINUES_KEY: {"head_run_id": "manual__1", "segment": 3},
     }
     assert "dates" in head_conf  # the head's own conf is left as it was

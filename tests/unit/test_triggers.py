@@ -16,6 +16,8 @@ from unittest import mock
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
+from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import Execution, Feeding
 from backfill_controller.domain.state import ChunkRecord, Event, EventKind, SegmentFacts
 from backfill_controller.worker.progress import (
@@ -150,7 +152,7 @@ def test_progress_trigger_asks_about_its_runs_in_batches():
     with mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({})) as count:
         first_event(trigger)
     assert [len(c.kwargs["run_ids"]) for c in count.call_args_list] == [BATCH, 1]
-    assert all(sorted(c.kwargs["states"]) == ["queued", "running"] for c in count.call_args_list)
+    assert all(sorted(c.kwargs["states"]) == sorted(OPEN_RUN) for c in count.call_args_list)
 
 
 def test_progress_trigger_serializes_to_itself():
@@ -173,14 +175,14 @@ def test_progress_trigger_serializes_to_itself():
 def test_chunk_states_are_the_trigger_task_instances_by_map_index():
     answer = {"manual__1": {"trigger_0": "success", "trigger_1": "up_for_retry", "trigger_10": None}}
     with mock.patch(f"{RTI}.get_task_states", return_value=answer) as states:
-        found = chunk_states("backfill_controller", "manual__1")
+        found = chunk_states(CONTROLLER_DAG_ID, "manual__1")
     assert found == {0: "success", 1: "up_for_retry", 10: None}
-    states.assert_called_once_with(dag_id="backfill_controller", task_ids=["trigger"], run_ids=["manual__1"])
+    states.assert_called_once_with(dag_id=CONTROLLER_DAG_ID, task_ids=[Task.TRIGGER], run_ids=["manual__1"])
 
 
 def test_chunk_states_of_a_run_without_trigger_task_instances():
     with mock.patch(f"{RTI}.get_task_states", return_value={}):
-        assert chunk_states("backfill_controller", "manual__1") == {}
+        assert chunk_states(CONTROLLER_DAG_ID, "manual__1") == {}
 
 
 def test_run_states_cost_one_call_for_a_batch_of_succeeded_runs():
@@ -221,7 +223,7 @@ def test_run_states_read_a_mixed_batch_run_by_run_leaving_out_missing_runs():
 def test_segment_facts_gather_chunk_states_records_and_the_adopted_runs_states():
     execution = Execution("t", Feeding(window=2, deferred=False, resume_at=1, chunk_size=2))
     record = ChunkRecord(0, 2, {"r2": Event(EventKind.ADOPTED, "taken", "scheduled__2")})
-    ti = mock.Mock(dag_id="backfill_controller")
+    ti = mock.Mock(dag_id=CONTROLLER_DAG_ID)
     ti.xcom_pull.return_value = [record.to_dict()]
     known = {"r1": "success", "scheduled__2": "running"}  # r2: adopted, so no run of its own
     plans = [
@@ -234,7 +236,7 @@ def test_segment_facts_gather_chunk_states_records_and_the_adopted_runs_states()
         mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(known)),
     ):
         facts = segment_facts(ti, "manual__1", execution, plans, ["r1", "r2"], finished=True)
-    ti.xcom_pull.assert_called_once_with(task_ids="trigger", key="chunk", run_id="manual__1")
+    ti.xcom_pull.assert_called_once_with(task_ids=Task.TRIGGER, key=XCom.CHUNK, run_id="manual__1")
     assert facts == SegmentFacts(
         plans=plans,
         run_ids=["r1", "r2"],

@@ -14,19 +14,24 @@ Four operate one (:mod:`backfill_controller.domain.controls`)::
 
     backfill pause RUN_ID | resume RUN_ID | cancel RUN_ID | rerun-failed RUN_ID
 
-``python -m backfill_controller.cli`` runs it. The package reads the pure domain (:mod:`backfill_controller.domain`:
-the request contract, a backfill's state, the report's table) and is not part of it:
+``python -m backfill_controller.cli`` runs it. The package reads the pure domain
+(:mod:`backfill_controller.domain`: the request contract, a backfill's state, the report's table)
+and the controller's names (:mod:`backfill_controller.contract`), and is not part of either; it
+imports nothing of the worker or server side:
 
-* :mod:`backfill_controller.cli.flags`: the command lines, each long option also in its underscore spelling,
-  and which command an argument list runs; :mod:`backfill_controller.cli.help`: their ``--help``;
+* :mod:`backfill_controller.cli.flags`: the command lines, each long option also in its underscore
+  spelling, and which command an argument list runs; :mod:`backfill_controller.cli.help`: their
+  ``--help``;
 * :mod:`backfill_controller.cli.conf`: a parsed command line as the controller's conf;
 * :mod:`backfill_controller.cli.connection`: where Airflow is and who logs in;
-* :mod:`backfill_controller.cli.progress`: the progress line, its live display, and the per-date table at the end;
+* :mod:`backfill_controller.cli.progress`: the progress line, its live display, and the per-date
+  table at the end;
 * :mod:`backfill_controller.cli.views`: what ``status``, ``list`` and the controls print;
 * :mod:`backfill_controller.cli.commands`: running each command, and its exit status (:func:`main`).
 
-Everything except the ``run_*`` functions, :func:`backfill_controller.cli.progress.follow` and ``main`` is
-pure (argument parsing, the conf, connection settings, progress arithmetic and formatting) and
-imports neither Airflow nor an HTTP library, so the command starts in a fraction of a second and
-the parts are unit-tested without a server. The HTTP calls live in :mod:`backfill_controller.client.controller_api`.
+Everything except the ``run_*`` functions, :func:`backfill_controller.cli.progress.follow` and
+``main`` is pure (argument parsing, the conf, connection settings, progress arithmetic and
+formatting) and imports neither Airflow nor an HTTP library, so the command starts in a fraction
+of a second and the parts are unit-tested without a server. The HTTP calls live in
+:mod:`backfill_controller.client.controller_api`.
 """

@@ -1,4 +1,5 @@
-"""``python -m backfill_controller.cli``: the ``backfill`` command (:func:`backfill_controller.cli.commands.main`)."""
+"""``python -m backfill_controller.cli``: the ``backfill`` command
+(:func:`backfill_controller.cli.commands.main`)."""
 
 import sys
 

@@ -1,6 +1,6 @@
 """Running each command: a backfill (trigger the controller, follow it, print its table),
-``status``, ``list`` and the controls; :func:`main` picks one (:func:`backfill_controller.cli.flags.command_of`)
-and returns its exit status.
+``status``, ``list`` and the controls; :func:`main` picks one
+(:func:`backfill_controller.cli.flags.command_of`) and returns its exit status.
 
 Exit status of a backfill: 0 the backfill succeeded (or the dry run was planned); 1 it failed, or
 the controller refused the request; 2 the command line or the trigger was refused (nothing was
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
 from backfill_controller.cli.common import (
-    CONTROLLER_DAG_ID,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_STATUS_UNREACHABLE,
@@ -41,6 +40,7 @@ from backfill_controller.cli.flags import (
 )
 from backfill_controller.cli.progress import follow
 from backfill_controller.cli.views import format_controlled, format_list, format_status, list_footer
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.report import render_table
 from backfill_controller.domain.state import Phase
 

@@ -1,9 +1,7 @@
-"""What every part of the ``backfill`` command shares: the controller it runs, its exit statuses
-and the error of a command line it refuses."""
+"""What every part of the ``backfill`` command shares: its exit statuses and the error of a command
+line it refuses. The controller it runs is :data:`backfill_controller.contract.CONTROLLER_DAG_ID`."""
 
 from __future__ import annotations
-
-CONTROLLER_DAG_ID = "backfill_controller"
 
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1

@@ -8,8 +8,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from backfill_controller.cli.common import CONTROLLER_DAG_ID, UsageError
+from backfill_controller.cli.common import UsageError
 from backfill_controller.cli.flags import LEGACY_FLAGS, NEEDS_TASK_REGEX, LegacyFlag, flag_keys, flag_name
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.request import DAG_ID_PATTERN, DATE_ACCEPTED, parse_datetime
 
 #: Keys whose flags :func:`_task_conf` translates; the flag of every other key sets it as given.

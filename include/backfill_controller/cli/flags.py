@@ -3,8 +3,8 @@ sub-commands' (``status``, ``list`` and the controls), each long option also in 
 spelling (:func:`hyphenated`), and which command an argument list runs (:func:`command_of`).
 
 The keys of the request that one flag sets as given are declared with their flag in
-:data:`backfill_controller.domain.keys.KEYS`; :mod:`backfill_controller.cli.conf` turns a parsed command line into
-the request's conf.
+:data:`backfill_controller.domain.keys.KEYS`; :mod:`backfill_controller.cli.conf` turns a parsed
+command line into the request's conf.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from backfill_controller.cli.common import CONTROLLER_DAG_ID
 from backfill_controller.cli.connection import DEFAULT_API_URL
 from backfill_controller.cli.help import (
     CONTROL_DESCRIPTION,
@@ -25,6 +24,7 @@ from backfill_controller.cli.help import (
     STATUS_DESCRIPTION,
     UNDERSCORES_ACCEPTED,
 )
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.keys import KEY, KEYS
 from backfill_controller.domain.request import DAG_ID_PATTERN
 from backfill_controller.domain.state import Phase

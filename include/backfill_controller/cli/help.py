@@ -3,8 +3,8 @@ statuses. :mod:`backfill_controller.cli.flags` builds the parsers that print the
 
 from __future__ import annotations
 
-from backfill_controller.cli.common import CONTROLLER_DAG_ID
 from backfill_controller.cli.connection import DEFAULT_API_URL
+from backfill_controller.contract import CONTROLLER_DAG_ID
 
 DESCRIPTION = f"""\
 Run a backfill of DAG_ID: trigger the {CONTROLLER_DAG_ID} DAG over the REST API, show its

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from backfill_controller.cli.common import CONTROLLER_DAG_ID, EXIT_FAILED, EXIT_SUCCESS
+from backfill_controller.cli.common import EXIT_FAILED, EXIT_SUCCESS
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
 from backfill_controller.domain.airflow_states import FINISHED_RUN
 from backfill_controller.domain.report import render_table
 from backfill_controller.domain.state import Counts, Phase
@@ -223,7 +224,7 @@ def follow(
         time.sleep(poll_interval)
     printer.close(progress, time.monotonic() - began)
 
-    report = _parse_json(api.xcom(CONTROLLER_DAG_ID, run_id, "report", "return_value"))
+    report = _parse_json(api.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT, XCom.RETURN_VALUE))
     if not isinstance(report, dict):
         print(f"the controller run ended {state} without a report; see its task logs", file=err)
         return EXIT_FAILED

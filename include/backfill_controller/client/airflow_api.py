@@ -15,13 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from backfill_controller.client.rest import TRANSIENT_OR_DATABASE_ERROR, RestClient, quote_id, raise_for
+from backfill_controller.contract import SEGMENT_MARK, URL_PREFIX
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import ExistingRun
 from backfill_controller.domain.request import parse_datetime
 from backfill_controller.domain.schedule import ScheduledDate
-from backfill_controller.domain.segments import SEGMENT_MARK
 
-PLUGIN_PREFIX = "/backfill-controller"
 #: Tries of one call, and the delay step between them: about a minute in all.
 ATTEMPTS = 9
 RETRY_DELAY = 1.5
@@ -58,26 +57,27 @@ class AirflowApi(RestClient):
         )
 
     def plan_run(self, controller_run_id: str) -> dict[str, Any]:
-        """Have the api-server plan a controller run for its requester (``include/backfill_controller/server/web.py``)."""
-        path = f"{PLUGIN_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/plan"
+        """Have the api-server plan a controller run for its requester
+        (:mod:`backfill_controller.server.controller_runs`)."""
+        path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/plan"
         return dict(self.call("POST", path, timeout=300))
 
     def paused(self, controller_run_id: str) -> dict[str, Any]:
         """``{"paused": bool, "paused_seconds": float}`` of a controller run's backfill
-        (``include/backfill_controller/server/actions.py``)."""
+        (:mod:`backfill_controller.server.actions`)."""
         return dict(
-            self.call("GET", f"{PLUGIN_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/paused")
+            self.call("GET", f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/paused")
         )
 
     def settle(self, controller_run_id: str) -> dict[str, Any]:
-        """Have the api-server record how a backfill ended (``include/backfill_controller/server/ui.py``)."""
-        path = f"{PLUGIN_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/outcome"
+        """Have the api-server record how a backfill ended (:mod:`backfill_controller.server.ui`)."""
+        path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/outcome"
         return dict(self.call("POST", path, timeout=300))
 
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
         """The target's logical dates for a request, from the plugin (which reads its timetable)."""
         body = self.call(
-            "POST", f"{PLUGIN_PREFIX}/api/dags/{quote_id(dag_id)}/dates", json=request_conf, timeout=120
+            "POST", f"{URL_PREFIX}/api/dags/{quote_id(dag_id)}/dates", json=request_conf, timeout=120
         )
         return [ScheduledDate.from_dict(d) for d in body["dates"]]
 
@@ -136,9 +136,25 @@ class AirflowApi(RestClient):
         raise_for(response, f"POST {path}")
         return True
 
-    def set_note(self, dag_id: str, run_id: str, note: str) -> None:
+    def append_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """Add ``note`` below the run's note (a person's note is kept); once, however often asked.
+
+        Airflow keeps at most :data:`NOTE_LIMIT` characters: the old note is shortened, never ours.
+        """
         path = f"/api/v2/dags/{quote_id(dag_id)}/dagRuns/{quote_id(run_id)}"
-        self.call("PATCH", path, params={"update_mask": "note"}, json={"note": note[:1000]})
+        ours = note[:NOTE_LIMIT]
+        old = str(self.call("GET", path).get("note") or "")
+        if old.endswith(ours):
+            return
+        room = NOTE_LIMIT - len(ours) - 2
+        combined = (
+            (old if len(old) <= room else old[: max(room - 1, 0)] + "…") + "\n\n" + ours if old else ours
+        )
+        self.call("PATCH", path, params={"update_mask": "note"}, json={"note": combined[:NOTE_LIMIT]})
+
+
+#: The longest note Airflow keeps on a run (``DagRunNote.content``).
+NOTE_LIMIT = 1000
 
 
 def _utc_iso(value: str | None) -> str | None:

@@ -22,9 +22,7 @@ from backfill_controller.client.rest import (
     quote_id,
     raise_for,
 )
-
-#: The plugin's front door (``include/backfill_controller/server/web.py``).
-FRONT_DOOR = "/backfill-controller"
+from backfill_controller.contract import URL_PREFIX
 
 
 class ControllerApi(RestClient):
@@ -60,7 +58,7 @@ class ControllerApi(RestClient):
         return dict(self._front_door("/api/backfills/dry_run", conf))
 
     def _front_door(self, path: str, conf: Mapping[str, Any], **kwargs: Any) -> Any:
-        path = FRONT_DOOR + path
+        path = URL_PREFIX + path
         response = self.request("POST", path, json=dict(conf), retry_on=TRANSIENT_OR_DATABASE_ERROR, **kwargs)
         if response.status_code in (400, 403, 409, 422):
             raise RequestRefused(response.status_code, error_detail(response), response=response)
@@ -95,13 +93,13 @@ class ControllerApi(RestClient):
 
     def backfill(self, run_id: str) -> dict[str, Any]:
         """One backfill as the Backfills page shows it: phase, counts and one cell per date."""
-        return dict(self.call("GET", f"{FRONT_DOOR}/api/backfills/{quote_id(run_id)}"))
+        return dict(self.call("GET", f"{URL_PREFIX}/api/backfills/{quote_id(run_id)}"))
 
     def control(self, run_id: str, control: str) -> dict[str, Any]:
         """Apply a control (pause, resume, cancel, rerun_failed) to a backfill: the backfill as it
         is now (``rerun_failed``: the new backfill). Raises ApiError (403, 404, 409) when refused.
         Not retried: a control applied twice is refused the second time."""
-        path = f"{FRONT_DOOR}/api/backfills/{quote_id(run_id)}/{quote_id(control)}"
+        path = f"{URL_PREFIX}/api/backfills/{quote_id(run_id)}/{quote_id(control)}"
         return dict(self.call("POST", path, attempts=1, json={}))
 
     def backfills(
@@ -115,7 +113,7 @@ class ControllerApi(RestClient):
             params["dag_id"] = dag_id
         if state is not None:
             params["state"] = state
-        return dict(self.call("GET", f"{FRONT_DOOR}/api/backfills", params=params))
+        return dict(self.call("GET", f"{URL_PREFIX}/api/backfills", params=params))
 
     def dag_runs(self, dag_id: str, first: str, last: str) -> list[dict[str, Any]]:
         """The runs of ``dag_id`` with logical dates in ``[first, last]`` (ISO-8601), 100 per call."""

@@ -65,9 +65,16 @@ class RequestRefused(ApiError):
 def quote_id(value: str) -> str:
     """An id (dag_id, run_id, task_id, XCom key) as one path segment: ``/`` and spaces quoted.
 
+    ``.`` and ``..`` (valid run ids in Airflow) are quoted too: as they are, a URL would resolve
+    them as "this folder" and "the folder above" (urllib3 removes such segments).
+
     >>> quote_id("scheduled__2024-01-01T00:00:00+00:00/x y")
     'scheduled__2024-01-01T00%3A00%3A00%2B00%3A00%2Fx%20y'
+    >>> quote_id(".."), quote_id("a..b")
+    ('%2E%2E', 'a..b')
     """
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 

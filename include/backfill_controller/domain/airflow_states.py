@@ -2,8 +2,10 @@
 
 The values are ``airflow.utils.state.DagRunState`` and ``TaskInstanceState``'s, spelled here so
 that the CLI and the domain modules do not import Airflow (over a second);
-``tests/unit/test_state.py`` checks that they match. Modules that run inside Airflow use
-Airflow's enums themselves.
+``tests/unit/test_state.py`` checks that they match. :data:`OPEN_RUN`, the run states the
+controller counts as open (queued or running), is declared here once for every side: the tasks,
+the api-server's queries (``DagRun.state.in_(sorted(OPEN_RUN))``), the REST client and the CLI.
+Other modules that run inside Airflow use Airflow's enums themselves.
 """
 
 from __future__ import annotations

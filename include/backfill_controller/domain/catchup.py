@@ -25,6 +25,7 @@ import pendulum
 import yaml
 from pendulum import DateTime, Duration
 
+from backfill_controller.contract import CATCHUP_DAG_ID, CATCHUP_PREFIX
 from backfill_controller.domain.request import FieldError, Reprocess
 from backfill_controller.domain.settings import CATCHUP_CONFIG, DEFAULT_CATCHUP_CONFIG, resolve_beside_dags
 
@@ -175,7 +176,7 @@ def controller_conf(entry: CatchupEntry, dates: Sequence[DateTime], catchup_run_
         "dag_id": entry.dag_id,
         "dates": [d.isoformat() for d in dates],
         "reprocess": entry.reprocess.value,
-        "reason": f"scheduled catch-up (backfill_catchup run {catchup_run_id})",
+        "reason": f"scheduled catch-up ({CATCHUP_DAG_ID} run {catchup_run_id})",
     }
     if entry.max_active_runs is not None:
         conf["max_active_runs"] = entry.max_active_runs
@@ -188,7 +189,7 @@ def controller_run_id(dag_id: str, catchup_run_id: str) -> str:
     >>> controller_run_id("sales", "scheduled__2024-05-10T00:00:00+00:00")
     'catchup__sales__scheduled__2024-05-10T00:00:00+00:00'
     """
-    return f"catchup__{dag_id}__{catchup_run_id}"[:250]
+    return f"{CATCHUP_PREFIX}{dag_id}__{catchup_run_id}"[:250]
 
 
 def _entry(item: Any, where: str, max_dates: int, errors: list[FieldError]) -> CatchupEntry | None:

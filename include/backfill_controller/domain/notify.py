@@ -8,86 +8,30 @@ your own) with its arguments and the events it wants::
     notifiers = {"data-team": {
         "class": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
         "kwargs": {"to": "data-team@example.com",
-                   "subject": "{{ backfill.headline }}", "html_content": "{{ backfill.text }}"},
+                   "subject": "{{ backfill.headline }}", "html_content": "{{ backfill.html }}"},
         "on": ["failure", "budget_exhausted"]}}
     notify = data-team               # notified when a request says nothing (default: nobody)
 
 A request picks by name with ``"notify": ["data-team"]`` (``[]``: nobody); it can never name a
 class, so conf cannot make a worker import or call anything. Templates are the deployment's; the
-summary (which holds user text such as the reason) reaches them as values, never as templates.
+summary (which holds user text such as the reason) reaches them as values, never as templates;
+``backfill.text`` is plain text, ``backfill.html`` the same text escaped for HTML (Airflow renders
+templates without autoescaping: an e-mail body must use ``html``).
+
+The option itself is read where every option is, in :mod:`backfill_controller.domain.settings`
+(:func:`~backfill_controller.domain.settings.parse_notifiers`, which the request parser's list of
+names also comes from); this module decides who is told of what.
 """
 
 from __future__ import annotations
 
-import json
+import html
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from backfill_controller.domain.settings import NOTIFIERS, NOTIFY
+from backfill_controller.domain.settings import NOTIFY, NotifierSpec
 
-EVENTS: tuple[str, ...] = ("success", "failure", "budget_exhausted")
 LISTED_DATES = 20
-
-
-@dataclass(frozen=True)
-class NotifierSpec:
-    name: str
-    class_path: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    on: tuple[str, ...] = EVENTS
-
-
-def parse_notifiers(text: str) -> dict[str, NotifierSpec]:
-    """Read ``[backfill_controller] notifiers``; raise ValueError naming the notifier and key that is wrong.
-
-    >>> parse_notifiers('{"ops": {"class": "my.Notifier", "on": ["failure"]}}')["ops"].on
-    ('failure',)
-    >>> parse_notifiers('{"ops": {"class": "my.Notifier", "on": ["always"]}}')
-    Traceback (most recent call last):
-    ...
-    ValueError: [backfill_controller] notifiers.ops.on: 'always' is not an event; accepted: success, ...
-    """
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"{NOTIFIERS.option} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{NOTIFIERS.option} must be a JSON object of name -> {{class, kwargs, on}}")
-    specs = {}
-    for name, body in data.items():
-        where = f"{NOTIFIERS.option}.{name}"
-        if not isinstance(body, dict) or not isinstance(body.get("class"), str):
-            raise ValueError(f"{where}: needs a 'class' (dotted path of a BaseNotifier subclass)")
-        unknown = set(body) - {"class", "kwargs", "on"}
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; accepted: class, kwargs, on"
-            )
-        kwargs = body.get("kwargs", {})
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"{where}.kwargs: must be an object of the notifier's arguments")
-        on = body.get("on") or list(EVENTS)
-        for event in on:
-            if event not in EVENTS:
-                raise ValueError(f"{where}.on: {event!r} is not an event; accepted: {', '.join(EVENTS)}")
-        specs[name] = NotifierSpec(name, body["class"], kwargs, tuple(on))
-    return specs
-
-
-def deployment_notifiers() -> dict[str, NotifierSpec]:
-    """The deployment's notifiers (``[backfill_controller] notifiers``); ValueError if it is wrong."""
-    return parse_notifiers(NOTIFIERS.value())
-
-
-def notifier_names() -> tuple[str, ...]:
-    """The names a request may use (none when the setting is missing or wrong; the report says why)."""
-    try:
-        return tuple(deployment_notifiers())
-    except ValueError:
-        return ()
 
 
 def default_notify() -> tuple[str, ...]:
@@ -139,6 +83,8 @@ def summary(report: Mapping[str, Any], link: str | None) -> dict[str, Any]:
     Reason: fix
     Requested by: ann
     Controller run: r1 http://x/r1
+    >>> "Reason: &lt;b&gt;x&lt;/b&gt;<br>" in summary({"dag_id": "d", "reason": "<b>x</b>"}, None)["html"]
+    True
     """
     event = event_of(report)
     counts = dict(report.get("counts") or {})
@@ -170,6 +116,7 @@ def summary(report: Mapping[str, Any], link: str | None) -> dict[str, Any]:
         "event": event,
         "headline": headline,
         "text": "\n".join(lines),
+        "html": "<br>\n".join(html.escape(line) for line in lines),
         "dag_id": report.get("dag_id"),
         "success": bool(report.get("success")),
         "counts": counts,

@@ -23,13 +23,11 @@ from typing import Any
 
 from pendulum import DateTime
 
+from backfill_controller.contract import TARGET_RUN_PREFIX
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.request import BackfillRequest, MissingRuns, Reprocess
 from backfill_controller.domain.schedule import ScheduledDate
 from backfill_controller.domain.selection import TIKey, describe, to_clear
-
-#: Prefix of the run_id of every run the controller creates: ``backfill_controller__<logical date ISO>``.
-RUN_ID_PREFIX = "backfill_controller__"
 
 
 class Action(StrEnum):
@@ -105,7 +103,7 @@ def new_run_id(logical_date: DateTime) -> str:
     >>> new_run_id(parse_datetime("2024-01-31"))
     'backfill_controller__2024-01-31T00:00:00+00:00'
     """
-    return f"{RUN_ID_PREFIX}{logical_date.in_timezone('UTC').isoformat()}"
+    return f"{TARGET_RUN_PREFIX}{logical_date.in_timezone('UTC').isoformat()}"
 
 
 def decide(
@@ -354,10 +352,6 @@ class Execution:
 
     def past_deadline(self, now: float) -> bool:
         return self.deadline is not None and now > self.deadline
-
-
-#: The ``plan`` task's XCom holding the :class:`Execution`.
-EXECUTION_KEY = "execution"
 
 
 def chunk_size_of(execution: Any) -> int:

@@ -40,8 +40,8 @@ def build_report(
     controller_run_id: str = "",
     triggered_by: str | None = None,
 ) -> dict[str, Any]:
-    """The controller's result, from where each date ended (:func:`backfill_controller.domain.state.segment_dates`;
-    None: a dry run's, from the plan alone).
+    """The controller's result, from where each date ended
+    (:func:`backfill_controller.domain.state.segment_dates`; None: a dry run's, from the plan alone).
 
     ``success`` is true if and only if every date acted on ended ``success`` (a dry run
     succeeds when it could be planned).

@@ -19,6 +19,7 @@ from typing import Any
 import pendulum
 from pendulum import DateTime
 
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.keys import (
     DAG_ID_CHARACTERS,
     DATE_PATTERN,
@@ -142,7 +143,7 @@ def parse_request(
     *,
     limits: Limits,
     now: DateTime | None,
-    controller_dag_id: str = "backfill_controller",
+    controller_dag_id: str = CONTROLLER_DAG_ID,
 ) -> BackfillRequest:
     """Validate the controller's conf and return the request it describes.
 
@@ -362,10 +363,12 @@ def _dates(value: Any, limits: Limits, errors: list[FieldError]) -> tuple[DateTi
         except (ValueError, TypeError, OverflowError):
             errors.append(FieldError("dates", item, "contains something that is not a date", accepted))
             return None
-    if len(set(parsed)) != len(parsed):
-        dup = next(d for d in parsed if parsed.count(d) > 1)
-        errors.append(FieldError("dates", dup.isoformat(), "lists the same date twice", accepted))
-        return None
+    seen: set[DateTime] = set()
+    for day in parsed:  # one pass: the first date listed twice
+        if day in seen:
+            errors.append(FieldError("dates", day.isoformat(), "lists the same date twice", accepted))
+            return None
+        seen.add(day)
     return tuple(sorted(parsed))
 
 

@@ -51,6 +51,11 @@ class Right(Enum):
         return f"{self.method} on {what[self.entity]}"
 
 
+#: The rights on the target that pausing, resuming or cancelling a backfill of it needs (cancelling
+#: marks its queued runs failed, as editing them by hand would).
+OPERATE_TARGET = (Right.READ_DAG, Right.READ_RUNS, Right.CLEAR_RUNS)
+
+
 def rights_needed(request: BackfillRequest) -> tuple[Right, ...]:
     """The rights on ``request.target_dag_id`` that carrying out ``request`` needs.
 

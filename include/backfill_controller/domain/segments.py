@@ -11,7 +11,8 @@ plan. The head waits for them and its
 
 Worked example: 2,500 dates, ``segment_size=1000``: the head runs dates 0-999, then continuation
 runs ``<head run_id>__segment_1`` (1000-1999) and ``__segment_2`` (2000-2499). Failed dates are
-counted across segments against ``max_failed_dates``.
+counted across segments against ``max_failed_dates``. The shape of those run ids and the conf key
+``continues`` are the controller's names, in :mod:`backfill_controller.contract`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from backfill_controller.contract import CONTINUES_KEY, SEGMENT_MARK, continuation_run_id  # noqa: F401
+from backfill_controller.contract import CONTINUES_KEY
 
 T = TypeVar("T")
 

@@ -12,7 +12,9 @@ or as environment variables, which win over airflow.cfg as for every Airflow opt
     AIRFLOW__BACKFILL_CONTROLLER__MAX_DATES_PER_REQUEST=5000
 
 :data:`SETTINGS` is the one table of them (name, type, default, help); every lookup is derived
-from it. An empty value counts as unset (the default applies).
+from it. An empty value counts as unset (the default applies). The ``notifiers`` option's JSON is
+read here too (:func:`parse_notifiers`), since :meth:`Limits.from_config` offers its names to
+requests; who is told of what is :mod:`backfill_controller.domain.notify`.
 
 Which configuration object: ``airflow.sdk.configuration.conf`` (also ``airflow.sdk.conf``), in
 every process. These settings are read by tasks (on workers), at DAG parse time (dag-processor)
@@ -37,12 +39,13 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
+import json
 import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -161,6 +164,70 @@ SETTINGS: tuple[Setting[Any], ...] = (
     CATCHUP_SCHEDULE,
 )
 
+#: The events a notifier may be told of (``on``).
+EVENTS: tuple[str, ...] = ("success", "failure", "budget_exhausted")
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    name: str
+    class_path: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    on: tuple[str, ...] = EVENTS
+
+
+def parse_notifiers(text: str) -> dict[str, NotifierSpec]:
+    """Read ``[backfill_controller] notifiers``; raise ValueError naming the notifier and key that is wrong.
+
+    >>> parse_notifiers('{"ops": {"class": "my.Notifier", "on": ["failure"]}}')["ops"].on
+    ('failure',)
+    >>> parse_notifiers('{"ops": {"class": "my.Notifier", "on": ["always"]}}')
+    Traceback (most recent call last):
+    ...
+    ValueError: [backfill_controller] notifiers.ops.on: 'always' is not an event; accepted: success, ...
+    """
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{NOTIFIERS.option} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{NOTIFIERS.option} must be a JSON object of name -> {{class, kwargs, on}}")
+    specs = {}
+    for name, body in data.items():
+        where = f"{NOTIFIERS.option}.{name}"
+        if not isinstance(body, dict) or not isinstance(body.get("class"), str):
+            raise ValueError(f"{where}: needs a 'class' (dotted path of a BaseNotifier subclass)")
+        unknown = set(body) - {"class", "kwargs", "on"}
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; accepted: class, kwargs, on"
+            )
+        kwargs = body.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"{where}.kwargs: must be an object of the notifier's arguments")
+        on = body.get("on") or list(EVENTS)
+        for event in on:
+            if event not in EVENTS:
+                raise ValueError(f"{where}.on: {event!r} is not an event; accepted: {', '.join(EVENTS)}")
+        specs[name] = NotifierSpec(name, body["class"], kwargs, tuple(on))
+    return specs
+
+
+def deployment_notifiers() -> dict[str, NotifierSpec]:
+    """The deployment's notifiers (``[backfill_controller] notifiers``); ValueError if it is wrong."""
+    return parse_notifiers(NOTIFIERS.value())
+
+
+def notifier_names() -> tuple[str, ...]:
+    """The names a request may use (none when the setting is missing or wrong; the report says why)."""
+    try:
+        return tuple(deployment_notifiers())
+    except ValueError:
+        return ()
+
+
 _warned: set[str] = set()
 
 # Python hides DeprecationWarnings outside __main__; Airflow shows only its own. Show this module's
@@ -207,8 +274,6 @@ class Limits:
     @classmethod
     def from_config(cls) -> Limits:
         """The deployment's limits, as its Airflow configuration sets them."""
-        from backfill_controller.domain.notify import notifier_names  # here: notify imports this module
-
         return cls(
             max_dates_per_request=MAX_DATES_PER_REQUEST.value(),
             max_active_runs=MAX_ACTIVE_RUNS.value(),

@@ -106,13 +106,10 @@ class Event:
         return cls(EventKind(data["kind"]), str(data.get("message") or ""), data.get("run_id"))
 
 
-#: The ``trigger`` task's XCom holding its :class:`ChunkRecord`.
-CHUNK_RECORD_KEY = "chunk"
-
-
 @dataclass(frozen=True)
 class ChunkRecord:
-    """What one ``trigger`` task instance has done, pushed before it stops, defers or ends.
+    """What one ``trigger`` task instance has done, pushed before it stops, defers or ends (its XCom
+    :attr:`backfill_controller.contract.XCom.CHUNK`).
 
     ``chunk``: its map index. ``acted``: how many of its dates, from the first, it has acted on
     (created, cleared, adopted or refused). ``stopped``: why it stopped before its last date, if
@@ -141,8 +138,8 @@ class ChunkRecord:
 
 
 def records_by_chunk(values: Any) -> dict[int, ChunkRecord]:
-    """``{chunk: record}`` from the ``trigger`` task's :data:`CHUNK_RECORD_KEY` XComs (one value or a
-    list of them, as ``xcom_pull`` answers)."""
+    """``{chunk: record}`` from the ``trigger`` task's ``chunk`` XComs (one value or a list of them,
+    as ``xcom_pull`` answers)."""
     items = values if isinstance(values, list) else [values]
     found = {}
     for item in items:

@@ -23,12 +23,13 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from backfill_controller.contract import URL_PREFIX
 from backfill_controller.domain.rights import Right
 from backfill_controller.domain.settings import api_conn_id
 
 log = logging.getLogger(__name__)
 
-FRONT_DOOR = "POST /backfill-controller/api/backfills"
+FRONT_DOOR = f"POST {URL_PREFIX}/api/backfills"
 
 
 class Forbidden(Exception):
@@ -125,13 +126,22 @@ def _simple_user(manager: Any, name: str) -> Any | None:
 
 
 def _fab_user(manager: Any, name: str) -> Any | None:
-    """FAB's user of that name (FAB compares names case-insensitively), as its tokens deserialize it."""
+    """FAB's user of that name, as its tokens deserialize it.
+
+    The user of exactly that name, else FAB's own rule: its ``find_user`` compares names
+    case-insensitively and finds nobody where two match (FAB's user table refuses a second case
+    variant of a name, so one name is one user; the rule holds should a database not refuse it).
+    """
     from airflow.providers.fab.auth_manager.models import User
     from airflow.utils.session import create_session
     from sqlalchemy import func, select
 
     with create_session() as session:
-        user_id = session.scalar(select(User.id).where(func.lower(User.username) == name.lower()))
+        rows = session.execute(
+            select(User.id, User.username).where(func.lower(User.username) == name.lower()).limit(10)
+        ).all()
+    exact = [row.id for row in rows if row.username == name]
+    user_id = exact[0] if len(exact) == 1 else rows[0].id if len(rows) == 1 else None
     if user_id is None:
         return None
     try:

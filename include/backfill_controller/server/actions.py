@@ -1,21 +1,27 @@
 """Operating a backfill: pause, resume, cancel and re-run its failed dates, over REST.
 
 ``POST /backfill-controller/api/backfills/{run_id}/{pause|resume|cancel|rerun_failed}`` (a JSON
-body, which may be ``{}``; the page and the CLI use them). What each means, and in which phase
-each fits, is :mod:`backfill_controller.domain.controls`. Each answers 404 for a run that is no backfill,
-403 without the right, 409 where the control does not fit the backfill's phase (the phase named);
-otherwise the backfill as :func:`backfill_controller.server.ui.backfills_of` shows it (``rerun_failed``:
-201 and the new backfill, as the front door answers it).
+body, which may be ``{}``; the page and the CLI use them; the routes are in
+:mod:`backfill_controller.server.web`). What each means, and in which phase each fits, is
+:mod:`backfill_controller.domain.controls`. Each answers 404 for a run that is no backfill, 403
+without the right, 409 where the control does not fit the backfill's phase (the phase named);
+otherwise the backfill as :func:`backfill_controller.server.ui.backfills_of` shows it
+(``rerun_failed``: 201 and the new backfill, as the front door answers it).
 
 Rights, as Airflow would ask them for the same change by hand:
 
 * pause, resume, cancel: **PUT on backfill_controller's DAG runs** (marking its run failed) and
-  **GET on the target, PUT on the target's DAG runs** (cancelling marks its queued runs failed);
+  **GET on the target, PUT on the target's DAG runs** (cancelling marks its queued runs failed:
+  :data:`backfill_controller.domain.rights.OPERATE_TARGET`);
 * re-run failed: what the front door asks of a new backfill of those dates.
 
 A user who may not read the target learns nothing about it from a refusal. Each applied control is
 kept in the backfill's history (who, when) and in Airflow's audit log (event
-``backfill_controller.<control>``, shown under Browse → Audit Log).
+``backfill_controller.<control>``, shown under Browse → Audit Log). Which controls the page offers
+a reader is :func:`backfill_controller.server.ui.controls_for`.
+
+The ``trigger`` task asks whether its backfill is paused (:func:`paused_for`,
+``GET /backfill-controller/api/controller_runs/{run_id}/paused``).
 """
 
 from __future__ import annotations
@@ -24,33 +30,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK
 from backfill_controller.domain.controls import Applied, Control, paused, paused_seconds, rerun_conf
-from backfill_controller.domain.controls import refusal as misfit
-from backfill_controller.domain.rights import Right
-from backfill_controller.domain.segments import SEGMENT_MARK
-from backfill_controller.domain.state import FAILED_DATES, DateState, Phase
+from backfill_controller.domain.rights import OPERATE_TARGET, Right
+from backfill_controller.domain.state import FAILED_DATES, DateState
 from backfill_controller.server import access, ledger
-from backfill_controller.server.planner import CONTROLLER_DAG_ID
-from backfill_controller.server.ui import backfills_of, readable_dag_ids
-
-router = APIRouter(tags=["Operate a backfill"])
-
-_READ_CONTROLLER_RUNS = Depends(
-    requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
-)
-
-#: The rights on the target that pausing, resuming or cancelling a backfill of it needs.
-OPERATE_TARGET = (Right.READ_DAG, Right.READ_RUNS, Right.CLEAR_RUNS)
-
-
-_JSON_ONLY = Depends(access.json_only)
+from backfill_controller.server.front_door import start_backfill
+from backfill_controller.server.ui import backfills_of, misfit, readable_dag_ids
 
 
 def _head(session: Session, run_id: str) -> Any:
@@ -87,33 +77,9 @@ def _failed(shown: dict[str, Any]) -> list[str]:
     return [c["logical_date"] for c in shown["cells"] if DateState(c["state"]) in FAILED_DATES]
 
 
-def _misfit(control: Control, shown: dict[str, Any]) -> str | None:
-    failed = int(shown["progress"]["tally"]["failed"])
-    return misfit(control, Phase(shown["phase"]), bool(shown["paused"]), failed)
-
-
 def _fits(control: Control, shown: dict[str, Any]) -> None:
-    if why := _misfit(control, shown):
+    if why := misfit(control, shown):
         raise HTTPException(409, {"message": why, "phase": shown["phase"]})
-
-
-def controls_for(user: Any, shown: dict[str, Any], readable: set[str]) -> list[str]:
-    """The controls ``user`` may apply to a backfill shown as ``shown`` now (the page's buttons).
-
-    Re-run failed is offered to whoever may trigger the controller; the front door then checks
-    the new backfill's rights on the target as for any request.
-    """
-    target = shown.get("target_dag_id")
-    if not shown.get("visible") or target not in readable:
-        return []
-    fitting = [c for c in Control if _misfit(c, shown) is None]
-    if not fitting:
-        return []
-    may_operate = not access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CLEAR_RUNS]) and not (
-        access.missing_rights(user, str(target), OPERATE_TARGET)
-    )
-    may_start = not access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CREATE_RUNS])
-    return [c.value for c in fitting if (may_start if c is Control.RERUN_FAILED else may_operate)]
 
 
 def _keep(session: Session, head: Any, target: str, applied: Applied) -> None:
@@ -141,30 +107,17 @@ def _operate(control: Control, run_id: str, user: Any, session: Session) -> tupl
     return head, str(target), shown
 
 
-def _switch(control: Control, run_id: str, user: Any, session: Session) -> dict[str, Any]:
+def switch(control: Control, run_id: str, user: Any, session: Session) -> dict[str, Any]:
+    """Pause or resume backfill ``run_id`` for ``user``: the backfill as it is now."""
     head, target, _ = _operate(control, run_id, user, session)
     _keep(session, head, target, Applied(control, access.user_name(user), datetime.now(UTC)))
     session.flush()
     return backfills_of(session, [head], readable_dag_ids(user))[0]
 
 
-@router.post("/api/backfills/{run_id}/pause", dependencies=[_JSON_ONLY])
-def pause(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
-    """No new date starts; runs already queued or running finish. Time paused does not count
-    against the backfill's ``timeout_minutes``."""
-    return _switch(Control.PAUSE, run_id, user, session)
-
-
-@router.post("/api/backfills/{run_id}/resume", dependencies=[_JSON_ONLY])
-def resume(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
-    """Dates start again where the backfill stopped."""
-    return _switch(Control.RESUME, run_id, user, session)
-
-
-@router.post("/api/backfills/{run_id}/cancel", dependencies=[_JSON_ONLY])
-def cancel(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
-    """As marking the controller run failed: nothing new starts, in any segment; its queued target
-    runs are marked failed; runs already running finish."""
+def cancel(run_id: str, user: Any, session: Session) -> dict[str, Any]:
+    """Cancel backfill ``run_id`` for ``user`` as marking its controller run failed would
+    (:mod:`backfill_controller.server.cancel`): the backfill as it is now."""
     from backfill_controller.airflow_internals import fail_runs
     from backfill_controller.server.cancel import cancel as stop
 
@@ -176,12 +129,9 @@ def cancel(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]
     return backfills_of(session, [head], readable_dag_ids(user))[0]
 
 
-@router.post("/api/backfills/{run_id}/rerun_failed", status_code=201, dependencies=[_JSON_ONLY])
-def rerun_failed(run_id: str, user: GetUserDep, session: SessionDep, request: Request) -> dict[str, Any]:
-    """Start a new backfill of exactly the dates that ended failed (same target, task selection and
-    conf; ``reprocess: failed``); answers as the front door does, with the new run id."""
-    from backfill_controller.server.web import start_backfill
-
+def rerun_failed(run_id: str, user: Any, session: Session, request: Request) -> dict[str, Any]:
+    """Start, for ``user``, a new backfill of the dates of backfill ``run_id`` that ended failed:
+    the front door's answer (:func:`backfill_controller.server.front_door.start_backfill`)."""
     head, target, shown = _operate(Control.RERUN_FAILED, run_id, user, session)
     conf = rerun_conf(dict(head.conf or {}), _failed(shown), head.run_id)
     started = start_backfill(conf, user, session, request)
@@ -190,11 +140,9 @@ def rerun_failed(run_id: str, user: GetUserDep, session: SessionDep, request: Re
     return started
 
 
-@router.get("/api/controller_runs/{run_id}/paused", dependencies=[_READ_CONTROLLER_RUNS])
-def paused_for(run_id: str, session: SessionDep) -> dict[str, Any]:
-    """Whether the backfill of a controller run (head or continuation) is paused, and how long it
-    has been paused in all: the ``trigger`` task asks before it starts a date, and moves its
-    deadline by that long."""
+def paused_for(run_id: str, session: Session) -> dict[str, Any]:
+    """Whether the backfill of controller run ``run_id`` (head or continuation) is paused, and for
+    how long in all."""
     head = run_id.split(SEGMENT_MARK, 1)[0]
     history = ledger.histories(session, [head])[head]
     return {"paused": paused(history), "paused_seconds": paused_seconds(history, datetime.now(UTC))}

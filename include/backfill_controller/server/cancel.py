@@ -28,19 +28,18 @@ from contextvars import ContextVar
 from typing import Any, cast
 
 from airflow.listeners import hookimpl
-from airflow.utils.state import DagRunState, TaskInstanceState
+from airflow.utils.state import TaskInstanceState
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, Task
+from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.rights import Right
-from backfill_controller.domain.segments import SEGMENT_MARK
 from backfill_controller.server import access, ledger
 
 log = logging.getLogger(__name__)
 
-CONTROLLER_DAG_ID = "backfill_controller"
-REPORT_TASK_ID = "report"
 _BATCH = 500
 
 #: The authenticated user of the request being served, for requests that can mark a run failed.
@@ -141,7 +140,7 @@ def _had_finished(session: Session, head: str) -> bool:
         select(TaskInstance.state).where(
             TaskInstance.dag_id == CONTROLLER_DAG_ID,
             TaskInstance.run_id == head,
-            TaskInstance.task_id == REPORT_TASK_ID,
+            TaskInstance.task_id == Task.REPORT,
         )
     )
     return state in (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
@@ -154,7 +153,7 @@ def _open_runs(session: Session, head: str) -> list[str]:
     rows = session.scalars(
         select(DagRun.run_id).where(
             DagRun.dag_id == CONTROLLER_DAG_ID,
-            DagRun.state.in_((DagRunState.QUEUED, DagRunState.RUNNING)),
+            DagRun.state.in_(sorted(OPEN_RUN)),
             (DagRun.run_id == head) | DagRun.run_id.startswith(head + SEGMENT_MARK, autoescape=True),
         )
     )

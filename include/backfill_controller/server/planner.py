@@ -26,6 +26,7 @@ from pendulum import DateTime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.params import conf_errors
 from backfill_controller.domain.plan import DatePlan, ExistingRun, decide
@@ -36,7 +37,6 @@ from backfill_controller.domain.selection import select_tasks
 from backfill_controller.domain.settings import Limits
 from backfill_controller.server import access
 
-CONTROLLER_DAG_ID = "backfill_controller"
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 
 

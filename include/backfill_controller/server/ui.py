@@ -1,8 +1,10 @@
 """The **Backfills** page: every controller backfill, running and past, with a per-date status grid.
 
-Served inside the api-server by the plugin's FastAPI app (``include/backfill_controller/server/web.py`` includes
-``router``), so it reads the metadata database directly and uses the UI's own authentication
-(the ``_token`` cookie the UI login sets, or a bearer token):
+Served inside the api-server by the plugin's FastAPI app, so it reads the metadata database
+directly and uses the UI's own authentication (the ``_token`` cookie the UI login sets, or a
+bearer token). :mod:`backfill_controller.server.web` declares the routes; this module owns what
+they answer, and the controls each backfill offers the reader (:func:`controls_for`, which
+:mod:`backfill_controller.server.actions` applies):
 
 * ``GET /backfill-controller/api/backfills`` (JSON): the ``backfill_controller`` runs, newest first,
   a page at a time, each summed up: its request (target, window, reason, who), phase, progress
@@ -36,8 +38,8 @@ plan's run_ids and the adopted ones, batched; the ``trigger`` task instances and
 The list counts the dates from the same facts as the detail, so both say the same, but builds no
 cells: its answer stays small however many dates its backfills have.
 
-A large backfill runs in segments (``include/backfill_controller/domain/segments.py``): its continuation runs are
-not listed on their own but folded into the run that received the request.
+A large backfill runs in segments (:mod:`backfill_controller.domain.segments`): its continuation
+runs are not listed on their own but folded into the run that received the request.
 """
 
 from __future__ import annotations
@@ -48,32 +50,29 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.state import DagRunState, TaskInstanceState
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import HTTPException
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, Task, XCom, continuation_run_id
 from backfill_controller.domain.airflow_states import OPEN_RUN
-from backfill_controller.domain.controls import Applied, paused
+from backfill_controller.domain.controls import Applied, Control, paused, refusal
 from backfill_controller.domain.eta import EtaFacts, RunTimes, estimate, needs_recent
 from backfill_controller.domain.keys import form_params
-from backfill_controller.domain.plan import EXECUTION_KEY, Execution, chunk_size_of
-from backfill_controller.domain.rights import Right
-from backfill_controller.domain.segments import continuation_run_id
+from backfill_controller.domain.plan import Execution, chunk_size_of
+from backfill_controller.domain.rights import OPERATE_TARGET, Right
 from backfill_controller.domain.settings import Limits
 from backfill_controller.domain.state import (
-    CHUNK_RECORD_KEY,
     IN_FLIGHT_DATES,
     UNFINISHED_DATES,
     ChunkRecord,
@@ -90,17 +89,10 @@ from backfill_controller.domain.state import (
     segment_dates,
 )
 from backfill_controller.server import access, ledger
-from backfill_controller.worker.progress import TRIGGER_TASK_ID
 
-CONTROLLER_DAG_ID = "backfill_controller"
-PLAN_TASK_ID = "plan"
-
-_PLAN_KEYS = ("request", "plans", "run_ids", "error", "segments", EXECUTION_KEY)
+_PLAN_KEYS = (XCom.REQUEST, XCom.PLANS, XCom.RUN_IDS, XCom.ERROR, XCom.SEGMENTS, XCom.EXECUTION)
 #: What the list reads of an ended backfill's plan (:func:`backfills_of`): not its dates.
-_ENDED_KEYS = ("request", "error", "segments", EXECUTION_KEY)
-_IN_FLIGHT: frozenset[str | None] = frozenset(OPEN_RUN)
-#: In every continuation run's run_id and no other (``<head run_id>__segment_<k>``).
-_CONTINUATION_MARK = continuation_run_id("", 1).removesuffix("1")
+_ENDED_KEYS = (XCom.REQUEST, XCom.ERROR, XCom.SEGMENTS, XCom.EXECUTION)
 _ENDED = (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 #: Backfills whose dates are read at once: a page holds the plans and target runs of this many
@@ -112,13 +104,6 @@ _MOST_TARGETS = 1000
 _RECENT_RUNS = 20
 #: Dates whose run the backfill has started: their runs' times are its work so far.
 _STARTED = IN_FLIGHT_DATES | {DateState.SUCCESS, DateState.FAILED}
-
-# The controller run must be readable; its target's runs are shown only if that DAG is readable too.
-_READ_CONTROLLER_RUNS = Depends(
-    requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
-)
-
-router = APIRouter(tags=["Backfills page"])
 
 
 def readable_dag_ids(user: GetUserDep) -> set[str]:
@@ -158,7 +143,7 @@ def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) ->
         rows = session.execute(
             select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
                 XComModel.dag_run_id.in_(batch),
-                XComModel.task_id == PLAN_TASK_ID,
+                XComModel.task_id == Task.PLAN,
                 XComModel.map_index == -1,
                 XComModel.key.in_(keys),
             )
@@ -177,9 +162,9 @@ def _planned(session: Session, run_pks: Sequence[int]) -> set[int]:
             session.scalars(
                 select(XComModel.dag_run_id).where(
                     XComModel.dag_run_id.in_(batch),
-                    XComModel.task_id == PLAN_TASK_ID,
+                    XComModel.task_id == Task.PLAN,
                     XComModel.map_index == -1,
-                    XComModel.key == "plans",
+                    XComModel.key == XCom.PLANS,
                 )
             )
         )
@@ -194,8 +179,8 @@ def _chunk_records(session: Session, run_pks: Sequence[int]) -> dict[int, dict[i
     rows = session.execute(
         select(XComModel.dag_run_id, XComModel.value).where(
             XComModel.dag_run_id.in_(run_pks),
-            XComModel.task_id == TRIGGER_TASK_ID,
-            XComModel.key == CHUNK_RECORD_KEY,
+            XComModel.task_id == Task.TRIGGER,
+            XComModel.key == XCom.CHUNK,
         )
     )
     for row in rows:
@@ -212,7 +197,7 @@ def _trigger_states(session: Session, run_ids: Iterable[str]) -> dict[str, dict[
         rows = session.execute(
             select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
                 TaskInstance.dag_id == CONTROLLER_DAG_ID,
-                TaskInstance.task_id == TRIGGER_TASK_ID,
+                TaskInstance.task_id == Task.TRIGGER,
                 TaskInstance.run_id.in_(batch),
             )
         )
@@ -237,7 +222,7 @@ def _report_runs(session: Session, run_id: str) -> bool:
 def _report_task(run_ids: Sequence[str], states: Sequence[TaskInstanceState]) -> Select[Any]:
     return select(TaskInstance.run_id).where(
         TaskInstance.dag_id == CONTROLLER_DAG_ID,
-        TaskInstance.task_id == "report",
+        TaskInstance.task_id == Task.REPORT,
         TaskInstance.run_id.in_(run_ids),
         TaskInstance.state.in_(states),
     )
@@ -265,9 +250,9 @@ def _part(
 ) -> SegmentFacts:
     """A controller run's facts, the target run states still to fill in."""
     return SegmentFacts(
-        plans=facts["plans"],
-        run_ids=facts.get("run_ids") or [],
-        chunk_size=chunk_size_of(facts.get(EXECUTION_KEY)),
+        plans=facts[XCom.PLANS],
+        run_ids=facts.get(XCom.RUN_IDS) or [],
+        chunk_size=chunk_size_of(facts.get(XCom.EXECUTION)),
         chunk_states=chunk_states,
         records=records,
         run_states={},
@@ -374,17 +359,17 @@ def _as_shown(
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """A backfill's request and ``plan`` facts as this reader may see them, and whether the target is
     visible: a reader without read rights on the target sees that a backfill exists, no more."""
-    request = dict(facts.get("request") or conf or {})
+    request = dict(facts.get(XCom.REQUEST) or conf or {})
     target = request.get("dag_id")
     if target in readable:
         return request, dict(facts), True
-    hidden = {key: value for key, value in facts.items() if key not in ("error", "plans")}
+    hidden = {key: value for key, value in facts.items() if key not in (XCom.ERROR, XCom.PLANS)}
     return {"dag_id": target}, hidden, False
 
 
 def _phase_facts(request: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, bool]:
     """What :func:`backfill_controller.domain.state.phase` reads from the request and the plan, as shown."""
-    return {"planned": "plans" in facts, "dry_run": bool(request.get("dry_run"))}
+    return {"planned": XCom.PLANS in facts, "dry_run": bool(request.get("dry_run"))}
 
 
 def _progress(dates: Sequence[DateOutcome], tally: Counts, dry_run: bool) -> dict[str, Any]:
@@ -463,8 +448,8 @@ def _summary(
         "reason": request.get("reason") or "",
         "dry_run": dry_run,
         "reprocess": request.get("reprocess"),
-        "error": facts.get("error"),
-        "planned": "plans" in facts,
+        "error": facts.get(XCom.ERROR),
+        "planned": XCom.PLANS in facts,
         "visible": visible,
         "segments": of_dates["segments"],
         "progress": progress,
@@ -473,7 +458,7 @@ def _summary(
         "history": [applied.to_dict() for applied in history],
     }
     if where == Phase.RUNNING and isinstance(target, str):
-        summary["eta"] = _eta(session, run, target, dates, rows, facts.get(EXECUTION_KEY))
+        summary["eta"] = _eta(session, run, target, dates, rows, facts.get(XCom.EXECUTION))
     if with_cells:
         summary["cells"] = _cells(dates)
     return summary
@@ -489,17 +474,19 @@ def _parts(
     continuations = {
         head.run_id: [
             continuation_run_id(head.run_id, k)
-            for k in range(1, int(facts.get(head.id, {}).get("segments") or 1))
+            for k in range(1, int(facts.get(head.id, {}).get(XCom.SEGMENTS) or 1))
         ]
         for head in heads
     }
     later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
-    later_facts = plan_xcoms(session, [row.id for row in later.values()], ("plans", "run_ids", EXECUTION_KEY))
+    later_facts = plan_xcoms(
+        session, [row.id for row in later.values()], (XCom.PLANS, XCom.RUN_IDS, XCom.EXECUTION)
+    )
     missing = {
-        f"segment_{k}"
+        XCom.segment(k)
         for ids in continuations.values()
         for k, run_id in enumerate(ids, start=1)
-        if run_id not in later or "plans" not in later_facts.get(later[run_id].id, {})
+        if run_id not in later or XCom.PLANS not in later_facts.get(later[run_id].id, {})
     }
     head_segments = plan_xcoms(session, [h.id for h in heads], sorted(missing))
     states = _trigger_states(session, [h.run_id for h in heads] + list(later))
@@ -507,23 +494,23 @@ def _parts(
     parts: dict[str, list[SegmentFacts]] = {}
     for head in heads:
         own = facts.get(head.id, {})
-        if "plans" not in own:
+        if XCom.PLANS not in own:
             parts[head.run_id] = []
             continue
-        dry_run = bool((own.get("request") or {}).get("dry_run"))
-        head_finished = _state(head.state) not in _IN_FLIGHT
+        dry_run = bool((own.get(XCom.REQUEST) or {}).get("dry_run"))
+        head_finished = _state(head.state) not in OPEN_RUN
         found = [_part(own, states.get(head.run_id, {}), records.get(head.id, {}), head_finished, dry_run)]
         for k, run_id in enumerate(continuations[head.run_id], start=1):
             row = later.get(run_id)
             segment = later_facts.get(row.id, {}) if row is not None else {}
-            if row is not None and "plans" in segment:
-                finished = _state(row.state) not in _IN_FLIGHT
+            if row is not None and XCom.PLANS in segment:
+                finished = _state(row.state) not in OPEN_RUN
                 found.append(
                     _part(segment, states.get(run_id, {}), records.get(row.id, {}), finished, dry_run)
                 )
             else:
-                plans = head_segments.get(head.id, {}).get(f"segment_{k}") or []
-                found.append(_part({"plans": plans}, {}, {}, head_finished, dry_run))
+                plans = head_segments.get(head.id, {}).get(XCom.segment(k)) or []
+                found.append(_part({XCom.PLANS: plans}, {}, {}, head_finished, dry_run))
         parts[head.run_id] = found
     return parts
 
@@ -540,7 +527,7 @@ def _ended(
         if (ended := found.get(h.run_id)) is not None
         and ended.clear_number == h.clear_number
         and h.run_id in reported
-        and _state(h.state) not in _IN_FLIGHT
+        and _state(h.state) not in OPEN_RUN
     }
 
 
@@ -562,7 +549,7 @@ def backfills_of(
         undated = [h.id for h in group if h not in dated]
         facts.update(plan_xcoms(session, undated, _ENDED_KEYS))
         for pk in _planned(session, undated):
-            facts.setdefault(pk, {})["plans"] = None  # it planned; its plans are not read
+            facts.setdefault(pk, {})[XCom.PLANS] = None  # it planned; its plans are not read
         parts = _parts(session, dated, facts)
         histories = ledger.histories(session, [h.run_id for h in group])
         found += [
@@ -590,7 +577,7 @@ def settle(session: Session, head: DagRun) -> ledger.Outcome | None:
     if not _report_runs(session, head.run_id):
         return None
     facts = plan_xcoms(session, [head.id], _PLAN_KEYS).get(head.id, {})
-    request = facts.get("request") or head.conf or {}
+    request = facts.get(XCom.REQUEST) or head.conf or {}
     parts = [replace(part, finished=True) for part in _parts(session, [head], {head.id: facts})[head.run_id]]
     target = request.get("dag_id")
     dates: list[DateOutcome] = []
@@ -634,13 +621,16 @@ def _heads_in_phase(
         .order_by(DagRun.id.desc())
     ).all()
     ids = [row.id for row in rows]
-    requests, planned = plan_xcoms(session, ids, ("request",)), _planned(session, ids)
+    requests, planned = plan_xcoms(session, ids, (XCom.REQUEST,)), _planned(session, ids)
     reported = _report_ran(session, [row.run_id for row in rows])
     histories = ledger.histories(session, [row.run_id for row in rows])
     found: set[int] = set()
     undecided: list[int] = []
     for row in rows:
-        facts = {**requests.get(row.id, {}), **({"plans": None} if row.id in planned else {})}
+        facts: dict[str, Any] = {
+            **requests.get(row.id, {}),
+            **({XCom.PLANS: None} if row.id in planned else {}),
+        }
         request, facts, _ = _as_shown(facts, row.conf, readable)
         phases = possible_phases(
             _state(row.state),
@@ -677,37 +667,51 @@ def _page(
     return len(ids), list(session.scalars(newest_first.where(DagRun.id.in_(page)))) if page else []
 
 
+def misfit(control: Control, shown: Mapping[str, Any]) -> str | None:
+    """Why ``control`` does not fit a backfill shown as ``shown`` now, or None
+    (:func:`backfill_controller.domain.controls.refusal` of its phase, pause and failed dates)."""
+    failed = int(shown["progress"]["tally"]["failed"])
+    return refusal(control, Phase(shown["phase"]), bool(shown["paused"]), failed)
+
+
+def controls_for(user: Any, shown: dict[str, Any], readable: set[str]) -> list[str]:
+    """The controls ``user`` may apply to a backfill shown as ``shown`` now (the page's buttons).
+
+    Re-run failed is offered to whoever may trigger the controller; the front door then checks
+    the new backfill's rights on the target as for any request.
+    """
+    target = shown.get("target_dag_id")
+    if not shown.get("visible") or target not in readable:
+        return []
+    fitting = [c for c in Control if misfit(c, shown) is None]
+    if not fitting:
+        return []
+    may_operate = not access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CLEAR_RUNS]) and not (
+        access.missing_rights(user, str(target), OPERATE_TARGET)
+    )
+    may_start = not access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CREATE_RUNS])
+    return [c.value for c in fitting if (may_start if c is Control.RERUN_FAILED else may_operate)]
+
+
 def _with_controls(user: Any, backfills: list[dict[str, Any]], readable: set[str]) -> list[dict[str, Any]]:
     """Each backfill with the ``controls`` the reader may apply to it now (the page's buttons)."""
-    from backfill_controller.server.actions import controls_for
-
     return [{**b, "controls": controls_for(user, b, readable) if user is not None else []} for b in backfills]
 
 
-@router.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
-def list_backfills(
-    session: SessionDep,
-    user: GetUserDep,
-    readable: Annotated[set[str], Depends(readable_dag_ids)],
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    dag_id: Annotated[str | None, Query(min_length=1, max_length=250, description="target DAG")] = None,
-    state: Annotated[Phase | None, Query(description="the backfills in this phase")] = None,
+def backfill_list(
+    session: Session,
+    user: Any,
+    readable: set[str],
+    *,
+    limit: int,
+    offset: int,
+    dag_id: str | None,
+    state: Phase | None,
 ) -> dict[str, Any]:
-    """Every backfill (``backfill_controller`` run), newest first, summed up without its cells (live
-    run states); only those of target ``dag_id`` and in phase ``state`` when given (``total``
-    counts those).
-
-    A large backfill's continuation runs are folded into the run that received the request.
-    Queries: the page of controller runs, then for each group of :data:`_GROUP` of them their
-    ``plan`` XComs, their continuation runs and XComs, the ``trigger`` task states, then per
-    backfill its target runs (run_id IN, batched) and, for a running one none of whose runs has
-    finished, the target's latest run durations; with ``state``, first what decides the phase of
-    every candidate (see the module's docstring).
-    """
-    heads = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(
-        _CONTINUATION_MARK, autoescape=True
-    )
+    """One page of the backfills (head runs of the controller), newest first, summed up without
+    their cells; of target ``dag_id`` and in phase ``state`` only when given (``GET
+    /backfill-controller/api/backfills``)."""
+    heads = (DagRun.dag_id == CONTROLLER_DAG_ID) & ~DagRun.run_id.contains(SEGMENT_MARK, autoescape=True)
     if dag_id is not None:
         heads &= target_is(dag_id)
     total, runs = _page(session, heads, state, readable, limit, offset)
@@ -719,34 +723,26 @@ def list_backfills(
         "offset": offset,
         # Worth looking again soon: a controller run in flight, or a cancelled backfill whose runs
         # are still finishing.
-        "active": any(b["state"] in _IN_FLIGHT or b["phase"] == Phase.CANCELLING for b in backfills),
+        "active": any(b["state"] in OPEN_RUN or b["phase"] == Phase.CANCELLING for b in backfills),
         "backfills": backfills,
     }
 
 
-@router.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
-def get_backfill(
-    run_id: str,
-    session: SessionDep,
-    user: GetUserDep,
-    readable: Annotated[set[str], Depends(readable_dag_ids)],
-) -> dict[str, Any]:
-    """One backfill, as :func:`list_backfills` sums it up, with a cell per date; 404 for a run that
-    is not one."""
+def backfill_detail(run_id: str, session: Session, user: Any, readable: set[str]) -> dict[str, Any]:
+    """One backfill as the list sums it up, with a cell per date; 404 for a run that is not one."""
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
-    if head is None or _CONTINUATION_MARK in run_id:
+    if head is None or SEGMENT_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
     return _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
 
 
-@router.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS])
-def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[str, Any]:
-    """Record how a backfill ended: the call of its ``report`` task, through the deployment's own
-    account (403 for anyone else); 409 unless the report runs and every date is over."""
+def outcome(run_id: str, session: Session, user: Any) -> dict[str, Any]:
+    """Record how a backfill ended (:func:`settle`), for the deployment's own account only (403);
+    409 unless its report runs and every date is over."""
     if access.user_name(user) != access.service_account():
         raise HTTPException(403, detail="only the controller records how a backfill ended")
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
-    if head is None or _CONTINUATION_MARK in run_id:
+    if head is None or SEGMENT_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
     ended = settle(session, head)
     if ended is None:
@@ -754,13 +750,8 @@ def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[s
     return {"run_id": run_id, **ended.summary}
 
 
-@router.get("/api/backfillable_dags", dependencies=[_READ_CONTROLLER_RUNS])
-def backfillable_dags(
-    session: SessionDep, user: GetUserDep, readable: Annotated[set[str], Depends(readable_dag_ids)]
-) -> dict[str, Any]:
-    """The DAGs the caller may start a backfill of (the New backfill form's choices), by dag_id:
-    active and not paused, readable, with POST on their runs, and allowed by ``[backfill_controller]
-    allowed_dags`` and ``denied_dags``; at most :data:`_MOST_TARGETS`."""
+def backfillable(session: Session, user: Any, readable: set[str]) -> dict[str, Any]:
+    """The dag_ids the New backfill form offers ``user`` (at most :data:`_MOST_TARGETS`)."""
     limits = Limits.from_config()
     candidates = session.scalars(
         select(DagModel.dag_id)
@@ -777,15 +768,13 @@ def backfillable_dags(
     return {"dag_ids": dag_ids[:_MOST_TARGETS]}
 
 
-@router.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
-def backfills_page() -> HTMLResponse:
-    """The Backfills page; it loads ``api/backfills`` (relative to itself) in the browser."""
+def page() -> HTMLResponse:
+    """The Backfills page as served (:data:`PAGE`), never cached."""
     return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/icon.svg", include_in_schema=False)
-def nav_icon(dark: bool = False) -> Response:
-    """The navigation icon: a small calendar grid (public, like the UI's own static files)."""
+def icon(dark: bool) -> Response:
+    """The navigation icon, for the light or the dark theme."""
     return Response(ICON.format(color="#d1d9e0" if dark else "#3d444d"), media_type="image/svg+xml")
 
 

@@ -1,136 +1,61 @@
-"""The controller's HTTP endpoints, served inside the api-server by ``plugins/backfill_controller_plugin.py``.
+"""The plugin's HTTP routes, served inside the api-server under ``/backfill-controller``
+(:class:`backfill_controller.plugin.BackfillControllerPlugin`).
 
-Every endpoint is authenticated like Airflow's own (the caller's bearer token, or the UI's
-cookie) and answers for the caller's rights on the target DAG (:mod:`backfill_controller.server.access`).
+This module only routes: it creates the FastAPI app and declares every endpoint (path, method,
+status, rights, parameters, and the docstring that documents it), and each endpoint hands its
+work to the module that owns it. Every endpoint is authenticated like Airflow's own (the caller's
+bearer token, or the UI's cookie) and answers for the caller's rights on the target DAG
+(:mod:`backfill_controller.server.access`).
 
-The front door, for people and other systems:
+The front door, for people and other systems (:mod:`backfill_controller.server.front_door`):
 
-* ``POST /backfill-controller/api/backfills`` (body: the controller's conf) checks the request
-  against the live target at once (:func:`backfill_controller.server.planner.plan_request`: every
-  problem in one answer, 422; a missing right, 403; an overlapping backfill with
-  ``on_overlap: refuse``, 409) and creates the ``backfill_controller`` run for the caller (201,
-  with its run_id and links).
-* ``POST /backfill-controller/api/backfills/dry_run`` (same body) answers the per-date plan without
-  creating anything.
+* ``POST /backfill-controller/api/backfills`` checks a request against the live target and
+  creates the ``backfill_controller`` run for the caller (201);
+* ``POST /backfill-controller/api/backfills/dry_run`` answers the per-date plan, creating nothing.
 
-For the controller itself:
+For the controller's own tasks (:mod:`backfill_controller.server.controller_runs`, except where named):
 
-* ``POST /backfill-controller/api/controller_runs/{run_id}/plan``: the ``plan`` task asks the
-  api-server to plan its run for the run's recorded requester (``triggering_user_name``), since a
-  task has no database and acts with the controller's own identity. The backfill is recorded in
-  the ledger (:mod:`backfill_controller.server.ledger`).
+* ``POST /backfill-controller/api/controller_runs/{run_id}/plan``: the ``plan`` task has the
+  api-server plan its run for the run's recorded requester;
 * ``POST /backfill-controller/api/dags/{dag_id}/dates``: a request's dates by the target's
-  timetable (the scheduled catch-up uses it).
-* ``GET /backfill-controller/api/controller_runs/{run_id}/paused``: whether the backfill is
-  paused (:mod:`backfill_controller.server.actions`, which also serves pause, resume, cancel and re-run).
+  timetable (the scheduled catch-up uses it);
+* ``GET /backfill-controller/api/controller_runs/{run_id}/paused``: whether the backfill is paused
+  (:mod:`backfill_controller.server.actions`);
+* ``POST /backfill-controller/api/controller_runs/{run_id}/outcome``: the ``report`` task records
+  how the backfill ended (:mod:`backfill_controller.server.ui`).
+
+The Backfills page (:mod:`backfill_controller.server.ui`): the list, one backfill, the DAGs the
+New backfill form offers, the page itself and its navigation icon. Operating a backfill
+(:mod:`backfill_controller.server.actions`): pause, resume, cancel, re-run failed.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
-from urllib.parse import quote
 
-import pendulum
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from airflow.utils.state import DagRunState
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
-from backfill_controller.domain.overlap import first_overlap, span_of
-from backfill_controller.domain.plan import acting
-from backfill_controller.domain.report import build_report
-from backfill_controller.domain.request import FieldError, InvalidRequest, OnOverlap, parse_request
-from backfill_controller.domain.rights import Right
-from backfill_controller.domain.schedule import ScheduleError, expand
-from backfill_controller.domain.segments import CONTINUES_KEY, SEGMENT_MARK, continuation_run_id
-from backfill_controller.domain.settings import Limits
-from backfill_controller.server import access, ledger
-from backfill_controller.server.actions import router as backfill_actions
-from backfill_controller.server.planner import CONTROLLER_DAG_ID, Planned, parse, plan_request
-from backfill_controller.server.ui import router as backfills_page
+from backfill_controller.contract import CONTROLLER_DAG_ID
+from backfill_controller.domain.controls import Control
+from backfill_controller.domain.state import Phase
+from backfill_controller.server import access, actions, controller_runs, front_door, ui
 
 app = FastAPI(title="Backfill Controller", description="Backfills any DAG with its own timetable.")
 
-_DATE_KEYS = ("start_date", "end_date", "dates")
-#: Prefix of the run_ids of the controller runs the scheduled catch-up creates.
-CATCHUP_PREFIX = "catchup__"
-_OPEN = (DagRunState.QUEUED, DagRunState.RUNNING)
-
+# The controller run must be readable; its target's runs are shown only if that DAG is readable too.
 _READ_CONTROLLER_RUNS = Depends(
     requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
 )
-Conf = Annotated[dict[str, Any], Body(description="The backfill_controller conf (see its Params).")]
-
-
 _JSON_ONLY = Depends(access.json_only)
+Conf = Annotated[dict[str, Any], Body(description="The backfill_controller conf (see its Params).")]
+Readable = Annotated[set[str], Depends(ui.readable_dag_ids)]
 
 
-def _refused(exc: Exception) -> HTTPException:
-    """The HTTP answer to a refused request: 403 for a missing right, 422 for bad fields."""
-    if isinstance(exc, access.Forbidden):
-        return HTTPException(403, {"message": str(exc), "missing": [r.describe() for r in exc.missing]})
-    if isinstance(exc, InvalidRequest):
-        errors = [
-            {
-                "field": e.field,
-                "value": json.loads(json.dumps(e.value, default=str)),
-                "problem": e.problem,
-                "accepted": e.accepted,
-            }
-            for e in exc.errors
-        ]
-        return HTTPException(422, {"message": str(exc), "errors": errors})
-    raise exc
-
-
-def _plan(conf: dict[str, Any], user: Any, session: Session, *, authorized: bool = False) -> Planned:
-    try:
-        return plan_request(parse(conf), user=user, session=session, authorized=authorized)
-    except (access.Forbidden, InvalidRequest) as exc:
-        raise _refused(exc) from None
-
-
-def _clash(session: Session, planned: Planned, controller_run_id: str | None) -> str | None:
-    """Why another running backfill blocks this one (same target, overlapping dates), or None.
-
-    Only backfills that claimed their dates count: one that waits for another has claimed none, so
-    two that wait never wait for each other. The check and the claim that follows it are one
-    transaction, and :func:`ledger.hold_target` makes two requests for one target check one after
-    the other.
-    """
-    from airflow.models.dagrun import DagRun
-
-    mine = span_of(planned.request.target_dag_id, planned.plans)
-    if mine is None or planned.request.dry_run:
-        return None
-    ledger.hold_target(session, mine.target_dag_id)
-    open_ids = session.scalars(
-        select(DagRun.run_id).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.state.in_(_OPEN))
-    ).all()
-    others = {
-        run_id: entry.span
-        for run_id, entry in ledger.entries(session, [r for r in open_ids if r != controller_run_id]).items()
-    }
-    clash = first_overlap(mine, others)
-    if clash is None:
-        return None
-    other, span = clash
-    return (
-        f"dates {mine.first} .. {mine.last} overlap backfill {other} of {mine.target_dag_id} "
-        f"({span.first} .. {span.last}), which is still running"
-    )
-
-
-def _claim(session: Session, run_id: str, requester: str | None, planned: Planned) -> None:
-    """Record the backfill in the ledger with the span and the target runs it acts on."""
-    request = planned.request
-    span = None if request.dry_run else span_of(request.target_dag_id, planned.plans)
-    run_ids = () if request.dry_run else tuple(p.run_id for p in acting(planned.plans))
-    ledger.record(session, ledger.Entry(run_id, request.target_dag_id, requester, span, run_ids))
+# --- the front door and the controller's own calls --------------------------------------------
 
 
 @app.post("/api/backfills", status_code=201, dependencies=[_JSON_ONLY])
@@ -148,60 +73,7 @@ def create_backfill(
 
     With ``run_id``, a retry of a request that did create its run answers that run again.
     """
-    return start_backfill(conf, user, session, request, run_id)
-
-
-def start_backfill(
-    conf: dict[str, Any], user: Any, session: Session, request: Request, run_id: str | None = None
-) -> dict[str, Any]:
-    """The front door: check ``conf`` for ``user`` and create the controller run (see the module)."""
-    from airflow.models.dagrun import DagRun
-
-    from backfill_controller.airflow_internals import create_run
-
-    try:
-        if missing := access.missing_rights(user, CONTROLLER_DAG_ID, [Right.CREATE_RUNS]):
-            name = access.user_name(user)
-            raise access.Forbidden(
-                f"{name} may not trigger {CONTROLLER_DAG_ID}: missing right POST on its DAG runs", missing
-            )
-        if run_id is not None and (SEGMENT_MARK in run_id or run_id.startswith(CATCHUP_PREFIX)):
-            raise InvalidRequest([_field("run_id", run_id, "is shaped like the controller's own run ids")])
-    except (access.Forbidden, InvalidRequest) as exc:
-        raise _refused(exc) from None
-    planned = _plan(conf, user, session)
-    existing = None
-    if run_id is not None:
-        existing = session.scalar(
-            select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id)
-        )
-        if existing is not None and existing.triggering_user_name != access.user_name(user):
-            raise HTTPException(409, {"message": f"run_id {run_id!r} is taken"})
-    why = _clash(session, planned, run_id)
-    if existing is None and why and planned.request.on_overlap is OnOverlap.REFUSE:
-        raise HTTPException(409, {"message": f"{why}; wait for it, cancel it, or set on_overlap=wait"})
-    run = existing or create_run(session, CONTROLLER_DAG_ID, conf, user=user, request=request, run_id=run_id)
-    if existing is None and why is None:  # authorized with the caller's own token; its dates claimed
-        _claim(session, run.run_id, access.user_name(user), planned)
-    elif existing is None:  # it waits for the other backfill: its plan task claims the dates later
-        entry = ledger.Entry(run.run_id, planned.request.target_dag_id, access.user_name(user), None, ())
-        ledger.record(session, entry)
-    quoted = quote(run.run_id, safe="")
-    base = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quoted}"
-    return {
-        "dag_id": CONTROLLER_DAG_ID,
-        "dag_run_id": run.run_id,
-        "target_dag_id": planned.request.target_dag_id,
-        "dates": len(planned.plans),
-        "acting": len(acting(planned.plans)),
-        "waits_for": why,
-        "links": {
-            "ui": f"/dags/{CONTROLLER_DAG_ID}/runs/{quoted}",
-            "page": "/backfill-controller/ui",
-            "run": base,
-            "report": base + "/taskInstances/report/xcomEntries/return_value",
-        },
-    }
+    return front_door.start_backfill(conf, user, session, request, run_id)
 
 
 @app.post("/api/backfills/dry_run", dependencies=[_JSON_ONLY])
@@ -212,9 +84,7 @@ def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> dict[str, Any]
     (:func:`backfill_controller.domain.report.build_report`): per date its logical date, data interval,
     action, why, and the task ids a task-subset backfill would clear.
     """
-    planned = _plan({**conf, "dry_run": True}, user, session)
-    report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
-    return {**report, "selected_tasks": list(planned.selected_tasks)}
+    return front_door.dry_run(conf, user, session)
 
 
 @app.post("/api/controller_runs/{run_id}/plan", dependencies=[_READ_CONTROLLER_RUNS])
@@ -226,119 +96,117 @@ def plan_controller_run(run_id: str, caller: GetUserDep, session: SessionDep) ->
     ``{"status": "continuation", ...}`` for a genuine continuation run; 403 or 422 for a refused
     request, naming what is missing or wrong.
     """
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.types import DagRunType
-
-    run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
-    if run is None:
-        raise HTTPException(404, {"message": f"no run {run_id!r} of {CONTROLLER_DAG_ID}"})
-    conf = dict(run.conf or {})
-    requester = run.triggering_user_name
-    run_type = str(getattr(run.run_type, "value", run.run_type))
-    if CONTINUES_KEY in conf:
-        return _continuation(session, run_id, conf[CONTINUES_KEY], requester, run_type)
-    catchup_by_a_user = run_id.startswith(CATCHUP_PREFIX) and requester != access.service_account()
-    if SEGMENT_MARK in run_id or catchup_by_a_user:
-        raise _refused(
-            InvalidRequest([_field("run_id", run_id, "is shaped like the controller's own run ids")])
-        )
-    if run_type not in (DagRunType.MANUAL.value, DagRunType.OPERATOR_TRIGGERED.value):
-        raise _refused(access.Forbidden(f"a {run_type} run has no requester to act for"))
-    try:
-        request = parse(conf)
-        # The caller (the controller's service account) must itself be allowed to read the target.
-        access.require(caller, request.target_dag_id, [Right.READ_DAG])
-    except (access.Forbidden, InvalidRequest) as exc:
-        raise _refused(exc) from None
-    recorded = ledger.entry(session, run_id)
-    authorized = recorded is not None and recorded.requester == requester
-    user = None if authorized else _requester(requester)
-    planned = _plan(conf, user, session, authorized=authorized)
-    why = _clash(session, planned, run_id)
-    if why:
-        return {"status": "overlap", "message": why}
-    _claim(session, run_id, requester, planned)
-    return {"status": "planned", **planned.to_dict()}
-
-
-def _requester(name: str | None) -> Any:
-    """The user a controller run acts for; refuses (fails closed) where the auth manager cannot say."""
-    if not name:
-        raise _refused(
-            access.Forbidden(
-                "this run records no authenticated requester; request backfills through the UI, "
-                f"the REST API or the front door ({access.FRONT_DOOR})"
-            )
-        )
-    user = access.user_named(name)
-    if user is None:
-        raise _refused(
-            access.Forbidden(
-                f"the rights of {name!r} cannot be checked for a run triggered this way with this "
-                "deployment's auth manager; request the backfill through the front door "
-                f"({access.FRONT_DOOR})"
-            )
-        )
-    return user
-
-
-def _continuation(
-    session: Session, run_id: str, continues: Any, requester: str | None, run_type: str
-) -> dict[str, Any]:
-    """A continuation run is genuine when its head's backfill created it: then it may run a segment."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.types import DagRunType
-
-    head = str((continues or {}).get("head_run_id")) if isinstance(continues, dict) else ""
-    segment = continues.get("segment") if isinstance(continues, dict) else None
-    head_run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == head))
-    genuine = (
-        run_type == DagRunType.OPERATOR_TRIGGERED.value
-        and isinstance(segment, int)
-        and run_id == continuation_run_id(head, segment)
-        and head_run is not None
-        and head_run.triggering_user_name == requester
-        and ledger.entry(session, head) is not None
-    )
-    if not genuine:
-        raise _refused(
-            InvalidRequest(
-                [_field(CONTINUES_KEY, continues, "is the controller's own key", "no such key in a request")]
-            )
-        )
-    return {"status": "continuation", "head_run_id": head, "segment": segment}
-
-
-def _field(name: str, value: Any, problem: str, accepted: str = "a request without it") -> FieldError:
-    return FieldError(name, value, problem, accepted)
+    return controller_runs.plan_run(run_id, caller, session)
 
 
 @app.post("/api/dags/{dag_id}/dates", dependencies=[Depends(requires_access_dag(method="GET"))])
 def scheduled_dates(dag_id: str, body: dict[str, Any], session: SessionDep) -> dict[str, Any]:
     """The logical dates, run_after and data intervals a request covers, oldest first."""
-    from airflow.models.dagbag import DBDagBag
-
-    dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
-    if dag is None:
-        raise HTTPException(404, {"field": "dag_id", "message": f"no DAG {dag_id!r}"})
-    now = pendulum.now("UTC")
-    try:
-        limits = Limits.from_config()
-        request = parse_request(
-            {"dag_id": dag_id, **{k: body.get(k) for k in _DATE_KEYS}}, limits=limits, now=now
-        )
-        dates = expand(dag.timetable, request, now, limit=limits.max_dates_per_request)
-    except InvalidRequest as exc:
-        raise HTTPException(422, {"field": exc.errors[0].field, "message": str(exc)}) from None
-    except ScheduleError as exc:
-        raise HTTPException(422, {"field": exc.field, "message": str(exc)}) from None
-    return {
-        "dag_id": dag_id,
-        "timetable": dag.timetable.summary,
-        "periodic": bool(dag.timetable.periodic),
-        "dates": [d.to_dict() for d in dates],
-    }
+    return controller_runs.scheduled_dates(dag_id, body, session)
 
 
-app.include_router(backfills_page)
-app.include_router(backfill_actions)
+# --- the Backfills page -------------------------------------------------------------------------
+
+page = APIRouter(tags=["Backfills page"])
+
+
+@page.get("/api/backfills", dependencies=[_READ_CONTROLLER_RUNS])
+def list_backfills(
+    session: SessionDep,
+    user: GetUserDep,
+    readable: Readable,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    dag_id: Annotated[str | None, Query(min_length=1, max_length=250, description="target DAG")] = None,
+    state: Annotated[Phase | None, Query(description="the backfills in this phase")] = None,
+) -> dict[str, Any]:
+    """Every backfill (``backfill_controller`` run), newest first, summed up without its cells (live
+    run states); only those of target ``dag_id`` and in phase ``state`` when given (``total``
+    counts those).
+
+    A large backfill's continuation runs are folded into the run that received the request.
+    Queries: the page of controller runs, then for each group of :data:`_GROUP` of them their
+    ``plan`` XComs, their continuation runs and XComs, the ``trigger`` task states, then per
+    backfill its target runs (run_id IN, batched) and, for a running one none of whose runs has
+    finished, the target's latest run durations; with ``state``, first what decides the phase of
+    every candidate (see the module's docstring).
+    """
+    return ui.backfill_list(session, user, readable, limit=limit, offset=offset, dag_id=dag_id, state=state)
+
+
+@page.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
+def get_backfill(run_id: str, session: SessionDep, user: GetUserDep, readable: Readable) -> dict[str, Any]:
+    """One backfill, as :func:`list_backfills` sums it up, with a cell per date; 404 for a run that
+    is not one."""
+    return ui.backfill_detail(run_id, session, user, readable)
+
+
+@page.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS])
+def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[str, Any]:
+    """Record how a backfill ended: the call of its ``report`` task, through the deployment's own
+    account (403 for anyone else); 409 unless the report runs and every date is over."""
+    return ui.outcome(run_id, session, user)
+
+
+@page.get("/api/backfillable_dags", dependencies=[_READ_CONTROLLER_RUNS])
+def backfillable_dags(session: SessionDep, user: GetUserDep, readable: Readable) -> dict[str, Any]:
+    """The DAGs the caller may start a backfill of (the New backfill form's choices), by dag_id:
+    active and not paused, readable, with POST on their runs, and allowed by ``[backfill_controller]
+    allowed_dags`` and ``denied_dags``; at most :data:`_MOST_TARGETS`."""
+    return ui.backfillable(session, user, readable)
+
+
+@page.get("/ui", response_class=HTMLResponse, dependencies=[_READ_CONTROLLER_RUNS])
+def backfills_page() -> HTMLResponse:
+    """The Backfills page; it loads ``api/backfills`` (relative to itself) in the browser."""
+    return ui.page()
+
+
+@page.get("/icon.svg", include_in_schema=False)
+def nav_icon(dark: bool = False) -> Response:
+    """The navigation icon: a small calendar grid (public, like the UI's own static files)."""
+    return ui.icon(dark)
+
+
+# --- operating a backfill -----------------------------------------------------------------------
+
+controls = APIRouter(tags=["Operate a backfill"])
+
+
+@controls.post("/api/backfills/{run_id}/pause", dependencies=[_JSON_ONLY])
+def pause(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
+    """No new date starts; runs already queued or running finish. Time paused does not count
+    against the backfill's ``timeout_minutes``."""
+    return actions.switch(Control.PAUSE, run_id, user, session)
+
+
+@controls.post("/api/backfills/{run_id}/resume", dependencies=[_JSON_ONLY])
+def resume(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
+    """Dates start again where the backfill stopped."""
+    return actions.switch(Control.RESUME, run_id, user, session)
+
+
+@controls.post("/api/backfills/{run_id}/cancel", dependencies=[_JSON_ONLY])
+def cancel(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
+    """As marking the controller run failed: nothing new starts, in any segment; its queued target
+    runs are marked failed; runs already running finish."""
+    return actions.cancel(run_id, user, session)
+
+
+@controls.post("/api/backfills/{run_id}/rerun_failed", status_code=201, dependencies=[_JSON_ONLY])
+def rerun_failed(run_id: str, user: GetUserDep, session: SessionDep, request: Request) -> dict[str, Any]:
+    """Start a new backfill of exactly the dates that ended failed (same target, task selection and
+    conf; ``reprocess: failed``); answers as the front door does, with the new run id."""
+    return actions.rerun_failed(run_id, user, session, request)
+
+
+@controls.get("/api/controller_runs/{run_id}/paused", dependencies=[_READ_CONTROLLER_RUNS])
+def paused_for(run_id: str, session: SessionDep) -> dict[str, Any]:
+    """Whether the backfill of a controller run (head or continuation) is paused, and how long it
+    has been paused in all: the ``trigger`` task asks before it starts a date, and moves its
+    deadline by that long."""
+    return actions.paused_for(run_id, session)
+
+
+app.include_router(page)
+app.include_router(controls)

@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk.exceptions import AirflowFailException
 
 from backfill_controller.client.airflow_api import AirflowApi
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.catchup import (
     CatchupEntry,
     config_path,
@@ -26,7 +27,6 @@ from backfill_controller.domain.settings import Limits
 
 log = logging.getLogger(__name__)
 
-CONTROLLER_DAG_ID = "backfill_controller"
 ENTRY_FIELDS = ("dag_id", "lookback_seconds", "reprocess", "max_dates_per_run", "max_active_runs")
 
 

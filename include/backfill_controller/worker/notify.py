@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from backfill_controller.domain.notify import chosen, default_notify, deployment_notifiers, event_of, summary
+from backfill_controller.domain.notify import chosen, default_notify, event_of, summary
+from backfill_controller.domain.settings import deployment_notifiers
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,12 @@
 ``BackfillTriggerOperator`` is mapped over the chunks of the dates to act on, and its task
 instances run one after another (``max_active_tis_per_dagrun=1``). Each starts its dates in order
 through ``TriggerDagRunOperator``'s own path (a new run, or ``reset_dag_run`` to clear and re-run
-an existing one), each as soon as the backfill's window has room (:func:`backfill_controller.domain.plan.room`).
-How it waits while the window is full depends on the target (:func:`backfill_controller.domain.plan.feeding`):
-when the target's own ``max_active_runs`` already holds the backfill's runs back, the window also
-holds queued runs and the task waits deferred (:class:`backfill_controller.worker.progress.WindowTrigger`,
-no executor slot); otherwise it waits in its worker, one ``GetDRCount`` call every half second.
+an existing one), each as soon as the backfill's window has room
+(:func:`backfill_controller.domain.plan.room`). How it waits while the window is full depends on
+the target (:func:`backfill_controller.domain.plan.feeding`): when the target's own
+``max_active_runs`` already holds the backfill's runs back, the window also holds queued runs and
+the task waits deferred (:class:`backfill_controller.worker.progress.WindowTrigger`, no executor
+slot); otherwise it waits in its worker, one ``GetDRCount`` call every half second.
 With a failure budget (``max_failed_dates``), a chunk starts once every earlier date has
 finished, and only while the budget lasts.
 
@@ -33,14 +34,13 @@ from airflow.sdk.exceptions import (
 )
 from airflow.utils.state import DagRunState
 
+from backfill_controller.contract import CONTINUES_KEY, Task, XCom, continuation_run_id
 from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED
-from backfill_controller.domain.plan import EXECUTION_KEY, Execution, Feeding, min_deferral_seconds, room
+from backfill_controller.domain.plan import Execution, Feeding, min_deferral_seconds, room
 from backfill_controller.domain.request import parse_datetime
 from backfill_controller.domain.rights import may_clear
-from backfill_controller.domain.segments import continuation_run_id
 from backfill_controller.domain.settings import poll_interval, timeout_minutes
 from backfill_controller.domain.state import (
-    CHUNK_RECORD_KEY,
     ChunkRecord,
     DateOutcome,
     Event,
@@ -52,7 +52,6 @@ from backfill_controller.domain.state import (
     segment_dates,
 )
 from backfill_controller.worker.progress import (
-    TRIGGER_TASK_ID,
     BackfillProgressTrigger,
     Window,
     WindowTrigger,
@@ -61,7 +60,6 @@ from backfill_controller.worker.progress import (
     why_stuck,
 )
 
-PLAN_TASK_ID = "plan"
 #: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
 #: call, so short.
 FEED_INTERVAL = 0.5
@@ -96,23 +94,23 @@ def with_pauses(execution: Execution, paused_seconds: float) -> Execution:
 
 def stored_execution(context: Any) -> Execution | None:
     """This controller run's :class:`backfill_controller.domain.plan.Execution` (None: nothing planned)."""
-    data = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key=EXECUTION_KEY)
+    data = context["ti"].xcom_pull(task_ids=Task.PLAN, key=XCom.EXECUTION)
     return Execution.from_dict(data) if data else None
 
 
 def dates_so_far(context: Any, execution: Execution, upto: int | None = None) -> list[DateOutcome]:
     """Where this controller run's acting dates are (the first ``upto`` of them), as the report says."""
     ti = context["ti"]
-    run_ids = list(ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or [])[:upto]
+    run_ids = list(ti.xcom_pull(task_ids=Task.PLAN, key=XCom.RUN_IDS) or [])[:upto]
     wanted = set(run_ids)
-    plans = [p for p in ti.xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or [] if p["run_id"] in wanted]
+    plans = [p for p in ti.xcom_pull(task_ids=Task.PLAN, key=XCom.PLANS) or [] if p["run_id"] in wanted]
     facts = segment_facts(ti, ti.run_id, execution, plans, run_ids, finished=False)
     return segment_dates(facts)
 
 
 def _timeout_message(context: Any, execution: Execution, stuck_run_ids: Sequence[str], what: str) -> str:
     """Which dates did not finish in time, and the likely reason."""
-    plans = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="plans") or []
+    plans = context["ti"].xcom_pull(task_ids=Task.PLAN, key=XCom.PLANS) or []
     dates = {p["run_id"]: p["logical_date"] for p in plans}
     stuck = sorted(dates.get(r, r) for r in set(stuck_run_ids))
     shown = ", ".join(stuck[:20]) + (f" and {len(stuck) - 20} more" if len(stuck) > 20 else "")
@@ -152,7 +150,7 @@ class BackfillPlanOperator(BaseOperator):
             minutes = (context["dag_run"].conf or {}).get("timeout_minutes") or timeout_minutes()
             if time.time() - since > 60 * minutes:
                 message = f"{wait}; waited timeout_minutes for it; wait longer or cancel it"
-                context["ti"].xcom_push(key="error", value=message)
+                context["ti"].xcom_push(key=XCom.ERROR, value=message)
                 raise AirflowFailException(message) from None
             self.log.info("%s: waiting for it", wait)
             self.defer(
@@ -290,15 +288,16 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         adopted (a refused date has none). Counted in batches by :class:`Window`: no run read
         one by one."""
         ti = context["ti"]
-        run_ids = list(ti.xcom_pull(task_ids=PLAN_TASK_ID, key="run_ids") or [])[: self.first_position]
-        records = records_by_chunk(ti.xcom_pull(task_ids=TRIGGER_TASK_ID, key=CHUNK_RECORD_KEY))
+        run_ids = list(ti.xcom_pull(task_ids=Task.PLAN, key=XCom.RUN_IDS) or [])[: self.first_position]
+        records = records_by_chunk(ti.xcom_pull(task_ids=Task.TRIGGER, key=XCom.CHUNK))
         return [*run_ids, *adopted_run_ids(records)]
 
     def _feed(self, context: Any, execution: Execution, position: int, window: Window) -> None:
         """Start the chunk's dates from ``position``, each once the window has room.
 
         While the window is full the task waits in its worker, or deferred in the triggerer when
-        Airflow itself holds the backfill's extra runs queued (:func:`backfill_controller.domain.plan.feeding`).
+        Airflow itself holds the backfill's extra runs queued
+        (:func:`backfill_controller.domain.plan.feeding`).
         """
         feed = execution.feeding
         open_runs = window.count()
@@ -379,7 +378,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
 
     def _record(self, context: Any, acted: int, stopped: str | None = None) -> None:
         record = ChunkRecord(self.chunk_index, acted, dict(self.events), stopped)
-        context["ti"].xcom_push(key=CHUNK_RECORD_KEY, value=record.to_dict())
+        context["ti"].xcom_push(key=XCom.CHUNK, value=record.to_dict())
 
     def _defer_for_room(
         self, context: Any, execution: Execution, window: Window, feed: Feeding, open_runs: int, position: int
@@ -451,8 +450,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             self.log.info("run %s was already triggered or cleared by this backfill", run_id)
             return run_id
         if self.reset_dag_run:
-            if self.note:  # clearing keeps the run's old note: set ours first
-                self._rest().set_note(self.trigger_dag_id, run_id, self.note)
+            if self.note:  # clearing keeps the run's old note: ours is added below it
+                self._rest().append_note(self.trigger_dag_id, run_id, self.note)
             if self.clear_task_ids is not None:
                 return self._clear_tasks(run_id)
         try:
@@ -627,7 +626,7 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
         if budget is not None and failed >= budget:
             raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
         self.conf = {**(self.conf or {})}
-        self.conf["continues"] = {**self.conf["continues"], "failed_before": failed}
+        self.conf[CONTINUES_KEY] = {**self.conf[CONTINUES_KEY], "failed_before": failed}
         run_id = str(self.trigger_run_id)
         if RTI.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) == 0:
             super().execute(context)  # raises DagRunTriggerException, then waits deferred
@@ -648,7 +647,7 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
         failed = failed_dates(dates_so_far(context, execution)) if execution else 0
         for k in range(1, self.segment_index):
             part = ti.xcom_pull(
-                task_ids="report", run_id=continuation_run_id(ti.run_id, k), key="segment_report"
+                task_ids=Task.REPORT, run_id=continuation_run_id(ti.run_id, k), key=XCom.SEGMENT_REPORT
             )
             failed += len(part["failed_dates"]) if part else 0
         return failed

@@ -21,21 +21,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from backfill_controller.contract import Task, XCom
 from backfill_controller.domain.airflow_states import OPEN_RUN, RunState
 from backfill_controller.domain.plan import Execution
-from backfill_controller.domain.state import (
-    CHUNK_RECORD_KEY,
-    SegmentFacts,
-    adopted_run_ids,
-    records_by_chunk,
-)
+from backfill_controller.domain.state import SegmentFacts, adopted_run_ids, records_by_chunk
 
-TRIGGER_TASK_ID = "trigger"
 #: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
 BATCH = 40
 #: Seconds between looks once only the last batch of runs is left (two cheap calls a look).
 TAIL_POLL = 0.5
-OPEN = sorted(OPEN_RUN)
 
 
 def batches(items: Sequence[str], size: int = BATCH) -> Iterator[list[str]]:
@@ -50,7 +44,7 @@ def chunk_states(controller_dag_id: str, controller_run_id: str) -> dict[int, st
     from backfill_controller.airflow_internals import mapped_states
 
     states = RTI.get_task_states(
-        dag_id=controller_dag_id, task_ids=[TRIGGER_TASK_ID], run_ids=[controller_run_id]
+        dag_id=controller_dag_id, task_ids=[Task.TRIGGER], run_ids=[controller_run_id]
     ).get(controller_run_id, {})
     return mapped_states(states)
 
@@ -96,9 +90,7 @@ def segment_facts(
 ) -> SegmentFacts:
     """What :func:`backfill_controller.domain.state.segment_dates` needs about one controller run's dates
     ``plans`` (acting ones: ``run_ids``)."""
-    records = records_by_chunk(
-        ti.xcom_pull(task_ids=TRIGGER_TASK_ID, key=CHUNK_RECORD_KEY, run_id=controller_run_id)
-    )
+    records = records_by_chunk(ti.xcom_pull(task_ids=Task.TRIGGER, key=XCom.CHUNK, run_id=controller_run_id))
     return SegmentFacts(
         plans=plans,
         run_ids=run_ids,
@@ -127,7 +119,7 @@ class Window:
         still: list[str] = []
         total = 0
         for batch in batches(self.candidates):
-            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=list(OPEN))
+            found = RTI.get_dr_count(dag_id=self.target_dag_id, run_ids=batch, states=sorted(OPEN_RUN))
             if found:
                 still += batch
                 total += found

@@ -8,8 +8,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from backfill_controller.contract import CONTINUES_KEY, Task, XCom, continuation_run_id
 from backfill_controller.domain.plan import (
-    EXECUTION_KEY,
     DatePlan,
     Execution,
     acting,
@@ -19,13 +19,7 @@ from backfill_controller.domain.plan import (
 )
 from backfill_controller.domain.report import audit_note, build_report, render_table
 from backfill_controller.domain.request import BackfillRequest, OnOverlap, parse_request
-from backfill_controller.domain.segments import (
-    CONTINUES_KEY,
-    continuation_conf,
-    continuation_run_id,
-    merge_reports,
-    split,
-)
+from backfill_controller.domain.segments import continuation_conf, merge_reports, split
 from backfill_controller.domain.settings import Limits, segment_size, timeout_minutes
 from backfill_controller.domain.state import SegmentFacts, segment_dates
 from backfill_controller.worker.notify import notify_end
@@ -42,11 +36,12 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     """Have the api-server check the request for its requester and decide each date; store the plan.
 
     Nothing changes here. The api-server plans this run for the user who requested it (its
-    ``triggering_user_name``; see :mod:`backfill_controller.server.web`): a bad or forbidden request fails
-    this task with every problem named, and pushes the message as XCom ``error`` so ``report`` can
-    return it. Raises :class:`OverlapWait` when the request waits for an overlapping backfill.
-    Returns the ``trigger`` task's mapped kwargs (one dict per chunk of the dates to act on); the
-    rest of the plan goes to XComs named after it.
+    ``triggering_user_name``; see :mod:`backfill_controller.server.controller_runs`): a bad or
+    forbidden request fails this task with every problem named, and pushes the message as XCom
+    ``error`` so ``report`` can return it. Raises :class:`OverlapWait` when the request waits for
+    an overlapping backfill. Returns the ``trigger`` task's mapped kwargs (one dict per chunk of the
+    dates to act on); the rest of the plan goes to XComs named after it
+    (:class:`backfill_controller.contract.XCom`).
     """
     from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
@@ -60,24 +55,24 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         if exc.status not in (403, 404, 409, 422):
             raise
         message = exc.detail
-        ti.xcom_push(key="error", value=message)
+        ti.xcom_push(key=XCom.ERROR, value=message)
         raise AirflowFailException(message) from None
     if answer["status"] == "continuation":  # carry out one segment of the head run's plan
         head, segment = str(answer["head_run_id"]), int(answer["segment"])
-        stored = ti.xcom_pull(task_ids="plan", run_id=head, key="request")
+        stored = ti.xcom_pull(task_ids=Task.PLAN, run_id=head, key=XCom.REQUEST)
         request = parse_request(stored, limits=Limits.from_config(), now=None)
         plans = [
             DatePlan.from_dict(p)
-            for p in ti.xcom_pull(task_ids="plan", run_id=head, key=f"segment_{segment}")
+            for p in ti.xcom_pull(task_ids=Task.PLAN, run_id=head, key=XCom.segment(segment))
         ]
         failed_before = int(conf[CONTINUES_KEY].get("failed_before", 0))
-        feed = Execution.from_dict(ti.xcom_pull(task_ids="plan", run_id=head, key=EXECUTION_KEY)).feeding
+        feed = Execution.from_dict(ti.xcom_pull(task_ids=Task.PLAN, run_id=head, key=XCom.EXECUTION)).feeding
     else:
         if answer["status"] == "overlap":
             if conf.get("on_overlap") == OnOverlap.WAIT.value:
                 raise OverlapWait(answer["message"])
             message = f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait"
-            ti.xcom_push(key="error", value=message)
+            ti.xcom_push(key=XCom.ERROR, value=message)
             raise AirflowFailException(message)
         request = parse_request(answer["request"], limits=Limits.from_config(), now=None)
         all_plans = [DatePlan.from_dict(p) for p in answer["plans"]]
@@ -93,17 +88,17 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
         parts = split(all_plans, size)
         plans, failed_before = parts[0], 0
         for index, part in enumerate(parts[1:], start=1):
-            ti.xcom_push(key=f"segment_{index}", value=[p.to_dict() for p in part])
-        ti.xcom_push(key="segments", value=len(parts))
+            ti.xcom_push(key=XCom.segment(index), value=[p.to_dict() for p in part])
+        ti.xcom_push(key=XCom.SEGMENTS, value=len(parts))
         log.info("planned %d dates in %d segment(s) of at most %d", len(all_plans), len(parts), size)
-        ti.xcom_push(key="stats", value=_stats(started, len(all_plans)))
+        ti.xcom_push(key=XCom.STATS, value=_stats(started, len(all_plans)))
     act = [] if request.dry_run else acting(plans)
     log.info("this run acts on %d of its %d dates", len(act), len(plans))
     facts = {
-        "request": request.to_dict(),
-        "plans": [p.to_dict() for p in plans],
-        "run_ids": [p.run_id for p in act],
-        EXECUTION_KEY: Execution(
+        XCom.REQUEST: request.to_dict(),
+        XCom.PLANS: [p.to_dict() for p in plans],
+        XCom.RUN_IDS: [p.run_id for p in act],
+        XCom.EXECUTION: Execution(
             target_dag_id=request.target_dag_id,
             feeding=feed,
             max_failed_dates=request.max_failed_dates,
@@ -134,7 +129,7 @@ def _stats(started: float, dates: int) -> dict[str, float]:
 def list_segments(**context: Any) -> list[dict[str, Any]]:
     """Kwargs of the ``segment`` task: one continuation run per segment after the first."""
     ti, dag_run = context["ti"], context["dag_run"]
-    count = ti.xcom_pull(task_ids="plan", key="segments") or 1
+    count = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.SEGMENTS) or 1
     conf = dict(dag_run.conf or {})
     if conf.get("dry_run"):
         return []  # a dry run changes nothing: its report reads every segment's plan itself
@@ -154,13 +149,15 @@ def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list
     A dry run has no continuation runs: its segments' reports are built from the plan alone.
     """
     parts = []
-    for k in range(1, ti.xcom_pull(task_ids="plan", key="segments") or 1):
+    for k in range(1, ti.xcom_pull(task_ids=Task.PLAN, key=XCom.SEGMENTS) or 1):
         run_id = continuation_run_id(head_run_id, k)
         part = (
-            None if request.dry_run else ti.xcom_pull(task_ids="report", run_id=run_id, key="segment_report")
+            None
+            if request.dry_run
+            else ti.xcom_pull(task_ids=Task.REPORT, run_id=run_id, key=XCom.SEGMENT_REPORT)
         )
         if part is None:
-            stored = ti.xcom_pull(task_ids="plan", key=f"segment_{k}")
+            stored = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.segment(k))
             plans = [DatePlan.from_dict(p) for p in stored]
             never = segment_dates(SegmentFacts(stored, [], 1, {}, {}, {}, finished=True))
             part = build_report(request, plans, never, controller_run_id=run_id)
@@ -215,8 +212,8 @@ def report_backfill(**context: Any) -> dict[str, Any]:
     ti, dag_run = context["ti"], context["dag_run"]
     triggered_by = getattr(dag_run, "triggering_user_name", None)
     continues = (dag_run.conf or {}).get(CONTINUES_KEY)
-    error = ti.xcom_pull(task_ids="plan", key="error")
-    stored = ti.xcom_pull(task_ids="plan", key="request")
+    error = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.ERROR)
+    stored = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.REQUEST)
     if error or stored is None:
         conf = dict(dag_run.conf or {})
         report: dict[str, Any] = {
@@ -234,19 +231,19 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         log.error("backfill refused:\n%s", report["error"])
     else:
         request = parse_request(stored, limits=Limits.from_config(), now=None)
-        stored_plans = ti.xcom_pull(task_ids="plan", key="plans")
+        stored_plans = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.PLANS)
         plans = [DatePlan.from_dict(p) for p in stored_plans]
         dates = None
         if not request.dry_run:
-            run_ids = ti.xcom_pull(task_ids="plan", key="run_ids") or []
-            execution = Execution.from_dict(ti.xcom_pull(task_ids="plan", key=EXECUTION_KEY))
+            run_ids = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.RUN_IDS) or []
+            execution = Execution.from_dict(ti.xcom_pull(task_ids=Task.PLAN, key=XCom.EXECUTION))
             dates = segment_dates(
                 segment_facts(ti, ti.run_id, execution, stored_plans, run_ids, finished=True)
             )
         report = build_report(
             request, plans, dates, controller_run_id=dag_run.run_id, triggered_by=triggered_by
         )
-        ti.xcom_push(key="segment_report", value=report)
+        ti.xcom_push(key=XCom.SEGMENT_REPORT, value=report)
         if not continues:
             report = merge_reports([report, *_later_segments(ti, dag_run.run_id, request)])
         log.info("backfill of %s:\n%s", request.target_dag_id, render_table(report))
@@ -257,7 +254,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         report["notified"] = notify_end(report, requested, context)
     if not report["success"]:
         # A failing task returns nothing, so the result is pushed before failing.
-        ti.xcom_push(key="return_value", value=report)
+        ti.xcom_push(key=XCom.RETURN_VALUE, value=report)
         why = report.get("error") or ", ".join(report["failed_dates"] + report.get("unfinished_dates", []))
         why = why or "dates cancelled"
         raise AirflowFailException(f"backfill failed: {why}")

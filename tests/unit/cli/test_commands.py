@@ -77,7 +77,8 @@ def test_status_exits_with_what_the_phase_says(phase):
 
 
 class FakeControllerApi:
-    """Stands in for :class:`backfill_controller.client.controller_api.ControllerApi` in ``run_status``/``run_list``."""
+    """Stands in for :class:`backfill_controller.client.controller_api.ControllerApi` in
+    ``run_status``/``run_list``."""
 
     answer: Any = None
     calls: list[tuple[str, Any]] = []

@@ -1,4 +1,5 @@
-"""Specification of :mod:`backfill_controller.cli.conf`: a ``backfill`` command line as the controller's conf."""
+"""Specification of :mod:`backfill_controller.cli.conf`: a ``backfill`` command line as the
+controller's conf."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from backfill_controller.cli.common import UsageError
 from backfill_controller.cli.conf import ignored_flag_notes, to_conf
 from backfill_controller.cli.flags import build_parser
+from backfill_controller.contract import CONTROLLER_DAG_ID
 
 
 def conf(*argv: str) -> dict[str, Any]:
@@ -201,7 +203,7 @@ REFUSED = {
         ["--continue-on-failures", "--max-failed-dates"],
     ),
     "bad dag_id": (["sales pipeline", "-s", "2024-01-01"], ["DAG_ID", "'sales pipeline'"]),
-    "the controller itself": (["backfill_controller", "-s", "2024-01-01"], ["itself"]),
+    "the controller itself": ([CONTROLLER_DAG_ID, "-s", "2024-01-01"], ["itself"]),
     "--pool": (
         ["sales", "-s", "2024-01-01", "--pool", "p"],
         ["--pool", "not supported", "--max-active-runs"],

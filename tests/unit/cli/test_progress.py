@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from backfill_controller.cli.common import CONTROLLER_DAG_ID, EXIT_FAILED, EXIT_SUCCESS
+from backfill_controller.cli.common import EXIT_FAILED, EXIT_SUCCESS
 from backfill_controller.cli.progress import Progress, ProgressPrinter, follow, format_progress, progress_of
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
 from backfill_controller.domain.state import Counts, Phase
 
 
@@ -242,7 +243,7 @@ def test_follow_polls_the_backfill_until_its_run_ends_then_prints_the_report():
     assert follow(api, "manual__1", 0, out=out, err=err) == EXIT_SUCCESS
 
     assert api.polled == ["manual__1"] * 3
-    assert api.xcoms == [(CONTROLLER_DAG_ID, "manual__1", "report", "return_value")]
+    assert api.xcoms == [(CONTROLLER_DAG_ID, "manual__1", Task.REPORT, XCom.RETURN_VALUE)]
     assert "SUCCESS: 1 dates of sales" in out.getvalue()
     assert "1/1 dates  done 1" in err.getvalue().splitlines()[-1]
 

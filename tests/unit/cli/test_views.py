@@ -1,4 +1,5 @@
-"""Specification of :mod:`backfill_controller.cli.views`: what ``backfill status`` and ``backfill list`` print."""
+"""Specification of :mod:`backfill_controller.cli.views`: what ``backfill status`` and ``backfill
+list`` print."""
 
 from __future__ import annotations
 

@@ -1,0 +1,158 @@
+"""What the controller's own tasks ask of the api-server: they have no database, so they ask over REST.
+
+* :func:`plan_run` (``POST /backfill-controller/api/controller_runs/{run_id}/plan``): the ``plan``
+  task asks the api-server to plan its run for the run's recorded requester
+  (``triggering_user_name``), since a task acts with the controller's own identity. The request
+  is checked and its dates claimed as the front door does (:mod:`backfill_controller.server.front_door`),
+  and the backfill is recorded in the ledger (:mod:`backfill_controller.server.ledger`). A
+  continuation run of a large backfill is recognised here, and only when its head created it.
+* :func:`scheduled_dates` (``POST /backfill-controller/api/dags/{dag_id}/dates``): a request's
+  dates by the target's timetable (the scheduled catch-up uses it).
+
+The routes are in :mod:`backfill_controller.server.web`; the ``trigger`` task's question whether
+its backfill is paused is :func:`backfill_controller.server.actions.paused_for`, and the
+``report`` task's record of how a backfill ended :func:`backfill_controller.server.ui.outcome`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from fastapi import HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backfill_controller.contract import (
+    CATCHUP_PREFIX,
+    CONTINUES_KEY,
+    CONTROLLER_DAG_ID,
+    SEGMENT_MARK,
+    continuation_run_id,
+)
+from backfill_controller.domain.request import InvalidRequest, parse_request
+from backfill_controller.domain.rights import Right
+from backfill_controller.domain.schedule import ScheduleError, expand
+from backfill_controller.domain.settings import Limits
+from backfill_controller.server import access, ledger
+from backfill_controller.server.front_door import claim, clash, field_error, plan, refused
+from backfill_controller.server.planner import parse
+
+_DATE_KEYS = ("start_date", "end_date", "dates")
+
+
+def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
+    """Plan controller run ``run_id`` for its recorded requester; ``caller`` is the controller's
+    service account, which must itself be allowed to read the target."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
+    if run is None:
+        raise HTTPException(404, {"message": f"no run {run_id!r} of {CONTROLLER_DAG_ID}"})
+    conf = dict(run.conf or {})
+    requester = run.triggering_user_name
+    run_type = str(getattr(run.run_type, "value", run.run_type))
+    if CONTINUES_KEY in conf:
+        return _continuation(session, run_id, conf[CONTINUES_KEY], requester, run_type)
+    catchup_by_a_user = run_id.startswith(CATCHUP_PREFIX) and requester != access.service_account()
+    if SEGMENT_MARK in run_id or catchup_by_a_user:
+        raise refused(
+            InvalidRequest([field_error("run_id", run_id, "is shaped like the controller's own run ids")])
+        )
+    if run_type not in (DagRunType.MANUAL.value, DagRunType.OPERATOR_TRIGGERED.value):
+        raise refused(access.Forbidden(f"a {run_type} run has no requester to act for"))
+    try:
+        request = parse(conf)
+        # The caller (the controller's service account) must itself be allowed to read the target.
+        access.require(caller, request.target_dag_id, [Right.READ_DAG])
+    except (access.Forbidden, InvalidRequest) as exc:
+        raise refused(exc) from None
+    recorded = ledger.entry(session, run_id)
+    authorized = recorded is not None and recorded.requester == requester
+    user = None if authorized else _requester(requester)
+    planned = plan(conf, user, session, authorized=authorized)
+    why = clash(session, planned, run_id)
+    if why:
+        return {"status": "overlap", "message": why}
+    claim(session, run_id, requester, planned)
+    return {"status": "planned", **planned.to_dict()}
+
+
+def _requester(name: str | None) -> Any:
+    """The user a controller run acts for; refuses (fails closed) where the auth manager cannot say."""
+    if not name:
+        raise refused(
+            access.Forbidden(
+                "this run records no authenticated requester; request backfills through the UI, "
+                f"the REST API or the front door ({access.FRONT_DOOR})"
+            )
+        )
+    user = access.user_named(name)
+    if user is None:
+        raise refused(
+            access.Forbidden(
+                f"the rights of {name!r} cannot be checked for a run triggered this way with this "
+                "deployment's auth manager; request the backfill through the front door "
+                f"({access.FRONT_DOOR})"
+            )
+        )
+    return user
+
+
+def _continuation(
+    session: Session, run_id: str, continues: Any, requester: str | None, run_type: str
+) -> dict[str, Any]:
+    """A continuation run is genuine when its head's backfill created it: then it may run a segment."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+
+    head = str((continues or {}).get("head_run_id")) if isinstance(continues, dict) else ""
+    segment = continues.get("segment") if isinstance(continues, dict) else None
+    head_run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == head))
+    genuine = (
+        run_type == DagRunType.OPERATOR_TRIGGERED.value
+        and isinstance(segment, int)
+        and run_id == continuation_run_id(head, segment)
+        and head_run is not None
+        and head_run.triggering_user_name == requester
+        and ledger.entry(session, head) is not None
+    )
+    if not genuine:
+        raise refused(
+            InvalidRequest(
+                [
+                    field_error(
+                        CONTINUES_KEY, continues, "is the controller's own key", "no such key in a request"
+                    )
+                ]
+            )
+        )
+    return {"status": "continuation", "head_run_id": head, "segment": segment}
+
+
+def scheduled_dates(dag_id: str, body: dict[str, Any], session: Session) -> dict[str, Any]:
+    """The logical dates, run_after and data intervals of the request ``body`` for ``dag_id``, oldest
+    first, by its timetable; 404 for an unknown DAG, 422 naming the wrong field."""
+    from airflow.models.dagbag import DBDagBag
+
+    dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+    if dag is None:
+        raise HTTPException(404, {"field": "dag_id", "message": f"no DAG {dag_id!r}"})
+    now = pendulum.now("UTC")
+    try:
+        limits = Limits.from_config()
+        request = parse_request(
+            {"dag_id": dag_id, **{k: body.get(k) for k in _DATE_KEYS}}, limits=limits, now=now
+        )
+        dates = expand(dag.timetable, request, now, limit=limits.max_dates_per_request)
+    except InvalidRequest as exc:
+        raise HTTPException(422, {"field": exc.errors[0].field, "message": str(exc)}) from None
+    except ScheduleError as exc:
+        raise HTTPException(422, {"field": exc.field, "message": str(exc)}) from None
+    return {
+        "dag_id": dag_id,
+        "timetable": dag.timetable.summary,
+        "periodic": bool(dag.timetable.periodic),
+        "dates": [d.to_dict() for d in dates],
+    }
