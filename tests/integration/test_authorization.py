@@ -12,17 +12,27 @@ from urllib.parse import quote
 
 import pytest
 from conftest import SECRET
-from test_controller import CONTROLLER, TIMEOUT
+from test_controller import TIMEOUT
 from test_front_door import post
 
-FRONT_DOOR = "/backfill-controller/api/backfills"
+from backfill_controller.contract import (
+    CATCHUP_PREFIX,
+    CONTROLLER_DAG_ID,
+    TARGET_RUN_PREFIX,
+    URL_PREFIX,
+    Task,
+    XCom,
+)
+
+FRONT_DOOR = f"{URL_PREFIX}/api/backfills"
 X = "bf_secured"  # task ids secret_ingest_step, secret_publish_step
-SECRET_MARKS = ("secret_ingest_step", "secret_publish_step", "backfill_controller__2024-12-01")
+READABLE = "bf_daily"
+SECRET_MARKS = ("secret_ingest_step", "secret_publish_step", f"{TARGET_RUN_PREFIX}2024-12-01")
 
 #: Rights on backfill_controller itself: trigger it, read its runs, task instances and XComs.
 CONTROLLER_RIGHTS = [
-    ("can_read", f"DAG:{CONTROLLER}"),
-    ("can_edit", f"DAG:{CONTROLLER}"),
+    ("can_read", f"DAG:{CONTROLLER_DAG_ID}"),
+    ("can_edit", f"DAG:{CONTROLLER_DAG_ID}"),
     ("can_create", "DAG Runs"),
     ("can_read", "DAG Runs"),
     ("can_read", "Task Instances"),
@@ -42,12 +52,26 @@ FAB_ROLES = {
     "x_canceller": [*CONTROLLER_RIGHTS, ("can_edit", "DAG Runs"), ("can_read", f"DAG:{X}")],
     # rights on the controller, none on X
     "stranger": CONTROLLER_RIGHTS,
+    # operates controller runs (clear, delete) and edits XComs, reads another DAG; nothing on X
+    "operator": [
+        *CONTROLLER_RIGHTS,
+        ("can_edit", "DAG Runs"),
+        ("can_delete", "DAG Runs"),
+        ("can_edit", "XComs"),
+        ("can_read", f"DAG:{READABLE}"),
+    ],
 }
-FAB_USERS = {"bea": "x_backfiller", "rita": "x_reader", "carl": "x_canceller", "sam": "stranger"}
+FAB_USERS = {
+    "bea": "x_backfiller",
+    "rita": "x_reader",
+    "carl": "x_canceller",
+    "sam": "stranger",
+    "mallory": "operator",
+}
 
 
 def trigger_as(airflow, token: str, conf: dict, run_id: str | None = None):
-    return airflow.post_run(CONTROLLER, conf, run_id, token=token)
+    return airflow.post_run(CONTROLLER_DAG_ID, conf, run_id, token=token)
 
 
 def runs_of(airflow, dag_id: str) -> list[tuple]:
@@ -59,16 +83,18 @@ def controller_traces(airflow, run_id: str) -> str:
     """Everything the controller kept of one run: its XComs and its task logs."""
     entries = airflow._json(
         "GET",
-        f"/api/v2/dags/{CONTROLLER}/dagRuns/{run_id}/taskInstances/~/xcomEntries",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}/taskInstances/~/xcomEntries",
         params={"limit": 100},
     )["xcom_entries"]
     values = [
-        str(airflow.xcom(CONTROLLER, run_id, e["task_id"], key=e["key"], map_index=e["map_index"]))
+        str(airflow.xcom(CONTROLLER_DAG_ID, run_id, e["task_id"], key=e["key"], map_index=e["map_index"]))
         for e in entries
     ]
     logs = [
         path.read_text(errors="replace")
-        for path in airflow.home.joinpath("logs", f"dag_id={CONTROLLER}", f"run_id={run_id}").rglob("*.log")
+        for path in airflow.home.joinpath("logs", f"dag_id={CONTROLLER_DAG_ID}", f"run_id={run_id}").rglob(
+            "*.log"
+        )
     ]
     return "\n".join(values + logs)
 
@@ -89,7 +115,7 @@ def fab(auth_manager_name, airflow) -> dict[str, str]:
     # A run of X the stranger must never learn of: bea backfills 2024-12-01.
     started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": ["2024-12-01"]}, token=tokens["bea"])
     assert started.status_code == 201, started.text
-    assert airflow.wait_for_run(CONTROLLER, started.json()["dag_run_id"], timeout=TIMEOUT) == "success"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, started.json()["dag_run_id"], timeout=TIMEOUT) == "success"
     return tokens
 
 
@@ -102,8 +128,8 @@ def test_a_user_without_rights_on_the_target_is_refused_and_learns_nothing_of_it
     triggered = trigger_as(airflow, fab["sam"], request)
     assert triggered.status_code == 200, triggered.text  # sam may trigger the controller itself
     run_id = triggered.json()["dag_run_id"]
-    state = airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT)
-    report = airflow.xcom(CONTROLLER, run_id, "report")
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT)
+    report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     traces = controller_traces(airflow, run_id)
     leaked = [mark for mark in SECRET_MARKS if mark in refused.text + dry.text + traces]
     figures.bad_input(
@@ -125,13 +151,15 @@ def test_the_same_request_from_a_user_with_rights_on_the_target_succeeds(airflow
     request = {"dag_id": X, "start_date": "2024-12-01", "end_date": "2024-12-03", "reprocess": "all"}
     started = post(airflow, FRONT_DOOR, request, token=fab["bea"])
     assert started.status_code == 201, started.text
-    assert airflow.wait_for_run(CONTROLLER, started.json()["dag_run_id"], timeout=TIMEOUT) == "success"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, started.json()["dag_run_id"], timeout=TIMEOUT) == "success"
     triggered = trigger_as(
         airflow, fab["bea"], {**request, "dates": ["2024-12-04"], "start_date": None, "end_date": None}
     )
     assert triggered.status_code == 200, triggered.text
-    assert airflow.wait_for_run(CONTROLLER, triggered.json()["dag_run_id"], timeout=TIMEOUT) == "success"
-    days = {r[0][len("backfill_controller__") :][:10] for r in runs_of(airflow, X)}
+    assert (
+        airflow.wait_for_run(CONTROLLER_DAG_ID, triggered.json()["dag_run_id"], timeout=TIMEOUT) == "success"
+    )
+    days = {r[0][len(TARGET_RUN_PREFIX) :][:10] for r in runs_of(airflow, X)}
     assert {"2024-12-01", "2024-12-02", "2024-12-03", "2024-12-04"} <= days
 
 
@@ -146,8 +174,8 @@ def test_a_read_only_user_on_the_target_gets_a_dry_run_and_nothing_else(airflow,
     assert refused.status_code == 403 and "POST on its DAG runs" in refused.text, refused.text
     triggered = trigger_as(airflow, fab["rita"], request)
     run_id = triggered.json()["dag_run_id"]
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "failed"
-    assert "rita may not backfill" in airflow.xcom(CONTROLLER, run_id, "report")["error"]
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "failed"
+    assert "rita may not backfill" in airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)["error"]
     assert runs_of(airflow, X) == before
 
 
@@ -174,10 +202,10 @@ def test_the_backfills_page_shows_a_backfill_only_to_readers_of_its_target(airfl
 def test_the_new_backfill_form_offers_only_the_dags_each_user_may_backfill(airflow, fab):
     offered = {}
     for user in ("bea", "rita", "sam"):
-        answer = airflow.api("GET", "/backfill-controller/api/backfillable_dags", token=fab[user])
+        answer = airflow.api("GET", f"{URL_PREFIX}/api/backfillable_dags", token=fab[user])
         assert answer.status_code == 200, answer.text
         offered[user] = answer.json()["dag_ids"]
-    assert X in offered["bea"] and CONTROLLER not in offered["bea"]
+    assert X in offered["bea"] and CONTROLLER_DAG_ID not in offered["bea"]
     assert X not in offered["rita"] and X not in offered["sam"]  # read only; no rights
 
 
@@ -195,7 +223,10 @@ def test_a_canceller_without_edit_rights_on_the_target_fails_nothing_of_it(airfl
         time.sleep(1)
     assert queued, runs_of(airflow, X)
     cancel = airflow.api(
-        "PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{head}", json={"state": "failed"}, token=fab["carl"]
+        "PATCH",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{head}",
+        json={"state": "failed"},
+        token=fab["carl"],
     )
     assert cancel.status_code == 200, cancel.text
     queued_ids = {r[0] for r in queued}
@@ -218,13 +249,16 @@ def test_a_canceller_without_edit_rights_on_the_target_fails_nothing_of_it(airfl
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         queued = [
-            r for r in runs_of(airflow, X) if r[1] == "queued" and r[0] >= "backfill_controller__2024-12-2"
+            r for r in runs_of(airflow, X) if r[1] == "queued" and r[0] >= f"{TARGET_RUN_PREFIX}2024-12-2"
         ]
         if queued:
             break
         time.sleep(1)
     cancel = airflow.api(
-        "PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{second}", json={"state": "failed"}, token=fab["bea"]
+        "PATCH",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{second}",
+        json={"state": "failed"},
+        token=fab["bea"],
     )
     assert cancel.status_code == 200, cancel.text
     after = {r[0]: r[1] for r in runs_of(airflow, X)}
@@ -235,7 +269,7 @@ def test_a_canceller_without_edit_rights_on_the_target_fails_nothing_of_it(airfl
 def test_only_a_user_who_may_change_the_targets_runs_operates_its_backfill(airflow, fab, figures):
     """sam (nothing on X) learns nothing of X; rita (reads X) may not change the controller's runs;
     carl (may, and reads X) lacks PUT on X's runs; bea (may backfill X) pauses and resumes it."""
-    run_id = airflow.trigger(CONTROLLER, {"dag_id": X, "dates": ["2024-12-20", "2024-12-21"]})
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, {"dag_id": X, "dates": ["2024-12-20", "2024-12-21"]})
     answers = {
         user: post(airflow, f"{FRONT_DOOR}/{run_id}/pause", {}, token=fab[user])
         for user in ("sam", "rita", "carl")
@@ -261,7 +295,7 @@ def test_only_a_user_who_may_change_the_targets_runs_operates_its_backfill(airfl
         assert resumed.status_code == 200, resumed.text
         history = [(h["action"], h["by"]) for h in resumed.json()["history"]]
         assert history == [("pause", "bea"), ("resume", "bea")]
-    assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
 
 
 @pytest.mark.backend("postgres")
@@ -269,20 +303,116 @@ def test_a_finished_backfill_marked_failed_later_fails_nothing(airflow, fab):
     started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": ["2024-12-28"]}, token=fab["bea"])
     assert started.status_code == 201, started.text
     head = started.json()["dag_run_id"]
-    assert airflow.wait_for_run(CONTROLLER, head, timeout=TIMEOUT) == "success"
-    run_id = "backfill_controller__2024-12-28T00:00:00+00:00"
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, head, timeout=TIMEOUT) == "success"
+    run_id = f"{TARGET_RUN_PREFIX}2024-12-28T00:00:00+00:00"
     assert airflow.api("PATCH", f"/api/v2/dags/{X}", json={"is_paused": True}).status_code == 200
     try:  # someone re-runs that date later: its run waits queued (the target is paused)
         cleared = airflow.api("POST", f"/api/v2/dags/{X}/dagRuns/{run_id}/clear", json={"dry_run": False})
         assert cleared.status_code == 200, cleared.text
         assert airflow.run_state(X, run_id) == "queued"
         marked = airflow.api(
-            "PATCH", f"/api/v2/dags/{CONTROLLER}/dagRuns/{head}", json={"state": "failed"}, token=fab["bea"]
+            "PATCH",
+            f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{head}",
+            json={"state": "failed"},
+            token=fab["bea"],
         )
         assert marked.status_code == 200, marked.text
         assert airflow.run_state(X, run_id) == "queued"  # not the old backfill's to cancel any more
     finally:
         airflow.api("PATCH", f"/api/v2/dags/{X}", json={"is_paused": False})
+
+
+# ------------------------------------------------------------- attacks on a backfill's authority
+
+
+def _finished_backfill_of_x(airflow, fab, dates: list[str]) -> str:
+    """bea backfills ``dates`` of X (re-running what exists): the head run, ended successfully."""
+    started = post(airflow, FRONT_DOOR, {"dag_id": X, "dates": dates, "reprocess": "all"}, token=fab["bea"])
+    assert started.status_code == 201, started.text
+    head = started.json()["dag_run_id"]
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, head, timeout=TIMEOUT) == "success"
+    return head
+
+
+@pytest.mark.backend("postgres")
+def test_clearing_someone_elses_ended_backfill_replays_nothing(airflow, fab, figures):
+    """mallory may clear controller runs (PUT on them) but has no right on X: clearing bea's ended
+    backfill of X must not clear or re-run X's runs again as bea."""
+    head = _finished_backfill_of_x(airflow, fab, ["2024-11-01", "2024-11-02"])
+    before = runs_of(airflow, X)
+    cleared = airflow.api(
+        "POST",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quote(head, safe='')}/clear",
+        json={"dry_run": False},
+        token=fab["mallory"],
+    )
+    assert cleared.status_code == 200, cleared.text  # Airflow allows it: the controller must refuse
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, head, timeout=TIMEOUT)
+    error = airflow.xcom(CONTROLLER_DAG_ID, head, Task.REPORT)["error"]
+    figures.bad_input("forged: a cleared controller run of an ended backfill", state == "failed")
+    assert state == "failed"
+    assert "cleared" in error and "rerun_failed" in error, error
+    assert runs_of(airflow, X) == before
+
+
+@pytest.mark.backend("postgres")
+def test_a_run_id_reused_after_its_run_was_deleted_is_not_trusted(airflow, fab, figures):
+    """mallory's dry run under ``reuse1`` is deleted; a new controller run under the same run_id,
+    for X, must be authorized afresh (and refused), not trusted for the old record."""
+    dry = post(
+        airflow,
+        FRONT_DOOR + "?run_id=reuse1",
+        {"dag_id": READABLE, "dates": ["2024-11-05"], "dry_run": True},
+        token=fab["mallory"],
+    )
+    assert dry.status_code == 201, dry.text
+    assert airflow.wait_for_run(CONTROLLER_DAG_ID, "reuse1", timeout=TIMEOUT) == "success"
+    deleted = airflow.api("DELETE", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/reuse1", token=fab["mallory"])
+    assert deleted.status_code == 204, deleted.text
+    before = runs_of(airflow, X)
+    forged = trigger_as(
+        airflow, fab["mallory"], {"dag_id": X, "dates": ["2024-11-05"], "reprocess": "all"}, run_id="reuse1"
+    )
+    assert forged.status_code == 200, forged.text
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, "reuse1", timeout=TIMEOUT)
+    figures.bad_input("forged: a controller run re-created under an old run_id", state == "failed")
+    assert state == "failed"
+    assert "mallory may not backfill" in airflow.xcom(CONTROLLER_DAG_ID, "reuse1", Task.REPORT)["error"]
+    assert runs_of(airflow, X) == before
+
+
+@pytest.mark.backend("postgres")
+def test_the_plan_endpoint_answers_only_the_controllers_own_account(airflow, fab, figures):
+    head = _finished_backfill_of_x(airflow, fab, ["2024-11-08"])
+    path = f"{URL_PREFIX}/api/controller_runs/{quote(head, safe='')}/plan"
+    answers = {user: post(airflow, path, {}, token=fab[user]) for user in ("rita", "bea")}
+    figures.bad_input(
+        "forbidden: the plan endpoint called by a user", all(a.status_code == 403 for a in answers.values())
+    )
+    for user, answer in answers.items():
+        assert answer.status_code == 403, (user, answer.text)
+        assert "plans" not in answer.text and "2024-11-08" not in answer.text
+    listed = airflow.api("GET", FRONT_DOOR, params={"limit": 200}, token=fab["bea"]).json()["backfills"]
+    assert [b["phase"] for b in listed if b["run_id"] == head] == ["succeeded"]
+
+
+@pytest.mark.backend("postgres")
+def test_a_forged_segment_count_does_not_burden_the_list(airflow, fab, figures):
+    """An XCom writer sets the ``segments`` XCom of an ended backfill to 10^8: every view still
+    answers at once, from what the api-server recorded."""
+    head = _finished_backfill_of_x(airflow, fab, ["2024-11-09"])
+    run = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quote(head, safe='')}"
+    path = f"{run}/taskInstances/{Task.PLAN}/xcomEntries/{XCom.SEGMENTS}"
+    patched = airflow.api("PATCH", path, json={"value": 100_000_000}, token=fab["mallory"])
+    assert patched.status_code == 200, patched.text
+    started = time.monotonic()
+    listed = airflow.api("GET", FRONT_DOOR, params={"limit": 50}, token=fab["bea"], timeout=30)
+    detail = airflow.api("GET", f"{FRONT_DOOR}/{quote(head, safe='')}", token=fab["bea"], timeout=30)
+    took = time.monotonic() - started
+    figures.bad_input("forged: a segments XCom of 10^8", listed.status_code == detail.status_code == 200)
+    assert listed.status_code == 200 and detail.status_code == 200, (listed.text, detail.text)
+    assert took < 10, took
+    assert detail.json()["segments"] == 1
 
 
 # ---------------------------------------------------------------------------- SimpleAuthManager
@@ -321,18 +451,23 @@ def test_what_each_simple_role_may_do(airflow, simple, user, role, may_backfill,
     assert started.status_code == 201, started.text
     assert triggered.status_code == 200, triggered.text
     for run_id in (started.json()["dag_run_id"], triggered.json()["dag_run_id"]):
-        assert airflow.wait_for_run(CONTROLLER, run_id, timeout=TIMEOUT) == "success"
-        assert airflow.xcom(CONTROLLER, run_id, "report")["triggered_by"] == user
+        assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
+        assert airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)["triggered_by"] == user
     assert [r["state"] for r in airflow.dag_runs("bf_daily", day, day)] == ["success"]
 
 
 @pytest.mark.backend("sqlite")
 def test_a_user_may_not_take_the_catch_ups_run_ids(airflow, simple):
     resp = trigger_as(
-        airflow, simple["uma"], {"dag_id": "bf_daily", "dates": ["2024-12-27"]}, run_id="catchup__bf_daily__x"
+        airflow,
+        simple["uma"],
+        {"dag_id": "bf_daily", "dates": ["2024-12-27"]},
+        run_id=f"{CATCHUP_PREFIX}bf_daily__x",
     )
     assert resp.status_code == 200, resp.text
-    assert airflow.wait_for_run(CONTROLLER, "catchup__bf_daily__x", timeout=TIMEOUT) == "failed"
-    error = airflow.xcom(CONTROLLER, "catchup__bf_daily__x", "report")["error"]
+    assert (
+        airflow.wait_for_run(CONTROLLER_DAG_ID, f"{CATCHUP_PREFIX}bf_daily__x", timeout=TIMEOUT) == "failed"
+    )
+    error = airflow.xcom(CONTROLLER_DAG_ID, f"{CATCHUP_PREFIX}bf_daily__x", Task.REPORT)["error"]
     assert "run_id" in error and "shaped like the controller's own run ids" in error
     assert airflow.dag_runs("bf_daily", "2024-12-27", "2024-12-27") == []
