@@ -52,6 +52,16 @@ class XCom(StrEnum):
         """plan: the per-date plans of segment ``index``."""
         return f"segment_{index}"
 
+    @staticmethod
+    def segment_index(key: str) -> int | None:
+        """The index of a :meth:`segment` key (None for any other key).
+
+        >>> XCom.segment_index("segment_12"), XCom.segment_index("segments")
+        (12, None)
+        """
+        prefix, _, index = key.rpartition("_")
+        return int(index) if prefix == "segment" and index.isdigit() else None
+
 
 #: Target run ids the controller creates start with this.
 TARGET_RUN_PREFIX = "backfill_controller__"
@@ -63,12 +73,16 @@ SEGMENT_MARK = "__segment_"
 CONTINUES_KEY = "continues"
 
 
-def continuation_run_id(head_run_id: str, segment: int) -> str:
-    """
+def continuation_run_id(head_run_id: str, segment: int, token: str = "") -> str:
+    """The run id of continuation ``segment`` of the head run ``head_run_id``; ``token`` is the
+    backfill's own (kept in its record), so that nobody can take the run id before its head does.
+
     >>> continuation_run_id("manual__2024-05-01T10:00:00+00:00", 2)
     'manual__2024-05-01T10:00:00+00:00__segment_2'
+    >>> continuation_run_id("manual__1", 2, "9f3a01bc")
+    'manual__1__segment_2_9f3a01bc'
     """
-    return f"{head_run_id}{SEGMENT_MARK}{segment}"
+    return f"{head_run_id}{SEGMENT_MARK}{segment}" + (f"_{token}" if token else "")
 
 
 def is_controller_shaped(run_id: str) -> bool:

@@ -104,3 +104,48 @@ def test_the_controller_request_is_a_valid_explicit_date_list_with_an_audit_reas
 def test_one_catch_up_run_triggers_the_controller_once_per_target() -> None:
     run = "scheduled__2024-05-08T00:00:00+00:00"
     assert controller_run_id("sales", run) == controller_run_id("sales", run) != controller_run_id("hr", run)
+
+
+def catch_up_with(api) -> dict:
+    from unittest import mock
+
+    from backfill_controller.worker import catchup
+
+    entry = CatchupEntry("sales", pendulum.duration(days=2), Reprocess.MISSING, 10, None).to_dict()
+    dag_run = mock.Mock(run_id="scheduled__2024-05-08T00:00:00+00:00")
+    with mock.patch.object(catchup.AirflowApi, "from_connection", return_value=api):
+        return catchup.catch_up(**entry, dag_run=dag_run)
+
+
+def catchup_api(taken_by: str):
+    """The REST client as the catch-up sees it: one gap, and the run id it tries taken by ``taken_by``."""
+    from unittest import mock
+
+    from backfill_controller.domain.schedule import ScheduledDate
+
+    day = pendulum.now("UTC").start_of("day")
+    api = mock.Mock(username="airflow-api")
+    api.get_dag.return_value = mock.Mock(is_paused=False)
+    api.open_backfill_targets.return_value = {}
+    api.expand_dates.return_value = [ScheduledDate(day, day, day, day)]
+    api.iter_runs.return_value = []
+    api.triggered_by.return_value = taken_by
+    return api
+
+
+def test_a_catch_up_run_id_taken_by_a_user_does_not_stop_the_catch_up() -> None:
+    api = catchup_api(taken_by="mallory")
+    api.trigger.side_effect = [False, True]
+    result = catch_up_with(api)
+    first, second = (c.args[1] for c in api.trigger.call_args_list)
+    assert first == controller_run_id("sales", "scheduled__2024-05-08T00:00:00+00:00")
+    assert second.startswith(first + "__") and len(second) == len(first) + 10  # unguessable suffix
+    assert result["controller_run_id"] == second and result["gaps"] == 1
+
+
+def test_a_retried_catch_up_finds_its_own_run_and_triggers_nothing_more() -> None:
+    api = catchup_api(taken_by="airflow-api")
+    api.trigger.side_effect = [False]
+    result = catch_up_with(api)
+    assert api.trigger.call_count == 1
+    assert result["controller_run_id"] == controller_run_id("sales", "scheduled__2024-05-08T00:00:00+00:00")

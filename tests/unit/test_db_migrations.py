@@ -83,6 +83,9 @@ def first_use_tables() -> MetaData:
 
 
 #: One row per table, as the first-use code wrote them.
+#: What revision 0002 adds to the ledger: empty for the backfills recorded before it.
+NEW_LEDGER_COLUMNS = ("request", "segments", "authorized_at", "segment_token")
+
 ROWS = {
     "backfill_controller_ledger": {
         "controller_run_id": "manual__a",
@@ -140,16 +143,20 @@ def version(engine: Engine) -> str | None:
 
 
 def rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    """Every row of the plugin's tables, the time zone left out (SQLite keeps none)."""
+    """Every row of the plugin's tables (the columns each has now), the time zone left out (SQLite
+    keeps none)."""
+    found: dict[str, list[dict[str, Any]]] = {}
     with engine.connect() as connection:
-        return {
-            name: [
+        for name, table in sorted(metadata.tables.items()):
+            if not inspect(connection).has_table(name):
+                continue
+            present = {column["name"] for column in inspect(connection).get_columns(name)}
+            columns = [column for column in table.c if column.name in present]
+            found[name] = [
                 {k: v.replace(tzinfo=None) if isinstance(v, datetime) else v for k, v in row.items()}
-                for row in connection.execute(select(table).order_by(table.c.id)).mappings()
+                for row in connection.execute(select(*columns).order_by(table.c.id)).mappings()
             ]
-            for name, table in sorted(metadata.tables.items())
-            if inspect(connection).has_table(name)
-        }
+    return found
 
 
 def migrated(engine: Engine) -> None:
@@ -237,7 +244,10 @@ def test_tables_made_on_first_use_are_adopted_with_their_rows(fresh, declared, m
     assert version(fresh) == HEAD
     assert shape(fresh) == shape(declared)
     after = rows(fresh)
-    assert {name: after[name] for name in made} == before
+    assert {
+        name: [{k: row[k] for k in ROWS[name] | {"id": 0}} for row in after[name]] for name in made
+    } == before
+    assert all(row[k] is None for row in after["backfill_controller_ledger"] for k in NEW_LEDGER_COLUMNS)
     assert all(after[name] == [] for name in set(ROWS) - set(made))
 
 
@@ -325,7 +335,7 @@ def test_the_manager_makes_checks_resets_and_drops_the_tables_on_airflows_databa
 
     manager.resetdb()  # `airflow db reset`: dropped, then made again, empty
     assert manager.check_migration()
-    assert rows(engine) == {name: [] for name in sorted(ROWS)}
+    assert rows(engine) == {name: [] for name in sorted(metadata.tables)}
 
     with engine.begin() as connection:
         manager.drop_tables(connection)

@@ -1,10 +1,13 @@
 """The controller's operators, tested through what they raise or send (as Airflow tests
 ``TriggerDagRunOperator``): the ``TriggerDagRun`` request a chunk sends for a date and how it
-reads Airflow's answer, the checks that hold a stored plan against the run's own conf, the order
-and failure budget of chunks, what each chunk records, and the plan task's deferred overlap wait.
+reads Airflow's answer, the checks that hold the backfill's record against the run's own conf, the
+order and failure budget of chunks, what each chunk records, and the plan task's deferred
+overlap wait.
 
-``RuntimeTaskInstance`` and ``SUPERVISOR_COMMS`` are mocked as Airflow's own provider tests do:
-every test runs in milliseconds, without an Airflow.
+``RuntimeTaskInstance`` and ``SUPERVISOR_COMMS`` are mocked as Airflow's own provider tests do, and
+the api-server's answers (``AirflowApi.work``, ``paused``) are served from WORK documents
+(:mod:`tests.unit.work_documents`): every test runs in milliseconds, without an Airflow. No task
+reads its work from an XCom: the XComs a test's task instance holds are only the chunks' records.
 """
 
 from __future__ import annotations
@@ -29,21 +32,25 @@ from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse
 
 from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX, Task, XCom
 from backfill_controller.domain.airflow_states import OPEN_RUN
-from backfill_controller.domain.plan import Execution, Feeding
+from backfill_controller.domain.plan import Action, Execution, Feeding
+from backfill_controller.domain.report import audit_note
 from backfill_controller.domain.state import ChunkRecord, Event, EventKind
+from backfill_controller.worker import work as work_module
 from backfill_controller.worker.operators import (
     NO_ROOM,
     PAUSED_HOLDS,
     PREVIOUS_CHUNK_LOOK,
+    TARGET_FROM_RECORD,
     BackfillPlanOperator,
+    BackfillSegmentOperator,
     BackfillTriggerOperator,
     BackfillWaitSensor,
 )
+from tests.unit.work_documents import HEAD, Served, date_plan, plans, work_document
 
 COMMS = "airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS"
 RTI = "airflow.sdk.execution_time.task_runner.RuntimeTaskInstance"
-FEEDING = Feeding(window=2, deferred=False, resume_at=1, chunk_size=2)
-EXECUTION = Execution("sales", FEEDING, total=2).to_dict()
+#: The one date of the default work, as the chunk starts it.
 DATE = {
     "trigger_run_id": f"{TARGET_RUN_PREFIX}2024-01-01T00:00:00+00:00",
     "logical_date": "2024-01-01T00:00:00+00:00",
@@ -52,35 +59,56 @@ DATE = {
     "clear_task_ids": None,
     "planned_end_date": None,
 }
+NOTE = audit_note("why", "ada")
 OTHER_RUN = "scheduled__2024-01-01T00:00:00+00:00"
-
-
-def context(
-    conf: dict,
-    execution: dict | None = None,
-    try_number: int = 1,
-    xcoms: dict[tuple[str, str], Any] | None = None,
-) -> dict:
-    """A task's context: its ``ti`` answers ``xcom_pull`` from ``{(task_id, key): value}``."""
-    ti = mock.Mock(try_number=try_number, dag_id=CONTROLLER_DAG_ID, run_id="manual__1")
-    stored = {(Task.PLAN, XCom.EXECUTION): EXECUTION if execution is None else execution, **(xcoms or {})}
-    ti.xcom_pull.side_effect = lambda task_ids, key, **_: stored.get((task_ids, key))
-    return {"ti": ti, "dag_run": mock.Mock(conf=conf, run_id="manual__1")}
-
-
 NOT_PAUSED = {"paused": False, "paused_seconds": 0.0}
+SERVED = Served()
 
 
 @pytest.fixture(autouse=True)
 def api() -> Iterator[mock.Mock]:
-    """The REST client the tasks build from their connection: the backfill is not paused."""
+    """The REST client the tasks build from their connection: the api-server serves the works of
+    :data:`SERVED`, and the backfill is not paused. Each test starts in a new task process."""
+    SERVED.works.clear()
+    work_module.forget()
     with mock.patch("backfill_controller.client.airflow_api.AirflowApi.from_connection") as build:
         build.return_value.paused.return_value = NOT_PAUSED
+        build.return_value.work.side_effect = SERVED.work
         yield build.return_value
+    work_module.forget()
+
+
+def context(
+    conf: dict | None = None,
+    work: dict | None = None,
+    *,
+    try_number: int = 1,
+    map_index: int = 0,
+    records: list[dict] | None = None,
+    run_id: str = HEAD,
+) -> dict:
+    """A task's context, its run's ``work`` served by the api-server (the default: one new date of
+    ``sales``; None served for ``work={}``). Its ``ti`` answers ``xcom_pull`` with the chunks'
+    ``records`` only."""
+    SERVED.works.pop(run_id, None)
+    if work != {}:
+        SERVED.works[run_id] = work or work_document()
+    ti = mock.Mock(try_number=try_number, dag_id=CONTROLLER_DAG_ID, run_id=run_id, map_index=map_index)
+    stored = {(Task.TRIGGER, XCom.CHUNK): records or []}
+    ti.xcom_pull.side_effect = lambda task_ids, key, **_: stored.get((task_ids, key))
+    dag_run = mock.Mock(conf={"dag_id": "sales"} if conf is None else conf, run_id=run_id)
+    return {"ti": ti, "dag_run": dag_run}
 
 
 def chunk(**kwargs) -> BackfillTriggerOperator:
-    return BackfillTriggerOperator(task_id=Task.TRIGGER, trigger_dag_id="sales", note="why", **kwargs)
+    return BackfillTriggerOperator(task_id=Task.TRIGGER, **kwargs)
+
+
+def loaded(ctx: dict, **kwargs) -> BackfillTriggerOperator:
+    """A chunk that has read its work (what every entry point of the task does first)."""
+    operator = chunk(**kwargs)
+    operator._execution(ctx)
+    return operator
 
 
 def pushed_records(ctx: dict) -> list[dict[str, Any]]:
@@ -110,74 +138,118 @@ def run_state(known: dict[str, str]) -> Callable[..., str]:
     return state
 
 
-def sent_for(date: dict, conf: dict):
-    """The message the chunk sends to have ``date``'s run created or cleared."""
-    operator = chunk(dates=[date])
-    ctx = context(conf)
-    operator._execution(ctx)
+def sent_for(plan: dict, run_conf: dict, **request: Any):
+    """The message the chunk sends to have the date of ``plan`` created or cleared, the run's conf
+    being ``run_conf`` and its record's request holding ``request``."""
+    ctx = context(run_conf, work_document([plan], **request))
+    operator = loaded(ctx)
     with mock.patch(COMMS, create=True) as comms:
         comms.send.return_value = OKResponse(ok=True)
-        operator._act(ctx, date, retry=False)
+        operator._act(ctx, operator.dates[0], retry=False)
     (message,), _ = comms.send.call_args
     return message
 
 
-def test_a_new_date_is_triggered_with_its_logical_date_run_after_and_the_run_conf():
-    message = sent_for(DATE, {"dag_id": "sales", "conf": {"region": "eu"}})
+def test_a_chunk_reads_its_dates_from_the_record():
+    operator = loaded(context())
+    assert (operator.dates, operator.first_position, operator.dates_label) == (
+        [DATE],
+        0,
+        DATE["logical_date"],
+    )
+
+
+def test_a_new_date_is_triggered_with_its_logical_date_run_after_and_the_records_conf():
+    message = sent_for(date_plan(1), {"dag_id": "sales"}, conf={"region": "eu"})
     assert type(message).__name__ == "TriggerDagRun"
     assert message.dag_id == "sales" and message.run_id == DATE["trigger_run_id"]
     assert message.logical_date.isoformat() == DATE["logical_date"]
     assert message.run_after.isoformat() == DATE["run_after"]
-    assert message.conf == {"region": "eu"} and message.reset_dag_run is False and message.note == "why"
+    assert message.conf == {"region": "eu"} and message.reset_dag_run is False and message.note == NOTE
 
 
 def test_a_failed_date_with_reprocess_failed_is_cleared_under_its_own_run_id():
-    date = {**DATE, "trigger_run_id": "scheduled__2024-01-01T00:00:00+00:00", "reset_dag_run": True}
+    plan = date_plan(1, OTHER_RUN, Action.CLEARED)
     with mock.patch.object(BackfillTriggerOperator, "_rest") as rest:
         rest.return_value.paused.return_value = NOT_PAUSED
-        message = sent_for(date, {"dag_id": "sales", "reprocess": "failed"})
-    rest.return_value.append_note.assert_called_once_with("sales", date["trigger_run_id"], "why")
-    assert message.reset_dag_run is True and message.run_id == date["trigger_run_id"]
+        message = sent_for(plan, {"dag_id": "sales", "reprocess": "failed"}, reprocess="failed")
+    rest.return_value.append_note.assert_called_once_with("sales", OTHER_RUN, NOTE)
+    assert message.reset_dag_run is True and message.run_id == OTHER_RUN
 
 
-def test_the_conf_given_to_runs_is_the_run_confs_not_a_stored_plans():
-    operator = chunk(dates=[DATE])
+def test_the_conf_given_to_runs_is_the_records_not_the_run_confs_nor_an_xcoms():
     ctx = context(
-        {"dag_id": "sales", "conf": {"safe": True}},
-        xcoms={(Task.PLAN, XCom.REQUEST): {"conf": {"bash_command": "rm -rf /"}}},
+        {"dag_id": "sales", "conf": {"bash_command": "rm -rf /"}}, work_document(conf={"safe": True})
     )
-    operator._execution(ctx)
-    assert operator.conf == {"safe": True}
+    ctx["ti"].xcom_pull.side_effect = lambda **_: {"conf": {"bash_command": "rm -rf /"}}
+    assert loaded(ctx).conf == {"safe": True}
+
+
+def test_a_record_naming_another_target_than_the_runs_request_triggers_nothing():
+    with pytest.raises(AirflowFailException, match="another DAG"):
+        chunk()._execution(context({"dag_id": "sales"}, work_document(dag_id="other")))
+
+
+def test_a_chunk_of_a_run_with_no_planned_record_triggers_nothing():
+    with pytest.raises(AirflowFailException, match="belongs to no planned backfill"):
+        chunk()._execution(context(work={}))
 
 
 @pytest.mark.parametrize(
-    "stored_target, operator_target",
-    [("other", "sales"), ("sales", "other")],
-    ids=["plan names another DAG", "chunk kwargs name another DAG"],
+    "run_conf, request_conf",
+    [({"dag_id": "sales"}, {}), ({"dag_id": "sales"}, {"reprocess": "failed"})],
+    ids=["neither asks", "only the record asks"],
 )
-def test_a_stored_plan_naming_another_target_than_the_request_triggers_nothing(
-    stored_target, operator_target
-):
-    operator = BackfillTriggerOperator(task_id=Task.TRIGGER, trigger_dag_id=operator_target, dates=[DATE])
-    with pytest.raises(AirflowFailException, match="another DAG"):
-        operator._execution(
-            context({"dag_id": "sales"}, execution={**EXECUTION, "target_dag_id": stored_target})
-        )
-
-
-def test_a_chunk_without_a_stored_plan_triggers_nothing():
-    with pytest.raises(AirflowFailException, match="stored no plan"):
-        chunk(dates=[DATE])._execution(context({"dag_id": "sales"}, execution={}))
-
-
-def test_a_stored_plan_that_clears_what_the_request_never_asks_clears_nothing():
-    date = {**DATE, "reset_dag_run": True}
-    operator = chunk(dates=[date])
-    ctx = context({"dag_id": "sales"})  # reprocess missing: no clearing asked
-    operator._execution(ctx)
+def test_a_record_that_clears_what_the_runs_request_never_asks_clears_nothing(run_conf, request_conf):
+    plan = date_plan(1, OTHER_RUN, Action.CLEARED)
+    ctx = context(run_conf, work_document([plan], **request_conf))
+    operator = loaded(ctx)
     with mock.patch(COMMS, create=True) as comms, pytest.raises(AirflowFailException, match="never asks"):
-        operator._act(ctx, date, retry=False)
+        operator._act(ctx, operator.dates[0], retry=False)
     comms.send.assert_not_called()
+
+
+# ------------------------------------------------------ what the mapped kwargs cannot change
+
+
+def test_rewritten_mapped_kwargs_change_nothing_the_chunk_acts_on_the_records_dates():
+    """The plan task's return value (the mapped kwargs) rewritten: another DAG, another run, no
+    task selection, another conf and note. The chunk clears the record's task instances only."""
+    plan = date_plan(1, OTHER_RUN, Action.CLEARED, task_ids=["load"], end_date="2024-01-02T01:00:00+00:00")
+    ctx = context({"dag_id": "sales", "task_regex": "^load"}, work_document([plan], task_regex="^load"))
+    forged = {**DATE, "trigger_run_id": "manual__victim", "reset_dag_run": True, "clear_task_ids": None}
+    operator = chunk(
+        chunk_index=0,
+        dates_label="forged",
+        trigger_dag_id="payroll",
+        dates=[forged],
+        first_position=5,
+        conf={"bash_command": "rm -rf /"},
+        note="forged",
+        wait_for_completion=True,
+    )
+    assert operator.trigger_dag_id == TARGET_FROM_RECORD and operator.conf is None
+    with (
+        mock.patch.object(BackfillTriggerOperator, "_rest") as rest,
+        mock.patch(f"{RTI}.get_dr_count", return_value=0),
+        mock.patch(COMMS, create=True) as comms,
+    ):
+        rest.return_value.paused.return_value = NOT_PAUSED
+        rest.return_value.clear_task_instances.return_value = ["load[-1]"]
+        operator.execute(ctx)
+    comms.send.assert_not_called()  # no run created: the record clears task instances only
+    rest.return_value.clear_task_instances.assert_called_once_with("sales", OTHER_RUN, ["load"])
+    rest.return_value.append_note.assert_called_once_with("sales", OTHER_RUN, NOTE)
+    assert (operator.trigger_dag_id, operator.conf, operator.wait_for_completion) == ("sales", {}, False)
+    assert operator.dates_label == DATE["logical_date"] and operator.first_position == 0
+    assert pushed_records(ctx) == [ChunkRecord(0, 1).to_dict()]
+
+
+def test_a_chunk_is_the_chunk_of_its_map_index_whatever_its_kwargs_say():
+    ctx = context(work=work_document(plans("r0", "r1", "r2")), map_index=1)
+    operator = loaded(ctx, chunk_index=0)
+    assert operator.chunk_index == 1 and operator.first_position == 2
+    assert [d["trigger_run_id"] for d in operator.dates] == ["r2"]
 
 
 # --------------------------------------------------------------------- Airflow's answer to a date
@@ -217,9 +289,8 @@ def act(
     """One date acted on while Airflow answers its ``TriggerDagRun`` with ``answer``; ``ours_exists``:
     a run under the date's run_id exists; ``at_logical_date``: ``get_task_states``' answer for the
     date's logical date. Returns the operator, the run that carries the date, and that lookup."""
-    operator = chunk(dates=[DATE])
-    ctx = context({"dag_id": "sales"})
-    operator._execution(ctx)
+    ctx = context()
+    operator = loaded(ctx)
     with (
         mock.patch(COMMS, create=True) as comms,
         mock.patch(f"{RTI}.get_dr_count", return_value=1 if ours_exists else 0),
@@ -274,8 +345,7 @@ def test_a_500_with_no_other_run_fails_the_try_so_the_task_retries():
 
 def feed_answered(answers: dict[str, Any], at_logical_date: dict | None = None) -> tuple[dict, FakeWindow]:
     """A two-date chunk (``r0``, ``r1``) fed with room to spare, Airflow answering by run_id."""
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    operator._execution(ctx)
+    operator, ctx = feeder()
     window = FakeWindow([0])
     with (
         mock.patch(COMMS, create=True) as comms,
@@ -307,8 +377,7 @@ def test_a_refused_date_is_recorded_and_the_chunk_goes_on_with_the_next_date():
 
 
 def test_a_failing_try_records_the_dates_acted_on_and_why_it_stopped():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
-    operator._execution(ctx)
+    operator, ctx = feeder()
     with (
         mock.patch(COMMS, create=True) as comms,
         mock.patch(f"{RTI}.get_task_states", return_value={}),
@@ -330,7 +399,7 @@ def chunk_states_answer(states: dict[int, str | None]) -> dict[str, dict[str, st
 
 @pytest.mark.parametrize("before", ["up_for_retry", "running", "deferred", "up_for_reschedule", None])
 def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(before):
-    ctx = context({"dag_id": "sales"})
+    ctx = context()
     look = timedelta(seconds=PREVIOUS_CHUNK_LOOK)
     earliest = datetime.now(tz=UTC) + look
     with (
@@ -348,20 +417,22 @@ def test_a_chunk_waits_rescheduled_while_the_chunk_before_has_not_finished(befor
 def test_a_chunk_starts_once_the_chunk_before_has_finished(before):
     states = chunk_states_answer({0: "up_for_retry", 1: before})  # only the one just before counts
     with mock.patch(f"{RTI}.get_task_states", return_value=states):
-        chunk(chunk_index=2)._wait_for_previous_chunk(
-            context({"dag_id": "sales"}), feeding_execution(deferred=False)
-        )
+        chunk(chunk_index=2)._wait_for_previous_chunk(context(), feeding_execution(deferred=False))
 
 
 def test_a_chunk_whose_chunk_before_never_finishes_fails_at_the_deadline():
-    ctx = context({"dag_id": "sales"}, xcoms={(Task.PLAN, XCom.PLANS): []})
+    one_a_chunk = Feeding(window=2, deferred=False, resume_at=1, chunk_size=1)
+    ctx = context(work=work_document(plans("r0", "r1"), feeding=one_a_chunk), map_index=1)
+    operator = loaded(ctx)
     past = feeding_execution(deferred=False, deadline=time.time() - 1)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "up_for_retry"})),
         mock.patch("backfill_controller.worker.operators.why_stuck", return_value="stuck"),
-        pytest.raises(AirflowFailException, match=r"timed out \(the chunk before it never finished\)"),
+        pytest.raises(
+            AirflowFailException, match=r"timed out \(the chunk before it never finished\).*2024-01-02"
+        ),
     ):
-        chunk(chunk_index=1, dates=[DATE])._wait_for_previous_chunk(ctx, past)
+        operator._wait_for_previous_chunk(ctx, past)
     assert pushed_records(ctx) == [
         {"chunk": 1, "acted": 0, "events": {}, "stopped": "timed out (the chunk before it never finished)"}
     ]
@@ -369,26 +440,16 @@ def test_a_chunk_whose_chunk_before_never_finishes_fails_at_the_deadline():
 
 def test_the_first_chunk_waits_for_nothing():
     with mock.patch(f"{RTI}.get_task_states") as states:
-        chunk(chunk_index=0)._wait_for_previous_chunk(
-            context({"dag_id": "sales"}), feeding_execution(deferred=False)
-        )
+        chunk(chunk_index=0)._wait_for_previous_chunk(context(), feeding_execution(deferred=False))
     states.assert_not_called()
 
 
 # ------------------------------------------------------------------------- the failure budget
 
 
-def plan_xcoms(count: int, records: list[dict] | None = None) -> dict[tuple[str, str], Any]:
-    """The ``plan`` task's XComs of ``count`` new dates ``r1``... and the chunks' records."""
-    plans = [
-        {"logical_date": f"2024-01-{i:02d}T00:00:00+00:00", "run_id": f"r{i}", "action": "triggered"}
-        for i in range(1, count + 1)
-    ]
-    return {
-        (Task.PLAN, XCom.PLANS): plans,
-        (Task.PLAN, XCom.RUN_IDS): [p["run_id"] for p in plans],
-        (Task.TRIGGER, XCom.CHUNK): records or [],
-    }
+def new_dates(count: int) -> list[dict[str, Any]]:
+    """``count`` new dates ``r1``, ``r2``..."""
+    return plans(*(f"r{i}" for i in range(1, count + 1)))
 
 
 @pytest.mark.parametrize(
@@ -413,9 +474,9 @@ def plan_xcoms(count: int, records: list[dict] | None = None) -> dict[tuple[str,
     ],
 )
 def test_a_spent_failure_budget_cancels_the_next_chunk(runs, records, failed_before, budget, failed):
-    execution = Execution("sales", FEEDING, max_failed_dates=budget, failed_before=failed_before, total=4)
-    ctx = context({"dag_id": "sales"}, execution=execution.to_dict(), xcoms=plan_xcoms(4, records))
-    operator = chunk(chunk_index=1, first_position=2, dates=[{**DATE, "trigger_run_id": "r3"}])
+    work = work_document(new_dates(4), max_failed_dates=budget, failed_before=failed_before)
+    ctx = context(work=work, map_index=1, records=records)
+    operator = chunk(chunk_index=1)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
@@ -432,9 +493,8 @@ def test_a_spent_failure_budget_cancels_the_next_chunk(runs, records, failed_bef
 
 def test_a_chunk_within_its_failure_budget_starts_once_the_earlier_dates_have_finished():
     runs = {"r1": "failed", "r2": "success"}
-    execution = Execution("sales", FEEDING, max_failed_dates=3, failed_before=1, total=4)
-    ctx = context({"dag_id": "sales"}, execution=execution.to_dict(), xcoms=plan_xcoms(4))
-    operator = chunk(chunk_index=1, first_position=2, dates=[{**DATE, "trigger_run_id": "r3"}])
+    ctx = context(work=work_document(new_dates(4), max_failed_dates=3, failed_before=1), map_index=1)
+    operator = chunk(chunk_index=1)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)) as count,
@@ -446,6 +506,7 @@ def test_a_chunk_within_its_failure_budget_starts_once_the_earlier_dates_have_fi
     assert mock.call(dag_id="sales", run_ids=["r1", "r2"], states=sorted(OPEN_RUN)) in count.mock_calls
     (call,) = feed.call_args_list
     assert call.args[2] == 0  # from the chunk's first date
+    assert [d["trigger_run_id"] for d in operator.dates] == ["r3", "r4"] and operator.first_position == 2
     assert pushed_records(ctx) == []
 
 
@@ -473,9 +534,11 @@ def feeding_execution(
     return Execution("sales", feed, deadline=deadline, total=total)
 
 
-def feeder(n: int = 2, first_position: int = 0) -> BackfillTriggerOperator:
-    dates = [{**DATE, "trigger_run_id": f"r{i}"} for i in range(n)]
-    return chunk(dates=dates, first_position=first_position)
+def feeder(n: int = 2) -> tuple[BackfillTriggerOperator, dict]:
+    """A chunk of ``n`` new dates ``r0``, ``r1``..., its work read, and its context."""
+    feed = Feeding(window=n, deferred=False, resume_at=n - 1, chunk_size=n)
+    ctx = context(work=work_document(plans(*(f"r{i}" for i in range(n))), feeding=feed))
+    return loaded(ctx), ctx
 
 
 def carried(context: Any, date: dict, retry: bool) -> str:
@@ -483,7 +546,7 @@ def carried(context: Any, date: dict, retry: bool) -> str:
 
 
 def test_with_room_every_date_starts_at_once_and_the_last_chunk_just_ends():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     window = FakeWindow([0])
     with mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act:
         operator._feed(ctx, feeding_execution(deferred=True, window=4, total=2), 0, window)
@@ -493,7 +556,7 @@ def test_with_room_every_date_starts_at_once_and_the_last_chunk_just_ends():
 
 
 def test_a_full_window_fed_deferred_waits_in_the_triggerer_from_the_next_date():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
         mock.patch("backfill_controller.worker.operators._min_deferral", return_value=2.5),
@@ -512,7 +575,8 @@ def test_a_full_window_fed_deferred_waits_in_the_triggerer_from_the_next_date():
 
 
 def test_a_paused_backfill_starts_no_further_date_and_waits_deferred(api):
-    operator, ctx = feeder(n=3), context({"dag_id": "sales"})
+    operator, ctx = feeder(n=3)
+    api.paused.reset_mock()
     operator.events = {"r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN)}
     api.paused.side_effect = [NOT_PAUSED, {"paused": True, "paused_seconds": 0.0}]
     clock = itertools.count(0.0, PAUSED_HOLDS)  # one look a date: each look is as old as it may be
@@ -534,7 +598,8 @@ def test_a_paused_backfill_starts_no_further_date_and_waits_deferred(api):
 
 
 def test_a_burst_of_dates_asks_once_whether_the_backfill_is_paused(api):
-    operator, ctx = feeder(n=3), context({"dag_id": "sales"})
+    operator, ctx = feeder(n=3)
+    api.paused.reset_mock()
     with mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act:
         operator._feed(ctx, feeding_execution(deferred=False, window=4, total=3), 0, FakeWindow([0]))
     assert act.call_count == 3 and api.paused.call_count == 1
@@ -542,7 +607,7 @@ def test_a_burst_of_dates_asks_once_whether_the_backfill_is_paused(api):
 
 def test_a_resumed_chunk_goes_on_where_it_stopped_counting_what_it_started(api):
     """r0 was adopted (its run is another), r1 refused (no run), r2 started; r3 and r4 are left."""
-    operator, ctx = feeder(n=5), context({"dag_id": "sales"}, xcoms={(Task.PLAN, XCom.RUN_IDS): []})
+    operator, ctx = feeder(n=5)
     events = {
         "r0": Event(EventKind.ADOPTED, "taken", OTHER_RUN).to_dict(),
         "r1": Event(EventKind.REFUSED, "no").to_dict(),
@@ -556,15 +621,13 @@ def test_a_resumed_chunk_goes_on_where_it_stopped_counting_what_it_started(api):
 
 def test_time_spent_paused_moves_the_deadline(api):
     api.paused.return_value = {"paused": False, "paused_seconds": 600.0}
-    operator = chunk(dates=[DATE])
     deadline = time.time() + 60
-    execution = Execution("sales", FEEDING, deadline=deadline, total=1).to_dict()
-    moved = operator._execution(context({"dag_id": "sales"}, execution=execution))
+    moved = chunk()._execution(context(work=work_document(deadline=deadline)))
     assert moved.deadline == deadline + 600.0
 
 
 def test_a_deferred_chunk_carries_its_events_to_where_it_resumes():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     operator.events = {"r0": Event(EventKind.REFUSED, "no")}
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", return_value=None),
@@ -579,7 +642,7 @@ def test_a_deferred_chunk_carries_its_events_to_where_it_resumes():
 
 
 def test_a_chunk_resumed_past_its_deadline_records_why_it_stopped_and_fails():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     events = {"r0": Event(EventKind.REFUSED, "no").to_dict()}
     with (
         mock.patch("backfill_controller.worker.operators.why_stuck", return_value="the target is paused"),
@@ -590,7 +653,7 @@ def test_a_chunk_resumed_past_its_deadline_records_why_it_stopped_and_fails():
 
 
 def test_a_full_window_fed_in_the_worker_waits_there_until_a_run_finishes():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     window = FakeWindow([1, 2, 2, 1])  # after the first date: full twice, then room
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried) as act,
@@ -601,7 +664,7 @@ def test_a_full_window_fed_in_the_worker_waits_there_until_a_run_finishes():
 
 
 def test_a_window_that_never_has_room_fails_past_the_deadline_naming_the_dates():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     execution = feeding_execution(deferred=False, window=1, deadline=time.time() - 1)
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried),
@@ -615,7 +678,7 @@ def test_a_window_that_never_has_room_fails_past_the_deadline_naming_the_dates()
 
 
 def test_a_chunk_that_started_its_dates_hands_over_from_the_triggerer():
-    operator, ctx = feeder(), context({"dag_id": "sales"})
+    operator, ctx = feeder()
     execution = feeding_execution(deferred=True, window=6, resume_at=2, total=10)
     with (
         mock.patch.object(BackfillTriggerOperator, "_act", side_effect=carried),
@@ -643,8 +706,8 @@ def test_the_wait_sensor_waits_for_the_started_and_adopted_runs_still_open_only(
         ).to_dict()
     ]
     runs = {"r1": "success", "r2": "running", OTHER_RUN: "queued"}
-    execution = Execution("sales", Feeding(5, False, 4, 5), deadline=time.time() + 60, total=5)
-    ctx = context({"dag_id": "sales"}, execution=execution.to_dict(), xcoms=plan_xcoms(5, records))
+    work = work_document(new_dates(5), feeding=Feeding(5, False, 4, 5), deadline=time.time() + 60)
+    ctx = context(work=work, records=records)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "failed"})),
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
@@ -658,14 +721,82 @@ def test_the_wait_sensor_waits_for_the_started_and_adopted_runs_still_open_only(
 
 
 def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
-    assert BackfillWaitSensor(task_id=Task.WAIT).execute(context({"dag_id": "sales"}, execution={})) is None
+    assert BackfillWaitSensor(task_id=Task.WAIT).execute(context(work={})) is None
+    assert BackfillWaitSensor(task_id=Task.WAIT).execute(context(work=work_document(dry_run=True))) is None
     runs = {"r1": "success"}
-    ctx = context({"dag_id": "sales"}, xcoms=plan_xcoms(1))
+    ctx = context(work=work_document(new_dates(1)))
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
     ):
         assert BackfillWaitSensor(task_id=Task.WAIT).execute(ctx) is None
+
+
+# ----------------------------------------------------------------------------------- segments
+
+
+def segment(**kwargs: Any) -> BackfillSegmentOperator:
+    """The ``segment`` task as the DAG builds it, with ``kwargs`` mapped."""
+    return BackfillSegmentOperator(
+        task_id=Task.SEGMENT,
+        trigger_dag_id=CONTROLLER_DAG_ID,
+        wait_for_completion=True,
+        deferrable=True,
+        allowed_states=["success", "failed"],
+        failed_states=[],
+        **kwargs,
+    )
+
+
+def started_segment(ctx: dict, operator: BackfillSegmentOperator, runs: dict[str, str]):
+    """The ``TriggerDagRun`` request the segment task raises (no continuation run exists yet)."""
+    from airflow.sdk.exceptions import DagRunTriggerException
+
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
+        pytest.raises(DagRunTriggerException) as raised,
+    ):
+        operator.execute(ctx)
+    return raised.value
+
+
+def test_a_segment_starts_its_continuation_named_and_confed_by_the_record_and_the_heads_conf():
+    head_conf = {"dag_id": "sales", "dates": ["2024-01-01"], "segment_size": 1, "max_failed_dates": 5}
+    work = work_document(new_dates(2), segments=3, max_failed_dates=5)
+    ctx = context(head_conf, work, map_index=1)  # the second continuation: segment 2
+    operator = segment(
+        segment_index=1, trigger_run_id="manual__victim", conf={"dag_id": "payroll", "reprocess": "all"}
+    )
+    request = started_segment(ctx, operator, {"r1": "failed", "r2": "success"})
+    assert (request.trigger_dag_id, request.dag_run_id) == (CONTROLLER_DAG_ID, f"{HEAD}__segment_2")
+    assert request.conf == {
+        "dag_id": "sales",
+        "segment_size": 1,
+        "max_failed_dates": 5,
+        "continues": {"head_run_id": HEAD, "segment": 2, "failed_before": 1},
+    }
+    assert request.reset_dag_run is False and request.wait_for_completion is True
+
+
+def test_a_segment_over_the_failure_budget_is_cancelled():
+    work = work_document(new_dates(2), segments=2, max_failed_dates=1)
+    with pytest.raises(AirflowSkipException, match="1 dates failed and max_failed_dates is 1"):
+        started_segment(context(work=work, map_index=0), segment(segment_index=1), {"r1": "failed"})
+
+
+@pytest.mark.parametrize(
+    "work, map_index",
+    [
+        (work_document(segments=2, segment=1, head_run_id="manual__0"), 0),
+        (work_document(segments=2), 1),
+    ],
+    ids=["a continuation starts no segment", "past the record's segments"],
+)
+def test_a_segment_the_record_does_not_have_starts_nothing(work, map_index):
+    with pytest.raises(AirflowFailException, match="has no segment"):
+        started_segment(context(work=work, map_index=map_index), segment(segment_index=1), {})
 
 
 # ------------------------------------------------------------------------------------- plan

@@ -237,3 +237,18 @@ def test_a_forgotten_token_means_a_new_login():
     assert api.token() == "jwt"
     api.forget_token()
     assert api.token() == "jwt2" and len(session.calls) == 2
+
+
+def test_a_runs_work_is_asked_of_the_plugin_by_its_quoted_run_id_and_retried_like_the_tasks_calls():
+    work = {"backfill_id": 7, "segment": 0}
+    api, session = client(TOKEN, answer(500, {"detail": "Database error"}), answer(200, work), cls=AirflowApi)
+    assert api.work("manual__2024-01-01T00:00:00+00:00") == work
+    url = "http://af:8080/backfill-controller/api/controller_runs/manual__2024-01-01T00%3A00%3A00%2B00%3A00/work"
+    assert paths(session)[1:] == [f"GET {url}", f"GET {url}"]
+
+
+def test_a_run_of_no_planned_backfill_has_no_work():
+    api, _ = client(TOKEN, answer(404, {"detail": {"message": "no planned backfill"}}), cls=AirflowApi)
+    with pytest.raises(ApiError) as failed:
+        api.work("manual__1")
+    assert (failed.value.status, failed.value.detail) == (404, "no planned backfill")

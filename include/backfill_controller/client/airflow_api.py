@@ -1,6 +1,6 @@
 """The calls the controller's tasks make (a task has no database access): the target DAG, its
 runs, runs to create, task instances to clear, run notes, and the controller plugin's planning,
-dates and pause endpoints.
+work, dates and pause endpoints.
 
 Base URL and credentials come only from an Airflow connection (:meth:`RestClient.from_connection`,
 default ``airflow_api``). Every call, POSTs included, is retried for about a minute while the
@@ -58,9 +58,21 @@ class AirflowApi(RestClient):
 
     def plan_run(self, controller_run_id: str) -> dict[str, Any]:
         """Have the api-server plan a controller run for its requester
-        (:mod:`backfill_controller.server.controller_runs`)."""
+        (:mod:`backfill_controller.server.controller_runs`): ``{"status": "planned", "work": ...}``
+        (the run's work, as :meth:`work` answers it; a continuation run's too) or ``{"status":
+        "overlap", "message": ...}``."""
         path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/plan"
-        return dict(self.call("POST", path, timeout=300))
+        return dict(self.call("POST", path, json={}, timeout=300))  # JSON: the endpoint takes no form
+
+    def work(self, controller_run_id: str, segment: int | None = None) -> dict[str, Any]:
+        """What a planned controller run does, from its backfill's record in the api-server: the
+        request, its segment's dates, the target runs it acts on and how it feeds them
+        (:class:`backfill_controller.worker.work.Work`); with ``segment``, the head run reads
+        another segment's dates. HTTP 404: the run belongs to no planned backfill; 409: it is not
+        the run its backfill was made with (cleared since)."""
+        params = {} if segment is None else {"segment": segment}
+        path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/work"
+        return dict(self.call("GET", path, params=params))
 
     def paused(self, controller_run_id: str) -> dict[str, Any]:
         """``{"paused": bool, "paused_seconds": float}`` of a controller run's backfill
@@ -72,7 +84,7 @@ class AirflowApi(RestClient):
     def settle(self, controller_run_id: str) -> dict[str, Any]:
         """Have the api-server record how a backfill ended (:mod:`backfill_controller.server.ui`)."""
         path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/outcome"
-        return dict(self.call("POST", path, timeout=300))
+        return dict(self.call("POST", path, json={}, timeout=300))  # JSON: the endpoint takes no form
 
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
         """The target's logical dates for a request, from the plugin (which reads its timetable)."""
@@ -135,6 +147,11 @@ class AirflowApi(RestClient):
             return False
         raise_for(response, f"POST {path}")
         return True
+
+    def triggered_by(self, dag_id: str, run_id: str) -> str | None:
+        """Who triggered run ``run_id`` of ``dag_id`` (its ``triggering_user_name``)."""
+        run = self.call("GET", f"/api/v2/dags/{quote_id(dag_id)}/dagRuns/{quote_id(run_id)}")
+        return run.get("triggering_user_name")
 
     def append_note(self, dag_id: str, run_id: str, note: str) -> None:
         """Add ``note`` below the run's note (a person's note is kept); once, however often asked.

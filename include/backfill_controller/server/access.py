@@ -87,6 +87,16 @@ def service_account() -> str | None:
         return None
 
 
+def require_service_account(user: Any) -> None:
+    """403 unless ``user`` is the deployment's own account: the endpoints that serve the
+    controller's tasks answer nobody else, and say nothing of the run asked about."""
+    account = service_account()
+    if account is None or user_name(user) != account:
+        raise HTTPException(
+            403, {"message": "only the controller's own account (the airflow_api connection) may call this"}
+        )
+
+
 def user_name(user: Any) -> str | None:
     try:
         return str(user.get_name())

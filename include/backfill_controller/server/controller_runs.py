@@ -28,13 +28,12 @@ from backfill_controller.contract import (
     CONTINUES_KEY,
     CONTROLLER_DAG_ID,
     SEGMENT_MARK,
-    continuation_run_id,
 )
 from backfill_controller.domain.request import InvalidRequest, parse_request
 from backfill_controller.domain.rights import Right
 from backfill_controller.domain.schedule import ScheduleError, expand
 from backfill_controller.domain.settings import Limits
-from backfill_controller.server import access, ledger
+from backfill_controller.server import access, ledger, record
 from backfill_controller.server.front_door import claim, clash, field_error, plan, refused
 from backfill_controller.server.planner import parse
 
@@ -42,19 +41,31 @@ _DATE_KEYS = ("start_date", "end_date", "dates")
 
 
 def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
-    """Plan controller run ``run_id`` for its recorded requester; ``caller`` is the controller's
-    service account, which must itself be allowed to read the target."""
+    """Plan controller run ``run_id`` for its recorded requester and answer its work.
+
+    ``caller`` must be the controller's own account, itself allowed to read the target. A run of a
+    backfill planned already (through the front door, or an earlier attempt of this task) gets the
+    work its record holds; a run triggered with a conf is planned here, for the user who triggered
+    it, and recorded; a continuation gets its segment of its head's record. Answers ``{"status":
+    "planned", "work": ...}`` (:func:`backfill_controller.server.record.work`) or ``{"status":
+    "overlap", "message": ...}``; 403, 404, 409 or 422 for a refused run, saying why.
+    """
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
 
+    access.require_service_account(caller)
     run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if run is None:
         raise HTTPException(404, {"message": f"no run {run_id!r} of {CONTROLLER_DAG_ID}"})
     conf = dict(run.conf or {})
     requester = run.triggering_user_name
     run_type = str(getattr(run.run_type, "value", run.run_type))
-    if CONTINUES_KEY in conf:
-        return _continuation(session, run_id, conf[CONTINUES_KEY], requester, run_type)
+    try:
+        if CONTINUES_KEY in conf:
+            entry, mine = record.bind_continuation(session, run, conf[CONTINUES_KEY])
+            return {"status": "planned", "work": record.work(session, entry, mine)}
+    except record.NotBound as exc:
+        raise refused(InvalidRequest([field_error(CONTINUES_KEY, conf[CONTINUES_KEY], str(exc))])) from None
     catchup_by_a_user = run_id.startswith(CATCHUP_PREFIX) and requester != access.service_account()
     if SEGMENT_MARK in run_id or catchup_by_a_user:
         raise refused(
@@ -62,13 +73,26 @@ def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
         )
     if run_type not in (DagRunType.MANUAL.value, DagRunType.OPERATOR_TRIGGERED.value):
         raise refused(access.Forbidden(f"a {run_type} run has no requester to act for"))
+    recorded = ledger.entry(session, run_id)
+    try:
+        if recorded is not None:
+            head = ledger.bound(session, recorded.backfill_id, 0) if recorded.backfill_id else None
+            if head is not None:
+                record.check(run, head)
+                if record.is_planned(recorded):
+                    return {"status": "planned", "work": record.work(session, recorded, head)}
+            else:  # recorded before runs were bound: authorized afresh below
+                recorded = None
+    except record.NotBound as exc:
+        raise record.refusal(exc) from None
     try:
         request = parse(conf)
         # The caller (the controller's service account) must itself be allowed to read the target.
         access.require(caller, request.target_dag_id, [Right.READ_DAG])
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
-    recorded = ledger.entry(session, run_id)
+    # Authorized already when the front door recorded it for this requester (it waited for an
+    # overlapping backfill, so it was not planned then); else the requester is asked about now.
     authorized = recorded is not None and recorded.requester == requester
     user = None if authorized else _requester(requester)
     planned = plan(conf, user, session, authorized=authorized)
@@ -76,7 +100,33 @@ def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
     if why:
         return {"status": "overlap", "message": why}
     claim(session, run_id, requester, planned)
-    return {"status": "planned", **planned.to_dict()}
+    try:
+        entry = record.bind_head(session, run, planned.request.target_dag_id, requester)
+    except record.NotBound as exc:
+        raise record.refusal(exc) from None
+    record.keep(session, entry, planned, conf)
+    entry, head = record.bound_run_of(session, run)
+    return {"status": "planned", "work": record.work(session, entry, head)}
+
+
+def run_work(run_id: str, caller: Any, session: Session, segment: int | None = None) -> dict[str, Any]:
+    """The work of controller run ``run_id`` (:func:`backfill_controller.server.record.work`), for the
+    controller's own account: 404 for a run of no planned backfill, 409 for a run that is not the
+    one its backfill was made with."""
+    from airflow.models.dagrun import DagRun
+
+    access.require_service_account(caller)
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
+    if run is None:
+        raise HTTPException(404, {"message": f"no run {run_id!r} of {CONTROLLER_DAG_ID}"})
+    mine = ledger.bound_by_pk(session, run.id)
+    if mine is None:
+        raise HTTPException(404, {"message": f"controller run {run_id!r} belongs to no planned backfill"})
+    try:
+        entry, mine = record.bound_run_of(session, run)
+        return record.work(session, entry, mine, segment)
+    except record.NotBound as exc:
+        raise record.refusal(exc) from None
 
 
 def _requester(name: str | None) -> Any:
@@ -98,37 +148,6 @@ def _requester(name: str | None) -> Any:
             )
         )
     return user
-
-
-def _continuation(
-    session: Session, run_id: str, continues: Any, requester: str | None, run_type: str
-) -> dict[str, Any]:
-    """A continuation run is genuine when its head's backfill created it: then it may run a segment."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.types import DagRunType
-
-    head = str((continues or {}).get("head_run_id")) if isinstance(continues, dict) else ""
-    segment = continues.get("segment") if isinstance(continues, dict) else None
-    head_run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == head))
-    genuine = (
-        run_type == DagRunType.OPERATOR_TRIGGERED.value
-        and isinstance(segment, int)
-        and run_id == continuation_run_id(head, segment)
-        and head_run is not None
-        and head_run.triggering_user_name == requester
-        and ledger.entry(session, head) is not None
-    )
-    if not genuine:
-        raise refused(
-            InvalidRequest(
-                [
-                    field_error(
-                        CONTINUES_KEY, continues, "is the controller's own key", "no such key in a request"
-                    )
-                ]
-            )
-        )
-    return {"status": "continuation", "head_run_id": head, "segment": segment}
 
 
 def scheduled_dates(dag_id: str, body: dict[str, Any], session: Session) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from backfill_controller.domain.plan import acting
 from backfill_controller.domain.report import build_report
 from backfill_controller.domain.request import FieldError, InvalidRequest, OnOverlap
 from backfill_controller.domain.rights import Right
-from backfill_controller.server import access, ledger
+from backfill_controller.server import access, ledger, record
 from backfill_controller.server.planner import Planned, parse, plan_request
 
 
@@ -62,6 +62,9 @@ def plan(conf: dict[str, Any], user: Any, session: Session, *, authorized: bool 
     """:func:`backfill_controller.server.planner.plan_request` of ``conf`` for ``user``; a refusal
     raised as its HTTP answer (:func:`refused`)."""
     try:
+        target = conf.get("dag_id") if isinstance(conf, dict) else None
+        if not authorized and isinstance(target, str):  # no right to read it: nothing is parsed
+            access.require(user, target, [Right.READ_DAG])
         return plan_request(parse(conf), user=user, session=session, authorized=authorized)
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
@@ -124,6 +127,14 @@ def start_backfill(
             raise InvalidRequest(
                 [field_error("run_id", run_id, "is shaped like the controller's own run ids")]
             )
+        if run_id is not None and set(run_id) == {"."}:  # a URL would read it as a folder
+            raise InvalidRequest(
+                [
+                    field_error(
+                        "run_id", run_id, "is only dots", "letters, digits and _ . : + - (not only dots)"
+                    )
+                ]
+            )
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
     planned = plan(conf, user, session)
@@ -138,11 +149,14 @@ def start_backfill(
     if existing is None and why and planned.request.on_overlap is OnOverlap.REFUSE:
         raise HTTPException(409, {"message": f"{why}; wait for it, cancel it, or set on_overlap=wait"})
     run = existing or create_run(session, CONTROLLER_DAG_ID, conf, user=user, request=request, run_id=run_id)
-    if existing is None and why is None:  # authorized with the caller's own token; its dates claimed
-        claim(session, run.run_id, access.user_name(user), planned)
-    elif existing is None:  # it waits for the other backfill: its plan task claims the dates later
-        entry = ledger.Entry(run.run_id, planned.request.target_dag_id, access.user_name(user), None, ())
-        ledger.record(session, entry)
+    if existing is None:
+        requester = access.user_name(user)
+        if why is None:  # authorized with the caller's own token; its dates claimed and planned once
+            claim(session, run.run_id, requester, planned)
+        entry = record.bind_head(session, run, planned.request.target_dag_id, requester)
+        if why is None:
+            record.keep(session, entry, planned, conf)
+        # else it waits for the other backfill: its plan task plans and claims the dates later
     quoted = quote(run.run_id, safe="")
     base = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quoted}"
     return {

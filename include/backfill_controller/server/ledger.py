@@ -21,16 +21,17 @@ The tables are declared in :mod:`backfill_controller.db.tables` and made by ``ai
 from __future__ import annotations
 
 import json
+import secrets
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from backfill_controller.db.tables import history, ledger, outcome
+from backfill_controller.db.tables import dates, history, ledger, outcome, runs
 from backfill_controller.domain.controls import Applied, Control
 from backfill_controller.domain.overlap import Span
 
@@ -52,13 +53,18 @@ def hold_target(session: Session, target_dag_id: str) -> None:
 
 @dataclass(frozen=True)
 class Entry:
-    """One backfill as authorized: its head run, target, requester, span and acting run ids."""
+    """One backfill as authorized: its head run, target, requester, span and acting run ids; once
+    planned, its id, normalized request and number of segments."""
 
     controller_run_id: str
     target_dag_id: str
     requester: str | None
     span: Span | None
     run_ids: tuple[str, ...]
+    backfill_id: int | None = None
+    request: dict[str, Any] | None = None
+    segments: int | None = None
+    segment_token: str = ""
 
 
 def record(session: Session, entry: Entry) -> None:
@@ -96,8 +102,160 @@ def entries(session: Session, controller_run_ids: Sequence[str]) -> dict[str, En
 def _entry(row: Any) -> Entry:
     span = Span(row.target_dag_id, row.span_first, row.span_last) if row.span_first else None
     return Entry(
-        row.controller_run_id, row.target_dag_id, row.requester, span, tuple(json.loads(row.run_ids))
+        row.controller_run_id,
+        row.target_dag_id,
+        row.requester,
+        span,
+        tuple(json.loads(row.run_ids)),
+        row.id,
+        json.loads(row.request) if row.request else None,
+        row.segments,
+        row.segment_token or "",
     )
+
+
+# ------------------------------------------------------------------- the record: runs and dates
+
+
+@dataclass(frozen=True)
+class BoundRun:
+    """A controller run as the backfill ``backfill_id`` was made with it: segment ``segment`` (0:
+    the head), ``DagRun.id`` ``dag_run_pk`` and the run's ``clear_number`` then."""
+
+    backfill_id: int
+    segment: int
+    dag_run_pk: int
+    run_id: str
+    clear_number: int
+    execution: dict[str, Any] | None
+
+
+def bind(session: Session, backfill_id: int, segment: int, run: Any) -> None:
+    """Bind the controller run ``run`` (a ``DagRun``, flushed) to segment ``segment`` of the backfill."""
+    session.execute(
+        runs.insert().values(
+            backfill_id=backfill_id,
+            segment=segment,
+            dag_run_pk=run.id,
+            run_id=run.run_id,
+            clear_number=run.clear_number or 0,
+            recorded_at=datetime.now(UTC),
+        )
+    )
+
+
+def bound(session: Session, backfill_id: int, segment: int) -> BoundRun | None:
+    """The run segment ``segment`` of the backfill was made with, if it has one yet."""
+    row = session.execute(
+        select(runs).where(runs.c.backfill_id == backfill_id, runs.c.segment == segment)
+    ).first()
+    if row is None:
+        return None
+    execution = json.loads(row.execution) if row.execution else None
+    return BoundRun(row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution)
+
+
+def bound_by_pk(session: Session, dag_run_pk: int) -> BoundRun | None:
+    """The bound run of the controller run whose ``DagRun.id`` is ``dag_run_pk``, if any."""
+    row = session.execute(select(runs).where(runs.c.dag_run_pk == dag_run_pk)).first()
+    if row is None:
+        return None
+    execution = json.loads(row.execution) if row.execution else None
+    return BoundRun(row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution)
+
+
+def bound_runs(session: Session, dag_run_pks: Sequence[int]) -> dict[int, tuple[Entry, BoundRun]]:
+    """``{DagRun.id: (record, bound run)}`` of these controller runs that are bound to a record."""
+    found: dict[int, tuple[Entry, BoundRun]] = {}
+    wanted = sorted(set(dag_run_pks))
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(runs, ledger.c.controller_run_id.label("head_run_id"))
+            .join(ledger, ledger.c.id == runs.c.backfill_id)
+            .where(runs.c.dag_run_pk.in_(wanted[start : start + 500]))
+        ).all()
+        entries = {e.backfill_id: e for e in _entries_by_id(session, {row.backfill_id for row in rows})}
+        for row in rows:
+            execution = json.loads(row.execution) if row.execution else None
+            mine = BoundRun(
+                row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution
+            )
+            found[row.dag_run_pk] = (entries[row.backfill_id], mine)
+    return found
+
+
+def _entries_by_id(session: Session, backfill_ids: set[int]) -> list[Entry]:
+    if not backfill_ids:
+        return []
+    return [
+        _entry(row) for row in session.execute(select(ledger).where(ledger.c.id.in_(sorted(backfill_ids))))
+    ]
+
+
+def entry_by_id(session: Session, backfill_id: int) -> Entry | None:
+    row = session.execute(select(ledger).where(ledger.c.id == backfill_id)).first()
+    return _entry(row) if row is not None else None
+
+
+def set_execution(session: Session, backfill_id: int, segment: int, execution: dict[str, Any]) -> None:
+    """How segment ``segment``'s run feeds the target (set when that run is planned)."""
+    session.execute(
+        runs.update()
+        .where(runs.c.backfill_id == backfill_id, runs.c.segment == segment)
+        .values(execution=json.dumps(execution))
+    )
+
+
+def keep_plan(
+    session: Session, backfill_id: int, request: dict[str, Any], segments: Sequence[Sequence[dict[str, Any]]]
+) -> None:
+    """Keep the backfill's normalized request and every date's plan, segment by segment, once.
+
+    A plan once kept never changes: a task that asks again gets the same dates.
+    """
+    session.execute(
+        ledger.update()
+        .where(ledger.c.id == backfill_id)
+        .values(
+            request=json.dumps(request),
+            segments=len(segments),
+            authorized_at=datetime.now(UTC),
+            segment_token=secrets.token_hex(4),
+        )
+    )
+    rows = [
+        {
+            "backfill_id": backfill_id,
+            "position": position,
+            "segment": segment,
+            "logical_date": plan["logical_date"],
+            "action": plan["action"],
+            "target_run_id": plan.get("run_id"),
+            "plan": json.dumps(plan),
+        }
+        for position, (segment, plan) in enumerate(
+            (segment, plan) for segment, part in enumerate(segments) for plan in part
+        )
+    ]
+    for start in range(0, len(rows), 1000):
+        session.execute(dates.insert(), rows[start : start + 1000])
+
+
+def date_count(session: Session, backfill_id: int) -> int:
+    """How many dates the backfill has, in all its segments."""
+    return int(
+        session.scalar(select(func.count()).select_from(dates).where(dates.c.backfill_id == backfill_id)) or 0
+    )
+
+
+def segment_plans(session: Session, backfill_id: int, segment: int) -> list[dict[str, Any]]:
+    """The plans of segment ``segment``'s dates, in run order."""
+    found = session.scalars(
+        select(dates.c.plan)
+        .where(dates.c.backfill_id == backfill_id, dates.c.segment == segment)
+        .order_by(dates.c.position)
+    )
+    return [json.loads(plan) for plan in found]
 
 
 def add(session: Session, controller_run_id: str, applied: Applied) -> None:

@@ -69,7 +69,7 @@ from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.controls import Applied, Control, paused, refusal
 from backfill_controller.domain.eta import EtaFacts, RunTimes, estimate, needs_recent
 from backfill_controller.domain.keys import form_params
-from backfill_controller.domain.plan import Execution, chunk_size_of
+from backfill_controller.domain.plan import DatePlan, Execution, acting, chunk_size_of
 from backfill_controller.domain.rights import OPERATE_TARGET, Right
 from backfill_controller.domain.settings import Limits
 from backfill_controller.domain.state import (
@@ -135,6 +135,48 @@ def _batches(values: Iterable[_Key]) -> Iterator[list[_Key]]:
 
 
 def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
+    """``{dag_run.id: {key: value}}`` of what each controller run planned, named as the ``plan``
+    task's XComs are (:class:`backfill_controller.contract.XCom`).
+
+    A run bound to a backfill's record is read from the record (:mod:`backfill_controller.server.ledger`),
+    whatever its XComs say; only its refusal (``error``, text) is the ``plan`` task's XCom. A run of
+    no record (planned before records were kept) is read from its XComs, one query per batch.
+    """
+    found: dict[int, dict[str, Any]] = {}
+    if not keys:
+        return found
+    recorded = ledger.bound_runs(session, run_pks)
+    for pk, (entry, mine) in recorded.items():
+        if entry.request is None or entry.backfill_id is None:
+            continue  # bound, not planned yet: nothing planned to show
+        facts = found.setdefault(pk, {})
+        plans: list[dict[str, Any]] | None = None
+        for key in keys:
+            if key == XCom.REQUEST:
+                facts[key] = entry.request
+            elif key == XCom.SEGMENTS:
+                facts[key] = entry.segments or 1
+            elif key == XCom.EXECUTION and mine.execution is not None:
+                facts[key] = mine.execution
+            elif key in (XCom.PLANS, XCom.RUN_IDS):
+                if plans is None:
+                    plans = ledger.segment_plans(session, entry.backfill_id, mine.segment)
+                if key == XCom.PLANS:
+                    facts[key] = plans
+                elif not entry.request.get("dry_run"):
+                    facts[key] = [p.run_id for p in acting([DatePlan.from_dict(p) for p in plans])]
+            elif (k := XCom.segment_index(key)) is not None and 0 < k < (entry.segments or 1):
+                facts[key] = ledger.segment_plans(session, entry.backfill_id, k)
+    unrecorded = [pk for pk in run_pks if pk not in recorded]
+    for pk, facts in _xcoms(session, unrecorded, keys).items():
+        found.setdefault(pk, {}).update(facts)
+    if XCom.ERROR in keys:
+        for pk, facts in _xcoms(session, list(recorded), [XCom.ERROR]).items():
+            found.setdefault(pk, {}).update(facts)
+    return found
+
+
+def _xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
     """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs (one query per batch of runs)."""
     found: dict[int, dict[str, Any]] = {}
     if not keys:
@@ -155,9 +197,11 @@ def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) ->
 
 
 def _planned(session: Session, run_pks: Sequence[int]) -> set[int]:
-    """The controller runs (``dag_run.id``) whose ``plan`` task pushed its plans (not read)."""
-    found: set[int] = set()
-    for batch in _batches(run_pks):
+    """The controller runs (``dag_run.id``) that planned: bound to a planned record, or (a run of no
+    record) whose ``plan`` task pushed its plans (not read)."""
+    recorded = ledger.bound_runs(session, run_pks)
+    found = {pk for pk, (entry, _) in recorded.items() if entry.request is not None}
+    for batch in _batches([pk for pk in run_pks if pk not in recorded]):
         found.update(
             session.scalars(
                 select(XComModel.dag_run_id).where(
@@ -471,9 +515,13 @@ def _parts(
 
     A segment whose continuation run has not planned yet is read from the head's ``segment_<k>`` XCom.
     """
+    tokens = {
+        pk: entry.segment_token
+        for pk, (entry, _) in ledger.bound_runs(session, [h.id for h in heads]).items()
+    }
     continuations = {
         head.run_id: [
-            continuation_run_id(head.run_id, k)
+            continuation_run_id(head.run_id, k, tokens.get(head.id, ""))
             for k in range(1, int(facts.get(head.id, {}).get(XCom.SEGMENTS) or 1))
         ]
         for head in heads

@@ -87,16 +87,29 @@ def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> dict[str, Any]
     return front_door.dry_run(conf, user, session)
 
 
-@app.post("/api/controller_runs/{run_id}/plan", dependencies=[_READ_CONTROLLER_RUNS])
+@app.post("/api/controller_runs/{run_id}/plan", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
 def plan_controller_run(run_id: str, caller: GetUserDep, session: SessionDep) -> dict[str, Any]:
-    """Plan a controller run for its recorded requester (the ``plan`` task's call).
+    """Plan a controller run for its recorded requester and answer its work (the ``plan`` task's
+    call; the controller's own account only).
 
-    Answers ``{"status": "planned", ...}`` with the plan (and records the backfill in the ledger),
-    ``{"status": "overlap", "message": ...}`` when a running backfill has some of its dates,
-    ``{"status": "continuation", ...}`` for a genuine continuation run; 403 or 422 for a refused
-    request, naming what is missing or wrong.
+    Answers ``{"status": "planned", "work": ...}`` (the backfill recorded, the run bound to it),
+    ``{"status": "overlap", "message": ...}`` when a running backfill has some of its dates; 403,
+    409 or 422 for a refused run, naming what is missing or wrong.
     """
     return controller_runs.plan_run(run_id, caller, session)
+
+
+@app.get("/api/controller_runs/{run_id}/work", dependencies=[_READ_CONTROLLER_RUNS])
+def controller_run_work(
+    run_id: str,
+    caller: GetUserDep,
+    session: SessionDep,
+    segment: Annotated[int | None, Query(ge=0, description="another segment's dates (head run)")] = None,
+) -> dict[str, Any]:
+    """What a controller run does, from its backfill's record: the request, its segment's dates,
+    the target runs it acts on and how it feeds them (the controller's own account only; 404 for
+    a run of no planned backfill, 409 for a run that is not the one its backfill was made with)."""
+    return controller_runs.run_work(run_id, caller, session, segment)
 
 
 @app.post("/api/dags/{dag_id}/dates", dependencies=[Depends(requires_access_dag(method="GET"))])
@@ -141,7 +154,7 @@ def get_backfill(run_id: str, session: SessionDep, user: GetUserDep, readable: R
     return ui.backfill_detail(run_id, session, user, readable)
 
 
-@page.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS])
+@page.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
 def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[str, Any]:
     """Record how a backfill ended: the call of its ``report`` task, through the deployment's own
     account (403 for anyone else); 409 unless the report runs and every date is over."""
@@ -201,10 +214,11 @@ def rerun_failed(run_id: str, user: GetUserDep, session: SessionDep, request: Re
 
 
 @controls.get("/api/controller_runs/{run_id}/paused", dependencies=[_READ_CONTROLLER_RUNS])
-def paused_for(run_id: str, session: SessionDep) -> dict[str, Any]:
+def paused_for(run_id: str, session: SessionDep, caller: GetUserDep) -> dict[str, Any]:
     """Whether the backfill of a controller run (head or continuation) is paused, and how long it
     has been paused in all: the ``trigger`` task asks before it starts a date, and moves its
-    deadline by that long."""
+    deadline by that long (the controller's own account only)."""
+    access.require_service_account(caller)
     return actions.paused_for(run_id, session)
 
 

@@ -8,6 +8,7 @@ of dates, under a run_id derived from its own, so a retried or re-run task trigg
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import pendulum
@@ -65,6 +66,12 @@ def catch_up(**context: Any) -> dict[str, Any]:
     run_id = controller_run_id(dag_id, context["dag_run"].run_id)
     conf = controller_conf(entry, gaps, context["dag_run"].run_id)
     created = api.trigger(CONTROLLER_DAG_ID, run_id, conf)
+    if not created and api.triggered_by(CONTROLLER_DAG_ID, run_id) != api.username:
+        # Taken by a user before this catch-up came: that run gets no work (only this account's
+        # catchup__ runs do), and this catch-up goes on under an id nobody can guess.
+        taken, run_id = run_id, f"{run_id[:240]}__{secrets.token_hex(4)}"
+        log.warning("%s: %s was taken by another user; triggering %s instead", dag_id, taken, run_id)
+        created = api.trigger(CONTROLLER_DAG_ID, run_id, conf)
     log.info(
         "%s: %s %s for %d date(s)%s",
         dag_id,

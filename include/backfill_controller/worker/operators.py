@@ -14,12 +14,18 @@ finished, and only while the budget lasts.
 
 ``BackfillWaitSensor`` (one per controller run) waits, deferred in the triggerer, until every run
 has finished, and then ends itself from the triggerer.
+
+Every operator takes its work from the backfill's record in the api-server
+(:mod:`backfill_controller.worker.work`): never from the plan task's XComs, which anyone who may
+edit the controller's XComs can rewrite, nor from what its upstream XCom maps into its kwargs
+beyond which task instance it is.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,11 +40,13 @@ from airflow.sdk.exceptions import (
 )
 from airflow.utils.state import DagRunState
 
-from backfill_controller.contract import CONTINUES_KEY, Task, XCom, continuation_run_id
+from backfill_controller.contract import CONTINUES_KEY, Task, XCom
 from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED
 from backfill_controller.domain.plan import Execution, Feeding, min_deferral_seconds, room
+from backfill_controller.domain.report import audit_note
 from backfill_controller.domain.request import parse_datetime
 from backfill_controller.domain.rights import may_clear
+from backfill_controller.domain.segments import continuation_conf
 from backfill_controller.domain.settings import poll_interval, timeout_minutes
 from backfill_controller.domain.state import (
     ChunkRecord,
@@ -59,6 +67,7 @@ from backfill_controller.worker.progress import (
     segment_facts,
     why_stuck,
 )
+from backfill_controller.worker.work import work_if_planned, work_of
 
 #: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
 #: call, so short.
@@ -76,6 +85,23 @@ PAUSE_LOOK = 5.0
 #: Seconds one look at whether the backfill is paused holds while a chunk starts its dates: a
 #: burst of dates asks once, and a pause stops the chunk within about this long.
 PAUSED_HOLDS = 1.0
+#: What ``trigger_dag_id`` holds until a chunk has read its target from the record: it must be
+#: given to ``TriggerDagRunOperator``, and is never a DAG's id.
+TARGET_FROM_RECORD = "(the target of the backfill's record)"
+#: ``BaseOperator``'s arguments: how a task runs, not what it does. Those the DAG gives in
+#: ``.partial()`` a mapping cannot override, and the scheduler and impersonation read none of them
+#: from the mapped kwargs.
+_TASK_ARGUMENTS = frozenset(
+    {*inspect.signature(BaseOperator.__init__).parameters, "_airflow_mapped_validation_only"}
+) - {"self", "kwargs"}
+
+
+def _without_work(kwargs: dict[str, Any], keep: Collection[str] = ()) -> tuple[dict[str, Any], list[str]]:
+    """``kwargs`` without what would tell a ``TriggerDagRunOperator`` what to do (target, run id,
+    conf, dates...): the operator reads its work from the record. Returns the arguments kept and
+    the names of those dropped. ``keep``: the operator's own arguments its DAG gives."""
+    kept = {key: value for key, value in kwargs.items() if key in _TASK_ARGUMENTS or key in keep}
+    return kept, sorted(set(kwargs) - set(kept))
 
 
 def _min_deferral() -> float:
@@ -93,25 +119,25 @@ def with_pauses(execution: Execution, paused_seconds: float) -> Execution:
 
 
 def stored_execution(context: Any) -> Execution | None:
-    """This controller run's :class:`backfill_controller.domain.plan.Execution` (None: nothing planned)."""
-    data = context["ti"].xcom_pull(task_ids=Task.PLAN, key=XCom.EXECUTION)
-    return Execution.from_dict(data) if data else None
+    """This controller run's :class:`backfill_controller.domain.plan.Execution`, from the record
+    (None: nothing planned, or a dry run)."""
+    work = work_if_planned(context)
+    return work.execution if work is not None else None
 
 
 def dates_so_far(context: Any, execution: Execution, upto: int | None = None) -> list[DateOutcome]:
     """Where this controller run's acting dates are (the first ``upto`` of them), as the report says."""
-    ti = context["ti"]
-    run_ids = list(ti.xcom_pull(task_ids=Task.PLAN, key=XCom.RUN_IDS) or [])[:upto]
+    ti, work = context["ti"], work_of(context)
+    run_ids = list(work.run_ids)[:upto]
     wanted = set(run_ids)
-    plans = [p for p in ti.xcom_pull(task_ids=Task.PLAN, key=XCom.PLANS) or [] if p["run_id"] in wanted]
+    plans = [p for p in work.plan_dicts() if p["run_id"] in wanted]
     facts = segment_facts(ti, ti.run_id, execution, plans, run_ids, finished=False)
     return segment_dates(facts)
 
 
 def _timeout_message(context: Any, execution: Execution, stuck_run_ids: Sequence[str], what: str) -> str:
     """Which dates did not finish in time, and the likely reason."""
-    plans = context["ti"].xcom_pull(task_ids=Task.PLAN, key=XCom.PLANS) or []
-    dates = {p["run_id"]: p["logical_date"] for p in plans}
+    dates = {p.run_id: p.logical_date.isoformat() for p in work_of(context).plans}
     stuck = sorted(dates.get(r, r) for r in set(stuck_run_ids))
     shown = ", ".join(stuck[:20]) + (f" and {len(stuck) - 20} more" if len(stuck) > 20 else "")
     target = execution.target_dag_id
@@ -168,18 +194,19 @@ def overlap_look_seconds() -> float:
 class BackfillTriggerOperator(TriggerDagRunOperator):
     """Trigger (or clear and re-run) the target runs of one chunk, each once the backfill has room.
 
-    :param chunk_index: which chunk (0-based, in run order); also the map index.
-    :param first_position: index, among the controller run's acting dates, of the chunk's first date.
-    :param dates: one dict per date: ``trigger_run_id``, ``logical_date``, ``run_after``,
-        ``reset_dag_run``, ``clear_task_ids`` (re-run only these task instances of the existing run,
-        ``task_id`` or ``[task_id, map_index]``, through the REST API instead of clearing the whole
-        run) and ``planned_end_date`` (end_date of the existing run when planned, to detect a done
-        clear on a retry).
-    :param dates_label: shown as the map index in the UI (first and last date).
-    All other parameters are ``TriggerDagRunOperator``'s (``trigger_dag_id``, ``note``); the conf
-    is the request's, read from the plan.
-    Nothing is templated: every value comes from the plan, and user text (conf, reason) must never
-    be rendered as a Jinja template.
+    :param chunk_index: which chunk (0-based, in run order); the task instance's map index, which
+        it is, prevails.
+    :param dates_label: shown as the map index in the UI (first and last date); replaced by the
+        label of the chunk's dates as the record has them.
+
+    Everything else the task reads from the backfill's record when it runs
+    (:meth:`backfill_controller.worker.work.Work.chunk`): the target (``trigger_dag_id``), the
+    chunk's dates (each: the run to create or clear, its logical date and ``run_after``, whether
+    it is cleared and which task instances only, the run's end date when planned), where the chunk
+    starts among the run's acting dates, the conf given to each run (the request's) and the run
+    note (who asked, and why). ``TriggerDagRunOperator``'s own arguments, given or mapped, are
+    ignored. Nothing is templated: user text (conf, reason) must never be rendered as a Jinja
+    template.
 
     Chunks start one after another, in order, also across retries: a chunk starts only once the
     chunk before it has finished (a chunk waiting for its retry holds no slot meanwhile). Each date
@@ -191,21 +218,19 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
     template_fields = ()
     ui_color = "#e8f4ea"
 
-    def __init__(
-        self,
-        *,
-        chunk_index: int = 0,
-        first_position: int = 0,
-        dates: list[dict[str, Any]] | None = None,
-        dates_label: str = "",
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("openlineage_inject_parent_info", False)
-        super().__init__(**kwargs)
+    def __init__(self, *, chunk_index: int = 0, dates_label: str = "", **kwargs: Any) -> None:
+        kwargs, self.ignored = _without_work(kwargs)
+        super().__init__(
+            trigger_dag_id=TARGET_FROM_RECORD,
+            wait_for_completion=False,
+            deferrable=False,
+            openlineage_inject_parent_info=False,
+            **kwargs,
+        )
         self.chunk_index = chunk_index
-        self.first_position = first_position
-        self.dates = dates or []
         self.dates_label = dates_label
+        self.first_position = 0
+        self.dates: list[dict[str, Any]] = []
         self.planned_end_date: str | None = None
         self.clear_task_ids: list[Any] | None = None
         self.may_clear = False
@@ -236,22 +261,42 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self._feed(context, execution, position, Window(execution.target_dag_id, event["candidates"]))
 
     def _execution(self, context: Any) -> Execution:
-        """The plan's execution, held against this controller run's own conf.
+        """Read the chunk's work from the backfill's record, and return the run's execution (its
+        deadline moved by the time the backfill has spent paused).
 
-        The plan reaches this task through XComs, which anyone who may write the controller's
-        XComs can rewrite through the REST API; the run's conf, which the requester was
-        authorized for, nobody can. So the target, the conf given to each run, and whether
-        clearing is allowed at all come from the conf.
+        The record is the only source: XComs, this task's mapped kwargs among them, can be
+        rewritten by anyone who may edit the controller's XComs. The run's own conf, which
+        nobody can change once the run exists, is held against it: a record naming another
+        target, or clearing what the conf never asks, starts nothing.
         """
-        execution = stored_execution(context)
-        if execution is None:
-            raise AirflowFailException("the plan task stored no plan; see its log")
+        work = work_of(context)
+        if self.ignored:
+            self.log.warning("ignored, read from the backfill's record instead: %s", ", ".join(self.ignored))
+        if work.execution is None:
+            raise AirflowFailException(
+                "the backfill's record holds no execution for this run: nothing to start"
+            )
         asked = context["dag_run"].conf or {}
-        if not execution.target_dag_id == self.trigger_dag_id == asked.get("dag_id"):
-            raise AirflowFailException("the stored plan names another DAG than this run's request")
-        self.conf = dict(asked.get("conf") or {})
-        self.may_clear = may_clear(asked)
-        return with_pauses(execution, self._paused(context)["paused_seconds"])
+        request = work.request
+        if request.target_dag_id != asked.get("dag_id"):
+            raise AirflowFailException("the backfill's record names another DAG than this run's request")
+        index = context["ti"].map_index
+        if isinstance(index, int) and index >= 0 and index != self.chunk_index:
+            self.log.warning(
+                "mapped as chunk %s, this is map index %d: chunk %d", self.chunk_index, index, index
+            )
+            self.chunk_index = index
+        chunk = work.chunk(self.chunk_index)
+        self.first_position, self.dates, self.dates_label = (
+            chunk.first_position,
+            list(chunk.dates),
+            chunk.label,
+        )
+        self.trigger_dag_id = request.target_dag_id
+        self.conf = dict(request.conf)
+        self.note = audit_note(request.reason, work.requester)
+        self.may_clear = may_clear(request.to_dict()) and may_clear(asked)
+        return with_pauses(work.execution, self._paused(context)["paused_seconds"])
 
     def _paused(self, context: Any) -> dict[str, Any]:
         """Whether a user paused the backfill, and for how long it has been paused in all."""
@@ -288,7 +333,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         adopted (a refused date has none). Counted in batches by :class:`Window`: no run read
         one by one."""
         ti = context["ti"]
-        run_ids = list(ti.xcom_pull(task_ids=Task.PLAN, key=XCom.RUN_IDS) or [])[: self.first_position]
+        run_ids = list(work_of(context).run_ids)[: self.first_position]
         records = records_by_chunk(ti.xcom_pull(task_ids=Task.TRIGGER, key=XCom.CHUNK))
         return [*run_ids, *adopted_run_ids(records)]
 
@@ -444,7 +489,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         run_id = str(self.trigger_run_id)
         if (self.reset_dag_run or self.clear_task_ids is not None) and not self.may_clear:
             raise AirflowFailException(
-                f"the stored plan clears {run_id}, which this run's request never asks"
+                f"the backfill's record clears {run_id}, which this run's request never asks"
             )
         if retry and self._already_done():
             self.log.info("run %s was already triggered or cleared by this backfill", run_id)
@@ -604,29 +649,55 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
     one after another. Before starting a segment it counts the failed dates of the segments so far
     against ``max_failed_dates``; over budget, the segment is skipped and its dates are cancelled.
 
-    :param segment_index: which segment (1-based among continuations; 0 is the head run's own).
+    :param segment_index: which segment (1-based among continuations; 0 is the head run's own);
+        the task instance's map index (plus one), which it is, prevails.
+
+    The continuation run it starts is this DAG's, named after the head run and the segment, with
+    the head's conf and the ``continues`` key (``head_run_id``, ``segment``, and ``failed_before``:
+    the failed dates so far, which count against ``max_failed_dates``); its ``plan`` task gets its
+    segment of the record from the api-server. A run id or conf given or mapped is ignored.
     """
 
     template_fields = ()
     ui_color = "#f3eefb"
+    #: ``TriggerDagRunOperator``'s arguments the DAG gives: how to wait for the continuation run.
+    WAITING = (
+        "trigger_dag_id",
+        "wait_for_completion",
+        "deferrable",
+        "poke_interval",
+        "allowed_states",
+        "failed_states",
+    )
 
-    def __init__(self, *, segment_index: int, **kwargs: Any) -> None:
-        kwargs.setdefault("openlineage_inject_parent_info", False)
-        super().__init__(**kwargs)
+    def __init__(self, *, segment_index: int = 1, **kwargs: Any) -> None:
+        kwargs, self.ignored = _without_work(kwargs, keep=self.WAITING)
+        super().__init__(openlineage_inject_parent_info=False, **kwargs)
         self.segment_index = segment_index
 
     def execute(self, context: Any) -> None:
         from airflow.providers.standard.triggers.external_task import DagStateTrigger
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
 
-        ti = context["ti"]
+        ti, work = context["ti"], work_of(context)
+        if self.ignored:
+            self.log.warning("ignored, read from the backfill's record instead: %s", ", ".join(self.ignored))
+        if isinstance(ti.map_index, int) and ti.map_index >= 0:
+            self.segment_index = ti.map_index + 1
+        if work.segment != 0 or not 1 <= self.segment_index < work.segments:
+            raise AirflowFailException(
+                f"the backfill has no segment {self.segment_index} for this run to start"
+            )
         failed = self._failed_so_far(context)
-        execution = stored_execution(context)
+        execution = work.execution
         budget = execution.max_failed_dates if execution else None
         if budget is not None and failed >= budget:
             raise AirflowSkipException(f"cancelled: {failed} dates failed and max_failed_dates is {budget}")
-        self.conf = {**(self.conf or {})}
-        self.conf[CONTINUES_KEY] = {**self.conf[CONTINUES_KEY], "failed_before": failed}
+        self.trigger_dag_id = ti.dag_id
+        self.trigger_run_id = work.continuation_run_id(self.segment_index)
+        conf = continuation_conf(context["dag_run"].conf or {}, work.head_run_id, self.segment_index)
+        conf[CONTINUES_KEY] = {**conf[CONTINUES_KEY], "failed_before": failed}
+        self.conf, self.reset_dag_run = conf, False
         run_id = str(self.trigger_run_id)
         if RTI.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) == 0:
             super().execute(context)  # raises DagRunTriggerException, then waits deferred
@@ -642,12 +713,12 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
         )
 
     def _failed_so_far(self, context: Any) -> int:
-        ti = context["ti"]
-        execution = stored_execution(context)
+        ti, work = context["ti"], work_of(context)
+        execution = work.execution
         failed = failed_dates(dates_so_far(context, execution)) if execution else 0
         for k in range(1, self.segment_index):
             part = ti.xcom_pull(
-                task_ids=Task.REPORT, run_id=continuation_run_id(ti.run_id, k), key=XCom.SEGMENT_REPORT
+                task_ids=Task.REPORT, run_id=work.continuation_run_id(k), key=XCom.SEGMENT_REPORT
             )
             failed += len(part["failed_dates"]) if part else 0
         return failed

@@ -1,29 +1,24 @@
-"""The controller's Python tasks: ``plan`` (validate, expand, decide) and ``report`` (one result)."""
+"""The controller's Python tasks: ``plan`` (have the api-server plan the run), ``segments`` (the
+continuation runs to start) and ``report`` (one result). Each takes its work from the backfill's
+record (:mod:`backfill_controller.worker.work`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from backfill_controller.contract import CONTINUES_KEY, Task, XCom, continuation_run_id
-from backfill_controller.domain.plan import (
-    DatePlan,
-    Execution,
-    acting,
-    chunk_bounds,
-    chunk_count,
-    feeding,
-)
-from backfill_controller.domain.report import audit_note, build_report, render_table
-from backfill_controller.domain.request import BackfillRequest, OnOverlap, parse_request
-from backfill_controller.domain.segments import continuation_conf, merge_reports, split
-from backfill_controller.domain.settings import Limits, segment_size, timeout_minutes
+from backfill_controller.contract import CONTINUES_KEY, Task, XCom
+from backfill_controller.domain.plan import DatePlan
+from backfill_controller.domain.report import build_report, render_table
+from backfill_controller.domain.request import OnOverlap
+from backfill_controller.domain.segments import merge_reports
 from backfill_controller.domain.state import SegmentFacts, segment_dates
 from backfill_controller.worker.notify import notify_end
 from backfill_controller.worker.progress import segment_facts
+from backfill_controller.worker.work import Work, mapped_kwargs, remember, work_if_planned
 
 log = logging.getLogger(__name__)
 
@@ -33,85 +28,74 @@ class OverlapWait(Exception):
 
 
 def plan_backfill(**context: Any) -> list[dict[str, Any]]:
-    """Have the api-server check the request for its requester and decide each date; store the plan.
+    """Have the api-server plan this run for its requester; return the chunks ``trigger`` maps over.
 
-    Nothing changes here. The api-server plans this run for the user who requested it (its
-    ``triggering_user_name``; see :mod:`backfill_controller.server.controller_runs`): a bad or
-    forbidden request fails this task with every problem named, and pushes the message as XCom
-    ``error`` so ``report`` can return it. Raises :class:`OverlapWait` when the request waits for
-    an overlapping backfill. Returns the ``trigger`` task's mapped kwargs (one dict per chunk of the
-    dates to act on); the rest of the plan goes to XComs named after it
-    (:class:`backfill_controller.contract.XCom`).
+    Nothing changes here. The api-server plans the run for the user who requested it (its
+    ``triggering_user_name``; see :mod:`backfill_controller.server.controller_runs`) and records
+    the backfill; a continuation run gets its segment of its head's record. A bad or forbidden
+    request fails this task with every problem named, and pushes the message as XCom ``error`` so
+    ``report`` can return it. Raises :class:`OverlapWait` when the request waits for an
+    overlapping backfill.
+
+    Returns the ``trigger`` task's mapped kwargs: per chunk only its index and label
+    (:func:`backfill_controller.worker.work.mapped_kwargs`); every task reads its work from the
+    record. The plan is also pushed as XComs named after it
+    (:class:`backfill_controller.contract.XCom`) for people and the Backfills page to read; no
+    task of the controller reads them back.
     """
     from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     ti, dag_run = context["ti"], context["dag_run"]
-    conf = dict(dag_run.conf or {})
     started = time.monotonic()
     try:
         answer = AirflowApi.from_connection().plan_run(dag_run.run_id)
     except ApiError as exc:
         if exc.status not in (403, 404, 409, 422):
             raise
-        message = exc.detail
-        ti.xcom_push(key=XCom.ERROR, value=message)
-        raise AirflowFailException(message) from None
-    if answer["status"] == "continuation":  # carry out one segment of the head run's plan
-        head, segment = str(answer["head_run_id"]), int(answer["segment"])
-        stored = ti.xcom_pull(task_ids=Task.PLAN, run_id=head, key=XCom.REQUEST)
-        request = parse_request(stored, limits=Limits.from_config(), now=None)
-        plans = [
-            DatePlan.from_dict(p)
-            for p in ti.xcom_pull(task_ids=Task.PLAN, run_id=head, key=XCom.segment(segment))
-        ]
-        failed_before = int(conf[CONTINUES_KEY].get("failed_before", 0))
-        feed = Execution.from_dict(ti.xcom_pull(task_ids=Task.PLAN, run_id=head, key=XCom.EXECUTION)).feeding
-    else:
-        if answer["status"] == "overlap":
-            if conf.get("on_overlap") == OnOverlap.WAIT.value:
-                raise OverlapWait(answer["message"])
-            message = f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait"
-            ti.xcom_push(key=XCom.ERROR, value=message)
-            raise AirflowFailException(message)
-        request = parse_request(answer["request"], limits=Limits.from_config(), now=None)
-        all_plans = [DatePlan.from_dict(p) for p in answer["plans"]]
-        if request.task_regex is not None:
-            log.info("task_regex %r selects %s", request.task_regex, ", ".join(answer["selected_tasks"]))
-        feed = feeding(
-            request.max_active_runs,
-            answer["target_max_active_runs"],
-            chunk_size=request.chunk_size if conf.get("chunk_size") is not None else None,
-            failure_budget=request.max_failed_dates is not None,
+        _refuse(ti, exc.detail)
+    if answer.get("status") == "overlap":
+        # Whether to wait is the requester's choice, so it is read from the run's own conf.
+        if (dag_run.conf or {}).get("on_overlap") == OnOverlap.WAIT.value:
+            raise OverlapWait(answer["message"])
+        _refuse(ti, f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait")
+    if answer.get("status") != "planned":
+        _refuse(ti, f"the api-server answered the plan with {answer.get('status')!r}")
+    try:
+        work = remember(dag_run.run_id, answer["work"])
+    except AirflowFailException as exc:
+        _refuse(ti, str(exc))
+    request = work.request
+    if request.task_regex is not None:
+        log.info(
+            "task_regex %r selects %s", request.task_regex, ", ".join(work.selected_tasks) or "(not said)"
         )
-        size = request.segment_size or segment_size()
-        parts = split(all_plans, size)
-        plans, failed_before = parts[0], 0
-        for index, part in enumerate(parts[1:], start=1):
-            ti.xcom_push(key=XCom.segment(index), value=[p.to_dict() for p in part])
-        ti.xcom_push(key=XCom.SEGMENTS, value=len(parts))
-        log.info("planned %d dates in %d segment(s) of at most %d", len(all_plans), len(parts), size)
-        ti.xcom_push(key=XCom.STATS, value=_stats(started, len(all_plans)))
-    act = [] if request.dry_run else acting(plans)
-    log.info("this run acts on %d of its %d dates", len(act), len(plans))
-    facts = {
+    log.info(
+        "segment %d of %d: this run acts on %d of its %d dates",
+        work.segment,
+        work.segments,
+        len(work.acting),
+        len(work.plans),
+    )
+    facts: dict[str, Any] = {
         XCom.REQUEST: request.to_dict(),
-        XCom.PLANS: [p.to_dict() for p in plans],
-        XCom.RUN_IDS: [p.run_id for p in act],
-        XCom.EXECUTION: Execution(
-            target_dag_id=request.target_dag_id,
-            feeding=feed,
-            max_failed_dates=request.max_failed_dates,
-            failed_before=failed_before,
-            deadline=time.time() + 60 * (request.timeout_minutes or timeout_minutes()),
-            total=len(act),
-        ).to_dict(),
+        XCom.PLANS: work.plan_dicts(),
+        XCom.RUN_IDS: list(work.run_ids),
+        XCom.SEGMENTS: work.segments,
     }
+    if work.execution is not None:
+        facts[XCom.EXECUTION] = work.execution.to_dict()
+    if work.segment == 0:
+        facts[XCom.STATS] = _stats(started, work.dates)
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
-    note = audit_note(request.reason, getattr(dag_run, "triggering_user_name", None))
-    chunk = feed.chunk_size
-    return [_chunk_kwargs(request, act, k, chunk, note) for k in range(chunk_count(len(act), chunk))]
+    return mapped_kwargs(work)
+
+
+def _refuse(ti: Any, message: str) -> NoReturn:
+    """Fail the plan task, keeping why as XCom ``error`` for ``report``."""
+    ti.xcom_push(key=XCom.ERROR, value=message)
+    raise AirflowFailException(message)
 
 
 def _stats(started: float, dates: int) -> dict[str, float]:
@@ -127,72 +111,46 @@ def _stats(started: float, dates: int) -> dict[str, float]:
 
 
 def list_segments(**context: Any) -> list[dict[str, Any]]:
-    """Kwargs of the ``segment`` task: one continuation run per segment after the first."""
-    ti, dag_run = context["ti"], context["dag_run"]
-    count = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.SEGMENTS) or 1
-    conf = dict(dag_run.conf or {})
-    if conf.get("dry_run"):
+    """Kwargs of the ``segment`` task: which segment each task instance starts as a continuation run
+    (the head run only; the task reads the rest from the record)."""
+    work = work_if_planned(context)
+    if work is None or work.segment != 0 or work.request.dry_run:
         return []  # a dry run changes nothing: its report reads every segment's plan itself
-    return [
-        {
-            "trigger_run_id": continuation_run_id(dag_run.run_id, k),
-            "conf": continuation_conf(conf, dag_run.run_id, k),
-            "segment_index": k,
-        }
-        for k in range(1, count)
-    ]
+    return [{"segment_index": k} for k in range(1, work.segments)]
 
 
-def _later_segments(ti: Any, head_run_id: str, request: BackfillRequest) -> list[dict[str, Any]]:
+def _later_segments(ti: Any, work: Work) -> tuple[list[dict[str, Any]], list[int]]:
     """The reports of the continuation runs; a segment that never ran reports its dates cancelled.
 
-    A dry run has no continuation runs: its segments' reports are built from the plan alone.
+    A dry run has no continuation runs. The dates of a segment that never ran come from the
+    backfill's record (the head run may read every segment's). Returns the reports, and the
+    segments whose dates could not be read (reported with none).
     """
-    parts = []
-    for k in range(1, ti.xcom_pull(task_ids=Task.PLAN, key=XCom.SEGMENTS) or 1):
-        run_id = continuation_run_id(head_run_id, k)
+    from backfill_controller.client.airflow_api import AirflowApi
+    from backfill_controller.client.rest import ApiError
+
+    parts, unknown = [], []
+    for k in range(1, work.segments):
+        run_id = work.continuation_run_id(k)
         part = (
             None
-            if request.dry_run
+            if work.request.dry_run
             else ti.xcom_pull(task_ids=Task.REPORT, run_id=run_id, key=XCom.SEGMENT_REPORT)
         )
         if part is None:
-            stored = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.segment(k))
+            try:
+                stored = AirflowApi.from_connection().work(work.head_run_id, segment=k)["plans"]
+            except (ApiError, KeyError) as exc:
+                log.warning("the dates of segment %d could not be read: %s", k, exc)
+                unknown.append(k)
+                stored = []
             plans = [DatePlan.from_dict(p) for p in stored]
             never = segment_dates(SegmentFacts(stored, [], 1, {}, {}, {}, finished=True))
-            part = build_report(request, plans, never, controller_run_id=run_id)
+            part = build_report(work.request, plans, never, controller_run_id=run_id)
+            if not stored:  # dates unknown: not a success, unless nothing was to run (a dry run)
+                part["success"] = work.request.dry_run
         parts.append(part)
-    return parts
-
-
-def _chunk_kwargs(
-    request: BackfillRequest, act: list[DatePlan], chunk: int, chunk_size: int, note: str
-) -> dict[str, Any]:
-    """The mapped kwargs of ``trigger`` for one chunk: what is common once, then each date.
-
-    The conf (up to 64 KB) is not repeated per chunk: the task reads it from the ``request`` XCom.
-    """
-    bounds = chunk_bounds(chunk, chunk_size, len(act))
-    plans = [act[i] for i in bounds]
-    first, last = plans[0].logical_date.isoformat(), plans[-1].logical_date.isoformat()
-    return {
-        "trigger_dag_id": request.target_dag_id,
-        "note": note,
-        "chunk_index": chunk,
-        "first_position": bounds.start,
-        "dates_label": first if len(plans) == 1 else f"{first} .. {last}",
-        "dates": [
-            {
-                "trigger_run_id": p.run_id,
-                "logical_date": p.logical_date.isoformat(),
-                "run_after": p.date.run_after.isoformat(),
-                "reset_dag_run": p.action == "cleared",
-                "clear_task_ids": list(p.task_ids) if p.task_ids is not None else None,
-                "planned_end_date": p.existing_end_date,
-            }
-            for p in plans
-        ],
-    }
+    return parts, unknown
 
 
 def _settle(run_id: str) -> None:
@@ -208,14 +166,24 @@ def _settle(run_id: str) -> None:
 
 
 def report_backfill(**context: Any) -> dict[str, Any]:
-    """Return the result (XCom ``return_value``), log a table, fail unless every date succeeded."""
+    """Return the result (XCom ``return_value``), log a table, fail unless every date succeeded.
+
+    What the run did is read from its work in the backfill's record; a run with none (refused, or
+    planning never finished) reports the plan task's ``error``.
+    """
+    from backfill_controller.client.rest import ApiError
+
     ti, dag_run = context["ti"], context["dag_run"]
     triggered_by = getattr(dag_run, "triggering_user_name", None)
-    continues = (dag_run.conf or {}).get(CONTINUES_KEY)
-    error = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.ERROR)
-    stored = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.REQUEST)
-    if error or stored is None:
-        conf = dict(dag_run.conf or {})
+    conf = dict(dag_run.conf or {})
+    error = None
+    try:
+        work = work_if_planned(context)
+    except (ApiError, OSError, AirflowFailException) as exc:
+        work, error = None, f"the backfill's record could not be read: {exc}"
+    if work is None:
+        continues = CONTINUES_KEY in conf
+        error = error or ti.xcom_pull(task_ids=Task.PLAN, key=XCom.ERROR)
         report: dict[str, Any] = {
             "dag_id": conf.get("dag_id"),
             "controller_run_id": dag_run.run_id,
@@ -228,29 +196,32 @@ def report_backfill(**context: Any) -> dict[str, Any]:
             "failed_dates": [],
             "dates": [],
         }
+        requested = conf.get("notify")
         log.error("backfill refused:\n%s", report["error"])
     else:
-        request = parse_request(stored, limits=Limits.from_config(), now=None)
-        stored_plans = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.PLANS)
-        plans = [DatePlan.from_dict(p) for p in stored_plans]
+        continues = work.segment != 0
+        request = work.request
         dates = None
-        if not request.dry_run:
-            run_ids = ti.xcom_pull(task_ids=Task.PLAN, key=XCom.RUN_IDS) or []
-            execution = Execution.from_dict(ti.xcom_pull(task_ids=Task.PLAN, key=XCom.EXECUTION))
-            dates = segment_dates(
-                segment_facts(ti, ti.run_id, execution, stored_plans, run_ids, finished=True)
+        if not request.dry_run and work.execution is not None:
+            facts = segment_facts(
+                ti, ti.run_id, work.execution, work.plan_dicts(), list(work.run_ids), finished=True
             )
+            dates = segment_dates(facts)
         report = build_report(
-            request, plans, dates, controller_run_id=dag_run.run_id, triggered_by=triggered_by
+            request, list(work.plans), dates, controller_run_id=dag_run.run_id, triggered_by=triggered_by
         )
         ti.xcom_push(key=XCom.SEGMENT_REPORT, value=report)
         if not continues:
-            report = merge_reports([report, *_later_segments(ti, dag_run.run_id, request)])
+            later, unknown = _later_segments(ti, work)
+            report = merge_reports([report, *later])
+            if unknown:
+                report["unreported_segments"] = unknown
+                log.warning("the dates of segment(s) %s, which never ran, could not be read", unknown)
+        requested = list(request.notify) if request.notify is not None else None
         log.info("backfill of %s:\n%s", request.target_dag_id, render_table(report))
     if not continues:
         _settle(dag_run.run_id)
     if not continues and not report.get("dry_run"):
-        requested = (stored or dag_run.conf or {}).get("notify")
         report["notified"] = notify_end(report, requested, context)
     if not report["success"]:
         # A failing task returns nothing, so the result is pushed before failing.
