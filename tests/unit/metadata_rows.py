@@ -12,9 +12,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import pytest
 from airflow.models import import_all_models
-from sqlalchemy import Table, create_engine
+from sqlalchemy import Table, create_engine, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -28,12 +27,12 @@ from airflow.models.dagrun import DagRun  # noqa: E402
 from airflow.models.taskinstance import TaskInstance  # noqa: E402
 from airflow.models.xcom import XComModel  # noqa: E402
 
-#: These rows include XCom rows; from Airflow 3.4 XComModel is a read-only view over its stores
-#: (its ``__table__`` a subquery), so tests that write them run on 3.3 only (the live suite
-#: covers 3.4).
-WRITES_XCOM_ROWS = pytest.mark.skipif(
-    not isinstance(XComModel.__table__, Table), reason="XComModel is a read-only view in this Airflow"
-)
+#: Airflow 3.3 keeps XComs in one table (``XComModel``); from 3.4 ``XComModel`` is a read-only view
+#: over two stores, and new XComs go to ``xcom_v2``, keyed by their task instance's id: :meth:`Rows.xcom`
+#: writes whichever this Airflow has.
+XCOM_TABLE = isinstance(XComModel.__table__, Table)
+#: The task instance table's map index column: ``region_index`` from Airflow 3.4.
+MAP_INDEX = "map_index" if "map_index" in TaskInstance.__table__.c else "region_index"
 
 
 def database() -> Engine:
@@ -74,6 +73,19 @@ class Rows:
 
     def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = Task.PLAN, map_index: int = -1):
         """An XCom of the controller run ``pk`` (``run_id``), of its ``plan`` task by default."""
+        if not XCOM_TABLE:  # Airflow 3.4: the store of new XComs, by task instance
+            from airflow.models.xcom import XComModelV2  # type: ignore[attr-defined]
+
+            self.session.execute(
+                XComModelV2.__table__.insert().values(
+                    id=uuid.uuid4(),
+                    task_instance_id=self._task_instance(run_id, task_id, map_index),
+                    key=key,
+                    value=value,
+                    timestamp=self.now,
+                )
+            )
+            return
         self.session.execute(
             XComModel.__table__.insert().values(
                 dag_run_id=pk,
@@ -87,20 +99,47 @@ class Rows:
             )
         )
 
-    def task(self, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
-        """A task instance of the controller run ``run_id``."""
+    def _task_instance(self, run_id: str, task_id: str, map_index: int) -> uuid.UUID:
+        """The id of that task instance of the controller run ``run_id`` (written, with no state,
+        where there is none yet)."""
+        table = TaskInstance.__table__
+        found = self.session.scalar(
+            select(table.c.id).where(
+                table.c.dag_id == CONTROLLER_DAG_ID,
+                table.c.run_id == run_id,
+                table.c.task_id == task_id,
+                table.c[MAP_INDEX] == map_index,
+            )
+        )
+        if found is not None:
+            return found
+        self.task(run_id, task_id, None, map_index)
+        return self._task_instance(run_id, task_id, map_index)
+
+    def task(self, run_id: str, task_id: str, state: str | None, map_index: int = -1) -> None:
+        """A task instance of the controller run ``run_id`` (its state set, where it exists)."""
+        table = TaskInstance.__table__
+        match = (
+            (table.c.dag_id == CONTROLLER_DAG_ID)
+            & (table.c.run_id == run_id)
+            & (table.c.task_id == task_id)
+            & (table.c[MAP_INDEX] == map_index)
+        )
+        if self.session.scalar(select(table.c.id).where(match)) is not None:
+            self.session.execute(TaskInstance.__table__.update().where(match).values(state=state))
+            return
         self.session.execute(
             TaskInstance.__table__.insert().values(
                 id=uuid.uuid4(),
                 task_id=task_id,
                 dag_id=CONTROLLER_DAG_ID,
                 run_id=run_id,
-                map_index=map_index,
                 state=state,
                 pool="default_pool",
                 pool_slots=1,
                 try_number=1,
                 max_tries=0,
                 priority_weight=1,
+                **{MAP_INDEX: map_index},
             )
         )

@@ -24,7 +24,7 @@ from backfill_controller.domain.state import Phase
 from backfill_controller.server import ledger
 from backfill_controller.server.ui import target_is
 from backfill_controller.server.web import list_backfills
-from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, database
+from tests.unit.metadata_rows import DagRun, Rows, database
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -104,7 +104,6 @@ def listed(session: Session, readable: set[str], **filters: Any) -> dict[str, An
 READERS = {"reads every DAG": {"sales", "other"}, "cannot read `other`": {"sales"}}
 
 
-@WRITES_XCOM_ROWS
 def test_the_backfills_are_in_every_phase_as_each_reader_is_shown_them(session):
     shown = {b["run_id"]: b["phase"] for b in listed(session, READERS["reads every DAG"])["backfills"]}
     assert shown == {
@@ -130,7 +129,6 @@ FILTERS = [(dag_id, state) for dag_id in (None, "sales") for state in (None, *Ph
 FILTER_IDS = [f"{dag_id or 'any DAG'}-{state.value if state else 'any phase'}" for dag_id, state in FILTERS]
 
 
-@WRITES_XCOM_ROWS
 @pytest.mark.parametrize("reader", list(READERS), ids=list(READERS))
 @pytest.mark.parametrize(("dag_id", "state"), FILTERS, ids=FILTER_IDS)
 def test_a_filtered_list_is_the_list_of_what_matches_and_pages_alike(session, reader, dag_id, state):
@@ -147,7 +145,6 @@ def test_a_filtered_list_is_the_list_of_what_matches_and_pages_alike(session, re
         assert page["total"] == len(wanted)
 
 
-@WRITES_XCOM_ROWS
 def test_a_dag_without_backfills_lists_none(session):
     for state in (None, Phase.FAILED):
         page = listed(session, READERS["reads every DAG"], dag_id="sales_pipeline", state=state)

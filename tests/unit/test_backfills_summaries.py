@@ -21,9 +21,7 @@ from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
 from backfill_controller.domain.plan import feeding
 from backfill_controller.server.ui import settle
 from backfill_controller.server.web import get_backfill, list_backfills, record_outcome
-from tests.unit.metadata_rows import WRITES_XCOM_ROWS, DagRun, Rows, TaskInstance, database
-
-pytestmark = WRITES_XCOM_ROWS
+from tests.unit.metadata_rows import DagRun, Rows, TaskInstance, database
 
 #: When the backfills were written (the fixture sets it).
 NOW = datetime.now(UTC)

@@ -16,7 +16,7 @@ from backfill_controller.domain.schedule import ScheduledDate
 from backfill_controller.domain.settings import Limits
 from backfill_controller.server import ledger, record, ui
 from backfill_controller.server.planner import Planned
-from tests.unit.metadata_rows import WRITES_XCOM_ROWS, Rows, database
+from tests.unit.metadata_rows import Rows, database
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 HEAD = "manual__head"
@@ -153,7 +153,6 @@ def test_a_segment_is_bound_to_one_run_only(db):
         record.bind_continuation(session, second, continues)
 
 
-@WRITES_XCOM_ROWS
 def test_the_page_reads_the_record_not_rewritten_xcoms(db):
     session, rows = db
     run, _ = started(session, rows, days=3)
