@@ -33,7 +33,7 @@ def test_a_caller_who_may_not_read_the_target_is_refused_before_the_request_is_p
         mock.patch.object(front_door, "parse") as parse,
         pytest.raises(HTTPException) as refused,
     ):
-        front_door.plan(conf, "ann", mock.Mock())
+        front_door.plan(conf, "ann", mock.Mock(), read_first=True)
     assert refused.value.status_code == 403
     require.assert_called_once()
     parse.assert_not_called()

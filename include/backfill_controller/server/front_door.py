@@ -58,13 +58,16 @@ def field_error(name: str, value: Any, problem: str, accepted: str = "a request 
     return FieldError(name, value, problem, accepted)
 
 
-def plan(conf: dict[str, Any], user: Any, session: Session, *, authorized: bool = False) -> Planned:
+def plan(
+    conf: dict[str, Any], user: Any, session: Session, *, authorized: bool = False, read_first: bool = False
+) -> Planned:
     """:func:`backfill_controller.server.planner.plan_request` of ``conf`` for ``user``; a refusal
-    raised as its HTTP answer (:func:`refused`)."""
+    raised as its HTTP answer (:func:`refused`). ``read_first`` (a dry run, which needs no more):
+    a caller who may not read the target is refused before the request is parsed."""
     try:
         target = conf.get("dag_id") if isinstance(conf, dict) else None
-        if not authorized and isinstance(target, str):  # no right to read it: nothing is parsed
-            access.require(user, target, [Right.READ_DAG])
+        if read_first and isinstance(target, str):  # no right to read it: nothing is parsed
+            access.require(user, target, [Right.READ_DAG, Right.READ_RUNS])
         return plan_request(parse(conf), user=user, session=session, authorized=authorized)
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
@@ -178,6 +181,6 @@ def start_backfill(
 def dry_run(conf: dict[str, Any], user: Any, session: Session) -> dict[str, Any]:
     """What a backfill of ``conf`` would do to each date, for ``user``: the report a dry run of the
     controller returns, with the tasks a task-subset backfill would clear. Changes nothing."""
-    planned = plan({**conf, "dry_run": True}, user, session)
+    planned = plan({**conf, "dry_run": True}, user, session, read_first=True)
     report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
     return {**report, "selected_tasks": list(planned.selected_tasks)}

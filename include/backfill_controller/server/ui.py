@@ -655,18 +655,25 @@ def _run_state_in(states: Iterable[str | None]) -> ColumnElement[bool]:
     return or_(known, DagRun.state.is_(None)) if None in wanted else known
 
 
+#: How many of the newest backfills a phase filter (``?state=``) looks at, at most: each request's
+#: work is bounded, whatever the history of the deployment.
+PHASE_SCAN = 2000
+
+
 def _heads_in_phase(
     session: Session, heads: ColumnElement[bool], wanted: Phase, readable: set[str]
 ) -> list[int]:
     """The ids of the head runs among ``heads`` whose backfill is in phase ``wanted``, newest first.
 
     The phase comes from :func:`backfill_controller.domain.state.phase`, fed what the reader is shown, as in
-    :func:`_summary`; only a backfill that may be cancelling or cancelled is read in full.
+    :func:`_summary`; only a backfill that may be cancelling or cancelled is read in full. Bounded:
+    only the newest :data:`PHASE_SCAN` head runs whose run state that phase allows are looked at.
     """
     rows = session.execute(
         select(DagRun.id, DagRun.run_id, DagRun.state, DagRun.conf)
         .where(heads, _run_state_in(run_states_of(wanted)))
         .order_by(DagRun.id.desc())
+        .limit(PHASE_SCAN)
     ).all()
     ids = [row.id for row in rows]
     requests, planned = plan_xcoms(session, ids, (XCom.REQUEST,)), _planned(session, ids)

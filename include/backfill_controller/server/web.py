@@ -135,7 +135,7 @@ def list_backfills(
 ) -> dict[str, Any]:
     """Every backfill (``backfill_controller`` run), newest first, summed up without its cells (live
     run states); only those of target ``dag_id`` and in phase ``state`` when given (``total``
-    counts those).
+    counts those; a phase is looked for among the newest 2,000 backfills that may be in it).
 
     A large backfill's continuation runs are folded into the run that received the request.
     Queries: the page of controller runs, then for each group of :data:`_GROUP` of them their
