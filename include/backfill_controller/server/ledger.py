@@ -149,19 +149,13 @@ def bound(session: Session, backfill_id: int, segment: int) -> BoundRun | None:
     row = session.execute(
         select(runs).where(runs.c.backfill_id == backfill_id, runs.c.segment == segment)
     ).first()
-    if row is None:
-        return None
-    execution = json.loads(row.execution) if row.execution else None
-    return BoundRun(row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution)
+    return _bound(row) if row is not None else None
 
 
 def bound_by_pk(session: Session, dag_run_pk: int) -> BoundRun | None:
     """The bound run of the controller run whose ``DagRun.id`` is ``dag_run_pk``, if any."""
     row = session.execute(select(runs).where(runs.c.dag_run_pk == dag_run_pk)).first()
-    if row is None:
-        return None
-    execution = json.loads(row.execution) if row.execution else None
-    return BoundRun(row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution)
+    return _bound(row) if row is not None else None
 
 
 def bound_runs(session: Session, dag_run_pks: Sequence[int]) -> dict[int, tuple[Entry, BoundRun]]:
@@ -176,11 +170,7 @@ def bound_runs(session: Session, dag_run_pks: Sequence[int]) -> dict[int, tuple[
         ).all()
         entries = {e.backfill_id: e for e in _entries_by_id(session, {row.backfill_id for row in rows})}
         for row in rows:
-            execution = json.loads(row.execution) if row.execution else None
-            mine = BoundRun(
-                row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution
-            )
-            found[row.dag_run_pk] = (entries[row.backfill_id], mine)
+            found[row.dag_run_pk] = (entries[row.backfill_id], _bound(row))
     return found
 
 
@@ -195,6 +185,11 @@ def _entries_by_id(session: Session, backfill_ids: set[int]) -> list[Entry]:
 def entry_by_id(session: Session, backfill_id: int) -> Entry | None:
     row = session.execute(select(ledger).where(ledger.c.id == backfill_id)).first()
     return _entry(row) if row is not None else None
+
+
+def _bound(row: Any) -> BoundRun:
+    execution = json.loads(row.execution) if row.execution else None
+    return BoundRun(row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution)
 
 
 def set_execution(session: Session, backfill_id: int, segment: int, execution: dict[str, Any]) -> None:
