@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from test_controller import day_runs, wait_for_a_deferred_trigger
+from test_controller import continuation_of, day_runs, wait_for_a_deferred_trigger
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, continuation_run_id
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK
 from backfill_controller.domain.airflow_states import OPEN_RUN
 
 CAPPED = "bf_capped"  # holds its runs back itself (max_active_runs 2): the backfill keeps some queued
@@ -59,7 +59,6 @@ def test_a_cancel_stops_every_segment(airflow, figures):
     first, last = "2024-06-15", "2024-06-24"
     conf = {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2, "segment_size": 3}
     head = airflow.trigger(CONTROLLER_DAG_ID, conf)
-    segment = continuation_run_id(head, 1)
     deadline = time.monotonic() + 300
     while True:  # the first continuation has started triggering its dates
         runs = day_runs(airflow, CAPPED, first, last)
@@ -67,6 +66,7 @@ def test_a_cancel_stops_every_segment(airflow, figures):
             break
         assert time.monotonic() < deadline, runs
         time.sleep(1)
+    segment = continuation_of(airflow, head, 1)
     seconds = cancel(airflow, head)
     assert airflow.run_state(CONTROLLER_DAG_ID, segment) == "failed"
     runs = settled(airflow, first, last)

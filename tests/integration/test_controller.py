@@ -73,6 +73,17 @@ def runs_of(airflow, dag_id: str, start: str, end: str) -> dict[str, dict[str, A
     return {r["logical_date"]: r for r in data["dag_runs"]}
 
 
+def continuation_of(airflow, head: str, segment: int) -> str:
+    """The run id of continuation ``segment`` of the head run ``head``: the head's, the segment, and
+    the token its backfill's record gave it (nobody can guess it)."""
+    prefix = continuation_run_id(head, segment) + "_"
+    runs = airflow._json(
+        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns", params={"limit": 100, "order_by": "-id"}
+    )["dag_runs"]
+    (found,) = [r["dag_run_id"] for r in runs if r["dag_run_id"].startswith(prefix)]
+    return found
+
+
 def day_runs(airflow, dag_id: str, start: str, end: str) -> dict[str, dict[str, Any]]:
     return {k[:10]: v for k, v in runs_of(airflow, dag_id, f"{start}T00:00:00Z", f"{end}T23:59:59Z").items()}
 
@@ -268,7 +279,8 @@ def test_window_triggers_every_date_and_succeeds(airflow, phase1):
 def test_a_request_larger_than_a_segment_continues_in_a_second_run(airflow, phase1):
     out = phase1["window"]
     assert out.report["segments"] == 2
-    continuation = continuation_run_id(out.run_id, 1)
+    continuation = continuation_of(airflow, out.run_id, 1)
+    assert continuation.startswith(continuation_run_id(out.run_id, 1) + "_")  # the record's token
     assert airflow.run_state(CONTROLLER_DAG_ID, continuation) == "success"
     part = airflow.xcom(CONTROLLER_DAG_ID, continuation, Task.REPORT, key=XCom.SEGMENT_REPORT)
     assert [d["logical_date"][:10] for d in part["dates"]] == ["2024-01-05", "2024-01-06"]
@@ -393,7 +405,7 @@ def test_explicit_dates_run_only_those_dates(airflow, phase1):
     assert sorted(day_runs(airflow, "bf_daily", "2024-02-01", "2024-02-29")) == ["2024-02-03", "2024-02-07"]
     assert out.report["segments"] == 2 and sorted(out.dates(state="success")) == ["2024-02-03", "2024-02-07"]
     continuation = airflow.api(
-        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{continuation_run_id(out.run_id, 1)}"
+        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{continuation_of(airflow, out.run_id, 1)}"
     ).json()
     assert "dates" not in continuation["conf"]  # read from the head's plan, not copied
 

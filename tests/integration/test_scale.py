@@ -40,7 +40,11 @@ def test_ten_thousand_dates_are_planned_and_reported(airflow, big_dry_run):
 def test_no_xcom_of_the_run_reaches_one_megabyte(airflow, big_dry_run):
     run_id, _ = big_dry_run
     sizes = airflow.xcom_sizes(CONTROLLER_DAG_ID, run_id, (Task.PLAN, Task.REPORT))
-    assert len(sizes) >= 12
+    assert {
+        f"{Task.PLAN}.{XCom.PLANS}",
+        f"{Task.PLAN}.{XCom.REQUEST}",
+        f"{Task.REPORT}.{XCom.RETURN_VALUE}",
+    } <= set(sizes), sizes
     assert max(sizes.values()) < ONE_MB, sizes
 
 
@@ -64,18 +68,26 @@ def test_a_window_past_the_maximum_dates_per_request_is_refused(airflow):
 
 
 def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
-    """Copy a finished controller run, with its XComs, task instances and recorded outcome, under new
-    run ids: many backfills of the same size without running each (a 9,961-date backfill takes
-    minutes)."""
+    """Copy a finished controller run, with its XComs, task instances, record (its dates too) and
+    recorded outcome, under new run ids: many backfills of the same size without running each (a
+    9,961-date backfill takes minutes)."""
     import uuid
 
-    from sqlalchemy import MetaData, create_engine, select
+    from sqlalchemy import MetaData, create_engine, insert, literal, select
 
     engine = create_engine(url)
     tables = MetaData()
-    names = ("dag_run", "xcom", "task_instance", "backfill_controller_outcome")
+    names = (
+        "dag_run",
+        "xcom",
+        "task_instance",
+        "backfill_controller_outcome",
+        "backfill_controller_ledger",
+        "backfill_controller_run",
+        "backfill_controller_date",
+    )
     tables.reflect(engine, only=names)
-    run, xcom, ti, outcome = (tables.tables[name] for name in names)
+    run, xcom, ti, outcome, ledger, bound, dates = (tables.tables[name] for name in names)
     made = []
     with engine.begin() as db:
         source = dict(
@@ -96,6 +108,9 @@ def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
         ended = dict(
             db.execute(select(outcome).where(outcome.c.controller_run_id == run_id)).mappings().one()
         )
+        record = dict(db.execute(select(ledger).where(ledger.c.controller_run_id == run_id)).mappings().one())
+        head = dict(db.execute(select(bound).where(bound.c.backfill_id == record["id"])).mappings().one())
+        date_columns = [c for c in dates.c if c.name not in ("id", "backfill_id")]
         for k in range(copies):
             new = f"{run_id}_copy{k:03d}"
             values = {**{c: v for c, v in source.items() if c != "id"}, "run_id": new}
@@ -105,6 +120,23 @@ def clone_backfill(url: str, run_id: str, copies: int) -> list[str]:
             db.execute(
                 outcome.insert().values(
                     {**{c: v for c, v in ended.items() if c != "id"}, "controller_run_id": new}
+                )
+            )
+            copy = db.execute(
+                ledger.insert()
+                .values({**{c: v for c, v in record.items() if c != "id"}, "controller_run_id": new})
+                .returning(ledger.c.id)
+            ).scalar_one()
+            db.execute(
+                bound.insert().values(
+                    {**{c: v for c, v in head.items() if c != "id"}, "backfill_id": copy, "dag_run_pk": pk}
+                    | {"run_id": new}
+                )
+            )
+            db.execute(
+                insert(dates).from_select(
+                    ["backfill_id", *(c.name for c in date_columns)],
+                    select(literal(copy), *date_columns).where(dates.c.backfill_id == record["id"]),
                 )
             )
             made.append(new)
