@@ -397,6 +397,71 @@ def test_the_plan_endpoint_answers_only_the_controllers_own_account(airflow, fab
     assert [b["phase"] for b in listed if b["run_id"] == head] == ["succeeded"]
 
 
+def _xcom_path(run_id: str, key: str) -> str:
+    run = quote(run_id, safe="")
+    return f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run}/taskInstances/{Task.PLAN}/xcomEntries/{key}"
+
+
+@pytest.mark.backend("postgres")
+def test_rewritten_plan_xcoms_change_nothing_that_runs(airflow, fab, figures):
+    """mallory (edits XComs, nothing on X or on its other DAG's runs) rewrites the plan of bea's
+    paused two-segment backfill of X: its request (another DAG, another conf), its later
+    segment's dates, and the trigger task's mapped kwargs (another DAG's run ids). Resumed, the
+    backfill runs exactly bea's dates of X, and nothing of the other DAG."""
+    dates = ["2024-11-12", "2024-11-13", "2024-11-14", "2024-11-15"]
+    request = {"dag_id": X, "dates": dates, "segment_size": 2, "max_active_runs": 1}
+    started = post(airflow, FRONT_DOOR, request, token=fab["bea"])
+    assert started.status_code == 201, started.text
+    head = started.json()["dag_run_id"]
+    paused = post(airflow, f"{FRONT_DOOR}/{quote(head, safe='')}/pause", {}, token=fab["bea"])
+    assert paused.status_code == 200, paused.text
+    deadline = time.monotonic() + 120
+    while airflow.api("GET", _xcom_path(head, XCom.REQUEST)).status_code != 200:
+        assert time.monotonic() < deadline, "the head run never planned"
+        time.sleep(1)
+    forged_day = "2024-11-20T00:00:00+00:00"
+    forged_request = {**airflow.xcom(CONTROLLER_DAG_ID, head, Task.PLAN, key=XCom.REQUEST)}
+    forged_request.update(dag_id=READABLE, dates=[forged_day], conf={"forged": True})
+    forged_kwargs = [
+        {
+            "chunk_index": k,
+            "trigger_dag_id": READABLE,
+            "dates": [
+                {"trigger_run_id": f"forged__{k}", "logical_date": forged_day, "run_after": forged_day}
+            ],
+        }
+        for k in range(2)
+    ]
+    forged_plans = [{"logical_date": forged_day, "run_id": "forged__segment", "action": "triggered"}]
+    answers = {
+        key: airflow.api("PATCH", _xcom_path(head, key), json={"value": value}, token=fab["mallory"])
+        for key, value in (
+            (XCom.REQUEST, forged_request),
+            (XCom.RETURN_VALUE, forged_kwargs),
+            (XCom.segment(1), forged_plans),  # a head planned from its record pushes none: 404
+        )
+    }
+    assert answers[XCom.REQUEST].status_code == answers[XCom.RETURN_VALUE].status_code == 200, {
+        k: a.text for k, a in answers.items()
+    }
+    before = runs_of(airflow, READABLE)
+    resumed = post(airflow, f"{FRONT_DOOR}/{quote(head, safe='')}/resume", {}, token=fab["bea"])
+    assert resumed.status_code == 200, resumed.text
+    state = airflow.wait_for_run(CONTROLLER_DAG_ID, head, timeout=TIMEOUT)
+    untouched = runs_of(airflow, READABLE) == before
+    figures.bad_input(
+        "forged: the plan's XComs of a paused backfill rewritten", state == "success" and untouched
+    )
+    assert state == "success"
+    assert untouched
+    days = sorted(
+        r[0][len(TARGET_RUN_PREFIX) :][:10]
+        for r in runs_of(airflow, X)
+        if r[0][len(TARGET_RUN_PREFIX) :][:10] in dates
+    )
+    assert days == dates
+
+
 @pytest.mark.backend("postgres")
 def test_a_forged_segment_count_does_not_burden_the_list(airflow, fab, figures):
     """An XCom writer sets the ``segments`` XCom of an ended backfill to 10^8: every view still
