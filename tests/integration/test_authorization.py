@@ -369,6 +369,13 @@ def test_a_run_id_reused_after_its_run_was_deleted_is_not_trusted(airflow, fab, 
     assert airflow.wait_for_run(CONTROLLER_DAG_ID, "reuse1", timeout=TIMEOUT) == "success"
     deleted = airflow.api("DELETE", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/reuse1", token=fab["mallory"])
     assert deleted.status_code == 204, deleted.text
+    again = post(
+        airflow,
+        FRONT_DOOR + "?run_id=reuse1",
+        {"dag_id": READABLE, "dates": ["2024-11-06"], "dry_run": True},
+        token=fab["mallory"],
+    )
+    assert again.status_code == 409 and "run_id 'reuse1' is taken" in again.text, again.text
     before = runs_of(airflow, X)
     forged = trigger_as(
         airflow, fab["mallory"], {"dag_id": X, "dates": ["2024-11-05"], "reprocess": "all"}, run_id="reuse1"

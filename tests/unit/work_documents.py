@@ -97,7 +97,6 @@ def work_document(
         "plans": dates,
         "run_ids": acting,
         "execution": None if parsed.dry_run else execution.to_dict(),
-        "selected_tasks": [],
         "continuation_run_ids": [continuation_run_id(head_run_id, k) for k in range(1, segments)]
         if segment == 0
         else [],

@@ -119,9 +119,6 @@ def run_work(run_id: str, caller: Any, session: Session, segment: int | None = N
     run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if run is None:
         raise HTTPException(404, {"message": f"no run {run_id!r} of {CONTROLLER_DAG_ID}"})
-    mine = ledger.bound_by_pk(session, run.id)
-    if mine is None:
-        raise HTTPException(404, {"message": f"controller run {run_id!r} belongs to no planned backfill"})
     try:
         entry, mine = record.bound_run_of(session, run)
         return record.work(session, entry, mine, segment)

@@ -146,7 +146,11 @@ def start_backfill(
         existing = session.scalar(
             select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id)
         )
-        if existing is not None and existing.triggering_user_name != access.user_name(user):
+        # Taken: by another user's run, or by a backfill whose run was deleted since (its record
+        # keeps the run_id: a new backfill never gets an old one's).
+        if (existing is None and ledger.entry(session, run_id) is not None) or (
+            existing is not None and existing.triggering_user_name != access.user_name(user)
+        ):
             raise HTTPException(409, {"message": f"run_id {run_id!r} is taken"})
     why = clash(session, planned, run_id)
     if existing is None and why and planned.request.on_overlap is OnOverlap.REFUSE:

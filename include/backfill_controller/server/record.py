@@ -42,6 +42,10 @@ class NotBound(Exception):
     """The controller run is not the run its backfill's record was made with; says what to do."""
 
 
+class NoRecord(NotBound):
+    """The controller run belongs to no planned backfill."""
+
+
 def bind_head(session: Session, run: Any, target_dag_id: str, requester: str | None) -> ledger.Entry:
     """The record of the backfill that head run ``run`` starts, its run bound as segment 0.
 
@@ -176,7 +180,7 @@ def bound_run_of(session: Session, run: Any) -> tuple[ledger.Entry, ledger.Bound
     mine = ledger.bound_by_pk(session, run.id)
     entry = ledger.entry_by_id(session, mine.backfill_id) if mine is not None else None
     if mine is None or entry is None or not is_planned(entry):
-        raise NotBound(f"controller run {run.run_id!r} belongs to no planned backfill")
+        raise NoRecord(f"controller run {run.run_id!r} belongs to no planned backfill")
     check(run, mine)
     return entry, mine
 
@@ -226,5 +230,6 @@ def _request(entry: ledger.Entry) -> BackfillRequest:
 
 
 def refusal(exc: NotBound) -> HTTPException:
-    """The HTTP answer to a run that is not its record's: 409, saying what to do instead."""
-    return HTTPException(409, {"message": str(exc)})
+    """The HTTP answer to a run that is not its record's: 409, saying what to do instead (404 for a
+    run of no planned backfill)."""
+    return HTTPException(404 if isinstance(exc, NoRecord) else 409, {"message": str(exc)})

@@ -134,18 +134,26 @@ def _batches(values: Iterable[_Key]) -> Iterator[list[_Key]]:
         yield wanted[start : start + _BATCH]
 
 
-def plan_xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
+#: ``{dag_run.id: (record, bound run)}`` of the controller runs bound to a record (:func:`ledger.bound_runs`).
+Recorded = Mapping[int, tuple[ledger.Entry, ledger.BoundRun]]
+
+
+def plan_xcoms(
+    session: Session, run_pks: Sequence[int], keys: Sequence[str], recorded: Recorded | None = None
+) -> dict[int, dict[str, Any]]:
     """``{dag_run.id: {key: value}}`` of what each controller run planned, named as the ``plan``
     task's XComs are (:class:`backfill_controller.contract.XCom`).
 
     A run bound to a backfill's record is read from the record (:mod:`backfill_controller.server.ledger`),
     whatever its XComs say; only its refusal (``error``, text) is the ``plan`` task's XCom. A run of
     no record (planned before records were kept) is read from its XComs, one query per batch.
+    ``recorded``: these runs' records, when the caller has read them already.
     """
     found: dict[int, dict[str, Any]] = {}
     if not keys:
         return found
-    recorded = ledger.bound_runs(session, run_pks)
+    if recorded is None:
+        recorded = ledger.bound_runs(session, run_pks)
     for pk, (entry, mine) in recorded.items():
         if entry.request is None or entry.backfill_id is None:
             continue  # bound, not planned yet: nothing planned to show
@@ -196,10 +204,11 @@ def _xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dic
     return found
 
 
-def _planned(session: Session, run_pks: Sequence[int]) -> set[int]:
+def _planned(session: Session, run_pks: Sequence[int], recorded: Recorded | None = None) -> set[int]:
     """The controller runs (``dag_run.id``) that planned: bound to a planned record, or (a run of no
     record) whose ``plan`` task pushed its plans (not read)."""
-    recorded = ledger.bound_runs(session, run_pks)
+    if recorded is None:
+        recorded = ledger.bound_runs(session, run_pks)
     found = {pk for pk, (entry, _) in recorded.items() if entry.request is not None}
     for batch in _batches([pk for pk in run_pks if pk not in recorded]):
         found.update(
@@ -676,7 +685,9 @@ def _heads_in_phase(
         .limit(PHASE_SCAN)
     ).all()
     ids = [row.id for row in rows]
-    requests, planned = plan_xcoms(session, ids, (XCom.REQUEST,)), _planned(session, ids)
+    recorded = ledger.bound_runs(session, ids)
+    requests = plan_xcoms(session, ids, (XCom.REQUEST,), recorded)
+    planned = _planned(session, ids, recorded)
     reported = _report_ran(session, [row.run_id for row in rows])
     histories = ledger.histories(session, [row.run_id for row in rows])
     found: set[int] = set()

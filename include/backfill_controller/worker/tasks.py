@@ -68,7 +68,7 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     request = work.request
     if request.task_regex is not None:
         log.info(
-            "task_regex %r selects %s", request.task_regex, ", ".join(work.selected_tasks) or "(not said)"
+            "task_regex %r: the tasks it selects are cleared per date (see the plan)", request.task_regex
         )
     log.info(
         "segment %d of %d: this run acts on %d of its %d dates",
@@ -130,6 +130,7 @@ def _later_segments(ti: Any, work: Work) -> tuple[list[dict[str, Any]], list[int
     from backfill_controller.client.rest import ApiError
 
     parts, unknown = [], []
+    api: AirflowApi | None = None  # one login for every segment that never ran
     for k in range(1, work.segments):
         run_id = work.continuation_run_id(k)
         part = (
@@ -139,7 +140,8 @@ def _later_segments(ti: Any, work: Work) -> tuple[list[dict[str, Any]], list[int
         )
         if part is None:
             try:
-                stored = AirflowApi.from_connection().work(work.head_run_id, segment=k)["plans"]
+                api = api or AirflowApi.from_connection()
+                stored = api.work(work.head_run_id, segment=k)["plans"]
             except (ApiError, KeyError) as exc:
                 log.warning("the dates of segment %d could not be read: %s", k, exc)
                 unknown.append(k)

@@ -60,7 +60,6 @@ class Work:
     plans: tuple[DatePlan, ...]
     run_ids: tuple[str, ...]
     execution: Execution | None
-    selected_tasks: tuple[str, ...] = ()
     dates: int = 0
     """How many dates the whole backfill has, every segment's."""
     continuation_run_ids: tuple[str, ...] = ()
@@ -87,7 +86,6 @@ class Work:
             plans=tuple(DatePlan.from_dict(p) for p in data["plans"]),
             run_ids=tuple(str(r) for r in data.get("run_ids") or ()),
             execution=Execution.from_dict(execution) if execution else None,
-            selected_tasks=tuple(str(t) for t in data.get("selected_tasks") or ()),
             dates=int(data.get("dates") or len(data["plans"])),
             continuation_run_ids=tuple(str(r) for r in data.get("continuation_run_ids") or ()),
         )
