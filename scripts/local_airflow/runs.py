@@ -111,6 +111,18 @@ class RunsMixin:
             "POST", path, json=body, token=token, retry_on=TRANSIENT_OR_DATABASE_ERROR, attempts=5
         )
 
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause ``dag_id`` as the admin; retried while SQLite is locked (HTTP 500
+        "Database error" or 503: Airflow rolled back, and the PATCH is idempotent)."""
+        resp = self.api(
+            "PATCH",
+            f"/api/v2/dags/{quote_id(dag_id)}",
+            json={"is_paused": paused},
+            retry_on=TRANSIENT_OR_DATABASE_ERROR,
+            attempts=5,
+        )
+        raise_for(resp, f"{'pause' if paused else 'unpause'} {dag_id}")
+
     def dag_runs(self, dag_id: str, first_day: str, last_day: str, **params: Any) -> list[dict[str, Any]]:
         """Every run of ``dag_id`` with a logical date on ``first_day`` .. ``last_day`` (YYYY-MM-DD,
         inclusive, UTC), all pages of 100; ``params`` add REST filters."""

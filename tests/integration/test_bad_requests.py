@@ -116,8 +116,7 @@ def target_runs(airflow) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def refused(airflow) -> dict[str, tuple[str, dict]]:
-    resp = airflow.api("PATCH", f"/api/v2/dags/{PAUSED}", json={"is_paused": True})
-    assert resp.status_code == 200, resp.text
+    airflow.set_paused(PAUSED, True)
     before = target_runs(airflow)
     started = {name: airflow.trigger(CONTROLLER_DAG_ID, conf) for name, (conf, _) in REFUSED_BY_PLAN.items()}
     results = {}

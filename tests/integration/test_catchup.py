@@ -53,8 +53,7 @@ def finish(airflow, run_id: str) -> tuple[str, dict, dict]:
 def rounds(airflow):
     """Three catch-up runs: the scheduled one after unpausing, then two triggered by hand."""
     wait_until(lambda: target_runs(airflow), what=f"scheduler-made run of {TARGET}")
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CATCHUP_DAG_ID}", json={"is_paused": False})
-    assert resp.status_code == 200, resp.text
+    airflow.set_paused(CATCHUP_DAG_ID, False)
     try:
         scheduled = wait_until(
             lambda: airflow._json(
@@ -72,7 +71,7 @@ def rounds(airflow):
         second = finish(airflow, airflow.trigger(CATCHUP_DAG_ID))
         third = finish(airflow, airflow.trigger(CATCHUP_DAG_ID))
     finally:
-        airflow.api("PATCH", f"/api/v2/dags/{CATCHUP_DAG_ID}", json={"is_paused": True})
+        airflow.set_paused(CATCHUP_DAG_ID, True)
     return {"first": first, "second": second, "third": third, "failed_date": newest["logical_date"]}
 
 

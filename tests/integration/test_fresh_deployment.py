@@ -118,8 +118,7 @@ def started_at_once(airflow: Any, days: list[str]) -> list[requests.Response]:
 
 def pause_controller(airflow: Any) -> None:
     """The backfills started stay queued: the test is about the requests, not the runs."""
-    resp = airflow.api("PATCH", f"/api/v2/dags/{CONTROLLER}", json={"is_paused": True})
-    assert resp.status_code == 200, resp.text
+    airflow.set_paused(CONTROLLER, True)
 
 
 @pytest.fixture(scope="module")

@@ -65,8 +65,7 @@ def post(airflow, path: str, conf, **kwargs):
 
 @pytest.fixture(scope="module")
 def paused(airflow):
-    resp = airflow.api("PATCH", "/api/v2/dags/bf_none_native", json={"is_paused": True})
-    assert resp.status_code == 200, resp.text
+    airflow.set_paused("bf_none_native", True)
 
 
 @pytest.mark.parametrize("name", list(BAD), ids=list(BAD))
