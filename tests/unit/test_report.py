@@ -213,26 +213,80 @@ def test_a_date_another_run_took_first_ends_as_that_run() -> None:
     assert result["success"] is True
 
 
-def test_skipped_dates_keep_their_existing_state_and_do_not_count() -> None:
+def test_a_date_left_alone_reads_the_state_of_its_run() -> None:
     triggered, cleared = run_ids()
 
     result = report({triggered: "success", cleared: "success"})
 
     days = by_day(result)
-    assert (days[3]["action"], days[3]["state"], days[3]["run_state"]) == ("skipped", "skipped", "success")
-    assert (days[4]["action"], days[4]["state"], days[4]["run_state"]) == ("skipped", "skipped", "running")
+    assert (days[3]["action"], days[3]["state"], days[3]["run_state"]) == ("skipped", "success", "success")
+    assert (days[4]["action"], days[4]["state"], days[4]["run_state"]) == ("skipped", "running", "running")
     assert days[4]["why"].startswith("in flight")
 
 
-def test_a_skipped_failed_date_does_not_fail_the_backfill() -> None:
+def test_a_date_left_alone_still_running_leaves_nothing_unfinished() -> None:
+    triggered, cleared = run_ids()
+
+    result = report({triggered: "success", cleared: "success"})
+
+    assert result["unfinished_dates"] == []
+    assert result["success"] is True
+
+
+def test_a_date_left_alone_does_not_fail_the_backfill() -> None:
     request = replace(REQUEST, reprocess=Reprocess.MISSING)
     (triggered,) = (p.run_id for p in plans(request) if p.action is Action.TRIGGERED)
 
     result = report({triggered: "success"}, request)
 
-    assert (by_day(result)[2]["state"], by_day(result)[2]["run_state"]) == ("skipped", "failed")
+    second = by_day(result)[2]
+    assert (second["action"], second["state"], second["run_state"]) == ("skipped", "failed", "failed")
+    assert second["why"] == "run exists (failed); reprocess=failed or all re-runs it"
     assert result["failed_dates"] == []
+    assert (result["counts"]["failed"], result["counts"]["succeeded"], result["counts"]["skipped"]) == (
+        0,
+        1,
+        3,
+    )
     assert result["success"] is True
+    assert result["window_complete"] is False
+
+
+@pytest.mark.parametrize(
+    ("cleared_run", "left_alone_run", "success", "whole"),
+    [
+        ("success", "success", True, True),
+        ("success", None, True, False),
+        ("success", "failed", True, False),
+        ("failed", "success", False, False),
+    ],
+    ids=[
+        "every date succeeded, those left alone too",
+        "a date left alone is still running",
+        "a date left alone failed",
+        "a date acted on failed",
+    ],
+)
+def test_the_result_says_whether_the_window_is_now_whole(
+    cleared_run: str, left_alone_run: str | None, success: bool, whole: bool
+) -> None:
+    """Jan 3 was left alone with a successful run; Jan 4 was left alone running (as planned,
+    unless the run is read again: ``left_alone_run``)."""
+    triggered, cleared = run_ids()
+    runs = {triggered: "success", cleared: cleared_run}
+
+    result = report({**runs, "scheduled__04": left_alone_run} if left_alone_run else runs)
+
+    assert (result["success"], result["window_complete"]) == (success, whole)
+
+
+def test_a_dry_run_says_whether_every_date_already_has_a_successful_run() -> None:
+    request = replace(REQUEST, dry_run=True, reprocess=Reprocess.ALL)
+    planned = plans(request)
+    with_runs = [p for p in planned if p.existing_state == "success"]
+
+    assert build_report(request, planned, None)["window_complete"] is False
+    assert build_report(request, with_runs, None)["window_complete"] is True
 
 
 def test_nothing_to_do_is_a_success() -> None:
@@ -258,10 +312,11 @@ def test_a_dry_run_succeeds_and_reports_the_planned_actions() -> None:
     assert [(d["action"], d["state"], d["run_state"]) for d in result["dates"]] == [
         ("triggered", "planned", None),
         ("cleared", "planned", "failed"),
-        ("skipped", "skipped", "success"),
-        ("skipped", "skipped", "running"),
+        ("skipped", "success", "success"),
+        ("skipped", "running", "running"),
     ]
     assert result["unfinished_dates"] == []
+    assert result["window_complete"] is False
 
 
 def test_a_dry_run_ignores_any_outcomes_given() -> None:
@@ -269,7 +324,7 @@ def test_a_dry_run_ignores_any_outcomes_given() -> None:
 
     result = report(dict.fromkeys(run_ids(), "failed"), request)
 
-    assert [d["state"] for d in result["dates"]] == ["planned", "planned", "skipped", "skipped"]
+    assert [d["state"] for d in result["dates"]] == ["planned", "planned", "success", "running"]
     assert result["success"] is True
 
 
@@ -329,8 +384,34 @@ def test_table_lists_every_date_and_ends_with_a_verdict(outcomes: str, dry_run: 
     assert lines[0].split() == ["logical_date", "action", "state", "run_id", "why"]
     for day in (1, 2, 3, 4):
         assert any(line.startswith(f"2024-01-0{day}T00:00:00+00:00") for line in lines[1:5])
-    assert lines[-1].startswith(verdict)
-    assert "triggered 1, cleared 1, skipped 2, cancelled 0" in lines[-1]
+    assert lines[-2].startswith(verdict)
+    assert "triggered 1, cleared 1, skipped 2, cancelled 0" in lines[-2]
+    assert lines[-1] == "window: some dates have no successful run (see their state)"
+
+
+def test_table_shows_a_date_left_alone_whose_run_failed_as_failed() -> None:
+    request = replace(REQUEST, reprocess=Reprocess.MISSING)
+    (triggered,) = (p.run_id for p in plans(request) if p.action is Action.TRIGGERED)
+
+    lines = render_table(report({triggered: "success"}, request)).splitlines()
+
+    assert lines[2].split()[:4] == ["2024-01-02T00:00:00+00:00", "skipped", "failed", "scheduled__02"]
+    assert lines[-2].startswith("SUCCESS: 4 dates of sales")
+
+
+def test_table_says_when_every_date_of_the_window_has_a_successful_run() -> None:
+    triggered, cleared = run_ids()
+
+    result = report({triggered: "success", cleared: "success", "scheduled__04": "success"})
+
+    assert render_table(result).splitlines()[-1] == "window: every date has a successful run"
+
+
+def test_table_of_a_result_without_the_window_says_nothing_of_it() -> None:
+    result = report({})
+    del result["window_complete"]
+
+    assert render_table(result).splitlines()[-1].startswith("FAILED: 4 dates of sales")
 
 
 def test_table_shows_a_dry_runs_dates_as_planned() -> None:
@@ -351,5 +432,5 @@ def test_table_shows_a_dash_for_no_state() -> None:
 def test_table_is_cut_after_the_limit() -> None:
     lines = render_table(report({}), limit=2).splitlines()
 
-    assert len(lines) == 1 + 2 + 2
-    assert lines[-2] == "... 2 more dates in the XCom report"
+    assert len(lines) == 1 + 2 + 3
+    assert lines[-3] == "... 2 more dates in the XCom report"

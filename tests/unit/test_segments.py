@@ -27,12 +27,13 @@ def test_continuation_runs_are_named_after_the_head_run() -> None:
     assert continuation_run_id("manual__x", 3) == "manual__x__segment_3"
 
 
-def part(success: bool, states: list[str]) -> dict:
-    dates = [{"logical_date": f"d{i}", "action": "triggered", "state": s} for i, s in enumerate(states)]
-    failed = [d["logical_date"] for d in dates if d["state"] == "failed"]
+def part(success: bool, states: list[str], *, whole: bool = False, action: str = "triggered") -> dict:
+    dates = [{"logical_date": f"d{i}", "action": action, "state": s} for i, s in enumerate(states)]
+    failed = [d["logical_date"] for d in dates if d["state"] == "failed" and action != "skipped"]
     return {
         "dag_id": "t",
         "success": success,
+        "window_complete": whole,
         "counts": {"dates": len(dates), "failed": len(failed)},
         "failed_dates": failed,
         "dates": dates,
@@ -50,6 +51,39 @@ def test_a_large_merged_report_keeps_the_dates_that_need_attention() -> None:
     merged = merge_reports([part(False, ["success"] * 5 + ["failed"])], limit=3)
     assert merged["dates_truncated"] is True
     assert [d["state"] for d in merged["dates"]] == ["failed"]
+
+
+def test_a_large_merged_report_keeps_a_date_left_alone_whose_run_failed() -> None:
+    merged = merge_reports(
+        [part(True, ["success"] * 3), part(True, ["success", "failed"], action="skipped")], limit=3
+    )
+
+    assert [(d["action"], d["state"]) for d in merged["dates"]] == [("skipped", "failed")]
+    assert merged["failed_dates"] == [] and merged["success"] is True
+
+
+def without_window(report: dict) -> dict:
+    """A segment's report as a controller that did not say whether the window is whole made it."""
+    return {k: v for k, v in report.items() if k != "window_complete"}
+
+
+@pytest.mark.parametrize(
+    ("parts", "whole"),
+    [
+        ([part(True, ["success"], whole=True), part(True, ["success"], whole=True)], True),
+        ([part(True, ["success"], whole=True), part(True, ["failed"], action="skipped")], False),
+        ([part(True, ["success"], whole=True), part(False, [], whole=True)], False),
+        ([part(True, ["success"], whole=True), without_window(part(True, ["success"], whole=True))], False),
+    ],
+    ids=[
+        "every segment is whole",
+        "a segment has a date left alone whose run failed",
+        "a segment whose dates could not be read",
+        "a segment that does not say",
+    ],
+)
+def test_the_merged_result_says_the_window_is_whole_only_if_every_segment_is(parts, whole) -> None:
+    assert merge_reports(parts)["window_complete"] is whole
 
 
 def test_a_continuation_reads_its_dates_from_the_head_and_does_not_copy_the_list() -> None:

@@ -26,6 +26,7 @@ from backfill_controller.domain.state import (
     RunState,
     SegmentFacts,
     TaskState,
+    acted_on,
     adopted_run_ids,
     count,
     failed_dates,
@@ -36,6 +37,7 @@ from backfill_controller.domain.state import (
     run_date_state,
     run_states_of,
     segment_dates,
+    window_complete,
 )
 
 # --- the state names are Airflow's -------------------------------------------------------------
@@ -321,15 +323,37 @@ CASES: dict[str, tuple[SegmentFacts, int, tuple[str, str, str, str | None], str 
         ("cleared", "planned", "r1", "failed"),
         None,
     ),
-    "left alone by the plan: skipped, its run's state kept": (
+    "left alone by the plan: where its run was when planned": (
         facts(
             [plan(1), plan(2, "skipped", existing_state="running", why="in flight: its run is running")],
             chunks={0: "success"},
             runs={"r1": "success"},
         ),
         1,
-        ("skipped", "skipped", "r2", "running"),
+        ("skipped", "running", "r2", "running"),
         "in flight: its run is running",
+    ),
+    "left alone by the plan: where its run is, as the reader found it": (
+        facts(
+            [plan(1), plan(2, "skipped", existing_state="running", why="in flight: its run is running")],
+            chunks={0: "success"},
+            runs={"r1": "success", "r2": "failed"},
+        ),
+        1,
+        ("skipped", "failed", "r2", "failed"),
+        "in flight: its run is running",
+    ),
+    "left alone by the plan with no run: skipped": (
+        facts([plan(1, "skipped", why="no run yet, and Airflow 3 cannot run part of a DAG")], run_ids=[]),
+        0,
+        ("skipped", "skipped", "r1", None),
+        "no run yet, and Airflow 3 cannot run part of a DAG",
+    ),
+    "dry run, left alone: where its run is": (
+        facts([plan(1, "skipped", existing_state="failed")], dry_run=True, run_ids=[]),
+        0,
+        ("skipped", "failed", "r1", "failed"),
+        None,
     ),
     "a later segment not planned yet": (
         facts([plan(1)], run_ids=[]),
@@ -356,6 +380,98 @@ def test_segment_dates(name: str) -> None:
     assert shown(dates[index]) == expected
     if why is not None:
         assert dates[index].why == why
+
+
+# --- a date the plan left alone ----------------------------------------------------------------
+
+LEFT_ALONE_WHY = "run exists; reprocess=missing leaves it as it is"
+
+
+def left_alone(run_state: str, *, dry_run: bool = False) -> SegmentFacts:
+    """Jan 1 triggered and succeeded; Jan 2 left alone, its run in ``run_state``."""
+    return facts(
+        [plan(1), plan(2, "skipped", existing_state=run_state, why=LEFT_ALONE_WHY)],
+        chunks={0: "success"},
+        runs={"r1": "success"},
+        finished=True,
+        dry_run=dry_run,
+    )
+
+
+@pytest.mark.parametrize("run_state", ["success", "failed", "queued", "running"])
+def test_a_date_left_alone_reads_the_state_of_its_run(run_state: str) -> None:
+    date = segment_dates(left_alone(run_state))[1]
+
+    assert shown(date) == ("skipped", run_state, "r2", run_state)
+    assert date.why == LEFT_ALONE_WHY
+    assert date.left_alone
+
+
+def test_a_date_left_alone_with_no_run_reads_skipped() -> None:
+    (date,) = segment_dates(facts([plan(1, "skipped", why="no run yet")], run_ids=[], finished=True))
+
+    assert shown(date) == ("skipped", "skipped", "r1", None)
+
+
+def test_a_dry_runs_dates_to_act_on_stay_planned_and_those_left_alone_read_their_run() -> None:
+    dates = segment_dates(left_alone("failed", dry_run=True))
+
+    assert [shown(d) for d in dates] == [
+        ("triggered", "planned", "r1", None),
+        ("skipped", "failed", "r2", "failed"),
+    ]
+
+
+def test_a_date_left_alone_does_not_fail_the_backfill() -> None:
+    dates = segment_dates(left_alone("failed"))
+
+    assert failed_dates(dates) == 0
+    assert count(dates) == Counts(dates=2, acting=1, succeeded=1, skipped=1)
+
+
+def test_a_date_left_alone_in_flight_is_not_waited_for_nor_keeps_the_backfill_cancelling() -> None:
+    dates = segment_dates(left_alone("running"))
+
+    assert open_run_ids(dates) == []
+    assert count(dates).in_flight == 0
+    assert (
+        phase("failed", planned=True, dry_run=False, reported=False, counts=count(dates)) is Phase.CANCELLED
+    )
+
+
+def test_only_the_dates_acted_on_are_the_backfills_own() -> None:
+    dates = segment_dates(left_alone("failed"))
+
+    assert acted_on(dates) == dates[:1]
+
+
+@pytest.mark.parametrize(
+    ("run_state", "dry_run", "whole"),
+    [("success", False, True), ("failed", False, False), ("running", False, False), ("success", True, False)],
+    ids=["left alone, succeeded", "left alone, failed", "left alone, running", "dry run: a date to trigger"],
+)
+def test_the_window_is_whole_when_every_date_has_a_successful_run(
+    run_state: str, dry_run: bool, whole: bool
+) -> None:
+    assert window_complete(segment_dates(left_alone(run_state, dry_run=dry_run))) is whole
+
+
+def test_a_dry_run_of_dates_that_all_have_a_successful_run_says_the_window_is_whole_already() -> None:
+    dates = segment_dates(
+        facts(
+            [plan(1, "cleared", existing_state="success"), plan(2, "skipped", existing_state="success")],
+            dry_run=True,
+            run_ids=[],
+        )
+    )
+
+    assert window_complete(dates) is True
+
+
+def test_a_window_with_a_date_that_has_no_run_is_not_whole() -> None:
+    dates = segment_dates(facts([plan(1, "skipped", why="no run yet")], run_ids=[], finished=True))
+
+    assert window_complete(dates) is False
 
 
 def test_a_chunk_failing_part_way_waits_for_the_runs_it_created() -> None:
@@ -406,12 +522,14 @@ def test_count_tallies_each_state() -> None:
         outcome(DateState.TRIGGER_FAILED),
         outcome(DateState.CANCELLED, Action.CANCELLED),
         outcome(DateState.SKIPPED, Action.SKIPPED),
+        outcome(DateState.FAILED, Action.SKIPPED),
+        outcome(DateState.RUNNING, Action.SKIPPED),
     ]
 
     tally = count(dates)
 
     assert tally == Counts(
-        dates=9, acting=8, pending=1, queued=1, running=2, succeeded=1, failed=2, cancelled=1, skipped=1
+        dates=11, acting=8, pending=1, queued=1, running=2, succeeded=1, failed=2, cancelled=1, skipped=3
     )
     assert tally.finished == 4
     assert tally.to_dict()["finished"] == 4
@@ -429,7 +547,10 @@ def test_nothing_counts_as_nothing() -> None:
 
 
 def test_failed_and_trigger_failed_dates_count_against_the_budget_cancelled_ones_do_not() -> None:
-    dates = [outcome(s) for s in DateState] + [outcome(DateState.FAILED)]
+    dates = [outcome(s) for s in DateState] + [
+        outcome(DateState.FAILED),
+        outcome(DateState.FAILED, Action.SKIPPED),
+    ]
 
     assert failed_dates(dates) == 3
     assert {DateState.FAILED, DateState.TRIGGER_FAILED} == FAILED_DATES
@@ -437,6 +558,7 @@ def test_failed_and_trigger_failed_dates_count_against_the_budget_cancelled_ones
 
 def test_open_run_ids_are_the_queued_and_running_dates_runs() -> None:
     dates = [outcome(s, run_id=f"run_{s.value}") for s in DateState]
+    dates += [outcome(DateState.RUNNING, Action.SKIPPED, "left_alone")]
 
     assert open_run_ids(dates) == ["run_queued", "run_running"]
 

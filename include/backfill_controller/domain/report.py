@@ -15,8 +15,10 @@ from backfill_controller.domain.state import (
     DateOutcome,
     DateState,
     SegmentFacts,
+    acted_on,
     count,
     segment_dates,
+    window_complete,
 )
 
 
@@ -43,8 +45,13 @@ def build_report(
     """The controller's result, from where each date ended
     (:func:`backfill_controller.domain.state.segment_dates`; None: a dry run's, from the plan alone).
 
-    ``success`` is true if and only if every date acted on ended ``success`` (a dry run
-    succeeds when it could be planned).
+    Each date's ``action`` is what the backfill did, its ``state`` where it is: a date left alone
+    is where its run is (``skipped``: it has none). ``success`` is true if and only if every date
+    acted on ended ``success`` (a dry run succeeds when it could be planned); ``failed_dates``,
+    ``unfinished_dates`` and the counts ``succeeded`` and ``failed`` are of the dates acted on
+    too, so a date left alone never fails the backfill. ``window_complete`` is true if and only if
+    every date, acted on or left alone, has a successful run
+    (:func:`backfill_controller.domain.state.window_complete`; for a dry run: has one already).
     """
     if dates is None or request.dry_run:
         facts = SegmentFacts([p.to_dict() for p in plans], [], 1, {}, {}, {}, finished=True, dry_run=True)
@@ -66,9 +73,10 @@ def build_report(
         )
     actions = Counter(d.action for d in dates)
     tally = count(dates)
-    failed = [d.logical_date for d in dates if d.state in FAILED_DATES]
-    unfinished = [d.logical_date for d in dates if d.state in UNFINISHED_DATES]
-    success = request.dry_run or all(d.state in (DateState.SUCCESS, DateState.SKIPPED) for d in dates)
+    own = acted_on(dates)
+    failed = [d.logical_date for d in own if d.state in FAILED_DATES]
+    unfinished = [d.logical_date for d in own if d.state in UNFINISHED_DATES]
+    success = request.dry_run or all(d.state == DateState.SUCCESS for d in own)
     return {
         "dag_id": request.target_dag_id,
         "controller_run_id": controller_run_id,
@@ -76,6 +84,7 @@ def build_report(
         "dry_run": request.dry_run,
         "reason": request.reason,
         "success": success,
+        "window_complete": window_complete(dates),
         "request": request.to_dict(),
         "counts": {
             "dates": len(dates),
@@ -110,7 +119,9 @@ def date_table(dates: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def render_table(report: Mapping[str, Any], limit: int = 400) -> str:
-    """A fixed-width table of the report, for task logs and terminals."""
+    """A fixed-width table of the report, for task logs and terminals: one line per date (what
+    the backfill did, and where the date is: a date left alone whose run failed reads ``skipped``
+    ``failed``), the verdict, and whether every date of the window has a successful run."""
     lines = date_table(report["dates"][:limit])
     if len(report["dates"]) > limit:
         lines.append(f"... {len(report['dates']) - limit} more dates in the XCom report")
@@ -120,4 +131,19 @@ def render_table(report: Mapping[str, Any], limit: int = 400) -> str:
         f"{verdict}: {counts['dates']} dates of {report['dag_id']}: "
         + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "dates")
     )
+    if "window_complete" in report:
+        lines.append(_window_line(bool(report["window_complete"]), bool(report["dry_run"])))
     return "\n".join(lines)
+
+
+def _window_line(complete: bool, dry_run: bool) -> str:
+    """Whether every date of the window has a successful run, in one line of the table.
+
+    >>> _window_line(False, False)
+    'window: some dates have no successful run (see their state)'
+    >>> _window_line(True, True)
+    'window: every date has a successful run already'
+    """
+    if complete:
+        return "window: every date has a successful run" + (" already" if dry_run else "")
+    return "window: some dates have no successful run (see their state)"

@@ -60,9 +60,11 @@ def merge_reports(parts: Sequence[Mapping[str, Any]], *, limit: int = REPORT_DAT
     """One report from the reports of every segment, in segment order.
 
     Counts add up, ``failed_dates`` are concatenated, ``success`` holds only if every segment
-    succeeded. When there are more than ``limit`` dates, ``dates`` keeps only the ones that did
-    not end ``success`` (those a reader needs) and ``dates_truncated`` is true; every segment's
-    full list stays in its own run's ``report`` XCom ``segment_report``.
+    succeeded, ``window_complete`` only if every segment says so of its dates (a segment always
+    holds dates: a later one that reports none could not read them, and is not complete). When
+    there are more than ``limit`` dates, ``dates`` keeps only the ones that did not end
+    ``success`` (those a reader needs) and ``dates_truncated`` is true; every segment's full list
+    stays in its own run's ``report`` XCom ``segment_report``.
     """
     first = parts[0]
     keys = dict.fromkeys(k for part in parts for k in part["counts"])  # first part's order first
@@ -71,6 +73,8 @@ def merge_reports(parts: Sequence[Mapping[str, Any]], *, limit: int = REPORT_DAT
     merged = {
         **{k: v for k, v in first.items() if k not in ("counts", "dates", "failed_dates", "success")},
         "success": all(p["success"] for p in parts),
+        "window_complete": all(p.get("window_complete") is True for p in parts)
+        and all(p["dates"] for p in parts[1:]),
         "segments": len(parts),
         "counts": counts,
         "failed_dates": [d for p in parts for d in p["failed_dates"]],

@@ -13,7 +13,11 @@ The truth about a date is what happened to its run, not the state of the task th
 * a chunk's ``trigger`` task records (:class:`ChunkRecord`) how many of its dates it has acted
   on, and any date whose run Airflow refused (``trigger_failed``, with Airflow's message) or that
   another run took first (``adopted``: the date's outcome is that run's);
-* a date its chunk never reached is ``cancelled``, with the reason.
+* a date its chunk never reached is ``cancelled``, with the reason;
+* a date the plan left alone (action ``skipped``) is where its run is (its state as the reader
+  found it, else as planned), or ``skipped`` when it has none. It is no part of what the backfill
+  did: only the dates it acted on (:func:`acted_on`) count towards its progress, its failures and
+  its success. Whether every date has a successful run is :func:`window_complete`.
 
 Run and task instance states are Airflow's (:mod:`backfill_controller.domain.airflow_states`).
 """
@@ -33,7 +37,7 @@ from backfill_controller.domain.airflow_states import (
     RunState,
     TaskState,
 )
-from backfill_controller.domain.plan import ACTING, Action, chunk_of
+from backfill_controller.domain.plan import Action, chunk_of
 
 
 class DateState(StrEnum):
@@ -42,7 +46,8 @@ class DateState(StrEnum):
     PLANNED = "planned"
     """A dry run's date: nothing was done."""
     SKIPPED = "skipped"
-    """The plan left the date alone (the reason says why)."""
+    """The plan left the date alone and it has no run (the reason says why); a date left alone
+    that has a run is where its run is."""
     PENDING = "pending"
     """Not started yet."""
     QUEUED = "queued"
@@ -55,7 +60,7 @@ class DateState(StrEnum):
     """Never started: the failure budget ran out, the backfill was cancelled, or its chunk failed."""
 
 
-#: Dates that count against ``max_failed_dates`` and make the backfill fail.
+#: Dates that count against ``max_failed_dates`` and make the backfill fail (of those it acted on).
 FAILED_DATES = frozenset({DateState.FAILED, DateState.TRIGGER_FAILED})
 IN_FLIGHT_DATES = frozenset({DateState.QUEUED, DateState.RUNNING})
 UNFINISHED_DATES = frozenset({DateState.PENDING, *IN_FLIGHT_DATES})
@@ -108,8 +113,8 @@ class Event:
 
 @dataclass(frozen=True)
 class ChunkRecord:
-    """What one ``trigger`` task instance has done, pushed before it stops, defers or ends (its XCom
-    :attr:`backfill_controller.contract.XCom.CHUNK`).
+    """What one ``trigger`` task instance has done, kept in the backfill's record before it stops,
+    defers or ends (``POST .../controller_runs/{run_id}/chunks/{chunk}``).
 
     ``chunk``: its map index. ``acted``: how many of its dates, from the first, it has acted on
     (created, cleared, adopted or refused). ``stopped``: why it stopped before its last date, if
@@ -138,8 +143,8 @@ class ChunkRecord:
 
 
 def records_by_chunk(values: Any) -> dict[int, ChunkRecord]:
-    """``{chunk: record}`` from the ``trigger`` task's ``chunk`` XComs (one value or a list of them,
-    as ``xcom_pull`` answers)."""
+    """``{chunk: record}`` from the chunks' records as the backfill's record keeps them (a list, or
+    one; anything that is not a record is left out)."""
     items = values if isinstance(values, list) else [values]
     found = {}
     for item in items:
@@ -161,8 +166,8 @@ class SegmentFacts:
     ``plans``: the plan's dates (``DatePlan.to_dict()``), ``run_ids``: the acting dates' run_ids
     in chunk order, ``chunk_states``/``records``: per ``trigger`` map index, its task instance's
     state and :class:`ChunkRecord`, ``run_states``: the target runs' states by run_id (the
-    planned run_ids and the adopted ones; absent: no such run), ``finished``: whether the
-    controller run has ended.
+    planned run_ids and the adopted ones; absent: no such run; a date left alone whose run was
+    not read is as its plan found it), ``finished``: whether the controller run has ended.
     """
 
     plans: Sequence[Mapping[str, Any]]
@@ -188,6 +193,11 @@ class DateOutcome:
     run_state: str | None
     """The state of the run that carries the date (None: no such run)."""
 
+    @property
+    def left_alone(self) -> bool:
+        """Whether the plan left the date alone (see :func:`left_alone`)."""
+        return left_alone(self.action)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "logical_date": self.logical_date,
@@ -197,6 +207,36 @@ class DateOutcome:
             "why": self.why,
             "run_state": self.run_state,
         }
+
+
+def left_alone(action: Action | str) -> bool:
+    """Whether a date with this ``action`` is one the plan left alone: its state is its run's, and
+    it is no part of what the backfill did.
+
+    >>> left_alone("skipped"), left_alone(Action.CLEARED), left_alone("cancelled")
+    (True, False, False)
+    """
+    return Action(action) is Action.SKIPPED
+
+
+def acted_on(dates: Sequence[DateOutcome]) -> list[DateOutcome]:
+    """The dates a backfill answers for: all but those its plan left alone (a dry run's dates to
+    trigger or clear included, ``planned``)."""
+    return [d for d in dates if not d.left_alone]
+
+
+def window_complete(dates: Sequence[DateOutcome]) -> bool:
+    """Whether every date has a successful run, as far as these outcomes know (``run_state``: the
+    run that carries the date, be it one the backfill created or cleared, one another run took the
+    date with, or one the plan left alone; a date the backfill was to clear but never did still
+    has its earlier run; a dry run's dates have the runs the plan found).
+
+    >>> ok = DateOutcome("2024-01-01", "r1", Action.SKIPPED, DateState.SUCCESS, "", "success")
+    >>> bad = DateOutcome("2024-01-02", "r2", Action.SKIPPED, DateState.FAILED, "", "failed")
+    >>> window_complete([ok]), window_complete([ok, bad])
+    (True, False)
+    """
+    return all(d.run_state == RunState.SUCCESS for d in dates)
 
 
 def run_date_state(run_state: str | None) -> DateState:
@@ -258,50 +298,62 @@ def _acting_date(plan: Mapping[str, Any], position: int, facts: SegmentFacts) ->
     return DateOutcome(date, run_id, shown, state, why or str(plan.get("why") or ""), run_state)
 
 
+def _left_alone_date(plan: Mapping[str, Any], facts: SegmentFacts) -> DateOutcome:
+    """A date the plan left alone: where its run is (as the reader found it, else as it was when
+    planned), or ``skipped`` when it has none."""
+    run_id = str(plan["run_id"])
+    run_state = facts.run_states[run_id] if run_id in facts.run_states else plan.get("existing_state")
+    state = DateState.SKIPPED if run_state is None else run_date_state(run_state)
+    why = str(plan.get("why") or "")
+    return DateOutcome(str(plan["logical_date"]), run_id, Action(plan["action"]), state, why, run_state)
+
+
 def segment_dates(facts: SegmentFacts) -> list[DateOutcome]:
     """Every date of one controller run, in plan order."""
     positions = {run_id: i for i, run_id in enumerate(facts.run_ids)}
     dates = []
     for plan in facts.plans:
         action = Action(plan["action"])
-        run_id = str(plan["run_id"])
-        if action not in ACTING:
-            state = DateState.SKIPPED
+        run_id, date = str(plan["run_id"]), str(plan["logical_date"])
+        if left_alone(action):
+            dates.append(_left_alone_date(plan, facts))
         elif facts.dry_run:
-            state = DateState.PLANNED
+            why = str(plan.get("why") or "")
+            dates.append(
+                DateOutcome(date, run_id, action, DateState.PLANNED, why, plan.get("existing_state"))
+            )
         elif run_id in positions:
             dates.append(_acting_date(plan, positions[run_id], facts))
-            continue
         else:  # a later segment whose run has not planned yet
             state, why = _not_started(None, None, facts.finished)
-            action = Action.CANCELLED if state == DateState.CANCELLED else action
-            dates.append(DateOutcome(str(plan["logical_date"]), run_id, action, state, why, None))
-            continue
-        dates.append(
-            DateOutcome(
-                str(plan["logical_date"]),
-                run_id,
-                action,
-                state,
-                str(plan.get("why") or ""),
-                plan.get("existing_state"),
-            )
-        )
+            shown = Action.CANCELLED if state == DateState.CANCELLED else action
+            dates.append(DateOutcome(date, run_id, shown, state, why, None))
     return dates
 
 
 def failed_dates(dates: Sequence[DateOutcome]) -> int:
-    """Dates counted against ``max_failed_dates``."""
-    return sum(1 for d in dates if d.state in FAILED_DATES)
+    """Dates counted against ``max_failed_dates``: the dates the backfill acted on that failed (a
+    date left alone whose run failed is not the backfill's failure).
+
+    >>> alone = DateOutcome("2024-01-01", "r", Action.SKIPPED, DateState.FAILED, "", "failed")
+    >>> cleared = DateOutcome("2024-01-02", "s", Action.CLEARED, DateState.FAILED, "", "failed")
+    >>> failed_dates([alone]), failed_dates([alone, cleared])
+    (0, 1)
+    """
+    return sum(1 for d in acted_on(dates) if d.state in FAILED_DATES)
 
 
 def open_run_ids(dates: Sequence[DateOutcome]) -> list[str]:
-    """The runs a backfill still waits for: those of its started dates that are queued or running."""
-    return [d.run_id for d in dates if d.state in IN_FLIGHT_DATES]
+    """The runs a backfill still waits for: those of the dates it acted on that are queued or
+    running (never the run of a date it left alone)."""
+    return [d.run_id for d in acted_on(dates) if d.state in IN_FLIGHT_DATES]
 
 
 @dataclass(frozen=True)
 class Counts:
+    """A backfill's dates counted by :func:`count`: each state counts the dates it acted on, and
+    ``skipped`` those the plan left alone, whatever their runs' states."""
+
     dates: int = 0
     acting: int = 0
     """Dates to trigger, clear or adopt (not skipped by the plan)."""
@@ -313,6 +365,7 @@ class Counts:
     """``failed`` and ``trigger_failed``."""
     cancelled: int = 0
     skipped: int = 0
+    """Dates the plan left alone."""
     planned: int = 0
 
     @property
@@ -337,18 +390,22 @@ def count(dates: Sequence[DateOutcome]) -> Counts:
     >>> d = DateOutcome("2024-01-01", "r", Action.TRIGGERED, DateState.TRIGGER_FAILED, "no", None)
     >>> count([d]).failed, count([d]).acting
     (1, 1)
+    >>> alone = DateOutcome("2024-01-02", "s", Action.SKIPPED, DateState.FAILED, "run exists", "failed")
+    >>> count([alone]).failed, count([alone]).skipped
+    (0, 1)
     """
-    states = Counter(d.state for d in dates)
+    own = acted_on(dates)
+    states = Counter(d.state for d in own)
     return Counts(
         dates=len(dates),
-        acting=sum(1 for d in dates if d.state not in (DateState.SKIPPED, DateState.PLANNED)),
+        acting=sum(1 for d in own if d.state is not DateState.PLANNED),
         pending=states[DateState.PENDING],
         queued=states[DateState.QUEUED],
         running=states[DateState.RUNNING],
         succeeded=states[DateState.SUCCESS],
         failed=sum(states[s] for s in FAILED_DATES),
         cancelled=states[DateState.CANCELLED],
-        skipped=states[DateState.SKIPPED],
+        skipped=len(dates) - len(own),
         planned=states[DateState.PLANNED],
     )
 

@@ -248,6 +248,25 @@ def test_follow_polls_the_backfill_until_its_run_ends_then_prints_the_report():
     assert "1/1 dates  done 1" in err.getvalue().splitlines()[-1]
 
 
+def test_follow_prints_whether_every_date_of_the_window_has_a_successful_run():
+    ended = [backfill("succeeded", "success", dates=2, acting=1, succeeded=1, skipped=1)]
+    left_alone = {
+        "logical_date": "2024-01-02T00:00:00+00:00",
+        "action": "skipped",
+        "state": "failed",
+        "run_id": "scheduled__02",
+        "why": "run exists (failed); reprocess=failed or all re-runs it",
+    }
+    report = {**REPORT, "window_complete": False, "dates": [*REPORT["dates"], left_alone]}
+    out, err = io.StringIO(), io.StringIO()
+
+    assert follow(FakeApi(ended, report), "m", 0, out=out, err=err) == EXIT_SUCCESS
+
+    lines = out.getvalue().splitlines()
+    assert lines[2].split()[:3] == ["2024-01-02T00:00:00+00:00", "skipped", "failed"]
+    assert lines[-1] == "window: some dates have no successful run (see their state)"
+
+
 def test_follow_fails_when_the_report_says_so_or_is_missing():
     ended = [backfill("failed", "failed", dates=1, acting=1, failed=1)]
     out, err = io.StringIO(), io.StringIO()

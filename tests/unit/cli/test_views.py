@@ -24,10 +24,11 @@ def page_backfill(run_id: str = "manual__1", **changes: Any) -> dict[str, Any]:
         for day, action, state, why in (
             (1, "triggered", "success", "no run yet"),
             (2, "cleared", "failed", "run failed"),
-            (3, "skipped", "skipped", "has a successful run"),
+            (3, "skipped", "success", "run exists (success); reprocess=all re-runs it"),
+            (4, "skipped", "failed", "run exists (failed); reprocess=failed or all re-runs it"),
         )
     ]
-    tally = Counts(dates=3, acting=2, succeeded=1, failed=1, skipped=1)
+    tally = Counts(dates=4, acting=2, succeeded=1, failed=1, skipped=2)
     answer = {
         "run_id": run_id,
         "state": "failed",
@@ -36,14 +37,14 @@ def page_backfill(run_id: str = "manual__1", **changes: Any) -> dict[str, Any]:
         "end_date": "2026-01-01T08:05:00+00:00",
         "triggered_by": "ada",
         "target_dag_id": "sales",
-        "window": {"start_date": "2024-01-01", "end_date": "2024-01-03", "dates": None},
+        "window": {"start_date": "2024-01-01", "end_date": "2024-01-04", "dates": None},
         "reason": "late files",
         "dry_run": False,
         "reprocess": "failed",
         "error": None,
         "planned": True,
         "visible": True,
-        "progress": {"dates": 3, "acting": 2, "finished": 2, "counts": {}, "tally": tally.to_dict()},
+        "progress": {"dates": 4, "acting": 2, "finished": 2, "counts": {}, "tally": tally.to_dict()},
         "cells": cells,
     }
     return {**answer, **changes}
@@ -53,14 +54,22 @@ def test_status_shows_phase_request_counts_and_every_date():
     lines = format_status(page_backfill()).splitlines()
     assert lines[0] == "backfill manual__1: failed"
     header = "\n".join(lines[1 : lines.index("")])
-    for part in ("target        sales", "window        2024-01-01..2024-01-03", "reason        late files"):
+    for part in ("target        sales", "window        2024-01-01..2024-01-04", "reason        late files"):
         assert part in header
     assert "triggered by  ada" in header
-    assert "dates         3 dates, 2/2 finished: succeeded 1, failed 1, skipped 1" in header
+    assert "dates         4 dates, 2/2 finished: succeeded 1, failed 1, skipped 2" in header
     table = lines[lines.index("") + 1 :]
     assert table[0].split() == ["logical_date", "action", "state", "run_id", "why"]
     assert table[2].split()[:4] == ["2024-01-02T00:00:00+00:00", "cleared", "failed", "backfill__2024-01-02"]
     assert table[2].endswith("run failed")
+
+
+def test_status_shows_a_date_left_alone_whose_run_failed_as_failed_and_skipped():
+    lines = format_status(page_backfill()).splitlines()
+
+    table = lines[lines.index("") + 1 :]
+    assert table[4].split()[:4] == ["2024-01-04T00:00:00+00:00", "skipped", "failed", "backfill__2024-01-04"]
+    assert table[3].split()[:3] == ["2024-01-03T00:00:00+00:00", "skipped", "success"]
 
 
 def test_status_of_a_backfill_before_its_plan_or_of_a_hidden_target():
@@ -86,7 +95,7 @@ def test_list_shows_one_line_per_backfill():
     assert lines[1].split() == [
         *("manual__2", "planned", "sales", "2", "dates", "(2024-01-01..2024-01-02)", "2", "planned", "-")
     ]
-    assert lines[2].split() == ["manual__1", "failed", "sales", "2024-01-01..2024-01-03", "2/2", "ada"]
+    assert lines[2].split() == ["manual__1", "failed", "sales", "2024-01-01..2024-01-04", "2/2", "ada"]
     assert format_list({"total": 0, "offset": 0, "backfills": []}) == ""
 
 

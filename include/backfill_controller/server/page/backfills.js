@@ -425,7 +425,7 @@ async function submitNew(event) {
   }
   if (preview) {
     const b = { run_id: "preview", target_dag_id: body.dag_id, cells: body.dates.map((d) => ({
-      logical_date: d.logical_date, state: d.action === "skipped" ? "skipped" : "planned", action: d.action,
+      logical_date: d.logical_date, state: d.state, action: d.action,
       why: d.why, run_id: d.run_id, run_exists: false })) };
     const counts = Object.entries(body.counts).filter(([, v]) => v).map(([k, v]) => v + " " + k).join(" · ");
     out.replaceChildren(el("div", { class: "note", id: "preview-counts", text: counts }), calendar(b));
