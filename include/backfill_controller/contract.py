@@ -34,7 +34,9 @@ class Task(StrEnum):
 
 
 class XCom(StrEnum):
-    """The XCom keys the controller's tasks push (task id in the comment)."""
+    """The XCom keys the controller's tasks push (task id in the comment), for people to read: no
+    task and no view acts on them (the backfill's record is the source of what runs and of what
+    every view shows)."""
 
     RETURN_VALUE = "return_value"  # report: the result; plan: the chunks trigger maps over
     ERROR = "error"  # plan, trigger: why the backfill stopped
@@ -44,23 +46,6 @@ class XCom(StrEnum):
     EXECUTION = "execution"  # plan: how the chunks feed the target
     SEGMENTS = "segments"  # plan: how many segments
     STATS = "stats"  # plan: planning figures
-    CHUNK = "chunk"  # trigger: one chunk's record of what it started
-    SEGMENT_REPORT = "segment_report"  # report of a continuation run: its part of the result
-
-    @staticmethod
-    def segment(index: int) -> str:
-        """plan: the per-date plans of segment ``index``."""
-        return f"segment_{index}"
-
-    @staticmethod
-    def segment_index(key: str) -> int | None:
-        """The index of a :meth:`segment` key (None for any other key).
-
-        >>> XCom.segment_index("segment_12"), XCom.segment_index("segments")
-        (12, None)
-        """
-        prefix, _, index = key.rpartition("_")
-        return int(index) if prefix == "segment" and index.isdigit() else None
 
 
 #: Target run ids the controller creates start with this.
@@ -69,6 +54,9 @@ TARGET_RUN_PREFIX = "backfill_controller__"
 CATCHUP_PREFIX = "catchup__"
 #: A continuation run's id is its head's, this mark, and the segment's index.
 SEGMENT_MARK = "__segment_"
+#: Longest message a task may keep in a backfill's record: a refusal, a chunk's event or why it
+#: stopped (the api-server refuses longer ones; the tasks cut refusals to it).
+MESSAGE_CHARS = 4000
 #: The conf key of a continuation run: ``{"head_run_id": ..., "segment": k}``.
 CONTINUES_KEY = "continues"
 

@@ -17,11 +17,13 @@ from test_front_door import post
 
 from backfill_controller.contract import (
     CATCHUP_PREFIX,
+    CONTINUES_KEY,
     CONTROLLER_DAG_ID,
     TARGET_RUN_PREFIX,
     URL_PREFIX,
     Task,
     XCom,
+    continuation_run_id,
 )
 
 FRONT_DOOR = f"{URL_PREFIX}/api/backfills"
@@ -305,7 +307,7 @@ def test_a_finished_backfill_marked_failed_later_fails_nothing(airflow, fab):
     head = started.json()["dag_run_id"]
     assert airflow.wait_for_run(CONTROLLER_DAG_ID, head, timeout=TIMEOUT) == "success"
     run_id = f"{TARGET_RUN_PREFIX}2024-12-28T00:00:00+00:00"
-    assert airflow.api("PATCH", f"/api/v2/dags/{X}", json={"is_paused": True}).status_code == 200
+    airflow.set_paused(X, True)
     try:  # someone re-runs that date later: its run waits queued (the target is paused)
         cleared = airflow.api("POST", f"/api/v2/dags/{X}/dagRuns/{run_id}/clear", json={"dry_run": False})
         assert cleared.status_code == 200, cleared.text
@@ -319,7 +321,7 @@ def test_a_finished_backfill_marked_failed_later_fails_nothing(airflow, fab):
         assert marked.status_code == 200, marked.text
         assert airflow.run_state(X, run_id) == "queued"  # not the old backfill's to cancel any more
     finally:
-        airflow.api("PATCH", f"/api/v2/dags/{X}", json={"is_paused": False})
+        airflow.set_paused(X, False)
 
 
 # ------------------------------------------------------------- attacks on a backfill's authority
@@ -445,7 +447,7 @@ def test_rewritten_plan_xcoms_change_nothing_that_runs(airflow, fab, figures):
         for key, value in (
             (XCom.REQUEST, forged_request),
             (XCom.RETURN_VALUE, forged_kwargs),
-            (XCom.segment(1), forged_plans),  # a head planned from its record pushes none: 404
+            ("segment_1", forged_plans),  # a head planned from its record pushes none: 404
         )
     }
     assert answers[XCom.REQUEST].status_code == answers[XCom.RETURN_VALUE].status_code == 200, {
@@ -467,6 +469,30 @@ def test_rewritten_plan_xcoms_change_nothing_that_runs(airflow, fab, figures):
         if r[0][len(TARGET_RUN_PREFIX) :][:10] in dates
     )
     assert days == dates
+
+
+@pytest.mark.backend("postgres")
+def test_a_forged_continuation_gets_no_work_and_the_page_says_why(airflow, fab, figures):
+    """mallory (may trigger the controller, nothing on X) triggers runs posing as continuations of
+    bea's two-segment backfill of X: under a continuation's run id without the record's token, and
+    under a plain run id. Both get no work, X has no new run, and the page shows why from the
+    record (no XCom is read)."""
+    head = _finished_backfill_of_x(airflow, fab, ["2024-11-25", "2024-11-26"])
+    before = runs_of(airflow, X)
+    conf = {"dag_id": X, "dates": ["2024-11-27"], CONTINUES_KEY: {"head_run_id": head, "segment": 1}}
+    forged = {
+        run_id: trigger_as(airflow, fab["mallory"], conf, run_id=run_id)
+        for run_id in (continuation_run_id(head, 1), "forged_continuation")
+    }
+    assert all(a.status_code == 200 for a in forged.values()), {r: a.text for r, a in forged.items()}
+    states = {run_id: airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) for run_id in forged}
+    untouched = runs_of(airflow, X) == before
+    figures.bad_input(
+        "forged: runs posing as a backfill's continuation", set(states.values()) == {"failed"} and untouched
+    )
+    assert set(states.values()) == {"failed"} and untouched
+    shown = airflow.api("GET", f"{FRONT_DOOR}/forged_continuation").json()
+    assert shown["phase"] == "failed" and CONTINUES_KEY in (shown["error"] or ""), shown
 
 
 @pytest.mark.backend("postgres")

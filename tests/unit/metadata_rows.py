@@ -1,8 +1,9 @@
 """Rows of Airflow's metadata database written by hand, for the Backfills page's route functions.
 
 An in-memory SQLite with every Airflow table and the plugin's own, made by its migrations as
-``airflow db migrate`` makes them (:func:`database`), and :class:`Rows` to write DAG runs, the
-controller's XComs and task instances into it. No Airflow service runs.
+``airflow db migrate`` makes them (:func:`database`), and :class:`Rows` to write DAG runs,
+backfills' records (what the page reads), and the controller's XComs and task instances (which
+it must not read) into it. No Airflow service runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from backfill_controller.contract import CONTROLLER_DAG_ID, Task
 from backfill_controller.db.manager import migrate
+from backfill_controller.server import ledger
 
 import_all_models()
 
@@ -70,6 +72,44 @@ class Rows:
             )
         )
         return pk
+
+    def record(
+        self,
+        pk: int,
+        run_id: str,
+        request: dict[str, Any],
+        plans: list[dict[str, Any]],
+        execution: dict[str, Any] | None = None,
+        *,
+        segments: list[list[dict[str, Any]]] | None = None,
+    ) -> ledger.BoundRun:
+        """The record of a backfill planned by the controller run ``pk`` (``run_id``, its head):
+        ``request`` as normalized, segment 0's ``plans`` (then ``segments``' plans, if given), and
+        how the head feeds the target; the head bound to it."""
+        run_ids = [p["run_id"] for p in plans if p["action"] in ("triggered", "cleared")]
+        ledger.record(self.session, ledger.Entry(run_id, request["dag_id"], "ann", None, tuple(run_ids)))
+        entry = ledger.entry(self.session, run_id)
+        assert entry is not None and entry.backfill_id is not None
+        ledger.bind(self.session, entry.backfill_id, 0, _Run(pk, run_id))
+        ledger.keep_plan(self.session, entry.backfill_id, request, [plans, *(segments or [])])
+        if execution is not None:
+            ledger.set_execution(self.session, entry.backfill_id, 0, execution)
+        bound = ledger.bound(self.session, entry.backfill_id, 0)
+        assert bound is not None
+        return bound
+
+    def chunk(self, pk: int, chunk: int, acted: int, stopped: str | None = None) -> None:
+        """What chunk ``chunk`` of the bound controller run ``pk`` has acted on, as its task keeps it."""
+        bound = ledger.bound_by_pk(self.session, pk)
+        assert bound is not None
+        record = {"chunk": chunk, "acted": acted, "events": {}, "stopped": stopped}
+        ledger.keep_chunk(self.session, bound, chunk, record)
+
+    def reported(self, pk: int, report: dict[str, Any] | None = None) -> None:
+        """The ``report`` task of the bound controller run ``pk`` began (keeping ``report``)."""
+        bound = ledger.bound_by_pk(self.session, pk)
+        assert bound is not None
+        ledger.keep_report(self.session, bound, report)
 
     def xcom(self, pk: int, run_id: str, key: str, value: Any, task_id: str = Task.PLAN, map_index: int = -1):
         """An XCom of the controller run ``pk`` (``run_id``), of its ``plan`` task by default."""
@@ -143,3 +183,10 @@ class Rows:
                 **{MAP_INDEX: map_index},
             )
         )
+
+
+class _Run:
+    """What :func:`backfill_controller.server.ledger.bind` reads of a ``DagRun``."""
+
+    def __init__(self, pk: int, run_id: str) -> None:
+        self.id, self.run_id, self.clear_number = pk, run_id, 0

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom, continuation_run_id
+from backfill_controller.contract import CONTROLLER_DAG_ID, continuation_run_id
 from backfill_controller.domain.controls import Applied, Control
 from backfill_controller.domain.state import Phase
 from backfill_controller.server import ledger
@@ -38,7 +38,7 @@ def test_the_target_filter_is_sql_on_the_conf_for_sqlite_and_postgresql():
 
 
 class Metadata(Rows):
-    """Controller runs, their ``plan`` XComs and task instances, and the target runs, by hand."""
+    """Controller runs, their backfills' records, and the target runs, by hand."""
 
     def backfill(
         self,
@@ -57,14 +57,13 @@ class Metadata(Rows):
         if planned:
             target_run = f"backfill__{run_id}"
             plan = {"logical_date": "2024-01-01T00:00:00+00:00", "run_id": target_run, "action": "triggered"}
-            self.xcom(pk, run_id, XCom.REQUEST, conf)
-            self.xcom(pk, run_id, XCom.PLANS, [{**plan, "why": "no run yet"}])
-            self.xcom(pk, run_id, XCom.RUN_IDS, [target_run])
-            self.task(run_id, Task.TRIGGER, "success", map_index=0)
+            self.record(pk, run_id, conf, [{**plan, "why": "no run yet"}])
+            if not dry_run:
+                self.chunk(pk, 0, 1)
             if target_state:
                 self.run(target, target_run, target_state)
         if reported:
-            self.task(run_id, Task.REPORT, "success")
+            self.reported(pk)
 
 
 @pytest.fixture(scope="module")

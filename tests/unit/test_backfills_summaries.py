@@ -17,11 +17,11 @@ from fastapi import HTTPException
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
+from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.plan import feeding
 from backfill_controller.server.ui import settle
-from backfill_controller.server.web import get_backfill, list_backfills, record_outcome
-from tests.unit.metadata_rows import DagRun, Rows, TaskInstance, database
+from backfill_controller.server.web import get_backfill, keep_report, list_backfills
+from tests.unit.metadata_rows import DagRun, Rows, database
 
 #: When the backfills were written (the fixture sets it).
 NOW = datetime.now(UTC)
@@ -36,9 +36,6 @@ def ago(seconds: float) -> datetime:
 class Metadata(Rows):
     """Backfills of :data:`TARGET`, and its own runs."""
 
-    def trigger(self, run_id: str, state: str) -> None:
-        self.task(run_id, Task.TRIGGER, state, map_index=0)
-
     def backfill(
         self, run_id: str, state: str, days: list[str], runs: dict[str, tuple[str, float, float | None]]
     ) -> None:
@@ -51,11 +48,8 @@ class Metadata(Rows):
             for day in days
         ]
         execution = {"target_dag_id": TARGET, "feeding": feeding(2, None).to_dict(), "total": len(days)}
-        self.xcom(pk, run_id, XCom.REQUEST, conf)
-        self.xcom(pk, run_id, XCom.PLANS, [{**p, "why": "no run yet"} for p in plans])
-        self.xcom(pk, run_id, XCom.RUN_IDS, [p["run_id"] for p in plans])
-        self.xcom(pk, run_id, XCom.EXECUTION, execution)
-        self.trigger(run_id, "running" if state == "running" else "success")
+        self.record(pk, run_id, conf, [{**p, "why": "no run yet"} for p in plans], execution)
+        self.chunk(pk, 0, len(runs) if state == "running" else len(days))
         for day, (run_state, started, ended) in runs.items():
             end = None if ended is None else ago(ended)
             self.run(TARGET, f"bf__{run_id}__{day}", run_state, start_date=ago(started), end_date=end)
@@ -177,7 +171,7 @@ def ended() -> Iterator[Session]:
         db = Metadata(session, NOW)
         runs = {DAYS[0]: ("success", 500, 400), DAYS[1]: ("failed", 500, 400), DAYS[2]: ("success", 300, 200)}
         db.backfill("b4_ended", "running", DAYS[:3], runs)
-        db.task("b4_ended", Task.REPORT, "running")
+        db.reported(head(session, "b4_ended").id)
         session.commit()
         yield session
 
@@ -188,11 +182,6 @@ def head(session: Session, run_id: str) -> DagRun:
 
 def end_run(session: Session, run_id: str, state: str) -> None:
     session.execute(update(DagRun.__table__).where(DagRun.run_id == run_id).values(state=state))
-    session.execute(
-        update(TaskInstance.__table__)
-        .where(TaskInstance.run_id == run_id, TaskInstance.task_id == Task.REPORT)
-        .values(state="failed")
-    )
 
 
 def test_an_ended_backfill_keeps_the_outcome_its_report_saw(ended):
@@ -237,8 +226,8 @@ def test_a_reader_who_may_not_read_the_target_sees_no_outcome(ended):
     )
 
 
-def test_nothing_is_settled_before_the_report_or_while_a_date_runs(session):
-    assert settle(session, head(session, "b1_running")) is None  # no report yet
+def test_nothing_is_settled_while_dates_are_still_to_start(session):
+    assert settle(session, head(session, "b1_running")) is None
     assert listed(session)["b1_running"]["phase"] == "running"
 
 
@@ -260,10 +249,11 @@ class Named:
 
 def test_only_the_controllers_account_records_how_a_backfill_ended(ended, monkeypatch):
     monkeypatch.setattr("backfill_controller.server.access.service_account", lambda: "airflow_api_user")
+    body = {"report": {"success": False}}
 
     with pytest.raises(HTTPException) as refused:
-        record_outcome(run_id="b4_ended", session=ended, user=Named("mallory"))
-    recorded = record_outcome(run_id="b4_ended", session=ended, user=Named("airflow_api_user"))
+        keep_report(run_id="b4_ended", body=body, session=ended, caller=Named("mallory"))
+    recorded = keep_report(run_id="b4_ended", body=body, session=ended, caller=Named("airflow_api_user"))
 
     assert refused.value.status_code == 403
-    assert recorded["progress"]["tally"]["succeeded"] == 2
+    assert recorded["settled"]["progress"]["tally"]["succeeded"] == 2

@@ -44,10 +44,7 @@ def test_the_xcom_keys() -> None:
         "execution",
         "segments",
         "stats",
-        "chunk",
-        "segment_report",
     ]
-    assert XCom.segment(3) == "segment_3"
 
 
 def test_the_run_id_shapes_and_the_continuation_key() -> None:

@@ -32,7 +32,9 @@ CONTRACT = f"{PACKAGE}.contract"
 
 #: Every word the controller's DAGs, tasks and XComs are looked up by.
 TASK_IDS = frozenset(t.value for t in Task)
-XCOM_KEYS = frozenset(k.value for k in XCom) | {XCom.segment(0).removesuffix("0")}
+#: Keys built per segment (``segment_1``, ...), which an earlier controller pushed: none may be spelt.
+SEGMENT_KEY = "segment_"
+XCOM_KEYS = frozenset(k.value for k in XCom) | {SEGMENT_KEY}
 DAG_IDS = frozenset({contract.CONTROLLER_DAG_ID, contract.CATCHUP_DAG_ID})
 NAMES = TASK_IDS | XCOM_KEYS
 #: Parameters and attributes through which Airflow is told a task id or an XCom key, or a DAG id.
@@ -78,7 +80,7 @@ def _spells_a_name(literal: ast.Constant | ast.JoinedStr) -> bool:
     if isinstance(literal, ast.Constant):
         return literal.value in NAMES
     first = literal.values[0] if literal.values else None
-    return isinstance(first, ast.Constant) and str(first.value).startswith(XCom.segment(0).removesuffix("0"))
+    return isinstance(first, ast.Constant) and str(first.value).startswith(SEGMENT_KEY)
 
 
 #: A REST path that names a task and an XCom key: ``.../taskInstances/report/xcomEntries/return_value``.
@@ -410,3 +412,32 @@ def test_the_contract_imports_nothing_but_the_standard_library() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").partition(".")[0])
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# --- the api-server reads the record, never the controller's XComs or task instances -------------
+
+#: Airflow's XCom and task-instance models: a user who may edit XComs or mark tasks can change them.
+_RUN_STATE_MODELS = {"airflow.models.xcom", "airflow.models.taskinstance"}
+#: Where the api-server side may read task instances: the planner reads the *target's* (which of
+#: its tasks ``task_regex`` and ``reprocess`` select), never the controller's.
+_TARGET_TASKS_READER = f"{PACKAGE}.server.planner"
+
+
+def _airflow_imports(tree: ast.AST) -> set[str]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found & _RUN_STATE_MODELS
+
+
+def test_the_api_server_side_reads_no_xcom_and_no_controller_task_instance() -> None:
+    reading = {
+        name: sorted(_airflow_imports(tree))
+        for name, tree in TREES.items()
+        if name.startswith(f"{PACKAGE}.server") and _airflow_imports(tree)
+    }
+    assert reading == {_TARGET_TASKS_READER: ["airflow.models.taskinstance"]}
+    assert "Task." not in MODULES[_TARGET_TASKS_READER].read_text(encoding="utf-8")

@@ -5,9 +5,10 @@ order and failure budget of chunks, what each chunk records, and the plan task's
 overlap wait.
 
 ``RuntimeTaskInstance`` and ``SUPERVISOR_COMMS`` are mocked as Airflow's own provider tests do, and
-the api-server's answers (``AirflowApi.work``, ``paused``) are served from WORK documents
-(:mod:`tests.unit.work_documents`): every test runs in milliseconds, without an Airflow. No task
-reads its work from an XCom: the XComs a test's task instance holds are only the chunks' records.
+the api-server's answers (``AirflowApi.work``, ``paused``, ``chunks``) are served from WORK
+documents (:mod:`tests.unit.work_documents`) and the chunks' records it keeps: every test runs in
+milliseconds, without an Airflow. No task reads an XCom: a test's task instance answers every
+``xcom_pull`` with nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from airflow.sdk.exceptions import (
 )
 from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX, Task, XCom
+from backfill_controller.contract import CONTROLLER_DAG_ID, TARGET_RUN_PREFIX, Task
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import Action, Execution, Feeding
 from backfill_controller.domain.report import audit_note
@@ -63,17 +64,25 @@ NOTE = audit_note("why", "ada")
 OTHER_RUN = "scheduled__2024-01-01T00:00:00+00:00"
 NOT_PAUSED = {"paused": False, "paused_seconds": 0.0}
 SERVED = Served()
+#: The chunks' records the api-server holds (by controller run id), and those the tasks kept, in order.
+CHUNKS: dict[str, list[dict[str, Any]]] = {}
+KEPT: list[dict[str, Any]] = []
 
 
 @pytest.fixture(autouse=True)
 def api() -> Iterator[mock.Mock]:
     """The REST client the tasks build from their connection: the api-server serves the works of
-    :data:`SERVED`, and the backfill is not paused. Each test starts in a new task process."""
+    :data:`SERVED` and the chunks' records of :data:`CHUNKS`, keeps what a chunk records in
+    :data:`KEPT`, and the backfill is not paused. Each test starts in a new task process."""
     SERVED.works.clear()
+    CHUNKS.clear()
+    KEPT.clear()
     work_module.forget()
     with mock.patch("backfill_controller.client.airflow_api.AirflowApi.from_connection") as build:
         build.return_value.paused.return_value = NOT_PAUSED
         build.return_value.work.side_effect = SERVED.work
+        build.return_value.chunks.side_effect = lambda run_id: CHUNKS.get(run_id, [])
+        build.return_value.keep_chunk.side_effect = lambda run_id, record: KEPT.append(record)
         yield build.return_value
     work_module.forget()
 
@@ -88,14 +97,13 @@ def context(
     run_id: str = HEAD,
 ) -> dict:
     """A task's context, its run's ``work`` served by the api-server (the default: one new date of
-    ``sales``; None served for ``work={}``). Its ``ti`` answers ``xcom_pull`` with the chunks'
-    ``records`` only."""
+    ``sales``; None served for ``work={}``) with its chunks' ``records``."""
     SERVED.works.pop(run_id, None)
     if work != {}:
         SERVED.works[run_id] = work or work_document()
+    CHUNKS[run_id] = records or []
     ti = mock.Mock(try_number=try_number, dag_id=CONTROLLER_DAG_ID, run_id=run_id, map_index=map_index)
-    stored = {(Task.TRIGGER, XCom.CHUNK): records or []}
-    ti.xcom_pull.side_effect = lambda task_ids, key, **_: stored.get((task_ids, key))
+    ti.xcom_pull.return_value = None
     dag_run = mock.Mock(conf={"dag_id": "sales"} if conf is None else conf, run_id=run_id)
     return {"ti": ti, "dag_run": dag_run}
 
@@ -112,8 +120,8 @@ def loaded(ctx: dict, **kwargs) -> BackfillTriggerOperator:
 
 
 def pushed_records(ctx: dict) -> list[dict[str, Any]]:
-    """The :class:`ChunkRecord` XComs the task pushed, in order."""
-    return [c.kwargs["value"] for c in ctx["ti"].xcom_push.call_args_list if c.kwargs["key"] == XCom.CHUNK]
+    """The :class:`ChunkRecord`\ s the task kept in the backfill's record, in order."""
+    return list(KEPT)
 
 
 def open_runs(known: dict[str, str]) -> Callable[..., int]:
@@ -242,7 +250,7 @@ def test_rewritten_mapped_kwargs_change_nothing_the_chunk_acts_on_the_records_da
     rest.return_value.append_note.assert_called_once_with("sales", OTHER_RUN, NOTE)
     assert (operator.trigger_dag_id, operator.conf, operator.wait_for_completion) == ("sales", {}, False)
     assert operator.dates_label == DATE["logical_date"] and operator.first_position == 0
-    assert pushed_records(ctx) == [ChunkRecord(0, 1).to_dict()]
+    rest.return_value.keep_chunk.assert_called_once_with(HEAD, ChunkRecord(0, 1).to_dict())
 
 
 def test_a_chunk_is_the_chunk_of_its_map_index_whatever_its_kwargs_say():
@@ -766,6 +774,7 @@ def test_a_segment_starts_its_continuation_named_and_confed_by_the_record_and_th
     head_conf = {"dag_id": "sales", "dates": ["2024-01-01"], "segment_size": 1, "max_failed_dates": 5}
     work = work_document(new_dates(2), segments=3, max_failed_dates=5)
     ctx = context(head_conf, work, map_index=1)  # the second continuation: segment 2
+    SERVED.works[f"{HEAD}#1"] = {"plans": [], "report": None}  # segment 1 has not reported
     operator = segment(
         segment_index=1, trigger_run_id="manual__victim", conf={"dag_id": "payroll", "reprocess": "all"}
     )

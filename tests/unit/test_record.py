@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pendulum
 import pytest
+from fastapi import HTTPException
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -14,7 +15,7 @@ from backfill_controller.domain.plan import Action, DatePlan
 from backfill_controller.domain.request import parse_request
 from backfill_controller.domain.schedule import ScheduledDate
 from backfill_controller.domain.settings import Limits
-from backfill_controller.server import ledger, record, ui
+from backfill_controller.server import controller_runs, ledger, record, ui
 from backfill_controller.server.planner import Planned
 from tests.unit.metadata_rows import Rows, database
 
@@ -159,9 +160,9 @@ def test_the_page_reads_the_record_not_rewritten_xcoms(db):
     rows.xcom(run.id, HEAD, XCom.SEGMENTS, 100_000_000)
     rows.xcom(run.id, HEAD, XCom.REQUEST, {"dag_id": "secret_dag"})
     rows.xcom(run.id, HEAD, XCom.ERROR, "refused")
-    facts = ui.plan_xcoms(session, [run.id], (XCom.SEGMENTS, XCom.REQUEST, XCom.PLANS, XCom.ERROR))[run.id]
+    facts = ui.plan_facts(session, [run.id], (XCom.SEGMENTS, XCom.REQUEST, XCom.PLANS, XCom.ERROR))[run.id]
     assert facts[XCom.SEGMENTS] == 1 and facts[XCom.REQUEST]["dag_id"] == "sales"
-    assert len(facts[XCom.PLANS]) == 3 and facts[XCom.ERROR] == "refused"
+    assert len(facts[XCom.PLANS]) == 3 and XCom.ERROR not in facts
 
 
 def test_a_kept_plan_is_served_to_every_ask_unchanged(db):
@@ -177,3 +178,114 @@ def test_an_unbound_run_has_no_work(db):
     run = dag_run(session, rows.run(CONTROLLER_DAG_ID, "manual__x", "running"))
     with pytest.raises(record.NotBound, match="belongs to no planned backfill"):
         record.bound_run_of(session, run)
+
+
+# ------------------------------------------------- what the runs' tasks keep in the record
+
+
+class Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
+
+SERVICE, MALLORY = Named("airflow_api_user"), Named("mallory")
+
+
+@pytest.fixture
+def service(monkeypatch):
+    monkeypatch.setattr("backfill_controller.server.access.service_account", lambda: SERVICE.name)
+
+
+def chunk_record(chunk: int = 0, acted: int = 1, **events) -> dict:
+    return {"chunk": chunk, "acted": acted, "events": events, "stopped": None}
+
+
+def test_a_chunk_keeps_what_it_acted_on_and_the_page_counts_those_dates_started(db, service):
+    session, rows = db
+    run, _ = started(session, rows, days=3)
+    controller_runs.keep_chunk(HEAD, 0, chunk_record(acted=2), SERVICE, session)
+    assert controller_runs.run_chunks(HEAD, SERVICE, session)["chunks"] == [chunk_record(acted=2)]
+    detail = ui.backfills_of(session, [run], {"sales"}, with_cells=True)[0]
+    assert [c["state"] for c in detail["cells"]] == ["pending", "pending", "pending"]
+    assert detail["progress"]["tally"]["acting"] == 3
+
+
+@pytest.mark.parametrize(
+    "chunk, body, wrong",
+    [
+        (5, chunk_record(5), "chunk 5 is not one of this run's 1 chunks"),
+        (0, chunk_record(1), "not the record of chunk 0"),
+        (0, chunk_record(acted=9), "acted is 9; chunk 0 has 3 dates"),
+        (0, chunk_record(**{"manual__victim": {"kind": "refused", "message": "x"}}), "not chunk 0's"),
+        (0, "not a record", "not the record of chunk 0"),
+    ],
+    ids=["no such chunk", "another chunk's record", "more dates than the chunk", "another run", "no record"],
+)
+def test_a_chunk_record_that_does_not_fit_the_work_is_refused_and_changes_nothing(
+    db, service, chunk, body, wrong
+):
+    session, rows = db
+    started(session, rows, days=3)
+    with pytest.raises(HTTPException) as refused:
+        controller_runs.keep_chunk(HEAD, chunk, body, SERVICE, session)
+    assert refused.value.status_code == 422 and wrong in refused.value.detail["message"]
+    assert controller_runs.run_chunks(HEAD, SERVICE, session)["chunks"] == []
+
+
+def test_only_the_controllers_account_keeps_chunks_reports_and_refusals(db, service):
+    session, rows = db
+    started(session, rows, days=3)
+    calls = [
+        lambda: controller_runs.keep_chunk(HEAD, 0, chunk_record(), MALLORY, session),
+        lambda: controller_runs.run_chunks(HEAD, MALLORY, session),
+        lambda: controller_runs.keep_report(HEAD, {"report": {}}, MALLORY, session),
+        lambda: controller_runs.keep_refusal(HEAD, {"message": "no"}, MALLORY, session),
+    ]
+    for call in calls:
+        with pytest.raises(HTTPException) as refused:
+            call()
+        assert refused.value.status_code == 403
+    assert ledger.bound(session, 1, 0).reported is False
+
+
+def test_an_ended_run_keeps_no_chunk_and_no_report(db, service):
+    session, rows = db
+    run, _ = started(session, rows, days=3)
+    session.execute(update(run.__table__).where(run.__table__.c.id == run.id).values(state="success"))
+    session.expire_all()
+    for call in (
+        lambda: controller_runs.keep_chunk(HEAD, 0, chunk_record(), SERVICE, session),
+        lambda: controller_runs.keep_report(HEAD, {"report": {"success": True}}, SERVICE, session),
+    ):
+        with pytest.raises(HTTPException) as refused:
+            call()
+        assert refused.value.status_code == 409
+    assert ledger.bound(session, 1, 0).reported is False
+
+
+def test_a_segments_report_is_served_to_its_head_with_that_segments_dates(db, service):
+    session, rows = db
+    run, _ = started(session, rows, days=4, segment_size=2)
+    later, continues = continuation(session, rows, 1)
+    record.bind_continuation(session, later, continues)
+    controller_runs.keep_report(later.run_id, {"report": {"success": False}}, SERVICE, session)
+    entry, head = record.bound_run_of(session, run)
+    assert record.work(session, entry, head, segment=1)["report"] == {"success": False}
+    assert record.work(session, entry, head)["report"] is None
+
+
+def test_a_refused_run_shows_why_and_a_planned_run_takes_no_refusal(db, service):
+    session, rows = db
+    run, _ = started(session, rows, days=1)
+    refused_pk = rows.run(CONTROLLER_DAG_ID, "manual__refused", "failed", triggering_user_name="bob")
+    controller_runs.keep_refusal("manual__refused", {"message": "dates: not a date"}, SERVICE, session)
+    with pytest.raises(HTTPException) as planned_run:
+        controller_runs.keep_refusal(HEAD, {"message": "forged"}, SERVICE, session)
+    with pytest.raises(HTTPException) as too_long:
+        controller_runs.keep_refusal("manual__refused", {"message": "x" * 5000}, SERVICE, session)
+    facts = ui.plan_facts(session, [run.id, refused_pk], (XCom.ERROR, XCom.REQUEST))
+    assert facts[refused_pk] == {XCom.ERROR: "dates: not a date"} and XCom.ERROR not in facts[run.id]
+    assert (planned_run.value.status_code, too_long.value.status_code) == (409, 422)

@@ -16,7 +16,7 @@ from unittest import mock
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, Task, XCom
+from backfill_controller.contract import CONTROLLER_DAG_ID, Task
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import Execution, Feeding
 from backfill_controller.domain.state import ChunkRecord, Event, EventKind, SegmentFacts
@@ -224,7 +224,6 @@ def test_segment_facts_gather_chunk_states_records_and_the_adopted_runs_states()
     execution = Execution("t", Feeding(window=2, deferred=False, resume_at=1, chunk_size=2))
     record = ChunkRecord(0, 2, {"r2": Event(EventKind.ADOPTED, "taken", "scheduled__2")})
     ti = mock.Mock(dag_id=CONTROLLER_DAG_ID)
-    ti.xcom_pull.return_value = [record.to_dict()]
     known = {"r1": "success", "scheduled__2": "running"}  # r2: adopted, so no run of its own
     plans = [
         {"logical_date": "2024-01-01", "run_id": "r1", "action": "triggered"},
@@ -235,8 +234,8 @@ def test_segment_facts_gather_chunk_states_records_and_the_adopted_runs_states()
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(known)),
         mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(known)),
     ):
-        facts = segment_facts(ti, "manual__1", execution, plans, ["r1", "r2"], finished=True)
-    ti.xcom_pull.assert_called_once_with(task_ids=Task.TRIGGER, key=XCom.CHUNK, run_id="manual__1")
+        facts = segment_facts(ti, "manual__1", execution, plans, ["r1", "r2"], {0: record}, finished=True)
+    ti.xcom_pull.assert_not_called()
     assert facts == SegmentFacts(
         plans=plans,
         run_ids=["r1", "r2"],

@@ -279,7 +279,8 @@ def test_the_report_reads_what_the_run_did_from_its_work_not_an_error_xcom(api):
     ctx = context(work_document(plans("r1", "r2")), xcoms={(Task.PLAN, XCom.ERROR): "forged"})
     report = reported(ctx, {"r1": "success", "r2": "success"})
     assert report["success"] is True and report["counts"]["dates"] == 2 and "error" not in report
-    api.settle.assert_called_once_with(HEAD)
+    (run_id, kept), _ = api.keep_report.call_args
+    assert run_id == HEAD and kept["counts"]["dates"] == 2
 
 
 def test_a_run_without_work_reports_the_plan_tasks_error(api):
@@ -306,14 +307,31 @@ def test_a_later_segment_that_never_ran_reports_its_recorded_dates_cancelled():
     assert report["counts"]["dates"] == 2 and report["counts"].get("cancelled") == 1
 
 
-def test_a_continuations_report_is_its_part_and_reads_no_other_run():
+def test_a_continuations_report_is_its_part_kept_in_the_record_and_reads_no_xcom(api):
     ctx = context(work_document(plans("r3", first_day=3), segment=1, segments=2), run_id=CONTINUATION)
     report = reported(ctx, {"r3": "failed"})
     assert report["success"] is False and report["failed_dates"] == ["2024-01-03T00:00:00+00:00"]
-    assert pushed(ctx)[XCom.SEGMENT_REPORT]["controller_run_id"] == CONTINUATION
-    assert {c.kwargs.get("run_id", CONTINUATION) for c in ctx["ti"].xcom_pull.call_args_list} == {
-        CONTINUATION
+    api.keep_report.assert_called_once_with(CONTINUATION, report)
+    ctx["ti"].xcom_pull.assert_not_called()
+
+
+def test_the_heads_report_merges_each_segments_part_as_the_record_keeps_it():
+    ctx = context(work_document(plans("r1"), segments=2))
+    part = {**work_document(plans("r2", first_day=2), segment=1, segments=2)}
+    SERVED.works[f"{HEAD}#1"] = part | {
+        "report": {
+            "success": False,
+            "counts": {"dates": 1, "failed": 1},
+            "failed_dates": ["2024-01-02T00:00:00+00:00"],
+            "dates": [],
+        }
     }
+    try:
+        report = reported(ctx, {"r1": "success"})
+    finally:
+        del SERVED.works[f"{HEAD}#1"]
+    assert report["success"] is False and report["failed_dates"] == ["2024-01-02T00:00:00+00:00"]
+    assert report["counts"]["dates"] == 2
 
 
 # -------------------------------------------------- no task reads its work from an XCom

@@ -61,7 +61,7 @@ class AirflowApi(RestClient):
         (:mod:`backfill_controller.server.controller_runs`): ``{"status": "planned", "work": ...}``
         (the run's work, as :meth:`work` answers it; a continuation run's too) or ``{"status":
         "overlap", "message": ...}``."""
-        path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/plan"
+        path = f"{self._run_path(controller_run_id)}/plan"
         return dict(self.call("POST", path, json={}, timeout=300))  # JSON: the endpoint takes no form
 
     def work(self, controller_run_id: str, segment: int | None = None) -> dict[str, Any]:
@@ -71,20 +71,37 @@ class AirflowApi(RestClient):
         another segment's dates. HTTP 404: the run belongs to no planned backfill; 409: it is not
         the run its backfill was made with (cleared since)."""
         params = {} if segment is None else {"segment": segment}
-        path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/work"
+        path = f"{self._run_path(controller_run_id)}/work"
         return dict(self.call("GET", path, params=params))
 
     def paused(self, controller_run_id: str) -> dict[str, Any]:
         """``{"paused": bool, "paused_seconds": float}`` of a controller run's backfill
         (:mod:`backfill_controller.server.actions`)."""
-        return dict(
-            self.call("GET", f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/paused")
-        )
+        return dict(self.call("GET", f"{self._run_path(controller_run_id)}/paused"))
 
-    def settle(self, controller_run_id: str) -> dict[str, Any]:
-        """Have the api-server record how a backfill ended (:mod:`backfill_controller.server.ui`)."""
-        path = f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}/outcome"
-        return dict(self.call("POST", path, json={}, timeout=300))  # JSON: the endpoint takes no form
+    def keep_chunk(self, controller_run_id: str, record: dict[str, Any]) -> None:
+        """Keep in the backfill's record what one chunk has acted on (a ``trigger`` task's
+        :class:`backfill_controller.domain.state.ChunkRecord`, as a dict)."""
+        path = f"{self._run_path(controller_run_id)}/chunks/{int(record['chunk'])}"
+        self.call("POST", path, json=record)
+
+    def chunks(self, controller_run_id: str) -> list[dict[str, Any]]:
+        """What each chunk of a controller run has acted on, as its record keeps it."""
+        return list(self.call("GET", f"{self._run_path(controller_run_id)}/chunks")["chunks"])
+
+    def keep_report(self, controller_run_id: str, report: dict[str, Any] | None) -> dict[str, Any]:
+        """Keep a controller run's part of the result in the backfill's record; a head run's also
+        records how the backfill ended: ``{"settled": summary or None}``."""
+        path = f"{self._run_path(controller_run_id)}/report"
+        return dict(self.call("POST", path, json={"report": report}, timeout=300))
+
+    def keep_refusal(self, controller_run_id: str, message: str) -> None:
+        """Keep why a controller run got no work, for the Backfills page."""
+        self.call("POST", f"{self._run_path(controller_run_id)}/refusal", json={"message": message})
+
+    @staticmethod
+    def _run_path(controller_run_id: str) -> str:
+        return f"{URL_PREFIX}/api/controller_runs/{quote_id(controller_run_id)}"
 
     def expand_dates(self, dag_id: str, request_conf: dict[str, Any]) -> list[ScheduledDate]:
         """The target's logical dates for a request, from the plugin (which reads its timetable)."""

@@ -75,7 +75,7 @@ class BackfillControllerDBManager(BaseDBManager):
     supports_table_dropping = True
     #: The plugin's release -> its head revision, for ``airflow db-manager migrate|downgrade
     #: --to-version``.
-    revision_heads_map = {"0.2.0": "0002"}
+    revision_heads_map = {"0.2.0": "0003"}
 
     def get_alembic_config(self) -> Config:
         from airflow import settings

@@ -49,7 +49,8 @@ ledger = Table(
 
 #: The controller runs a backfill was created with: its head (segment 0) and each continuation,
 #: bound by ``DagRun.id`` (never reused, unlike a run_id) and ``clear_number`` (a cleared run is
-#: not the run the record was made for), with the run's execution (JSON) once planned.
+#: not the run the record was made for), with the run's execution (JSON) once planned, and its
+#: report (JSON: its part of the result) and when its ``report`` task began, once it did.
 runs = Table(
     "backfill_controller_run",
     metadata,
@@ -66,7 +67,38 @@ runs = Table(
     Column("clear_number", Integer, nullable=False),
     Column("execution", Text, nullable=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("report", Text, nullable=True),
+    Column("reported_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("backfill_id", "segment", name="backfill_controller_run_segment_key"),
+)
+
+#: What each ``trigger`` task instance of a bound run has acted on (JSON
+#: :class:`backfill_controller.domain.state.ChunkRecord`), one row per chunk, replaced as it goes.
+chunks = Table(
+    "backfill_controller_chunk",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "run_id",
+        Integer,
+        ForeignKey("backfill_controller_run.id", name="backfill_controller_chunk_run_fkey"),
+        nullable=False,
+    ),
+    Column("chunk", Integer, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("run_id", "chunk", name="backfill_controller_chunk_key"),
+)
+
+#: Why a controller run got no work (refused, or stopped before it planned), by ``DagRun.id``.
+refusals = Table(
+    "backfill_controller_refusal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dag_run_pk", Integer, nullable=False, unique=True),
+    Column("run_id", String(250), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
 #: One row per date of a backfill, in run order (``position``): its segment, logical date, what the

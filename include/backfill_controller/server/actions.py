@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK
 from backfill_controller.domain.controls import Applied, Control, paused, paused_seconds, rerun_conf
 from backfill_controller.domain.rights import OPERATE_TARGET, Right
-from backfill_controller.domain.state import FAILED_DATES, DateState
+from backfill_controller.domain.state import FAILED_DATES, DateState, left_alone
 from backfill_controller.server import access, ledger
 from backfill_controller.server.front_door import start_backfill
 from backfill_controller.server.ui import backfills_of, misfit, readable_dag_ids
@@ -53,7 +53,10 @@ def _head(session: Session, run_id: str) -> Any:
 
 
 def _target(session: Session, head: Any) -> str | None:
-    entry = ledger.entry(session, head.run_id)
+    """The backfill's target: its record's, for a head run bound to one (a run re-created under an
+    old run_id is not); else, for a run not planned yet, the one its conf asks for."""
+    mine = ledger.bound_by_pk(session, head.id)
+    entry = ledger.entry_by_id(session, mine.backfill_id) if mine is not None else None
     target = entry.target_dag_id if entry is not None else (head.conf or {}).get("dag_id")
     return target if isinstance(target, str) else None
 
@@ -73,8 +76,13 @@ def _require_operate(user: Any, target: str | None, readable: set[str]) -> None:
 
 
 def _failed(shown: dict[str, Any]) -> list[str]:
-    """The logical dates of a shown backfill that ended failed."""
-    return [c["logical_date"] for c in shown["cells"] if DateState(c["state"]) in FAILED_DATES]
+    """The logical dates of a shown backfill that it acted on and that ended failed (a date it left
+    alone shows its run's state, but is not the backfill's to re-run)."""
+    return [
+        c["logical_date"]
+        for c in shown["cells"]
+        if DateState(c["state"]) in FAILED_DATES and not left_alone(c["action"])
+    ]
 
 
 def _fits(control: Control, shown: dict[str, Any]) -> None:

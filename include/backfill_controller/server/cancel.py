@@ -16,8 +16,9 @@ while the request holds it):
 * only if the acting user may edit the target's runs (PUT on its DAG runs): someone who may
   mark controller runs failed but not touch the target stops the controller and nothing else.
 
-A backfill that had finished (its ``report`` task ran) fails nothing when marked failed later, and
-a controller run that fails by itself (a failed date, a timeout: no user acting) changes nothing.
+A backfill that had finished (its ``report`` task began, as its record says) fails nothing when
+marked failed later, and a controller run that fails by itself (a failed date, a timeout: no user
+acting) changes nothing.
 """
 
 from __future__ import annotations
@@ -28,15 +29,14 @@ from contextvars import ContextVar
 from typing import Any, cast
 
 from airflow.listeners import hookimpl
-from airflow.utils.state import TaskInstanceState
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, Task
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, continuation_run_id
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.rights import Right
-from backfill_controller.server import access, ledger
+from backfill_controller.server import access, ledger, record
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,10 @@ def on_dag_run_failed(dag_run: Any, msg: str) -> None:
 def cancel(session: Session, controller_run_id: str, user: Any) -> int:
     """Stop the backfill ``controller_run_id`` belongs to, for ``user``; how many target runs failed."""
     head = controller_run_id.split(SEGMENT_MARK, 1)[0]
-    entry = ledger.entry(session, head)
-    if entry is None:  # never authorized: it created nothing
+    entry = _record_of(session, controller_run_id)
+    if entry is None:  # never authorized (it created nothing), or not its record's run
         return 0
-    if _had_finished(session, head):
+    if _had_finished(session, entry):
         log.info("backfill %s had finished: marking it failed cancels nothing", head)
         return 0
     from backfill_controller.airflow_internals import fail_runs
@@ -133,17 +133,33 @@ def cancel(session: Session, controller_run_id: str, user: Any) -> int:
     return failed
 
 
-def _had_finished(session: Session, head: str) -> bool:
-    from airflow.models.taskinstance import TaskInstance
+def _record_of(session: Session, controller_run_id: str) -> ledger.Entry | None:
+    """The record of the backfill whose run ``controller_run_id`` is: its head, still the run the
+    record was made with, or one of the continuation runs the record names. None for any other
+    run (one re-created under an old run_id, a run merely named like a continuation)."""
+    from airflow.models.dagrun import DagRun
 
-    state = session.scalar(
-        select(TaskInstance.state).where(
-            TaskInstance.dag_id == CONTROLLER_DAG_ID,
-            TaskInstance.run_id == head,
-            TaskInstance.task_id == Task.REPORT,
-        )
-    )
-    return state in (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
+    head_id = controller_run_id.split(SEGMENT_MARK, 1)[0]
+    head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == head_id))
+    mine = ledger.bound_by_pk(session, head.id) if head is not None else None
+    if mine is None or mine.segment != 0:
+        return None
+    try:
+        record.check(head, mine)
+    except record.NotBound:
+        return None
+    entry = ledger.entry_by_id(session, mine.backfill_id)
+    if entry is None:
+        return None
+    later = {continuation_run_id(head_id, k, entry.segment_token) for k in range(1, entry.segments or 1)}
+    return entry if controller_run_id == head_id or controller_run_id in later else None
+
+
+def _had_finished(session: Session, entry: ledger.Entry) -> bool:
+    """Whether the backfill's head run reached its report (every date was over by then), as its
+    record says."""
+    head = ledger.bound(session, entry.backfill_id, 0) if entry.backfill_id is not None else None
+    return head is not None and head.reported
 
 
 def _open_runs(session: Session, head: str) -> list[str]:

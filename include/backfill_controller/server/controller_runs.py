@@ -6,12 +6,21 @@
   is checked and its dates claimed as the front door does (:mod:`backfill_controller.server.front_door`),
   and the backfill is recorded in the ledger (:mod:`backfill_controller.server.ledger`). A
   continuation run of a large backfill is recognised here, and only when its head created it.
+* :func:`run_work` (``GET .../controller_runs/{run_id}/work``): what a planned run does, from
+  its backfill's record (:mod:`backfill_controller.server.record`).
+* :func:`keep_chunk` and :func:`run_chunks` (``POST .../chunks/{chunk}``, ``GET .../chunks``):
+  each ``trigger`` task instance keeps in the record what it has acted on, and reads what the
+  run's chunks have.
+* :func:`keep_report` (``POST .../report``): the ``report`` task keeps its run's part of the
+  result; the head run's also records how the backfill ended
+  (:func:`backfill_controller.server.ui.settle`).
+* :func:`keep_refusal` (``POST .../refusal``): why a run got no work, for the page.
 * :func:`scheduled_dates` (``POST /backfill-controller/api/dags/{dag_id}/dates``): a request's
   dates by the target's timetable (the scheduled catch-up uses it).
 
-The routes are in :mod:`backfill_controller.server.web`; the ``trigger`` task's question whether
-its backfill is paused is :func:`backfill_controller.server.actions.paused_for`, and the
-``report`` task's record of how a backfill ended :func:`backfill_controller.server.ui.outcome`.
+Every call but the last is the controller's own account's only. The routes are in
+:mod:`backfill_controller.server.web`; the ``trigger`` task's question whether its backfill is
+paused is :func:`backfill_controller.server.actions.paused_for`.
 """
 
 from __future__ import annotations
@@ -27,13 +36,15 @@ from backfill_controller.contract import (
     CATCHUP_PREFIX,
     CONTINUES_KEY,
     CONTROLLER_DAG_ID,
+    MESSAGE_CHARS,
     SEGMENT_MARK,
 )
+from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.request import InvalidRequest, parse_request
 from backfill_controller.domain.rights import Right
 from backfill_controller.domain.schedule import ScheduleError, expand
 from backfill_controller.domain.settings import Limits
-from backfill_controller.server import access, ledger, record
+from backfill_controller.server import access, ledger, record, ui
 from backfill_controller.server.front_door import claim, clash, field_error, plan, refused
 from backfill_controller.server.planner import parse
 
@@ -109,21 +120,95 @@ def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
     return {"status": "planned", "work": record.work(session, entry, head)}
 
 
-def run_work(run_id: str, caller: Any, session: Session, segment: int | None = None) -> dict[str, Any]:
-    """The work of controller run ``run_id`` (:func:`backfill_controller.server.record.work`), for the
-    controller's own account: 404 for a run of no planned backfill, 409 for a run that is not the
-    one its backfill was made with."""
+def _run(run_id: str, caller: Any, session: Session) -> Any:
+    """Controller run ``run_id`` (a ``DagRun``), asked about by the controller's own account (403
+    for anyone else; 404 for no such run)."""
     from airflow.models.dagrun import DagRun
 
     access.require_service_account(caller)
     run = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if run is None:
         raise HTTPException(404, {"message": f"no run {run_id!r} of {CONTROLLER_DAG_ID}"})
+    return run
+
+
+def _bound(run: Any, session: Session) -> tuple[ledger.Entry, ledger.BoundRun]:
+    """The record and bound run of ``run``: 404 for a run of no planned backfill, 409 for a run that
+    is not the one its backfill was made with."""
     try:
-        entry, mine = record.bound_run_of(session, run)
+        return record.bound_run_of(session, run)
+    except record.NotBound as exc:
+        raise record.refusal(exc) from None
+
+
+def run_work(run_id: str, caller: Any, session: Session, segment: int | None = None) -> dict[str, Any]:
+    """The work of controller run ``run_id`` (:func:`backfill_controller.server.record.work`)."""
+    run = _run(run_id, caller, session)
+    entry, mine = _bound(run, session)
+    try:
         return record.work(session, entry, mine, segment)
     except record.NotBound as exc:
         raise record.refusal(exc) from None
+
+
+def _open(run: Any) -> None:
+    """409 unless ``run`` is still running: only a running run's tasks report."""
+    state = str(getattr(run.state, "value", run.state))
+    if state not in OPEN_RUN:
+        raise HTTPException(409, {"message": f"controller run {run.run_id!r} has ended ({state})"})
+
+
+def keep_chunk(run_id: str, chunk: int, body: Any, caller: Any, session: Session) -> dict[str, Any]:
+    """Keep what chunk ``chunk`` of ``run_id`` has acted on (its ``trigger`` task's account); 422
+    naming what does not fit the run's work."""
+    run = _run(run_id, caller, session)
+    _, mine = _bound(run, session)
+    _open(run)
+    try:
+        record.keep_chunk(session, mine, chunk, body)
+    except record.BadAccount as exc:
+        raise HTTPException(422, {"field": "chunk", "message": str(exc)}) from None
+    return {"run_id": run_id, "chunk": chunk}
+
+
+def run_chunks(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
+    """What each chunk of ``run_id`` has acted on, as kept in the record."""
+    run = _run(run_id, caller, session)
+    _, mine = _bound(run, session)
+    return {"run_id": run_id, "chunks": record.chunks_of(session, mine)}
+
+
+def keep_report(run_id: str, body: Any, caller: Any, session: Session) -> dict[str, Any]:
+    """Keep that ``run_id``'s ``report`` task began, and its part of the result (``report``, a JSON
+    object, or null); for a head run, then record how the backfill ended
+    (:func:`backfill_controller.server.ui.settle`): ``settled`` is its summary, or null while a
+    date can still change."""
+    run = _run(run_id, caller, session)
+    _, mine = _bound(run, session)
+    _open(run)
+    report = body.get("report") if isinstance(body, dict) else None
+    if report is not None and not isinstance(report, dict):
+        raise HTTPException(422, {"field": "report", "message": "must be a JSON object or null"})
+    ledger.keep_report(session, mine, report)
+    ended = ui.settle(session, run) if mine.segment == 0 else None
+    return {"run_id": run_id, "settled": ended.summary if ended is not None else None}
+
+
+def keep_refusal(run_id: str, body: Any, caller: Any, session: Session) -> dict[str, Any]:
+    """Keep why ``run_id`` got no work (``message``, text), which the page shows; 409 for a run of
+    a planned backfill (it has work), 422 for a message that is not text of at most
+    :data:`backfill_controller.contract.MESSAGE_CHARS` characters."""
+    run = _run(run_id, caller, session)
+    if ledger.bound_by_pk(session, run.id) is not None:
+        raise HTTPException(409, {"message": f"controller run {run_id!r} belongs to a planned backfill"})
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, str) or not message or len(message) > MESSAGE_CHARS:
+        raise HTTPException(
+            422,
+            {"field": "message", "message": f"must be text of 1 to {MESSAGE_CHARS} characters"},
+        )
+    ledger.refuse(session, run, message)
+    return {"run_id": run_id}
 
 
 def _requester(name: str | None) -> Any:

@@ -12,7 +12,9 @@ backfills are found from the spans recorded here. A second table, ``backfill_con
 keeps what users did to each backfill (pause, resume, cancel, re-run failed;
 :mod:`backfill_controller.server.actions`). A third, ``backfill_controller_outcome``, keeps how
 each backfill ended (:mod:`backfill_controller.server.ui`): its counts, and its target runs'
-states when its report ran.
+states when its report ran. What a backfill's runs did is kept beside its record by their tasks,
+through the api-server: each chunk's account (``backfill_controller_chunk``), each run's report
+(``backfill_controller_run``), and why a run got no work (``backfill_controller_refusal``).
 
 The tables are declared in :mod:`backfill_controller.db.tables` and made by ``airflow db migrate``
 (the plugin's own migrations, :mod:`backfill_controller.db.manager`); nothing here creates a table.
@@ -31,7 +33,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from backfill_controller.db.tables import dates, history, ledger, outcome, runs
+from backfill_controller.db.tables import chunks, dates, history, ledger, outcome, refusals, runs
 from backfill_controller.domain.controls import Applied, Control
 from backfill_controller.domain.overlap import Span
 
@@ -128,6 +130,12 @@ class BoundRun:
     run_id: str
     clear_number: int
     execution: dict[str, Any] | None
+    row_id: int = 0
+    """Its row in ``backfill_controller_run`` (what its chunks are kept under)."""
+    report: dict[str, Any] | None = None
+    """Its part of the result, once its ``report`` task kept it."""
+    reported: bool = False
+    """Whether its ``report`` task began."""
 
 
 def bind(session: Session, backfill_id: int, segment: int, run: Any) -> None:
@@ -189,7 +197,75 @@ def entry_by_id(session: Session, backfill_id: int) -> Entry | None:
 
 def _bound(row: Any) -> BoundRun:
     execution = json.loads(row.execution) if row.execution else None
-    return BoundRun(row.backfill_id, row.segment, row.dag_run_pk, row.run_id, row.clear_number, execution)
+    report = json.loads(row.report) if row.report else None
+    return BoundRun(
+        row.backfill_id,
+        row.segment,
+        row.dag_run_pk,
+        row.run_id,
+        row.clear_number,
+        execution,
+        row.id,
+        report,
+        row.reported_at is not None,
+    )
+
+
+def keep_chunk(session: Session, mine: BoundRun, chunk: int, record: dict[str, Any]) -> None:
+    """Keep (replace) what chunk ``chunk`` of the bound run ``mine`` has acted on."""
+    values = {"record": json.dumps(record), "recorded_at": datetime.now(UTC)}
+    found = session.scalar(select(chunks.c.id).where(chunks.c.run_id == mine.row_id, chunks.c.chunk == chunk))
+    if found is None:
+        session.execute(chunks.insert().values(run_id=mine.row_id, chunk=chunk, **values))
+    else:
+        session.execute(chunks.update().where(chunks.c.id == found).values(**values))
+
+
+def chunk_records(session: Session, row_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """``{bound run row: [chunk record, ...]}`` of these bound runs (rows of ``backfill_controller_run``)."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    wanted = sorted(set(row_ids))
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(chunks.c.run_id, chunks.c.record)
+            .where(chunks.c.run_id.in_(wanted[start : start + 500]))
+            .order_by(chunks.c.run_id, chunks.c.chunk)
+        )
+        for row in rows:
+            found.setdefault(row.run_id, []).append(json.loads(row.record))
+    return found
+
+
+def keep_report(session: Session, mine: BoundRun, report: dict[str, Any] | None) -> None:
+    """Note that the ``report`` task of the bound run ``mine`` began, keeping its report if given."""
+    values: dict[str, Any] = {"reported_at": datetime.now(UTC)}
+    if report is not None:
+        values["report"] = json.dumps(report)
+    session.execute(runs.update().where(runs.c.id == mine.row_id).values(**values))
+
+
+def refuse(session: Session, run: Any, message: str) -> None:
+    """Keep why the controller run ``run`` (a ``DagRun``) got no work (the last reason given)."""
+    values = {"run_id": run.run_id, "message": message, "recorded_at": datetime.now(UTC)}
+    found = session.scalar(select(refusals.c.id).where(refusals.c.dag_run_pk == run.id))
+    if found is None:
+        session.execute(refusals.insert().values(dag_run_pk=run.id, **values))
+    else:
+        session.execute(refusals.update().where(refusals.c.id == found).values(**values))
+
+
+def refusals_of(session: Session, dag_run_pks: Sequence[int]) -> dict[int, str]:
+    """``{DagRun.id: why}`` of these controller runs that were refused."""
+    found: dict[int, str] = {}
+    wanted = sorted(set(dag_run_pks))
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(refusals.c.dag_run_pk, refusals.c.message).where(
+                refusals.c.dag_run_pk.in_(wanted[start : start + 500])
+            )
+        )
+        found.update({row.dag_run_pk: row.message for row in rows})
+    return found
 
 
 def set_execution(session: Session, backfill_id: int, segment: int, execution: dict[str, Any]) -> None:
@@ -251,6 +327,21 @@ def segment_plans(session: Session, backfill_id: int, segment: int) -> list[dict
         .order_by(dates.c.position)
     )
     return [json.loads(plan) for plan in found]
+
+
+def acting_run_ids(
+    session: Session, backfill_id: int, segment: int, actions: Sequence[str], first: int, size: int
+) -> list[str]:
+    """The target run ids of segment ``segment``'s dates whose action is one of ``actions``, in run
+    order, from the ``first``-th of them (0-based), at most ``size``."""
+    found = session.scalars(
+        select(dates.c.target_run_id)
+        .where(dates.c.backfill_id == backfill_id, dates.c.segment == segment, dates.c.action.in_(actions))
+        .order_by(dates.c.position)
+        .offset(first)
+        .limit(size)
+    )
+    return [str(run_id) for run_id in found]
 
 
 def add(session: Session, controller_run_id: str, applied: Applied) -> None:

@@ -27,11 +27,18 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backfill_controller.contract import CONTINUES_KEY, CONTROLLER_DAG_ID, URL_PREFIX, continuation_run_id
-from backfill_controller.domain.plan import DatePlan, Execution, acting, feeding
+from backfill_controller.contract import (
+    CONTINUES_KEY,
+    CONTROLLER_DAG_ID,
+    MESSAGE_CHARS,
+    URL_PREFIX,
+    continuation_run_id,
+)
+from backfill_controller.domain.plan import ACTING, DatePlan, Execution, acting, chunk_count, feeding
 from backfill_controller.domain.request import BackfillRequest, parse_request
 from backfill_controller.domain.segments import split
 from backfill_controller.domain.settings import Limits, segment_size, timeout_minutes
+from backfill_controller.domain.state import ChunkRecord
 from backfill_controller.server import ledger
 from backfill_controller.server.planner import Planned
 
@@ -192,8 +199,9 @@ def work(
     dates in run order, the target runs it acts on, and how it feeds them; ``dates`` counts every
     date of the backfill.
 
-    ``segment``: the head run asks for another segment's dates (its report tells of a segment
-    that never ran); that answer has no ``execution``. Any other run asks only for its own.
+    ``segment``: the head run asks for another segment's dates and, once that segment's run has
+    reported, its part of the result (``report``); that answer has no ``execution``. Any other run
+    asks only for its own.
     """
     assert entry.backfill_id is not None and entry.request is not None
     request = _request(entry)
@@ -202,6 +210,7 @@ def work(
         raise NotBound(f"segment {segment} is not one this run may read")
     shown = mine.segment if segment is None else segment
     stored = ledger.segment_plans(session, entry.backfill_id, shown)
+    other = ledger.bound(session, entry.backfill_id, shown) if not own else None
     plans = [DatePlan.from_dict(p) for p in stored]
     return {
         "backfill_id": entry.backfill_id,
@@ -220,7 +229,44 @@ def work(
         ]
         if mine.segment == 0
         else [],
+        # Another segment's part of the result, once its run reported (the head's report reads it).
+        "report": other.report if other is not None else None,
     }
+
+
+class BadAccount(ValueError):
+    """What a task reported does not fit its run's work; names what is wrong."""
+
+
+def keep_chunk(session: Session, mine: ledger.BoundRun, chunk: int, body: Any) -> None:
+    """Keep what chunk ``chunk`` of the bound run ``mine`` has acted on, as its ``trigger`` task
+    says (:class:`backfill_controller.domain.state.ChunkRecord`); :class:`BadAccount` when the
+    account names a chunk, a count or a run this run's work does not have."""
+    if mine.execution is None:
+        raise BadAccount("this run acts on no date, so it has no chunk")
+    size = Execution.from_dict(mine.execution).chunk_size
+    actions = sorted(a.value for a in ACTING)
+    total = Execution.from_dict(mine.execution).total
+    if not 0 <= chunk < chunk_count(total, size):
+        raise BadAccount(f"chunk {chunk} is not one of this run's {chunk_count(total, size)} chunks")
+    record = ChunkRecord.from_dict(body)
+    if record is None or record.chunk != chunk:
+        raise BadAccount(f"the body is not the record of chunk {chunk}")
+    run_ids = ledger.acting_run_ids(session, mine.backfill_id, mine.segment, actions, chunk * size, size)
+    if not 0 <= record.acted <= len(run_ids):
+        raise BadAccount(f"acted is {record.acted}; chunk {chunk} has {len(run_ids)} dates")
+    strange = sorted(set(record.events) - set(run_ids))
+    if strange:
+        raise BadAccount(f"events name runs that are not chunk {chunk}'s: {strange[:3]}")
+    texts = [record.stopped or "", *(e.message for e in record.events.values())]
+    if any(len(text) > MESSAGE_CHARS for text in texts):
+        raise BadAccount(f"a message is longer than {MESSAGE_CHARS} characters")
+    ledger.keep_chunk(session, mine, chunk, record.to_dict())
+
+
+def chunks_of(session: Session, mine: ledger.BoundRun) -> list[dict[str, Any]]:
+    """What each chunk of the bound run ``mine`` has acted on, as kept (chunk order)."""
+    return ledger.chunk_records(session, [mine.row_id]).get(mine.row_id, [])
 
 
 def _request(entry: ledger.Entry) -> BackfillRequest:

@@ -56,20 +56,18 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
-from airflow.models.taskinstance import TaskInstance
-from airflow.models.xcom import XComModel
-from airflow.utils.state import DagRunState, TaskInstanceState
+from airflow.utils.state import DagRunState
 from fastapi import HTTPException
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, Task, XCom, continuation_run_id
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, XCom, continuation_run_id
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.controls import Applied, Control, paused, refusal
 from backfill_controller.domain.eta import EtaFacts, RunTimes, estimate, needs_recent
 from backfill_controller.domain.keys import form_params
-from backfill_controller.domain.plan import DatePlan, Execution, acting, chunk_size_of
+from backfill_controller.domain.plan import ACTING, Execution, chunk_size_of
 from backfill_controller.domain.rights import OPERATE_TARGET, Right
 from backfill_controller.domain.settings import Limits
 from backfill_controller.domain.state import (
@@ -81,19 +79,21 @@ from backfill_controller.domain.state import (
     DateState,
     Phase,
     SegmentFacts,
+    acted_on,
     adopted_run_ids,
     count,
     phase,
     possible_phases,
+    records_by_chunk,
     run_states_of,
     segment_dates,
+    window_complete,
 )
 from backfill_controller.server import access, ledger
 
 _PLAN_KEYS = (XCom.REQUEST, XCom.PLANS, XCom.RUN_IDS, XCom.ERROR, XCom.SEGMENTS, XCom.EXECUTION)
 #: What the list reads of an ended backfill's plan (:func:`backfills_of`): not its dates.
 _ENDED_KEYS = (XCom.REQUEST, XCom.ERROR, XCom.SEGMENTS, XCom.EXECUTION)
-_ENDED = (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED)
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 #: Backfills whose dates are read at once: a page holds the plans and target runs of this many
 #: backfills at most, however many it lists.
@@ -138,16 +138,14 @@ def _batches(values: Iterable[_Key]) -> Iterator[list[_Key]]:
 Recorded = Mapping[int, tuple[ledger.Entry, ledger.BoundRun]]
 
 
-def plan_xcoms(
+def plan_facts(
     session: Session, run_pks: Sequence[int], keys: Sequence[str], recorded: Recorded | None = None
 ) -> dict[int, dict[str, Any]]:
-    """``{dag_run.id: {key: value}}`` of what each controller run planned, named as the ``plan``
-    task's XComs are (:class:`backfill_controller.contract.XCom`).
-
-    A run bound to a backfill's record is read from the record (:mod:`backfill_controller.server.ledger`),
-    whatever its XComs say; only its refusal (``error``, text) is the ``plan`` task's XCom. A run of
-    no record (planned before records were kept) is read from its XComs, one query per batch.
-    ``recorded``: these runs' records, when the caller has read them already.
+    """``{dag_run.id: {key: value}}`` of what each controller run planned, from its backfill's
+    record (:mod:`backfill_controller.server.ledger`), named as the ``plan`` task's XComs are
+    (:class:`backfill_controller.contract.XCom`), which are never read: anyone who may edit XComs
+    could rewrite them. A run bound to no planned record has no plan; ``error`` is why a run was
+    refused. ``recorded``: these runs' records, when the caller has read them already.
     """
     found: dict[int, dict[str, Any]] = {}
     if not keys:
@@ -172,113 +170,36 @@ def plan_xcoms(
                 if key == XCom.PLANS:
                     facts[key] = plans
                 elif not entry.request.get("dry_run"):
-                    facts[key] = [p.run_id for p in acting([DatePlan.from_dict(p) for p in plans])]
-            elif (k := XCom.segment_index(key)) is not None and 0 < k < (entry.segments or 1):
-                facts[key] = ledger.segment_plans(session, entry.backfill_id, k)
-    unrecorded = [pk for pk in run_pks if pk not in recorded]
-    for pk, facts in _xcoms(session, unrecorded, keys).items():
-        found.setdefault(pk, {}).update(facts)
+                    facts[key] = [p["run_id"] for p in plans if p["action"] in ACTING]
     if XCom.ERROR in keys:
-        for pk, facts in _xcoms(session, list(recorded), [XCom.ERROR]).items():
-            found.setdefault(pk, {}).update(facts)
+        for pk, message in ledger.refusals_of(session, [pk for pk in run_pks if pk not in found]).items():
+            found.setdefault(pk, {})[XCom.ERROR] = message
     return found
 
 
-def _xcoms(session: Session, run_pks: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
-    """``{dag_run.id: {key: value}}`` of the ``plan`` task's XComs (one query per batch of runs)."""
-    found: dict[int, dict[str, Any]] = {}
-    if not keys:
-        return found
-    for batch in _batches(run_pks):
-        rows = session.execute(
-            select(XComModel.dag_run_id, XComModel.key, XComModel.value).where(
-                XComModel.dag_run_id.in_(batch),
-                XComModel.task_id == Task.PLAN,
-                XComModel.map_index == -1,
-                XComModel.key.in_(keys),
-            )
-        )
-        for row in rows:
-            # Stored as JSON, or as a JSON string of it: XComModel.deserialize_value reads both.
-            found.setdefault(row.dag_run_id, {})[row.key] = XComModel.deserialize_value(row)
-    return found
+def _among(recorded: Recorded, run_pks: Sequence[int]) -> Recorded:
+    return {pk: recorded[pk] for pk in run_pks if pk in recorded}
 
 
-def _planned(session: Session, run_pks: Sequence[int], recorded: Recorded | None = None) -> set[int]:
-    """The controller runs (``dag_run.id``) that planned: bound to a planned record, or (a run of no
-    record) whose ``plan`` task pushed its plans (not read)."""
-    if recorded is None:
-        recorded = ledger.bound_runs(session, run_pks)
-    found = {pk for pk, (entry, _) in recorded.items() if entry.request is not None}
-    for batch in _batches([pk for pk in run_pks if pk not in recorded]):
-        found.update(
-            session.scalars(
-                select(XComModel.dag_run_id).where(
-                    XComModel.dag_run_id.in_(batch),
-                    XComModel.task_id == Task.PLAN,
-                    XComModel.map_index == -1,
-                    XComModel.key == XCom.PLANS,
-                )
-            )
-        )
-    return found
+def _planned(recorded: Recorded) -> set[int]:
+    """The controller runs (``dag_run.id``) bound to a planned record."""
+    return {pk for pk, (entry, _) in recorded.items() if entry.request is not None}
 
 
-def _chunk_records(session: Session, run_pks: Sequence[int]) -> dict[int, dict[int, ChunkRecord]]:
-    """``{dag_run.id: {chunk: record}}`` of the ``trigger`` task instances' records."""
+def _reported(recorded: Recorded) -> set[int]:
+    """The controller runs (``dag_run.id``) whose ``report`` task began (a run failed without it
+    was cancelled)."""
+    return {pk for pk, (_, mine) in recorded.items() if mine.reported}
+
+
+def _chunk_records(session: Session, recorded: Recorded) -> dict[int, dict[int, ChunkRecord]]:
+    """``{dag_run.id: {chunk: record}}`` of what each chunk of these runs has acted on, as its
+    ``trigger`` task keeps it in the record."""
+    rows = {mine.row_id: pk for pk, (_, mine) in recorded.items()}
     found: dict[int, dict[int, ChunkRecord]] = {}
-    if not run_pks:
-        return found
-    rows = session.execute(
-        select(XComModel.dag_run_id, XComModel.value).where(
-            XComModel.dag_run_id.in_(run_pks),
-            XComModel.task_id == Task.TRIGGER,
-            XComModel.key == XCom.CHUNK,
-        )
-    )
-    for row in rows:
-        record = ChunkRecord.from_dict(XComModel.deserialize_value(row))
-        if record is not None:
-            found.setdefault(row.dag_run_id, {})[record.chunk] = record
+    for row_id, kept in ledger.chunk_records(session, list(rows)).items():
+        found[rows[row_id]] = records_by_chunk(kept)
     return found
-
-
-def _trigger_states(session: Session, run_ids: Iterable[str]) -> dict[str, dict[int, str | None]]:
-    """``{controller run_id: {map_index: state}}`` of the mapped ``trigger`` task."""
-    found: dict[str, dict[int, str | None]] = {}
-    for batch in _batches(run_ids):
-        rows = session.execute(
-            select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
-                TaskInstance.dag_id == CONTROLLER_DAG_ID,
-                TaskInstance.task_id == Task.TRIGGER,
-                TaskInstance.run_id.in_(batch),
-            )
-        )
-        for row in rows:
-            found.setdefault(row.run_id, {})[row.map_index] = _state(row.state)
-    return found
-
-
-def _report_ran(session: Session, run_ids: Iterable[str]) -> set[str]:
-    """The controller runs whose ``report`` task ran (a run failed without it was cancelled)."""
-    ran: set[str] = set()
-    for batch in _batches(run_ids):
-        ran.update(session.scalars(_report_task(batch, _ENDED)))
-    return ran
-
-
-def _report_runs(session: Session, run_id: str) -> bool:
-    """Whether a controller run's ``report`` task is running now."""
-    return session.scalar(_report_task([run_id], (TaskInstanceState.RUNNING,))) is not None
-
-
-def _report_task(run_ids: Sequence[str], states: Sequence[TaskInstanceState]) -> Select[Any]:
-    return select(TaskInstance.run_id).where(
-        TaskInstance.dag_id == CONTROLLER_DAG_ID,
-        TaskInstance.task_id == Task.REPORT,
-        TaskInstance.run_id.in_(run_ids),
-        TaskInstance.state.in_(states),
-    )
 
 
 def _runs(session: Session, dag_id: str, run_ids: Iterable[str], *, times: bool = False) -> dict[str, Any]:
@@ -295,18 +216,15 @@ def _runs(session: Session, dag_id: str, run_ids: Iterable[str], *, times: bool 
 
 
 def _part(
-    facts: Mapping[str, Any],
-    chunk_states: Mapping[int, str | None],
-    records: Mapping[int, ChunkRecord],
-    finished: bool,
-    dry_run: bool,
+    facts: Mapping[str, Any], records: Mapping[int, ChunkRecord], finished: bool, dry_run: bool
 ) -> SegmentFacts:
-    """A controller run's facts, the target run states still to fill in."""
+    """A controller run's facts, the target run states still to fill in. A chunk's dates count
+    as started as far as its record says: no task instance's state is read."""
     return SegmentFacts(
         plans=facts[XCom.PLANS],
         run_ids=facts.get(XCom.RUN_IDS) or [],
         chunk_size=chunk_size_of(facts.get(XCom.EXECUTION)),
-        chunk_states=chunk_states,
+        chunk_states={},
         records=records,
         run_states={},
         finished=finished,
@@ -392,12 +310,13 @@ def _eta(
 ) -> dict[str, Any] | None:
     """A running backfill's estimated end (:mod:`backfill_controller.domain.eta`) from its target runs' times;
     the target's recent runs' durations are read only when none of its runs has finished."""
+    own = acted_on(dates)
     runs = [
         RunTimes(row.start_date, None if d.state in IN_FLIGHT_DATES else row.end_date)
-        for d in dates
+        for d in own
         if d.state in _STARTED and (row := rows.get(d.run_id)) is not None
     ]
-    unfinished = sum(1 for d in dates if d.state in UNFINISHED_DATES)
+    unfinished = sum(1 for d in own if d.state in UNFINISHED_DATES)
     if not unfinished:
         return None
     since = head.start_date
@@ -430,7 +349,8 @@ def _progress(dates: Sequence[DateOutcome], tally: Counts, dry_run: bool) -> dic
         "dates": tally.dates,
         "acting": 0 if dry_run else tally.acting,
         "finished": 0 if dry_run else tally.finished,
-        "counts": dict(Counter(d.state.value for d in dates)),
+        # A date left alone counts as skipped, as in the tally; its cell shows its run's state.
+        "counts": dict(Counter(DateState.SKIPPED.value if d.left_alone else d.state.value for d in dates)),
         "tally": tally.to_dict(),
     }
 
@@ -444,6 +364,7 @@ def _of_dates(dates: Sequence[DateOutcome], segments: int, dry_run: bool) -> dic
         "first_date": first,
         "last_date": last,
         "segments": segments,
+        "window_complete": bool(dates) and window_complete(dates),
     }
 
 
@@ -505,6 +426,7 @@ def _summary(
         "planned": XCom.PLANS in facts,
         "visible": visible,
         "segments": of_dates["segments"],
+        "window_complete": bool(of_dates.get("window_complete")),
         "progress": progress,
         "eta": None,
         "paused": is_paused,
@@ -518,62 +440,57 @@ def _summary(
 
 
 def _parts(
-    session: Session, heads: Sequence[DagRun], facts: Mapping[int, Mapping[str, Any]]
+    session: Session, heads: Sequence[DagRun], facts: Mapping[int, Mapping[str, Any]], recorded: Recorded
 ) -> dict[str, list[SegmentFacts]]:
     """Each head run's parts: its own dates, then one per continuation segment (large backfills).
 
-    A segment whose continuation run has not planned yet is read from the head's ``segment_<k>`` XCom.
+    A segment whose continuation run has not planned yet is read from the head's record. Only runs
+    bound to the record count: a run that merely bears a continuation's run id is not one.
     """
-    tokens = {
-        pk: entry.segment_token
-        for pk, (entry, _) in ledger.bound_runs(session, [h.id for h in heads]).items()
-    }
-    continuations = {
-        head.run_id: [
-            continuation_run_id(head.run_id, k, tokens.get(head.id, ""))
-            for k in range(1, int(facts.get(head.id, {}).get(XCom.SEGMENTS) or 1))
-        ]
-        for head in heads
-    }
+    continuations: dict[str, list[str]] = {}
+    for head in heads:
+        entry = recorded[head.id][0] if head.id in recorded else None
+        segments = int(facts.get(head.id, {}).get(XCom.SEGMENTS) or 1)
+        token = entry.segment_token if entry is not None else ""
+        continuations[head.run_id] = [continuation_run_id(head.run_id, k, token) for k in range(1, segments)]
     later = _runs(session, CONTROLLER_DAG_ID, (r for ids in continuations.values() for r in ids))
-    later_facts = plan_xcoms(
-        session, [row.id for row in later.values()], (XCom.PLANS, XCom.RUN_IDS, XCom.EXECUTION)
+    bound = {**recorded, **ledger.bound_runs(session, [row.id for row in later.values()])}
+    later_facts = plan_facts(
+        session, [row.id for row in later.values()], (XCom.PLANS, XCom.RUN_IDS, XCom.EXECUTION), bound
     )
-    missing = {
-        XCom.segment(k)
-        for ids in continuations.values()
-        for k, run_id in enumerate(ids, start=1)
-        if run_id not in later or XCom.PLANS not in later_facts.get(later[run_id].id, {})
-    }
-    head_segments = plan_xcoms(session, [h.id for h in heads], sorted(missing))
-    states = _trigger_states(session, [h.run_id for h in heads] + list(later))
-    records = _chunk_records(session, [h.id for h in heads] + [row.id for row in later.values()])
+    records = _chunk_records(session, bound)
     parts: dict[str, list[SegmentFacts]] = {}
     for head in heads:
         own = facts.get(head.id, {})
-        if XCom.PLANS not in own:
+        if XCom.PLANS not in own or head.id not in recorded:
             parts[head.run_id] = []
             continue
+        entry = recorded[head.id][0]
         dry_run = bool((own.get(XCom.REQUEST) or {}).get("dry_run"))
         head_finished = _state(head.state) not in OPEN_RUN
-        found = [_part(own, states.get(head.run_id, {}), records.get(head.id, {}), head_finished, dry_run)]
+        found = [_part(own, records.get(head.id, {}), head_finished, dry_run)]
         for k, run_id in enumerate(continuations[head.run_id], start=1):
             row = later.get(run_id)
+            mine = bound.get(row.id) if row is not None else None
             segment = later_facts.get(row.id, {}) if row is not None else {}
-            if row is not None and XCom.PLANS in segment:
+            if (
+                row is not None
+                and mine is not None
+                and mine[0].backfill_id == entry.backfill_id
+                and XCom.PLANS in segment
+            ):
                 finished = _state(row.state) not in OPEN_RUN
-                found.append(
-                    _part(segment, states.get(run_id, {}), records.get(row.id, {}), finished, dry_run)
-                )
+                found.append(_part(segment, records.get(row.id, {}), finished, dry_run))
             else:
-                plans = head_segments.get(head.id, {}).get(XCom.segment(k)) or []
-                found.append(_part({XCom.PLANS: plans}, {}, {}, head_finished, dry_run))
+                assert entry.backfill_id is not None
+                plans = ledger.segment_plans(session, entry.backfill_id, k)
+                found.append(_part({XCom.PLANS: plans}, {}, head_finished, dry_run))
         parts[head.run_id] = found
     return parts
 
 
 def _ended(
-    session: Session, group: Sequence[DagRun], reported: set[str], *, run_states: bool
+    session: Session, group: Sequence[DagRun], reported: set[int], *, run_states: bool
 ) -> dict[str, ledger.Outcome]:
     """The outcomes of these head runs that still hold: the report ran, the run is over, and it
     was not cleared since (``clear_number``)."""
@@ -583,7 +500,7 @@ def _ended(
         for h in group
         if (ended := found.get(h.run_id)) is not None
         and ended.clear_number == h.clear_number
-        and h.run_id in reported
+        and h.id in reported
         and _state(h.state) not in OPEN_RUN
     }
 
@@ -599,15 +516,16 @@ def backfills_of(
     found = []
     for start in range(0, len(heads), _GROUP):
         group = heads[start : start + _GROUP]
-        reported = _report_ran(session, [h.run_id for h in group])
+        recorded = ledger.bound_runs(session, [h.id for h in group])
+        reported = _reported(recorded)
         ended = _ended(session, group, reported, run_states=with_cells)
-        dated = [h for h in group if with_cells or h.run_id not in ended]
-        facts = plan_xcoms(session, [h.id for h in dated], _PLAN_KEYS)
-        undated = [h.id for h in group if h not in dated]
-        facts.update(plan_xcoms(session, undated, _ENDED_KEYS))
-        for pk in _planned(session, undated):
-            facts.setdefault(pk, {})[XCom.PLANS] = None  # it planned; its plans are not read
-        parts = _parts(session, dated, facts)
+        dated = [h.id for h in group if with_cells or h.run_id not in ended]
+        undated = [h.id for h in group if h.id not in dated]
+        facts = plan_facts(session, dated, _PLAN_KEYS, _among(recorded, dated))
+        facts.update(plan_facts(session, undated, _ENDED_KEYS, _among(recorded, undated)))
+        for pk in _planned(recorded):
+            facts.setdefault(pk, {}).setdefault(XCom.PLANS, None)  # it planned; its plans are not read
+        parts = _parts(session, [h for h in group if h.id in dated], facts, recorded)
         histories = ledger.histories(session, [h.run_id for h in group])
         found += [
             _summary(
@@ -616,7 +534,7 @@ def backfills_of(
                 parts.get(h.run_id, []),
                 session,
                 readable,
-                h.run_id in reported,
+                h.id in reported,
                 histories[h.run_id],
                 with_cells,
                 ended.get(h.run_id),
@@ -629,19 +547,21 @@ def backfills_of(
 def settle(session: Session, head: DagRun) -> ledger.Outcome | None:
     """Record how the backfill of ``head`` ended, at its report's moment, when none of its dates
     can change any more: what the page says of its dates, and its target runs' states. A segment
-    that never ran counts as over, as the report counts it. None, and nothing recorded, before the
-    report runs, after it ran, or while a date is still to start or running."""
-    if not _report_runs(session, head.run_id):
-        return None
-    facts = plan_xcoms(session, [head.id], _PLAN_KEYS).get(head.id, {})
-    request = facts.get(XCom.REQUEST) or head.conf or {}
-    parts = [replace(part, finished=True) for part in _parts(session, [head], {head.id: facts})[head.run_id]]
+    that never ran counts as over, as the report counts it. None, and nothing recorded, while a
+    date is still to start or running. Only the head's ``report`` task asks
+    (:func:`backfill_controller.server.controller_runs.keep_report`)."""
+    recorded = ledger.bound_runs(session, [head.id])
+    facts = plan_facts(session, [head.id], _PLAN_KEYS, recorded).get(head.id, {})
+    request = facts.get(XCom.REQUEST) or {}
+    parts = [
+        replace(p, finished=True) for p in _parts(session, [head], {head.id: facts}, recorded)[head.run_id]
+    ]
     target = request.get("dag_id")
     dates: list[DateOutcome] = []
     rows: dict[str, Any] = {}
     if parts and isinstance(target, str):
         dates, rows = _dates(session, target, parts, times=False)
-    if any(d.state in UNFINISHED_DATES for d in dates):
+    if any(d.state in UNFINISHED_DATES for d in acted_on(dates)):
         return None
     ended = ledger.Outcome(
         head.clear_number,
@@ -686,9 +606,9 @@ def _heads_in_phase(
     ).all()
     ids = [row.id for row in rows]
     recorded = ledger.bound_runs(session, ids)
-    requests = plan_xcoms(session, ids, (XCom.REQUEST,), recorded)
-    planned = _planned(session, ids, recorded)
-    reported = _report_ran(session, [row.run_id for row in rows])
+    requests = plan_facts(session, ids, (XCom.REQUEST,), recorded)
+    planned = _planned(recorded)
+    reported = _reported(recorded)
     histories = ledger.histories(session, [row.run_id for row in rows])
     found: set[int] = set()
     undecided: list[int] = []
@@ -701,7 +621,7 @@ def _heads_in_phase(
         phases = possible_phases(
             _state(row.state),
             **_phase_facts(request, facts),
-            reported=row.run_id in reported,
+            reported=row.id in reported,
             paused=paused(histories[row.run_id]),
         )
         if phases == {wanted}:
@@ -800,20 +720,6 @@ def backfill_detail(run_id: str, session: Session, user: Any, readable: set[str]
     if head is None or SEGMENT_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
     return _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
-
-
-def outcome(run_id: str, session: Session, user: Any) -> dict[str, Any]:
-    """Record how a backfill ended (:func:`settle`), for the deployment's own account only (403);
-    409 unless its report runs and every date is over."""
-    if access.user_name(user) != access.service_account():
-        raise HTTPException(403, detail="only the controller records how a backfill ended")
-    head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
-    if head is None or SEGMENT_MARK in run_id:
-        raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
-    ended = settle(session, head)
-    if ended is None:
-        raise HTTPException(409, detail=f"the backfill {run_id!r} has no report running, or dates not over")
-    return {"run_id": run_id, **ended.summary}
 
 
 def backfillable(session: Session, user: Any, readable: set[str]) -> dict[str, Any]:

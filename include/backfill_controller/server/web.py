@@ -17,12 +17,16 @@ For the controller's own tasks (:mod:`backfill_controller.server.controller_runs
 
 * ``POST /backfill-controller/api/controller_runs/{run_id}/plan``: the ``plan`` task has the
   api-server plan its run for the run's recorded requester;
+* ``GET .../controller_runs/{run_id}/work``: what a planned run does, from its backfill's record;
+* ``POST .../controller_runs/{run_id}/chunks/{chunk}`` and ``GET .../chunks``: a ``trigger``
+  task keeps what its chunk has acted on, and reads what the run's chunks have;
+* ``POST .../controller_runs/{run_id}/report``: the ``report`` task keeps its part of the result
+  (the head's also records how the backfill ended);
+* ``POST .../controller_runs/{run_id}/refusal``: why a run got no work;
 * ``POST /backfill-controller/api/dags/{dag_id}/dates``: a request's dates by the target's
   timetable (the scheduled catch-up uses it);
 * ``GET /backfill-controller/api/controller_runs/{run_id}/paused``: whether the backfill is paused
-  (:mod:`backfill_controller.server.actions`);
-* ``POST /backfill-controller/api/controller_runs/{run_id}/outcome``: the ``report`` task records
-  how the backfill ended (:mod:`backfill_controller.server.ui`).
+  (:mod:`backfill_controller.server.actions`).
 
 The Backfills page (:mod:`backfill_controller.server.ui`): the list, one backfill, the DAGs the
 New backfill form offers, the page itself and its navigation icon. Operating a backfill
@@ -112,6 +116,40 @@ def controller_run_work(
     return controller_runs.run_work(run_id, caller, session, segment)
 
 
+@app.post("/api/controller_runs/{run_id}/chunks/{chunk}", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
+def keep_chunk(
+    run_id: str, chunk: int, body: Annotated[Any, Body()], caller: GetUserDep, session: SessionDep
+) -> dict[str, Any]:
+    """Keep what one chunk of a running controller run has acted on (its ``trigger`` task's
+    record; the controller's own account only): 422 naming what does not fit the run's work."""
+    return controller_runs.keep_chunk(run_id, chunk, body, caller, session)
+
+
+@app.get("/api/controller_runs/{run_id}/chunks", dependencies=[_READ_CONTROLLER_RUNS])
+def controller_run_chunks(run_id: str, caller: GetUserDep, session: SessionDep) -> dict[str, Any]:
+    """What each chunk of a controller run has acted on, as kept (the controller's own account only)."""
+    return controller_runs.run_chunks(run_id, caller, session)
+
+
+@app.post("/api/controller_runs/{run_id}/report", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
+def keep_report(
+    run_id: str, body: Annotated[Any, Body()], caller: GetUserDep, session: SessionDep
+) -> dict[str, Any]:
+    """Keep a running controller run's part of the result (``{"report": {...}}``, its ``report``
+    task's call; the controller's own account only); a head run's also records how the backfill
+    ended (``settled``: its summary, or null while a date can still change)."""
+    return controller_runs.keep_report(run_id, body, caller, session)
+
+
+@app.post("/api/controller_runs/{run_id}/refusal", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
+def keep_refusal(
+    run_id: str, body: Annotated[Any, Body()], caller: GetUserDep, session: SessionDep
+) -> dict[str, Any]:
+    """Keep why a controller run got no work (``{"message": "..."}``), which the page shows (the
+    controller's own account only; 409 for a run of a planned backfill)."""
+    return controller_runs.keep_refusal(run_id, body, caller, session)
+
+
 @app.post("/api/dags/{dag_id}/dates", dependencies=[Depends(requires_access_dag(method="GET"))])
 def scheduled_dates(dag_id: str, body: dict[str, Any], session: SessionDep) -> dict[str, Any]:
     """The logical dates, run_after and data intervals a request covers, oldest first."""
@@ -154,13 +192,6 @@ def get_backfill(run_id: str, session: SessionDep, user: GetUserDep, readable: R
     return ui.backfill_detail(run_id, session, user, readable)
 
 
-@page.post("/api/controller_runs/{run_id}/outcome", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
-def record_outcome(run_id: str, session: SessionDep, user: GetUserDep) -> dict[str, Any]:
-    """Record how a backfill ended: the call of its ``report`` task, through the deployment's own
-    account (403 for anyone else); 409 unless the report runs and every date is over."""
-    return ui.outcome(run_id, session, user)
-
-
 @page.get("/api/backfillable_dags", dependencies=[_READ_CONTROLLER_RUNS])
 def backfillable_dags(session: SessionDep, user: GetUserDep, readable: Readable) -> dict[str, Any]:
     """The DAGs the caller may start a backfill of (the New backfill form's choices), by dag_id:
@@ -186,27 +217,29 @@ def nav_icon(dark: bool = False) -> Response:
 controls = APIRouter(tags=["Operate a backfill"])
 
 
-@controls.post("/api/backfills/{run_id}/pause", dependencies=[_JSON_ONLY])
+@controls.post("/api/backfills/{run_id}/pause", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
 def pause(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
     """No new date starts; runs already queued or running finish. Time paused does not count
     against the backfill's ``timeout_minutes``."""
     return actions.switch(Control.PAUSE, run_id, user, session)
 
 
-@controls.post("/api/backfills/{run_id}/resume", dependencies=[_JSON_ONLY])
+@controls.post("/api/backfills/{run_id}/resume", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
 def resume(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
     """Dates start again where the backfill stopped."""
     return actions.switch(Control.RESUME, run_id, user, session)
 
 
-@controls.post("/api/backfills/{run_id}/cancel", dependencies=[_JSON_ONLY])
+@controls.post("/api/backfills/{run_id}/cancel", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
 def cancel(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
     """As marking the controller run failed: nothing new starts, in any segment; its queued target
     runs are marked failed; runs already running finish."""
     return actions.cancel(run_id, user, session)
 
 
-@controls.post("/api/backfills/{run_id}/rerun_failed", status_code=201, dependencies=[_JSON_ONLY])
+@controls.post(
+    "/api/backfills/{run_id}/rerun_failed", status_code=201, dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY]
+)
 def rerun_failed(run_id: str, user: GetUserDep, session: SessionDep, request: Request) -> dict[str, Any]:
     """Start a new backfill of exactly the dates that ended failed (same target, task selection and
     conf; ``reprocess: failed``); answers as the front door does, with the new run id."""

@@ -40,7 +40,7 @@ from airflow.sdk.exceptions import (
 )
 from airflow.utils.state import DagRunState
 
-from backfill_controller.contract import CONTINUES_KEY, Task, XCom
+from backfill_controller.contract import CONTINUES_KEY, MESSAGE_CHARS
 from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED
 from backfill_controller.domain.plan import Execution, Feeding, min_deferral_seconds, room
 from backfill_controller.domain.report import audit_note
@@ -56,7 +56,6 @@ from backfill_controller.domain.state import (
     adopted_run_ids,
     failed_dates,
     open_run_ids,
-    records_by_chunk,
     segment_dates,
 )
 from backfill_controller.worker.progress import (
@@ -67,7 +66,7 @@ from backfill_controller.worker.progress import (
     segment_facts,
     why_stuck,
 )
-from backfill_controller.worker.work import work_if_planned, work_of
+from backfill_controller.worker.work import kept_chunks, refuse, work_if_planned, work_of
 
 #: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
 #: call, so short.
@@ -131,7 +130,7 @@ def dates_so_far(context: Any, execution: Execution, upto: int | None = None) ->
     run_ids = list(work.run_ids)[:upto]
     wanted = set(run_ids)
     plans = [p for p in work.plan_dicts() if p["run_id"] in wanted]
-    facts = segment_facts(ti, ti.run_id, execution, plans, run_ids, finished=False)
+    facts = segment_facts(ti, ti.run_id, execution, plans, run_ids, kept_chunks(ti.run_id), finished=False)
     return segment_dates(facts)
 
 
@@ -176,8 +175,7 @@ class BackfillPlanOperator(BaseOperator):
             minutes = (context["dag_run"].conf or {}).get("timeout_minutes") or timeout_minutes()
             if time.time() - since > 60 * minutes:
                 message = f"{wait}; waited timeout_minutes for it; wait longer or cancel it"
-                context["ti"].xcom_push(key=XCom.ERROR, value=message)
-                raise AirflowFailException(message) from None
+                refuse(context["ti"], message)
             self.log.info("%s: waiting for it", wait)
             self.defer(
                 trigger=TimeDeltaTrigger(timedelta(seconds=overlap_look_seconds())),
@@ -332,9 +330,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         """The runs of the earlier chunks that may still be open: their dates' runs and those
         adopted (a refused date has none). Counted in batches by :class:`Window`: no run read
         one by one."""
-        ti = context["ti"]
         run_ids = list(work_of(context).run_ids)[: self.first_position]
-        records = records_by_chunk(ti.xcom_pull(task_ids=Task.TRIGGER, key=XCom.CHUNK))
+        records = kept_chunks(context["ti"].run_id, self._rest())
         return [*run_ids, *adopted_run_ids(records)]
 
     def _feed(self, context: Any, execution: Execution, position: int, window: Window) -> None:
@@ -422,8 +419,9 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         return event.run_id if event.kind is EventKind.ADOPTED else None
 
     def _record(self, context: Any, acted: int, stopped: str | None = None) -> None:
-        record = ChunkRecord(self.chunk_index, acted, dict(self.events), stopped)
-        context["ti"].xcom_push(key=XCom.CHUNK, value=record.to_dict())
+        events = {r: replace(e, message=e.message[:MESSAGE_CHARS]) for r, e in self.events.items()}
+        record = ChunkRecord(self.chunk_index, acted, events, stopped[:MESSAGE_CHARS] if stopped else None)
+        self._rest().keep_chunk(context["ti"].run_id, record.to_dict())
 
     def _defer_for_room(
         self, context: Any, execution: Execution, window: Window, feed: Feeding, open_runs: int, position: int
@@ -713,12 +711,16 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
         )
 
     def _failed_so_far(self, context: Any) -> int:
-        ti, work = context["ti"], work_of(context)
+        """Dates failed in this run and in the segments before ``segment_index`` (their reports,
+        as the backfill's record keeps them)."""
+        from backfill_controller.client.airflow_api import AirflowApi
+
+        work = work_of(context)
         execution = work.execution
         failed = failed_dates(dates_so_far(context, execution)) if execution else 0
-        for k in range(1, self.segment_index):
-            part = ti.xcom_pull(
-                task_ids=Task.REPORT, run_id=work.continuation_run_id(k), key=XCom.SEGMENT_REPORT
-            )
-            failed += len(part["failed_dates"]) if part else 0
+        if self.segment_index > 1:
+            api = AirflowApi.from_connection()
+            for k in range(1, self.segment_index):
+                part = api.work(work.head_run_id, segment=k).get("report")
+                failed += len(part["failed_dates"]) if part else 0
         return failed

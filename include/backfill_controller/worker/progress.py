@@ -1,8 +1,9 @@
 """Watching a backfill's runs from inside Airflow, through the Task SDK (no database, no REST).
 
 :func:`segment_facts` gathers what :mod:`backfill_controller.domain.state` needs to say where each date of
-a controller run is: the state of each ``trigger`` task instance, what each recorded
-(:class:`backfill_controller.domain.state.ChunkRecord`), and the target runs' states.
+a controller run is: the state of each ``trigger`` task instance, and the target runs' states,
+beside what each chunk recorded (:class:`backfill_controller.domain.state.ChunkRecord`, kept in
+the backfill's record: :func:`backfill_controller.worker.work.kept_chunks`).
 
 Run states are read in batches (``GetDRCount`` over up to :data:`BATCH` run ids at a time): a
 batch whose runs have all succeeded costs one call, so reading 1,000 dates costs about 25 calls,
@@ -21,10 +22,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from backfill_controller.contract import Task, XCom
+from backfill_controller.contract import Task
 from backfill_controller.domain.airflow_states import OPEN_RUN, RunState
 from backfill_controller.domain.plan import Execution
-from backfill_controller.domain.state import SegmentFacts, adopted_run_ids, records_by_chunk
+from backfill_controller.domain.state import ChunkRecord, SegmentFacts, adopted_run_ids
 
 #: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
 BATCH = 40
@@ -85,12 +86,12 @@ def segment_facts(
     execution: Execution,
     plans: Sequence[Mapping[str, Any]],
     run_ids: Sequence[str],
+    records: Mapping[int, ChunkRecord],
     *,
     finished: bool,
 ) -> SegmentFacts:
     """What :func:`backfill_controller.domain.state.segment_dates` needs about one controller run's dates
-    ``plans`` (acting ones: ``run_ids``)."""
-    records = records_by_chunk(ti.xcom_pull(task_ids=Task.TRIGGER, key=XCom.CHUNK, run_id=controller_run_id))
+    ``plans`` (acting ones: ``run_ids``), given what its chunks recorded (``records``)."""
     return SegmentFacts(
         plans=plans,
         run_ids=run_ids,

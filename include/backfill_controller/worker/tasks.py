@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -18,7 +18,14 @@ from backfill_controller.domain.segments import merge_reports
 from backfill_controller.domain.state import SegmentFacts, segment_dates
 from backfill_controller.worker.notify import notify_end
 from backfill_controller.worker.progress import segment_facts
-from backfill_controller.worker.work import Work, mapped_kwargs, remember, work_if_planned
+from backfill_controller.worker.work import (
+    Work,
+    kept_chunks,
+    mapped_kwargs,
+    refuse,
+    remember,
+    work_if_planned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +60,18 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     except ApiError as exc:
         if exc.status not in (403, 404, 409, 422):
             raise
-        _refuse(ti, exc.detail)
+        refuse(ti, exc.detail)
     if answer.get("status") == "overlap":
         # Whether to wait is the requester's choice, so it is read from the run's own conf.
         if (dag_run.conf or {}).get("on_overlap") == OnOverlap.WAIT.value:
             raise OverlapWait(answer["message"])
-        _refuse(ti, f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait")
+        refuse(ti, f"{answer['message']}; wait for it, cancel it, or set on_overlap=wait")
     if answer.get("status") != "planned":
-        _refuse(ti, f"the api-server answered the plan with {answer.get('status')!r}")
+        refuse(ti, f"the api-server answered the plan with {answer.get('status')!r}")
     try:
         work = remember(dag_run.run_id, answer["work"])
     except AirflowFailException as exc:
-        _refuse(ti, str(exc))
+        refuse(ti, str(exc))
     request = work.request
     if request.task_regex is not None:
         log.info(
@@ -90,12 +97,6 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     for key, value in facts.items():
         ti.xcom_push(key=key, value=value)
     return mapped_kwargs(work)
-
-
-def _refuse(ti: Any, message: str) -> NoReturn:
-    """Fail the plan task, keeping why as XCom ``error`` for ``report``."""
-    ti.xcom_push(key=XCom.ERROR, value=message)
-    raise AirflowFailException(message)
 
 
 def _stats(started: float, dates: int) -> dict[str, float]:
@@ -130,22 +131,18 @@ def _later_segments(ti: Any, work: Work) -> tuple[list[dict[str, Any]], list[int
     from backfill_controller.client.rest import ApiError
 
     parts, unknown = [], []
-    api: AirflowApi | None = None  # one login for every segment that never ran
+    api: AirflowApi | None = None  # one login for every segment
     for k in range(1, work.segments):
         run_id = work.continuation_run_id(k)
-        part = (
-            None
-            if work.request.dry_run
-            else ti.xcom_pull(task_ids=Task.REPORT, run_id=run_id, key=XCom.SEGMENT_REPORT)
-        )
+        try:
+            api = api or AirflowApi.from_connection()
+            segment = api.work(work.head_run_id, segment=k)
+            part, stored = (None if work.request.dry_run else segment.get("report")), segment["plans"]
+        except (ApiError, KeyError) as exc:
+            log.warning("segment %d could not be read: %s", k, exc)
+            unknown.append(k)
+            part, stored = None, []
         if part is None:
-            try:
-                api = api or AirflowApi.from_connection()
-                stored = api.work(work.head_run_id, segment=k)["plans"]
-            except (ApiError, KeyError) as exc:
-                log.warning("the dates of segment %d could not be read: %s", k, exc)
-                unknown.append(k)
-                stored = []
             plans = [DatePlan.from_dict(p) for p in stored]
             never = segment_dates(SegmentFacts(stored, [], 1, {}, {}, {}, finished=True))
             part = build_report(work.request, plans, never, controller_run_id=run_id)
@@ -155,16 +152,17 @@ def _later_segments(ti: Any, work: Work) -> tuple[list[dict[str, Any]], list[int
     return parts, unknown
 
 
-def _settle(run_id: str) -> None:
-    """Have the api-server keep how the backfill ended, so the list reads no date of it again; the
-    list reads its dates live when this fails."""
+def _keep_report(run_id: str, report: dict[str, Any]) -> None:
+    """Keep this run's part of the result in the backfill's record (a head run's report reads its
+    continuations' parts there); for the head run the api-server then also keeps how the backfill
+    ended, so the list reads no date of it again. The list reads the dates live when this fails."""
     from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     try:
-        AirflowApi.from_connection().settle(run_id)
+        AirflowApi.from_connection().keep_report(run_id, report)
     except (ApiError, OSError) as exc:
-        log.warning("the Backfills list will read this backfill's dates live: %s", exc)
+        log.warning("the backfill's record does not hold this run's report: %s", exc)
 
 
 def report_backfill(**context: Any) -> dict[str, Any]:
@@ -194,6 +192,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
             "reason": conf.get("reason"),
             "success": False,
             "error": error or "planning did not finish; see the plan task's log",
+            "window_complete": False,
             "counts": {"dates": 0},
             "failed_dates": [],
             "dates": [],
@@ -206,13 +205,19 @@ def report_backfill(**context: Any) -> dict[str, Any]:
         dates = None
         if not request.dry_run and work.execution is not None:
             facts = segment_facts(
-                ti, ti.run_id, work.execution, work.plan_dicts(), list(work.run_ids), finished=True
+                ti,
+                ti.run_id,
+                work.execution,
+                work.plan_dicts(),
+                list(work.run_ids),
+                kept_chunks(ti.run_id),
+                finished=True,
             )
             dates = segment_dates(facts)
         report = build_report(
             request, list(work.plans), dates, controller_run_id=dag_run.run_id, triggered_by=triggered_by
         )
-        ti.xcom_push(key=XCom.SEGMENT_REPORT, value=report)
+        _keep_report(dag_run.run_id, report)
         if not continues:
             later, unknown = _later_segments(ti, work)
             report = merge_reports([report, *later])
@@ -221,8 +226,6 @@ def report_backfill(**context: Any) -> dict[str, Any]:
                 log.warning("the dates of segment(s) %s, which never ran, could not be read", unknown)
         requested = list(request.notify) if request.notify is not None else None
         log.info("backfill of %s:\n%s", request.target_dag_id, render_table(report))
-    if not continues:
-        _settle(dag_run.run_id)
     if not continues and not report.get("dry_run"):
         report["notified"] = notify_end(report, requested, context)
     if not report["success"]:

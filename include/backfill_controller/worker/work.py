@@ -13,13 +13,18 @@ chunk (:func:`mapped_kwargs`) and each task instance reads its dates here (:meth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+from backfill_controller.contract import MESSAGE_CHARS, XCom
 from backfill_controller.domain.plan import Action, DatePlan, Execution, acting, chunk_bounds, chunk_count
 from backfill_controller.domain.request import BackfillRequest, parse_request
 from backfill_controller.domain.settings import Limits
+from backfill_controller.domain.state import ChunkRecord, records_by_chunk
+
+log = logging.getLogger(__name__)
 
 #: HTTP answers of the work endpoint that say this run has no work: it belongs to no planned
 #: backfill (404), or is not the run its backfill was made with (409, cleared since).
@@ -219,6 +224,31 @@ def work_if_planned(context: Mapping[str, Any]) -> Work | None:
             raise AirflowFailException(f"the api-server refused this run's work: {exc.detail}") from None
         raise
     return remember(run_id, data)
+
+
+def refuse(ti: Any, message: str) -> NoReturn:
+    """Fail the task: this run gets no work, and ``message`` says why. The reason is kept in the
+    backfill's record for the Backfills page (best effort) and as the ``plan`` task's XCom
+    ``error``, which the run's report shows."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from backfill_controller.client.airflow_api import AirflowApi
+    from backfill_controller.client.rest import ApiError
+
+    ti.xcom_push(key=XCom.ERROR, value=message)
+    try:
+        AirflowApi.from_connection().keep_refusal(str(ti.run_id), message[:MESSAGE_CHARS])
+    except (ApiError, OSError) as exc:
+        log.warning("the Backfills page will not show why this run was refused: %s", exc)
+    raise AirflowFailException(message)
+
+
+def kept_chunks(run_id: str, api: Any = None) -> dict[int, ChunkRecord]:
+    """What each chunk of controller run ``run_id`` has acted on, as the backfill's record keeps it
+    (asked of the api-server; ``api``: a client logged in already)."""
+    from backfill_controller.client.airflow_api import AirflowApi
+
+    return records_by_chunk((api or AirflowApi.from_connection()).chunks(run_id))
 
 
 def _parsed(data: Mapping[str, Any]) -> Work:
