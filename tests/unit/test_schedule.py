@@ -15,10 +15,12 @@ from backfill_controller.domain.request import BackfillRequest, parse_datetime
 from backfill_controller.domain.schedule import (
     ScheduledDate,
     ScheduleError,
+    _iter_window,
     dates_from_list,
     dates_in_window,
     expand,
     nearest_valid,
+    parsed_once,
 )
 
 LATER = pendulum.datetime(2030, 1, 1, tz="UTC")
@@ -367,3 +369,48 @@ def test_a_window_past_the_limit_is_refused_at_the_first_date_over() -> None:
         dates_in_window(DAILY, dt("2024-01-01"), dt("2024-01-31"), LATER, limit=10)
     assert refused.value.field == "end_date"
     assert "more than 10 dates" in str(refused.value) and "2024-01-11" in str(refused.value)
+
+
+# --- a cron timetable parsed once gives the timetable's own dates --------------------------------
+
+
+def _timetable_dates(timetable: Any, start: Any, end: Any) -> list[tuple[Any, ...]]:
+    """The timetable's own dates in ``[start, end]``, asked of it one by one (Airflow's way)."""
+    from airflow.timetables.base import TimeRestriction
+
+    restriction, info, found = TimeRestriction(start, end, catchup=True), None, []
+    while (info := timetable.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction)) is not None:
+        found.append((info.logical_date, info.run_after, info.data_interval.start, info.data_interval.end))
+    return found
+
+
+@pytest.mark.parametrize(
+    "timetable",
+    [
+        CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
+        CronTriggerTimetable("30 * * * *", timezone="Europe/Zurich"),
+        CronTriggerTimetable("0 2 * * *", timezone="America/New_York"),
+        CronTriggerTimetable("0 9 * * 1-5", timezone="Europe/Zurich", interval=timedelta(hours=1)),
+        CronTriggerTimetable("0 0 31 * *", timezone="UTC"),
+        CronDataIntervalTimetable("*/20 * * * *", timezone="Europe/Zurich"),
+        CronDataIntervalTimetable("0 3 * * 0", timezone="America/New_York"),
+        CronDataIntervalTimetable("@monthly", timezone="Asia/Kolkata"),
+    ],
+    ids=lambda t: f"{type(t).__name__} {t._expression} {t._timezone.name}",
+)
+def test_a_cron_timetable_parsed_once_gives_the_timetables_own_dates(timetable):
+    # Both of the year's daylight-saving changes, in Europe and in America.
+    for start, end in (
+        (pendulum.datetime(2023, 3, 10), pendulum.datetime(2023, 4, 3)),
+        (pendulum.datetime(2023, 10, 25), pendulum.datetime(2023, 11, 9)),
+    ):
+        window = list(_iter_window(timetable, start, end))
+        assert [
+            (d.logical_date, d.run_after, d.data_interval_start, d.data_interval_end) for d in window
+        ] == (_timetable_dates(timetable, start, end))
+        assert window, "the window has dates"
+
+
+def test_another_timetable_is_used_as_it_is():
+    delta = DeltaDataIntervalTimetable(timedelta(hours=1))
+    assert parsed_once(delta) is delta

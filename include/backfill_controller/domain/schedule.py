@@ -140,6 +140,7 @@ def nearest_valid(timetable: Any, date: DateTime) -> tuple[DateTime | None, Date
 def _iter_window(timetable: Any, start: DateTime, end: DateTime | None) -> Iterator[ScheduledDate]:
     from airflow.timetables.base import TimeRestriction
 
+    timetable = parsed_once(timetable)
     restriction = TimeRestriction(start, end, catchup=True)
     info = None
     while True:
@@ -152,6 +153,45 @@ def _iter_window(timetable: Any, start: DateTime, end: DateTime | None) -> Itera
             data_interval_start=info.data_interval.start,
             data_interval_end=info.data_interval.end,
         )
+
+
+def parsed_once(timetable: Any) -> Any:
+    """``timetable`` itself, or for Airflow's cron timetables a copy that parses its expression once.
+
+    Airflow's cron timetables build a new ``croniter`` for every next or previous schedule, which
+    parses the expression again: two thirds of the time a long window took. The copy answers with
+    one ``croniter`` reset to each new start (what a new one starts from), through Airflow's own
+    rules for time zones and folds, so its dates are the timetable's
+    (``tests/unit/test_schedule.py`` compares both on many schedules and zones). A timetable of any
+    other kind, or one that changes how it finds its schedules, is used as it is.
+    """
+    import copy
+    import datetime
+
+    from airflow.timetables import _cron
+
+    mixin = _cron.CronMixin
+    if not isinstance(timetable, mixin) or any(
+        getattr(type(timetable), name) is not getattr(mixin, name) for name in ("_get_next", "_get_prev")
+    ):
+        return timetable
+    cron = _cron.croniter(timetable._expression)
+    every_hour = _cron._covers_every_hour(cron)
+    zone = timetable._timezone
+
+    def step(current: DateTime, forward: bool) -> DateTime:
+        naive = _cron.make_naive(current, zone)
+        cron.set_current(naive, force=True)
+        scheduled = cron.get_next(datetime.datetime) if forward else cron.get_prev(datetime.datetime)
+        if not every_hour:
+            return _cron.convert_to_utc(_cron.make_aware(scheduled, zone))
+        delta = scheduled - naive
+        return _cron.convert_to_utc(current.in_timezone(zone) + delta)
+
+    fast = copy.copy(timetable)
+    fast._get_next = lambda current: step(current, True)  # type: ignore[method-assign]
+    fast._get_prev = lambda current: step(current, False)  # type: ignore[method-assign]
+    return fast
 
 
 def _manual(timetable: Any, date: DateTime) -> ScheduledDate:
