@@ -103,6 +103,7 @@ def test_the_list_has_no_cells_and_the_detail_is_the_list_entry_with_its_cells(s
         assert "cells" not in summary
         cells = detail.pop("cells")
         assert [c["logical_date"] for c in cells] == sorted(c["logical_date"] for c in cells)
+        assert (detail.pop("cells_total"), detail.pop("cells_offset")) == (len(cells), 0)
         assert {k: v for k, v in detail.items() if k != "eta"} == {
             k: v for k, v in summary.items() if k != "eta"
         }
@@ -110,6 +111,16 @@ def test_the_list_has_no_cells_and_the_detail_is_the_list_entry_with_its_cells(s
         assert detail["progress"]["counts"] == {
             state: sum(1 for c in cells if c["state"] == state) for state in {c["state"] for c in cells}
         }
+
+
+def test_the_detail_answers_its_cells_a_page_at_a_time(session):
+    whole = get_backfill(run_id="b1_running", session=session, user=None, readable=READABLE)
+    page = get_backfill(
+        run_id="b1_running", session=session, user=None, readable=READABLE, cells_offset=3, cells_limit=2
+    )
+
+    assert page["cells"] == whole["cells"][3:5] and page["cells_total"] == whole["cells_total"] == 8
+    assert page["progress"] == whole["progress"]
 
 
 def test_the_window_names_the_first_and_last_date(session):
@@ -198,7 +209,7 @@ def test_an_ended_backfill_keeps_the_outcome_its_report_saw(ended):
 
     assert summary["progress"] == live["progress"] == detail["progress"]
     assert summary["progress"]["tally"]["failed"] == 1 and summary["phase"] == "failed"
-    assert {k: v for k, v in detail.items() if k != "cells"} == summary
+    assert {k: v for k, v in detail.items() if not k.startswith("cells")} == summary
     assert [c["state"] for c in detail["cells"]] == ["success", "failed", "success"]
 
 

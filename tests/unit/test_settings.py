@@ -40,6 +40,8 @@ SAMPLES: dict[str, tuple[tuple[str, Any], tuple[str, Any]]] = {
     "notify": (("data-team, audit", ("data-team", "audit")), ("ops", ("ops",))),
     "catchup_config": (("/etc/catchup.yaml", Path("/etc/catchup.yaml")), ("c.yaml", Path("c.yaml"))),
     "catchup_schedule": (("@daily", "@daily"), ("0 * * * *", "0 * * * *")),
+    "plans_at_once": (("4", 4), ("1", 1)),
+    "plan_wait_seconds": (("30", 30.0), ("2.5", 2.5)),
 }
 
 #: The defaults before the settings became Airflow options: unchanged.
@@ -56,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "notify": (),
     "catchup_config": Path("include/catchup.yaml"),
     "catchup_schedule": "@hourly",
+    "plans_at_once": 2,
+    "plan_wait_seconds": 60.0,
 }
 
 each_setting = pytest.mark.parametrize("setting", SETTINGS, ids=[s.name for s in SETTINGS])
@@ -255,3 +259,17 @@ def test_the_readme_documents_every_setting() -> None:
     for setting in SETTINGS:
         assert f"| `{setting.name}` |" in readme, setting.name
     assert "[backfill_controller]" in readme and "AIRFLOW__BACKFILL_CONTROLLER__" in readme
+
+
+@pytest.mark.parametrize("text", ["100001", "0"])
+def test_max_dates_per_request_is_refused_outside_1_to_100000(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__BACKFILL_CONTROLLER__MAX_DATES_PER_REQUEST", text)
+    with pytest.raises(ValueError, match="max_dates_per_request is .*; accepted: 1 to 100000"):
+        Limits.from_config()
+
+
+def test_max_dates_per_request_may_be_100000(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__BACKFILL_CONTROLLER__MAX_DATES_PER_REQUEST", "100000")
+    assert Limits.from_config().max_dates_per_request == 100_000

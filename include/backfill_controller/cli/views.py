@@ -107,6 +107,9 @@ def format_status(backfill: Mapping[str, Any]) -> str:
     cells = backfill.get("cells") or []
     if cells:
         lines += ["", *date_table(cells)]
+    total = int(backfill.get("cells_total") or len(cells))
+    if total > len(cells):
+        lines.append(f"(the first {len(cells):,} of {total:,} dates)")
     return "\n".join(lines)
 
 

@@ -105,6 +105,26 @@ def raise_for(response: requests.Response, call: str) -> None:
         raise ApiError(response.status_code, error_detail(response), call=call, response=response)
 
 
+#: Longest ``Retry-After`` the client waits for; a longer one is cut to it.
+MOST_RETRY_AFTER = 120.0
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds an answer asks the caller to wait before asking again (``Retry-After`` in seconds,
+    at most :data:`MOST_RETRY_AFTER`), or None when it asks nothing readable.
+
+    >>> answer = requests.Response(); answer.headers["Retry-After"] = "7"
+    >>> retry_after(answer)
+    7.0
+    """
+    text = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return min(max(0.0, seconds), MOST_RETRY_AFTER)
+
+
 class RestClient:
     """Calls the REST API at ``base_url`` as ``username``.
 
@@ -271,7 +291,7 @@ class RestClient:
                 )
             if response.status_code not in statuses or attempt >= tries:
                 return response
-            self._pause(attempt)
+            self._pause(attempt, retry_after(response))
             attempt += 1
 
     def _send(
@@ -294,8 +314,10 @@ class RestClient:
         self._trace(method, path, response.status_code)
         return response
 
-    def _pause(self, attempt: int) -> None:
-        time.sleep(self.retry_delay * attempt)
+    def _pause(self, attempt: int, asked: float | None = None) -> None:
+        """Wait before try ``attempt + 1``: what the answer asked (``Retry-After``), else longer
+        with each try."""
+        time.sleep(asked if asked is not None else self.retry_delay * attempt)
 
     def _trace(self, method: str, path: str, status: int | str) -> None:
         if self._log is not None:

@@ -121,7 +121,15 @@ class Setting(Generic[T]):
 #: the official image's ``/opt/airflow`` and this repository): see :func:`resolve_beside_dags`.
 DEFAULT_CATCHUP_CONFIG = Path("include/catchup.yaml")
 
-MAX_DATES_PER_REQUEST = Setting("max_dates_per_request", int, 10_000, "most dates one request may cover")
+#: Highest ``max_dates_per_request`` a deployment may set: every part of a backfill (planning, the
+#: record, segments, the page's paged cells) is proven at this size.
+MOST_DATES_PER_REQUEST = 100_000
+MAX_DATES_PER_REQUEST = Setting(
+    "max_dates_per_request",
+    int,
+    10_000,
+    f"most dates one request may cover (at most {MOST_DATES_PER_REQUEST:,})",
+)
 MAX_ACTIVE_RUNS = Setting("max_active_runs", int, 64, "highest max_active_runs a request may ask for")
 POLL_INTERVAL = Setting(
     "poll_interval", float, 5.0, "seconds between progress checks of the wait sensor's trigger"
@@ -147,6 +155,12 @@ CATCHUP_CONFIG = Setting("catchup_config", Path, DEFAULT_CATCHUP_CONFIG, "the sc
 CATCHUP_SCHEDULE = Setting(
     "catchup_schedule", str, "@hourly", "backfill_catchup's schedule, read when the DAG file is parsed"
 )
+PLANS_AT_ONCE = Setting(
+    "plans_at_once", int, 2, "requests one api-server process plans at once; the others wait their turn"
+)
+PLAN_WAIT_SECONDS = Setting(
+    "plan_wait_seconds", float, 60.0, "longest a request waits for its turn before it is answered 503"
+)
 
 #: Every deployment setting, the one table the lookups, docs and tests are derived from.
 SETTINGS: tuple[Setting[Any], ...] = (
@@ -162,6 +176,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     NOTIFY,
     CATCHUP_CONFIG,
     CATCHUP_SCHEDULE,
+    PLANS_AT_ONCE,
+    PLAN_WAIT_SECONDS,
 )
 
 #: The events a notifier may be told of (``on``).
@@ -273,9 +289,15 @@ class Limits:
 
     @classmethod
     def from_config(cls) -> Limits:
-        """The deployment's limits, as its Airflow configuration sets them."""
+        """The deployment's limits, as its Airflow configuration sets them; ValueError for a
+        ``max_dates_per_request`` above :data:`MOST_DATES_PER_REQUEST` or below 1."""
+        most = MAX_DATES_PER_REQUEST.value()
+        if not 1 <= most <= MOST_DATES_PER_REQUEST:
+            raise ValueError(
+                f"{MAX_DATES_PER_REQUEST.option} is {most}; accepted: 1 to {MOST_DATES_PER_REQUEST}"
+            )
         return cls(
-            max_dates_per_request=MAX_DATES_PER_REQUEST.value(),
+            max_dates_per_request=most,
             max_active_runs=MAX_ACTIVE_RUNS.value(),
             allowed_dags=ALLOWED_DAGS.value(),
             denied_dags=DENIED_DAGS.value(),

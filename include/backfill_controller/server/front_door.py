@@ -31,7 +31,7 @@ from backfill_controller.domain.plan import acting
 from backfill_controller.domain.report import build_report
 from backfill_controller.domain.request import FieldError, InvalidRequest, OnOverlap
 from backfill_controller.domain.rights import Right
-from backfill_controller.server import access, ledger, record
+from backfill_controller.server import access, admission, ledger, record
 from backfill_controller.server.planner import Planned, parse, plan_request
 
 
@@ -61,14 +61,18 @@ def field_error(name: str, value: Any, problem: str, accepted: str = "a request 
 def plan(
     conf: dict[str, Any], user: Any, session: Session, *, authorized: bool = False, read_first: bool = False
 ) -> Planned:
-    """:func:`backfill_controller.server.planner.plan_request` of ``conf`` for ``user``; a refusal
-    raised as its HTTP answer (:func:`refused`). ``read_first`` (a dry run, which needs no more):
-    a caller who may not read the target is refused before the request is parsed."""
+    """:func:`backfill_controller.server.planner.plan_request` of ``conf`` for ``user``, in one of
+    the process's planning turns (:mod:`backfill_controller.server.admission`: 503 with
+    ``Retry-After`` when none came in time); a refusal raised as its HTTP answer (:func:`refused`).
+    ``read_first`` (a dry run, which needs no more): a caller who may not read the target is
+    refused before the request is parsed."""
     try:
         target = conf.get("dag_id") if isinstance(conf, dict) else None
         if read_first and isinstance(target, str):  # no right to read it: nothing is parsed
             access.require(user, target, [Right.READ_DAG, Right.READ_RUNS])
-        return plan_request(parse(conf), user=user, session=session, authorized=authorized)
+        request = parse(conf)
+        with admission.turn(f"the backfill of {request.target_dag_id!r}"):
+            return plan_request(request, user=user, session=session, authorized=authorized)
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
 
@@ -105,11 +109,11 @@ def clash(session: Session, planned: Planned, controller_run_id: str | None) -> 
 
 
 def claim(session: Session, run_id: str, requester: str | None, planned: Planned) -> None:
-    """Record the backfill in the ledger with the span and the target runs it acts on."""
+    """Record the backfill in the ledger with the span of its dates (the target runs it acts on
+    are its dates', kept with its plan: :func:`backfill_controller.server.record.keep`)."""
     request = planned.request
     span = None if request.dry_run else span_of(request.target_dag_id, planned.plans)
-    run_ids = () if request.dry_run else tuple(p.run_id for p in acting(planned.plans))
-    ledger.record(session, ledger.Entry(run_id, request.target_dag_id, requester, span, run_ids))
+    ledger.record(session, ledger.Entry(run_id, request.target_dag_id, requester, span, ()))
 
 
 def start_backfill(

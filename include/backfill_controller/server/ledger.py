@@ -88,8 +88,13 @@ def record(session: Session, entry: Entry) -> None:
         session.execute(ledger.update().where(ledger.c.id == found).values(**values))
 
 
+#: A record's columns as every reader reads them: not ``run_ids``, whose size grows with the
+#: backfill's dates (its target runs are read from its dates instead: :func:`target_run_ids`).
+_ENTRY = [c for c in ledger.c if c.name != "run_ids"]
+
+
 def entry(session: Session, controller_run_id: str) -> Entry | None:
-    row = session.execute(select(ledger).where(ledger.c.controller_run_id == controller_run_id)).first()
+    row = session.execute(select(*_ENTRY).where(ledger.c.controller_run_id == controller_run_id)).first()
     return _entry(row) if row is not None else None
 
 
@@ -97,8 +102,26 @@ def entries(session: Session, controller_run_ids: Sequence[str]) -> dict[str, En
     """The entries of these head runs that have one."""
     if not controller_run_ids:
         return {}
-    rows = session.execute(select(ledger).where(ledger.c.controller_run_id.in_(list(controller_run_ids))))
+    rows = session.execute(select(*_ENTRY).where(ledger.c.controller_run_id.in_(list(controller_run_ids))))
     return {row.controller_run_id: _entry(row) for row in rows}
+
+
+def target_run_ids(session: Session, entry: Entry, actions: Sequence[str]) -> list[str]:
+    """The target runs the backfill ``entry`` acts on (its dates whose action is one of
+    ``actions``, every segment's, in run order); for a backfill recorded before its dates were
+    kept, the run ids recorded with it."""
+    if entry.backfill_id is not None:
+        found = session.scalars(
+            select(dates.c.target_run_id)
+            .where(dates.c.backfill_id == entry.backfill_id, dates.c.action.in_(actions))
+            .order_by(dates.c.position)
+        ).all()
+        if found or entry.request is not None:
+            return [str(run_id) for run_id in found]
+    kept = session.scalar(
+        select(ledger.c.run_ids).where(ledger.c.controller_run_id == entry.controller_run_id)
+    )
+    return [str(run_id) for run_id in json.loads(kept or "[]")]
 
 
 def _entry(row: Any) -> Entry:
@@ -108,7 +131,7 @@ def _entry(row: Any) -> Entry:
         row.target_dag_id,
         row.requester,
         span,
-        tuple(json.loads(row.run_ids)),
+        (),
         row.id,
         json.loads(row.request) if row.request else None,
         row.segments,
@@ -186,12 +209,12 @@ def _entries_by_id(session: Session, backfill_ids: set[int]) -> list[Entry]:
     if not backfill_ids:
         return []
     return [
-        _entry(row) for row in session.execute(select(ledger).where(ledger.c.id.in_(sorted(backfill_ids))))
+        _entry(row) for row in session.execute(select(*_ENTRY).where(ledger.c.id.in_(sorted(backfill_ids))))
     ]
 
 
 def entry_by_id(session: Session, backfill_id: int) -> Entry | None:
-    row = session.execute(select(ledger).where(ledger.c.id == backfill_id)).first()
+    row = session.execute(select(*_ENTRY).where(ledger.c.id == backfill_id)).first()
     return _entry(row) if row is not None else None
 
 

@@ -12,6 +12,9 @@ asks the api-server, having no database itself) both call :func:`plan_request`. 
    dates fit its timetable (the serialized DAG's, the same object native backfill uses);
 4. each date is decided (:func:`backfill_controller.domain.plan.decide`) from the target's existing runs.
 
+The session's connection is given back while the dates are expanded and decided
+(:func:`backfill_controller.server.admission.release`): a request holds one only while it reads.
+
 Every problem of steps 3 and 4 is collected and reported at once.
 """
 
@@ -35,7 +38,7 @@ from backfill_controller.domain.rights import rights_needed
 from backfill_controller.domain.schedule import ScheduledDate, ScheduleError, expand
 from backfill_controller.domain.selection import select_tasks
 from backfill_controller.domain.settings import Limits
-from backfill_controller.server import access
+from backfill_controller.server import access, admission
 
 _BATCH = 500  # bound parameters per IN (...): far below SQLite's limit
 
@@ -92,6 +95,8 @@ def plan_request(
             [FieldError("dag_id", target_id, "no such DAG in this Airflow", "an existing dag_id")]
         )
     errors = _target_errors(request, model)
+    target_max_active_runs = model.max_active_runs
+    admission.release(session)  # what follows computes; the runs are read after, briefly
     errors += conf_errors(request.conf, {k: v.dump() for k, v in dag.params.items()})
     selected: tuple[str, ...] = ()
     if request.task_regex is not None:
@@ -129,8 +134,9 @@ def plan_request(
     if selected:
         finished = [r.run_id for r in existing.values() if r.state not in OPEN_RUN]
         ti_states = _ti_states(session, target_id, finished, selected)
+    admission.release(session)
     plans = decide(dates, existing, request, selected_tasks=selected, ti_states=ti_states)
-    return Planned(request, plans, model.max_active_runs, selected)
+    return Planned(request, plans, target_max_active_runs, selected)
 
 
 def _target_errors(request: BackfillRequest, model: Any) -> list[FieldError]:

@@ -714,12 +714,32 @@ def backfill_list(
     }
 
 
-def backfill_detail(run_id: str, session: Session, user: Any, readable: set[str]) -> dict[str, Any]:
-    """One backfill as the list sums it up, with a cell per date; 404 for a run that is not one."""
+#: Most cells one answer of the detail holds: a larger backfill's dates come a page at a time.
+CELLS_PAGE = 10_000
+
+
+def backfill_detail(
+    run_id: str,
+    session: Session,
+    user: Any,
+    readable: set[str],
+    *,
+    cells_offset: int = 0,
+    cells_limit: int = CELLS_PAGE,
+) -> dict[str, Any]:
+    """One backfill as the list sums it up, with its cells from the ``cells_offset``-th date (in
+    date order), at most ``cells_limit`` of them, and ``cells_total``; 404 for a run that is not one."""
     head = session.scalar(select(DagRun).where(DagRun.dag_id == CONTROLLER_DAG_ID, DagRun.run_id == run_id))
     if head is None or SEGMENT_MARK in run_id:
         raise HTTPException(404, detail=f"no backfill has the run id {run_id!r}")
-    return _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
+    shown = _with_controls(user, backfills_of(session, [head], readable, with_cells=True), readable)[0]
+    cells = shown.pop("cells")
+    return {
+        **shown,
+        "cells_total": len(cells),
+        "cells_offset": cells_offset,
+        "cells": cells[cells_offset : cells_offset + max(1, min(cells_limit, CELLS_PAGE))],
+    }
 
 
 def backfillable(session: Session, user: Any, readable: set[str]) -> dict[str, Any]:

@@ -186,10 +186,21 @@ def list_backfills(
 
 
 @page.get("/api/backfills/{run_id}", dependencies=[_READ_CONTROLLER_RUNS])
-def get_backfill(run_id: str, session: SessionDep, user: GetUserDep, readable: Readable) -> dict[str, Any]:
-    """One backfill, as :func:`list_backfills` sums it up, with a cell per date; 404 for a run that
-    is not one."""
-    return ui.backfill_detail(run_id, session, user, readable)
+def get_backfill(
+    run_id: str,
+    session: SessionDep,
+    user: GetUserDep,
+    readable: Readable,
+    cells_offset: Annotated[int, Query(ge=0, description="first date's cell to answer, in date order")] = 0,
+    cells_limit: Annotated[
+        int, Query(ge=1, le=ui.CELLS_PAGE, description="most cells to answer (a page of dates)")
+    ] = ui.CELLS_PAGE,
+) -> dict[str, Any]:
+    """One backfill, as :func:`list_backfills` sums it up, with a cell per date, a page at a time
+    (``cells_total`` counts them all); 404 for a run that is not one."""
+    return ui.backfill_detail(
+        run_id, session, user, readable, cells_offset=cells_offset, cells_limit=cells_limit
+    )
 
 
 @page.get("/api/backfillable_dags", dependencies=[_READ_CONTROLLER_RUNS])

@@ -27,6 +27,19 @@ const details = new Map();
 let grids = new Map();
 let shown = null;  // the list as last rendered
 
+// fetch, asking again while the api-server answers 503 with Retry-After (it is busy planning other
+// requests and changed nothing for this one), up to RETRIES times.
+const RETRIES = 4;
+async function call(url, options) {
+  for (let attempt = 1; ; attempt++) {
+    const resp = await fetch(url, options);
+    const header = resp.headers.get("Retry-After");
+    const wait = header === null ? NaN : Number(header);
+    if (resp.status !== 503 || !(wait >= 0) || attempt > RETRIES) return resp;
+    await new Promise((done) => setTimeout(done, Math.min(wait, 60) * 1000));
+  }
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -159,6 +172,10 @@ function calendar(b) {
     }
     root.append(block);
   }
+  if (b.cells_total > b.cells.length) {
+    root.append(el("p", { class: "note", text: "The first " + b.cells.length.toLocaleString() + " of "
+      + b.cells_total.toLocaleString() + " dates." }));
+  }
   return root;
 }
 
@@ -207,7 +224,7 @@ async function applyControl(b, control, button) {
   button.disabled = true;
   let message;
   try {
-    const resp = await fetch("api/backfills/" + encodeURIComponent(b.run_id) + "/" + control, {
+    const resp = await call("api/backfills/" + encodeURIComponent(b.run_id) + "/" + control, {
       method: "POST", credentials: "same-origin", body: "{}",
       headers: { Accept: "application/json", "Content-Type": "application/json" },
     });
@@ -266,7 +283,7 @@ async function openDetail(b) {
   if (known && !IN_FLIGHT.has(b.state) && known.state === b.state) return;
   let detail;
   try {
-    const resp = await fetch("api/backfills/" + encodeURIComponent(b.run_id),
+    const resp = await call("api/backfills/" + encodeURIComponent(b.run_id),
       { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (!resp.ok) throw new Error("HTTP " + resp.status);
     detail = await resp.json();
@@ -331,7 +348,7 @@ async function load() {
   try {
     const query = new URLSearchParams({ limit: PAGE_SIZE, offset: offset });
     for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
-    const resp = await fetch("api/backfills?" + query,
+    const resp = await call("api/backfills?" + query,
       { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (resp.status === 401 || resp.status === 403) {
       throw new Error("not signed in, or no read access to backfill_controller (HTTP " + resp.status + ")");
@@ -395,7 +412,7 @@ function formConf(form) {
 }
 
 async function loadTargets() {
-  const resp = await fetch("api/backfillable_dags", { credentials: "same-origin" });
+  const resp = await call("api/backfillable_dags", { credentials: "same-origin" });
   if (!resp.ok) return;
   const body = await resp.json();
   document.getElementById("backfillable").replaceChildren(
@@ -408,7 +425,7 @@ async function submitNew(event) {
   const preview = event.submitter && event.submitter.value === "preview";
   const out = document.getElementById("preview");
   out.replaceChildren(el("span", { class: "muted", text: preview ? "checking…" : "starting…" }));
-  const resp = await fetch(preview ? "api/backfills/dry_run" : "api/backfills", {
+  const resp = await call(preview ? "api/backfills/dry_run" : "api/backfills", {
     method: "POST", credentials: "same-origin",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify(conf),
