@@ -51,9 +51,8 @@ def test_a_request_without_a_turn_in_time_is_answered_503_with_retry_after_and_r
     for holder in holders:
         holder.start()
     time.sleep(0.05)
-    with pytest.raises(HTTPException) as refused:
-        with admission.turn("the backfill of 'sales'"):
-            ran.append(True)
+    with pytest.raises(HTTPException) as refused, admission.turn("the backfill of 'sales'"):
+        ran.append(True)
     release.set()
     for holder in holders:
         holder.join()

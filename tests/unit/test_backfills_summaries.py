@@ -213,6 +213,17 @@ def test_an_ended_backfill_keeps_the_outcome_its_report_saw(ended):
     assert [c["state"] for c in detail["cells"]] == ["success", "failed", "success"]
 
 
+def test_the_list_reads_no_date_of_an_ended_backfill(ended, monkeypatch):
+    settle(ended, head(ended, "b4_ended"))
+    end_run(ended, "b4_ended", "failed")
+
+    def no_dates(*args):
+        raise AssertionError("the list read an ended backfill's dates")
+
+    monkeypatch.setattr("backfill_controller.server.ledger.segment_plans", no_dates)
+    assert listed(ended)["b4_ended"]["progress"]["tally"]["failed"] == 1
+
+
 def test_a_cleared_backfill_reads_its_dates_live_again(ended):
     settle(ended, head(ended, "b4_ended"))
     end_run(ended, "b4_ended", "failed")

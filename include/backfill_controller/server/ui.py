@@ -152,7 +152,10 @@ def plan_facts(
         return found
     if recorded is None:
         recorded = ledger.bound_runs(session, run_pks)
-    for pk, (entry, mine) in recorded.items():
+    for pk in run_pks:
+        if pk not in recorded:
+            continue
+        entry, mine = recorded[pk]
         if entry.request is None or entry.backfill_id is None:
             continue  # bound, not planned yet: nothing planned to show
         facts = found.setdefault(pk, {})
