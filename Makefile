@@ -35,6 +35,7 @@ help:
 	@echo "make test-stock-next       only the stock test, on the next Airflow (.venv-next)"
 	@echo "make up                    local Airflow with the repo DAGs at http://localhost:PORT (Ctrl-C stops)"
 	@echo "make demo | bench          run scripts/demo.py | scripts/bench.py"
+	@echo "make bench-next            the same bench on the next Airflow (.venv-next)"
 	@echo "make clean                 remove caches and local Airflow homes (keeps .venv)"
 
 # Re-installs only when a requirements file or pyproject.toml changes; pip skips what is installed.
@@ -173,7 +174,11 @@ up: venv
 	$(BIN)/python -m scripts.local_airflow up --backend sqlite --home .airflow-demo
 
 bench: venv
-	$(BIN)/python -m scripts.bench
+	$(BIN)/python -m scripts.bench --burst --scale $(BENCH_ARGS)
+
+.PHONY: bench-next
+bench-next: venv venv-next
+	$(BIN)/python -m scripts.bench --burst --scale --next $(BENCH_ARGS)
 
 clean:
 	rm -rf .airflow-demo .airflow-* .pytest_cache .mypy_cache .ruff_cache .venv-next .venv-stock dist build
