@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session, object_session
 
 from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, continuation_run_id
 from backfill_controller.domain.airflow_states import OPEN_RUN
-from backfill_controller.domain.plan import ACTING
 from backfill_controller.domain.rights import Right
 from backfill_controller.server import access, ledger, record
 
@@ -182,7 +181,7 @@ def _fail_queued(session: Session, entry: ledger.Entry) -> int:
     from airflow.utils.state import DagRunState
 
     failed = 0
-    run_ids = ledger.target_run_ids(session, entry, sorted(a.value for a in ACTING))
+    run_ids = ledger.target_run_ids(session, entry)
     for start in range(0, len(run_ids), _BATCH):
         result = cast(
             "CursorResult[Any]",

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from backfill_controller.db.tables import chunks, dates, history, ledger, outcome, refusals, runs
 from backfill_controller.domain.controls import Applied, Control
 from backfill_controller.domain.overlap import Span
+from backfill_controller.domain.plan import ACTING
 
 
 def hold_target(session: Session, target_dag_id: str) -> None:
@@ -106,14 +107,17 @@ def entries(session: Session, controller_run_ids: Sequence[str]) -> dict[str, En
     return {row.controller_run_id: _entry(row) for row in rows}
 
 
-def target_run_ids(session: Session, entry: Entry, actions: Sequence[str]) -> list[str]:
-    """The target runs the backfill ``entry`` acts on (its dates whose action is one of
-    ``actions``, every segment's, in run order); for a backfill recorded before its dates were
-    kept, the run ids recorded with it."""
+#: The actions of the dates a backfill acts on: their target runs are the ones it creates or clears.
+_ACTING = sorted(action.value for action in ACTING)
+
+
+def target_run_ids(session: Session, entry: Entry) -> list[str]:
+    """The target runs the backfill ``entry`` acts on (its acting dates', every segment's, in run
+    order); for a backfill recorded before its dates were kept, the run ids recorded with it."""
     if entry.backfill_id is not None:
         found = session.scalars(
             select(dates.c.target_run_id)
-            .where(dates.c.backfill_id == entry.backfill_id, dates.c.action.in_(actions))
+            .where(dates.c.backfill_id == entry.backfill_id, dates.c.action.in_(_ACTING))
             .order_by(dates.c.position)
         ).all()
         if found or entry.request is not None:
@@ -352,14 +356,12 @@ def segment_plans(session: Session, backfill_id: int, segment: int) -> list[dict
     return [json.loads(plan) for plan in found]
 
 
-def acting_run_ids(
-    session: Session, backfill_id: int, segment: int, actions: Sequence[str], first: int, size: int
-) -> list[str]:
-    """The target run ids of segment ``segment``'s dates whose action is one of ``actions``, in run
-    order, from the ``first``-th of them (0-based), at most ``size``."""
+def acting_run_ids(session: Session, backfill_id: int, segment: int, first: int, size: int) -> list[str]:
+    """The target run ids of segment ``segment``'s acting dates, in run order, from the
+    ``first``-th of them (0-based), at most ``size``."""
     found = session.scalars(
         select(dates.c.target_run_id)
-        .where(dates.c.backfill_id == backfill_id, dates.c.segment == segment, dates.c.action.in_(actions))
+        .where(dates.c.backfill_id == backfill_id, dates.c.segment == segment, dates.c.action.in_(_ACTING))
         .order_by(dates.c.position)
         .offset(first)
         .limit(size)

@@ -34,7 +34,7 @@ from backfill_controller.contract import (
     URL_PREFIX,
     continuation_run_id,
 )
-from backfill_controller.domain.plan import ACTING, DatePlan, Execution, acting, chunk_count, feeding
+from backfill_controller.domain.plan import DatePlan, Execution, acting, chunk_count, feeding
 from backfill_controller.domain.request import BackfillRequest, parse_request
 from backfill_controller.domain.segments import split
 from backfill_controller.domain.settings import Limits, segment_size, timeout_minutes
@@ -244,15 +244,14 @@ def keep_chunk(session: Session, mine: ledger.BoundRun, chunk: int, body: Any) -
     account names a chunk, a count or a run this run's work does not have."""
     if mine.execution is None:
         raise BadAccount("this run acts on no date, so it has no chunk")
-    size = Execution.from_dict(mine.execution).chunk_size
-    actions = sorted(a.value for a in ACTING)
-    total = Execution.from_dict(mine.execution).total
+    execution = Execution.from_dict(mine.execution)
+    size, total = execution.chunk_size, execution.total
     if not 0 <= chunk < chunk_count(total, size):
         raise BadAccount(f"chunk {chunk} is not one of this run's {chunk_count(total, size)} chunks")
     record = ChunkRecord.from_dict(body)
     if record is None or record.chunk != chunk:
         raise BadAccount(f"the body is not the record of chunk {chunk}")
-    run_ids = ledger.acting_run_ids(session, mine.backfill_id, mine.segment, actions, chunk * size, size)
+    run_ids = ledger.acting_run_ids(session, mine.backfill_id, mine.segment, chunk * size, size)
     if not 0 <= record.acted <= len(run_ids):
         raise BadAccount(f"acted is {record.acted}; chunk {chunk} has {len(run_ids)} dates")
     strange = sorted(set(record.events) - set(run_ids))
