@@ -411,6 +411,39 @@ def test_a_cron_timetable_parsed_once_gives_the_timetables_own_dates(timetable):
         assert window, "the window has dates"
 
 
+@pytest.mark.parametrize(
+    "timetable",
+    [
+        CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
+        CronTriggerTimetable("* * * * *", timezone="UTC"),
+        CronTriggerTimetable("@hourly", timezone="UTC", interval=timedelta(minutes=30)),
+        CronTriggerTimetable("7,37 */3 * * *", timezone="UTC"),
+        CronDataIntervalTimetable("@daily", timezone="UTC"),
+        CronDataIntervalTimetable("15 4,22 * * *", timezone=pendulum.FixedTimezone(19800)),
+        CronDataIntervalTimetable("*/20 * * * *", timezone="Europe/Zurich"),  # not the same every day
+        CronTriggerTimetable("0 0 29 * *", timezone="UTC"),  # not every day
+    ],
+    ids=lambda t: f"{type(t).__name__} {t._expression} {t._timezone.name}",
+)
+def test_the_next_and_previous_schedule_parsed_once_are_airflows_at_any_instant(timetable):
+    fast = parsed_once(timetable)
+    instants = [
+        pendulum.datetime(2024, 2, 28, 23, 59, 59),
+        pendulum.datetime(2024, 2, 29, 0, 0),
+        pendulum.datetime(2024, 12, 31, 23, 55),
+        pendulum.datetime(2024, 12, 31, 23, 57, 30, 5),
+        pendulum.datetime(2025, 1, 1, 0, 0, 0, 1),
+        pendulum.datetime(2023, 3, 26, 1, 30),
+        pendulum.datetime(2023, 10, 29, 0, 37),
+        *(pendulum.datetime(2024, 6, 30, 21, 0) + timedelta(minutes=7 * k, seconds=k % 3) for k in range(80)),
+    ]
+    for instant in instants:
+        assert fast._get_next(instant) == timetable._get_next(instant), instant
+        assert fast._get_prev(instant) == timetable._get_prev(instant), instant
+        assert fast._align_to_next(instant) == timetable._align_to_next(instant), instant
+        assert fast._align_to_prev(instant) == timetable._align_to_prev(instant), instant
+
+
 def test_another_timetable_is_used_as_it_is():
     delta = DeltaDataIntervalTimetable(timedelta(hours=1))
     assert parsed_once(delta) is delta

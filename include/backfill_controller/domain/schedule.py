@@ -178,8 +178,12 @@ def parsed_once(timetable: Any) -> Any:
     cron = _cron.croniter(timetable._expression)
     every_hour = _cron._covers_every_hour(cron)
     zone = timetable._timezone
+    daily = _times_of_day(cron.expanded, zone)
 
     def step(current: DateTime, forward: bool) -> DateTime:
+        if daily is not None:
+            naive = _cron.make_naive(current, zone)
+            return _cron.convert_to_utc(_cron.make_aware(_same_every_day(daily, naive, forward), zone))
         naive = _cron.make_naive(current, zone)
         cron.set_current(naive, force=True)
         scheduled = cron.get_next(datetime.datetime) if forward else cron.get_prev(datetime.datetime)
@@ -192,6 +196,40 @@ def parsed_once(timetable: Any) -> Any:
     fast._get_next = lambda current: step(current, True)  # type: ignore[method-assign]
     fast._get_prev = lambda current: step(current, False)  # type: ignore[method-assign]
     return fast
+
+
+def _times_of_day(expanded: Sequence[Sequence[Any]], zone: Any) -> list[timedelta] | None:
+    """The times of day of a cron that fires at the same times every day in a zone without
+    daylight saving (minute and hour fields only, day, month and weekday ``*``), sorted; else None.
+
+    Such a cron's next and previous schedules are found by looking the time of day up in one day's
+    list: what ``croniter`` computes field by field, without it.
+    """
+    from pendulum.tz.timezone import FixedTimezone
+
+    fixed = isinstance(zone, FixedTimezone) or getattr(zone, "name", None) in ("UTC", "Etc/UTC")
+    if not fixed or len(expanded) != 5 or any(list(field) != ["*"] for field in expanded[2:]):
+        return None
+    minutes, hours = expanded[0], expanded[1]
+    hours = range(24) if list(hours) == ["*"] else hours
+    minutes = range(60) if list(minutes) == ["*"] else minutes
+    if not all(isinstance(v, int) for v in [*minutes, *hours]):
+        return None
+    return sorted(timedelta(hours=h, minutes=m) for h in hours for m in minutes)
+
+
+def _same_every_day(times: list[timedelta], naive: Any, forward: bool) -> Any:
+    """The first of ``times`` (times of day) after ``naive``, or the last before it (``forward``
+    False), as ``croniter``'s ``get_next`` and ``get_prev`` answer: never ``naive`` itself."""
+    from bisect import bisect_left, bisect_right
+
+    midnight = naive.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = naive - midnight
+    if forward:
+        i = bisect_right(times, since)
+        return midnight + times[i] if i < len(times) else midnight + timedelta(days=1) + times[0]
+    i = bisect_left(times, since) - 1
+    return midnight + times[i] if i >= 0 else midnight - timedelta(days=1) + times[-1]
 
 
 def _manual(timetable: Any, date: DateTime) -> ScheduledDate:
