@@ -385,3 +385,14 @@ def test_no_task_reads_the_plan_it_acts_on_from_an_xcom():
 
 def test_no_task_reads_a_segments_plans_from_an_xcom():
     assert [r for r in worker_xcom_reads() if r[2] == "segment"] == []
+
+
+def test_a_task_process_logs_in_once_for_all_its_calls():
+    work_module.forget()
+    with mock.patch("backfill_controller.client.airflow_api.AirflowApi.from_connection") as build:
+        assert work_module.api() is work_module.api() is build.return_value
+        work_module.kept_chunks(HEAD)
+        assert build.call_count == 1
+        work_module.forget()  # a task resumed from a deferral: a new process, a new login
+        work_module.api()
+        assert build.call_count == 2

@@ -66,7 +66,7 @@ from backfill_controller.worker.progress import (
     segment_facts,
     why_stuck,
 )
-from backfill_controller.worker.work import kept_chunks, refuse, work_if_planned, work_of
+from backfill_controller.worker.work import api, kept_chunks, refuse, work_if_planned, work_of
 
 #: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
 #: call, so short.
@@ -233,7 +233,6 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.clear_task_ids: list[Any] | None = None
         self.may_clear = False
         self.events: dict[str, Event] = {}
-        self._api: Any = None
         self._paused_seen: tuple[float, bool] | None = None  # (when, paused): :meth:`_paused_now`
 
     def execute(self, context: Any) -> None:
@@ -331,7 +330,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         adopted (a refused date has none). Counted in batches by :class:`Window`: no run read
         one by one."""
         run_ids = list(work_of(context).run_ids)[: self.first_position]
-        records = kept_chunks(context["ti"].run_id, self._rest())
+        records = kept_chunks(context["ti"].run_id)
         return [*run_ids, *adopted_run_ids(records)]
 
     def _feed(self, context: Any, execution: Execution, position: int, window: Window) -> None:
@@ -529,7 +528,9 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             self.log.info("%s run %s", "cleared" if request.reset_dag_run else "created", run_id)
             return run_id
         if refused.status == 409 and RTI.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]) > 0:
-            self.log.info("run %s exists already (an earlier try of this chunk created it)", run_id)
+            self.log.info(
+                "run %s exists already (the front door or an earlier try of this chunk created it)", run_id
+            )
             return run_id
         other = self._run_at(request.logical_date)
         if other is not None and other != run_id:
@@ -556,11 +557,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         return next(iter(found), None)
 
     def _rest(self) -> Any:
-        if self._api is None:
-            from backfill_controller.client.airflow_api import AirflowApi
-
-            self._api = AirflowApi.from_connection()
-        return self._api
+        return api()
 
     def _already_done(self) -> bool:
         """True when an earlier try of this chunk already created, cleared or adopted the run.
@@ -609,9 +606,7 @@ class BackfillWaitSensor(BaseSensorOperator):
         waiting = open_run_ids(dates_so_far(context, execution))
         if not waiting:
             return None
-        from backfill_controller.client.airflow_api import AirflowApi
-
-        paused_for = AirflowApi.from_connection().paused(context["ti"].run_id)["paused_seconds"]
+        paused_for = api().paused(context["ti"].run_id)["paused_seconds"]
         execution = with_pauses(execution, paused_for)
         if execution.past_deadline(time.time()):
             # Deferring now would resume at once, racing the scheduler: fail here instead.
@@ -713,14 +708,11 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
     def _failed_so_far(self, context: Any) -> int:
         """Dates failed in this run and in the segments before ``segment_index`` (their reports,
         as the backfill's record keeps them)."""
-        from backfill_controller.client.airflow_api import AirflowApi
-
         work = work_of(context)
         execution = work.execution
         failed = failed_dates(dates_so_far(context, execution)) if execution else 0
         if self.segment_index > 1:
-            api = AirflowApi.from_connection()
             for k in range(1, self.segment_index):
-                part = api.work(work.head_run_id, segment=k).get("report")
+                part = api().work(work.head_run_id, segment=k).get("report")
                 failed += len(part["failed_dates"]) if part else 0
         return failed

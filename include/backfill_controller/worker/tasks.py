@@ -20,6 +20,7 @@ from backfill_controller.worker.notify import notify_end
 from backfill_controller.worker.progress import segment_facts
 from backfill_controller.worker.work import (
     Work,
+    api,
     kept_chunks,
     mapped_kwargs,
     refuse,
@@ -50,13 +51,12 @@ def plan_backfill(**context: Any) -> list[dict[str, Any]]:
     (:class:`backfill_controller.contract.XCom`) for people and the Backfills page to read; no
     task of the controller reads them back.
     """
-    from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     ti, dag_run = context["ti"], context["dag_run"]
     started = time.monotonic()
     try:
-        answer = AirflowApi.from_connection().plan_run(dag_run.run_id)
+        answer = api().plan_run(dag_run.run_id)
     except ApiError as exc:
         if exc.status not in (403, 404, 409, 422):
             raise
@@ -127,16 +127,13 @@ def _later_segments(ti: Any, work: Work) -> tuple[list[dict[str, Any]], list[int
     backfill's record (the head run may read every segment's). Returns the reports, and the
     segments whose dates could not be read (reported with none).
     """
-    from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     parts, unknown = [], []
-    api: AirflowApi | None = None  # one login for every segment
     for k in range(1, work.segments):
         run_id = work.continuation_run_id(k)
         try:
-            api = api or AirflowApi.from_connection()
-            segment = api.work(work.head_run_id, segment=k)
+            segment = api().work(work.head_run_id, segment=k)
             part, stored = (None if work.request.dry_run else segment.get("report")), segment["plans"]
         except (ApiError, KeyError) as exc:
             log.warning("segment %d could not be read: %s", k, exc)
@@ -156,11 +153,10 @@ def _keep_report(run_id: str, report: dict[str, Any]) -> None:
     """Keep this run's part of the result in the backfill's record (a head run's report reads its
     continuations' parts there); for the head run the api-server then also keeps how the backfill
     ended, so the list reads no date of it again. The list reads the dates live when this fails."""
-    from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     try:
-        AirflowApi.from_connection().keep_report(run_id, report)
+        api().keep_report(run_id, report)
     except (ApiError, OSError) as exc:
         log.warning("the backfill's record does not hold this run's report: %s", exc)
 

@@ -177,6 +177,19 @@ def mapped_kwargs(work: Work) -> list[dict[str, Any]]:
 
 #: The work fetched by this task process, by controller run id.
 _FETCHED: dict[str, Work] = {}
+#: This task process's REST client, logged in once (:func:`api`).
+_CLIENT: list[Any] = []
+
+
+def api() -> Any:
+    """This task process's client of the api-server (``AirflowApi`` from the ``airflow_api``
+    connection), made and logged in once: every call of a task shares one login, which costs a
+    password check in the api-server (with FAB, a deliberately slow hash)."""
+    from backfill_controller.client.airflow_api import AirflowApi
+
+    if not _CLIENT:
+        _CLIENT.append(AirflowApi.from_connection())
+    return _CLIENT[0]
 
 
 def remember(run_id: str, data: Mapping[str, Any]) -> Work:
@@ -187,8 +200,10 @@ def remember(run_id: str, data: Mapping[str, Any]) -> Work:
 
 
 def forget() -> None:
-    """Drop the work this process holds (the next :func:`work_of` asks the api-server again)."""
+    """Drop the work and the client this process holds (the next :func:`work_of` asks the
+    api-server again, logged in again)."""
     _FETCHED.clear()
+    _CLIENT.clear()
 
 
 def work_of(context: Mapping[str, Any]) -> Work:
@@ -209,14 +224,13 @@ def work_if_planned(context: Mapping[str, Any]) -> Work | None:
     failed or has not planned it, or the run was cleared since it was planned)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     run_id = str(context["ti"].run_id)
     if run_id in _FETCHED:
         return _FETCHED[run_id]
     try:
-        data = AirflowApi.from_connection().work(run_id)
+        data = api().work(run_id)
     except ApiError as exc:
         if exc.status in NO_WORK:
             return None
@@ -232,23 +246,20 @@ def refuse(ti: Any, message: str) -> NoReturn:
     ``error``, which the run's report shows."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from backfill_controller.client.airflow_api import AirflowApi
     from backfill_controller.client.rest import ApiError
 
     ti.xcom_push(key=XCom.ERROR, value=message)
     try:
-        AirflowApi.from_connection().keep_refusal(str(ti.run_id), message[:MESSAGE_CHARS])
+        api().keep_refusal(str(ti.run_id), message[:MESSAGE_CHARS])
     except (ApiError, OSError) as exc:
         log.warning("the Backfills page will not show why this run was refused: %s", exc)
     raise AirflowFailException(message)
 
 
-def kept_chunks(run_id: str, api: Any = None) -> dict[int, ChunkRecord]:
+def kept_chunks(run_id: str) -> dict[int, ChunkRecord]:
     """What each chunk of controller run ``run_id`` has acted on, as the backfill's record keeps it
-    (asked of the api-server; ``api``: a client logged in already)."""
-    from backfill_controller.client.airflow_api import AirflowApi
-
-    return records_by_chunk((api or AirflowApi.from_connection()).chunks(run_id))
+    (asked of the api-server)."""
+    return records_by_chunk(api().chunks(run_id))
 
 
 def _parsed(data: Mapping[str, Any]) -> Work:
