@@ -9,6 +9,9 @@ In the api-server:
   does for the calling user (``triggering_user_name``, ``triggered_by`` REST API or UI, Params
   validated), by calling that route's own function (``trigger_dag_run`` in
   ``airflow/api_fastapi/core_api/routes/public/dag_run.py``) inside the plugin's request.
+* :func:`create_target_run` creates a target run as the Execution API's ``trigger_dag_run``
+  (``airflow/api_fastapi/execution_api/routes/dag_runs.py``) does for a ``TriggerDagRunOperator``
+  of a run triggered by the requester: the front door starts a backfill's first runs with it.
 * :func:`fail_runs` marks runs failed as that route's PATCH does
   (``airflow.api.common.mark_tasks.set_dag_run_state_to_failed``), inside the listener's request.
 
@@ -52,6 +55,39 @@ def create_run(
     return trigger_dag_run(
         dag_id=dag_id, body=body, dag_bag=DBDagBag(), user=user, session=session, request=request
     )
+
+
+def create_target_run(
+    session: Session,
+    dag_id: str,
+    run_id: str,
+    *,
+    logical_date: Any,
+    run_after: Any,
+    conf: dict[str, Any],
+    note: str,
+    requester: str | None,
+) -> None:
+    """Create run ``run_id`` of ``dag_id`` in ``session`` exactly as the controller's ``trigger``
+    task would (an operator-triggered run of the requester's). Raises what ``trigger_dag`` raises
+    (``DagRunAlreadyExists``, ``ValueError``, a database error) with nothing flushed."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    with session.begin_nested():
+        trigger_dag(
+            dag_id=dag_id,
+            run_id=run_id,
+            run_type=DagRunType.OPERATOR_TRIGGERED,
+            conf=conf,
+            logical_date=logical_date,
+            run_after=run_after,
+            triggered_by=DagRunTriggeredByType.OPERATOR,
+            triggering_user_name=requester,
+            replace_microseconds=False,
+            note=note,
+            session=session,
+        )
 
 
 def fail_runs(session: Session, dag_id: str, run_ids: list[str]) -> None:

@@ -18,6 +18,7 @@ from backfill_controller.contract import (
     CATCHUP_PREFIX,
     CONTINUES_KEY,
     CONTROLLER_DAG_ID,
+    TARGET_RUN_PREFIX,
     URL_PREFIX,
     Task,
     continuation_run_id,
@@ -110,12 +111,26 @@ def test_a_dry_run_is_what_the_controller_then_does(airflow):
     assert preview["dry_run"] is True and preview["counts"]["dates"] == 4
     for date in preview["dates"]:
         assert {"logical_date", "data_interval_start", "data_interval_end", "action", "why"} <= set(date)
-    started = post(airflow, FRONT_DOOR, conf)
+    started = post(airflow, FRONT_DOOR, {**conf, "reason": "first window", "max_active_runs": 2})
     assert started.status_code == 201, started.text
     run_id = started.json()["dag_run_id"]
+    # The first window's runs are queued when the request is answered, as the trigger task makes them.
+    first = {r["logical_date"][:10]: r for r in airflow.dag_runs("bf_daily", "2024-11-01", "2024-11-04")}
+    assert sorted(first) == ["2024-11-01", "2024-11-02", "2024-11-03"]  # 11-02: the earlier backfill's
+    for day in ("2024-11-01", "2024-11-03"):
+        assert first[day]["dag_run_id"] == f"{TARGET_RUN_PREFIX}{day}T00:00:00+00:00"
+        assert first[day]["run_type"] == "operator_triggered"
+        assert first[day]["triggering_user_name"] == airflow.username
+        assert first[day]["note"] == f"backfill_controller ({airflow.username}): first window"
+        assert first[day]["conf"] == {}
     assert airflow.wait_for_run(CONTROLLER_DAG_ID, run_id, timeout=TIMEOUT) == "success"
     report = airflow.xcom(CONTROLLER_DAG_ID, run_id, Task.REPORT)
     assert report["triggered_by"] == airflow.username
+    triggered = [d for d in report["dates"] if d["action"] == "triggered"]
+    assert [(d["run_id"], d["state"]) for d in triggered] == [  # its own runs, none adopted
+        (f"{TARGET_RUN_PREFIX}{day}T00:00:00+00:00", "success")
+        for day in ("2024-11-01", "2024-11-03", "2024-11-04")
+    ]
     keys = ("logical_date", "action", "why", "data_interval_start", "data_interval_end")
     assert [{k: d[k] for k in keys} for d in report["dates"]] == [
         {k: d[k] for k in keys} for d in preview["dates"]

@@ -43,6 +43,16 @@ def test_the_trigger_body_takes_a_run_id_a_null_logical_date_and_a_conf():
     assert (body.dag_run_id, body.logical_date, body.conf) == ("manual__x", None, {"dag_id": "d"})
 
 
+def test_the_execution_apis_trigger_creates_runs_with_what_create_target_run_passes():
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.api_fastapi.execution_api.routes import dag_runs
+
+    passed = {"dag_id", "run_id", "run_type", "conf", "logical_date", "run_after", "triggered_by"}
+    passed |= {"triggering_user_name", "replace_microseconds", "note", "session"}
+    assert passed <= parameters(trigger_dag)
+    assert dag_runs.trigger_dag is trigger_dag  # the function the trigger task's runs are made with
+
+
 def test_marking_a_run_failed_takes_the_serialized_dag_a_run_id_and_a_session():
     from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
 

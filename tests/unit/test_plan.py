@@ -19,6 +19,7 @@ from backfill_controller.domain.plan import (
     date_states,
     decide,
     feeding,
+    first_window,
     min_deferral_seconds,
     new_run_id,
     room,
@@ -322,3 +323,26 @@ def test_a_deferred_feeder_resumes_one_heartbeat_interval_and_a_margin_after_def
     # The worker may report the deferred attempt's end up to one heartbeat interval late.
     assert DEFERRAL_MARGIN_SECONDS > 0
     assert min_deferral_seconds(min_heartbeat_interval) == min_heartbeat_interval + DEFERRAL_MARGIN_SECONDS
+
+
+# --- the first window: the runs the front door starts itself -----------------------------------
+
+
+def test_the_first_window_is_as_many_dates_as_may_run_at_once_in_run_order() -> None:
+    plans = decide([scheduled(d) for d in range(1, 11)], {}, request(run_backwards=True))
+
+    assert [p.logical_date.day for p in first_window(plans, feeding(3, None))] == [10, 9, 8]
+    # The target holds runs back: the runs that may run at once, not its queued reserve.
+    assert [p.logical_date.day for p in first_window(plans, feeding(16, 4))] == [10, 9, 8, 7]
+    assert len(first_window(plans, feeding(16, None, chunk_size=2))) == 2  # one chunk at most
+
+
+def test_the_first_window_ends_before_the_first_date_to_clear() -> None:
+    existing = {scheduled(3).logical_date: existing_run(3, "failed")}
+    plans = decide([scheduled(d) for d in range(1, 6)], existing, request(Reprocess.FAILED))
+
+    assert [(p.logical_date.day, p.action) for p in first_window(plans, feeding(10, None))] == [
+        (1, Action.TRIGGERED),
+        (2, Action.TRIGGERED),
+    ]
+    assert first_window([], feeding(10, None)) == []

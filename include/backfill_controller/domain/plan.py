@@ -230,6 +230,25 @@ def room(open_runs: int, max_active_runs: int) -> int:
     return max(0, max_active_runs - open_runs)
 
 
+def first_window(plans: Sequence[DatePlan], feed: Feeding) -> list[DatePlan]:
+    """The dates a backfill starts first: the first chunk's, as many as may run at once
+    (:attr:`Feeding.running_at_most`), up to the first date that is cleared rather than created.
+
+    The front door creates these runs itself, so they are queued when the request is answered;
+    the first ``trigger`` task then meets them as its own and goes on from there.
+
+    >>> import pendulum
+    >>> day = lambda d: pendulum.datetime(2024, 1, d, tz="UTC")
+    >>> dates = [ScheduledDate(day(d), day(d + 1), day(d), day(d + 1)) for d in (1, 2, 3, 4)]
+    >>> plans = decide(dates, {}, BackfillRequest("sales", dates=(day(1),)))
+    >>> [p.logical_date.day for p in first_window(plans, feeding(2, 16))]
+    [1, 2]
+    """
+    first = acting(plans)[: min(feed.running_at_most, feed.chunk_size)]
+    created = [p.action is Action.TRIGGERED for p in first]
+    return first[: created.index(False)] if False in created else first
+
+
 #: Seconds beyond ``[workers] min_heartbeat_interval`` in :func:`min_deferral_seconds`.
 DEFERRAL_MARGIN_SECONDS = 1.5
 

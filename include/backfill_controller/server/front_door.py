@@ -17,6 +17,7 @@ front door does, with :func:`plan`, :func:`clash`, :func:`claim` and :func:`refu
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -27,12 +28,14 @@ from sqlalchemy.orm import Session
 from backfill_controller.contract import CONTROLLER_DAG_ID, URL_PREFIX, Task, XCom, is_controller_shaped
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.overlap import first_overlap, span_of
-from backfill_controller.domain.plan import acting
-from backfill_controller.domain.report import build_report
+from backfill_controller.domain.plan import DatePlan, acting, first_window
+from backfill_controller.domain.report import audit_note, build_report
 from backfill_controller.domain.request import FieldError, InvalidRequest, OnOverlap
 from backfill_controller.domain.rights import Right
 from backfill_controller.server import access, admission, ledger, record
 from backfill_controller.server.planner import Planned, parse, plan_request
+
+log = logging.getLogger(__name__)
 
 
 def refused(exc: Exception) -> HTTPException:
@@ -166,7 +169,10 @@ def start_backfill(
             claim(session, run.run_id, requester, planned)
         entry = record.bind_head(session, run, planned.request.target_dag_id, requester)
         if why is None:
-            record.keep(session, entry, planned, conf)
+            head, execution = record.keep(session, entry, planned, conf)
+            if not planned.request.dry_run:
+                first = first_window(head, execution.feeding)
+                start_first_runs(session, planned, first, run.triggering_user_name)
         # else it waits for the other backfill: its plan task plans and claims the dates later
     quoted = quote(run.run_id, safe="")
     base = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quoted}"
@@ -184,6 +190,41 @@ def start_backfill(
             "report": f"{base}/taskInstances/{Task.REPORT}/xcomEntries/{XCom.RETURN_VALUE}",
         },
     }
+
+
+def start_first_runs(session: Session, planned: Planned, dates: list[DatePlan], requester: str | None) -> int:
+    """Create the runs of a new backfill's first window (:func:`backfill_controller.domain.plan.first_window`)
+    in the request's own transaction, as its first ``trigger`` task would: they are queued when the
+    request is answered, and the task meets them as its own. Returns how many were created.
+
+    Not while the controller is paused (nothing would feed the rest). The first date Airflow
+    refuses (a run with its logical date appeared since planning, ...) ends this: the ``trigger``
+    task then meets that date and the rest as ever, adopting or recording the refusal.
+    """
+    from airflow.models.dag import DagModel
+
+    from backfill_controller.airflow_internals import create_target_run
+
+    if not dates or session.scalar(select(DagModel.is_paused).where(DagModel.dag_id == CONTROLLER_DAG_ID)):
+        return 0
+    request = planned.request
+    note = audit_note(request.reason, requester)
+    for created, plan in enumerate(dates):
+        try:
+            create_target_run(
+                session,
+                request.target_dag_id,
+                plan.run_id,
+                logical_date=plan.logical_date,
+                run_after=plan.date.run_after,
+                conf=dict(request.conf),
+                note=note,
+                requester=requester,
+            )
+        except Exception as exc:  # noqa: BLE001 - the trigger task meets this date and says why
+            log.info("date %s is left to the trigger task: %s", plan.logical_date.isoformat(), exc)
+            return created
+    return len(dates)
 
 
 def dry_run(conf: dict[str, Any], user: Any, session: Session) -> dict[str, Any]:

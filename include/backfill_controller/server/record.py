@@ -93,9 +93,11 @@ def is_planned(entry: ledger.Entry) -> bool:
     return entry.request is not None
 
 
-def keep(session: Session, entry: ledger.Entry, planned: Planned, conf: Mapping[str, Any]) -> None:
+def keep(
+    session: Session, entry: ledger.Entry, planned: Planned, conf: Mapping[str, Any]
+) -> tuple[list[DatePlan], Execution]:
     """Keep the plan of the backfill ``entry`` (claimed, its head bound): the request, every date
-    by segment, and how its head run feeds the target."""
+    by segment, and how its head run feeds the target. Returns the head run's dates and execution."""
     assert entry.backfill_id is not None
     request = planned.request
     parts = split(planned.plans, request.segment_size or segment_size())
@@ -114,6 +116,7 @@ def keep(session: Session, entry: ledger.Entry, planned: Planned, conf: Mapping[
         ),
     )
     ledger.set_execution(session, entry.backfill_id, 0, execution.to_dict())
+    return list(parts[0]), execution
 
 
 def _execution(
