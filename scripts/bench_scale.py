@@ -7,7 +7,8 @@
 (b) A real backfill: time per date of its first 2,000 dates to finish (request sent to the
     2,000th target run's ``end_date``, over 2,000), against a 2,000-date request of the same target
     run alone before it; then the big request is cancelled
-    (``POST /backfill-controller/api/backfills/{run_id}/cancel``).
+    (``POST /backfill-controller/api/backfills/{run_id}/cancel``). Before the cancel, while it runs,
+    the Backfills page's list and the backfill's detail are timed.
 
 The Airflow must be started with ``[backfill_controller] max_dates_per_request`` at least the
 request's size. Every wait has a deadline: what was reached by then is reported, not raised.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote
 
 import pendulum
 
@@ -110,11 +112,30 @@ def backfill(
     if alone.status == "201":
         wait_run(airflow, CONTROLLER_DAG_ID, alone.run_id, deadline=time.monotonic() + timeout)
     big = _request(airflow, BIG_FIRST, dates, sample, max_active_runs, timeout, "bench_scale_big")
+    running = reads(airflow, big.run_id) if big.status == "201" else {}
     try:
         cancelled = str(cancel(airflow, big.run_id))
     except ApiError as exc:
         cancelled = f"failed ({exc})"
-    return {"alone": asdict(alone), "big": asdict(big), "cancelled": cancelled}
+    return {"alone": asdict(alone), "big": asdict(big), "cancelled": cancelled, "reads": running}
+
+
+def reads(airflow: LocalAirflow, run_id: str) -> dict[str, float]:
+    """Seconds the Backfills page's two reads take while ``run_id`` runs (median of 3 each): the
+    list's first page of 50, and the backfill's detail with its first page of cells."""
+    paths = {
+        "list": (FRONT_DOOR, {"limit": 50}),
+        "detail": (f"{FRONT_DOOR}/{quote(run_id, safe='')}", {}),
+    }
+    found = {}
+    for name, (path, params) in paths.items():
+        times = []
+        for _ in range(3):
+            began = time.monotonic()
+            call(airflow, "GET", path, params=params)
+            times.append(time.monotonic() - began)
+        found[name] = sorted(times)[1]
+    return found
 
 
 def _request(
@@ -200,4 +221,12 @@ def backfill_lines(found: dict[str, Any]) -> list[str]:
         f"* alone, a {alone.dates:,}-date request: {_request_text(found['alone'])}",
         f"* within a {big.dates:,}-date request: {_request_text(found['big'])}",
         f"* ratio {ratio}; the {big.dates:,}-date request cancelled: HTTP {found['cancelled']}",
+        *(
+            [
+                f"* while it ran: the Backfills list (first 50) in {running['list']:.2f} s, its detail "
+                f"(first page of cells) in {running['detail']:.2f} s (median of 3)"
+            ]
+            if (running := found.get("reads"))
+            else []
+        ),
     ]

@@ -40,12 +40,13 @@ from backfill_controller.contract import (
     SEGMENT_MARK,
 )
 from backfill_controller.domain.airflow_states import OPEN_RUN
+from backfill_controller.domain.plan import first_window
 from backfill_controller.domain.request import InvalidRequest, parse_request
 from backfill_controller.domain.rights import Right
 from backfill_controller.domain.schedule import ScheduleError, expand
 from backfill_controller.domain.settings import Limits
 from backfill_controller.server import access, ledger, record, ui
-from backfill_controller.server.front_door import claim, clash, field_error, plan, refused
+from backfill_controller.server.front_door import claim, clash, field_error, plan, refused, start_first_runs
 from backfill_controller.server.planner import parse
 
 _DATE_KEYS = ("start_date", "end_date", "dates")
@@ -57,7 +58,8 @@ def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
     ``caller`` must be the controller's own account, itself allowed to read the target. A run of a
     backfill planned already (through the front door, or an earlier attempt of this task) gets the
     work its record holds; a run triggered with a conf is planned here, for the user who triggered
-    it, and recorded; a continuation gets its segment of its head's record. Answers ``{"status":
+    it, and recorded, and its first runs are created as the front door creates them
+    (:func:`backfill_controller.server.front_door.start_first_runs`); a continuation gets its segment of its head's record. Answers ``{"status":
     "planned", "work": ...}`` (:func:`backfill_controller.server.record.work`) or ``{"status":
     "overlap", "message": ...}``; 403, 404, 409 or 422 for a refused run, saying why.
     """
@@ -115,7 +117,9 @@ def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
         entry = record.bind_head(session, run, planned.request.target_dag_id, requester)
     except record.NotBound as exc:
         raise record.refusal(exc) from None
-    record.keep(session, entry, planned, conf)
+    dates, execution = record.keep(session, entry, planned, conf)
+    if not planned.request.dry_run:
+        start_first_runs(session, planned, first_window(dates, execution.feeding), requester)
     entry, head = record.bound_run_of(session, run)
     return {"status": "planned", "work": record.work(session, entry, head)}
 

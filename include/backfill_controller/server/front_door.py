@@ -195,7 +195,8 @@ def start_backfill(
 def start_first_runs(session: Session, planned: Planned, dates: list[DatePlan], requester: str | None) -> int:
     """Create the runs of a new backfill's first window (:func:`backfill_controller.domain.plan.first_window`)
     in the request's own transaction, as its first ``trigger`` task would: they are queued when the
-    request is answered, and the task meets them as its own. Returns how many were created.
+    request is answered, and the task meets them as its own. Returns how many were created. (The
+    ``plan`` call of a run triggered with a conf does the same, for that run's requester.)
 
     Not while the controller is paused (nothing would feed the rest). The first date Airflow
     refuses (a run with its logical date appeared since planning, ...) ends this: the ``trigger``
