@@ -82,10 +82,10 @@ unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
 integration-sqlite: venv check-chromium
-	$(BIN)/python -m pytest tests/integration -m integration --backend=sqlite
+	$(BIN)/python -m pytest tests/integration -m integration --backend=sqlite --durations=15
 
 integration-postgres: venv check-postgres check-redis check-chromium
-	$(BIN)/python -m pytest tests/integration -m integration --backend=postgres
+	$(BIN)/python -m pytest tests/integration -m integration --backend=postgres --durations=15
 
 check-postgres:
 ifneq ($(PG_INITDB),)

@@ -76,9 +76,11 @@ def trigger_as(airflow, token: str, conf: dict, run_id: str | None = None):
     return airflow.post_run(CONTROLLER_DAG_ID, conf, run_id, token=token)
 
 
-def runs_of(airflow, dag_id: str) -> list[tuple]:
+def runs_of(airflow, dag_id: str, days: list[str] | None = None) -> list[tuple]:
+    """Every run of ``dag_id`` (or those of the logical ``days`` only): id, state, end, note."""
     data = airflow._json("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_id"})
-    return [(r["dag_run_id"], r["state"], r["end_date"], r.get("note")) for r in data["dag_runs"]]
+    runs = [r for r in data["dag_runs"] if days is None or (r["logical_date"] or "")[:10] in days]
+    return [(r["dag_run_id"], r["state"], r["end_date"], r.get("note")) for r in runs]
 
 
 def controller_traces(airflow, run_id: str) -> str:
@@ -340,8 +342,9 @@ def _finished_backfill_of_x(airflow, fab, dates: list[str]) -> str:
 def test_clearing_someone_elses_ended_backfill_replays_nothing(airflow, fab, figures):
     """mallory may clear controller runs (PUT on them) but has no right on X: clearing bea's ended
     backfill of X must not clear or re-run X's runs again as bea."""
-    head = _finished_backfill_of_x(airflow, fab, ["2024-11-01", "2024-11-02"])
-    before = runs_of(airflow, X)
+    dates = ["2024-11-01", "2024-11-02"]
+    head = _finished_backfill_of_x(airflow, fab, dates)
+    before = runs_of(airflow, X, dates)  # its dates only: another test's run of X may still be running
     cleared = airflow.api(
         "POST",
         f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{quote(head, safe='')}/clear",
@@ -354,7 +357,7 @@ def test_clearing_someone_elses_ended_backfill_replays_nothing(airflow, fab, fig
     figures.bad_input("forged: a cleared controller run of an ended backfill", state == "failed")
     assert state == "failed"
     assert "cleared" in error and "rerun_failed" in error, error
-    assert runs_of(airflow, X) == before
+    assert runs_of(airflow, X, dates) == before
 
 
 @pytest.mark.backend("postgres")
