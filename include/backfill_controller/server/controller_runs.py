@@ -59,9 +59,10 @@ def plan_run(run_id: str, caller: Any, session: Session) -> dict[str, Any]:
     backfill planned already (through the front door, or an earlier attempt of this task) gets the
     work its record holds; a run triggered with a conf is planned here, for the user who triggered
     it, and recorded, and its first runs are created as the front door creates them
-    (:func:`backfill_controller.server.front_door.start_first_runs`); a continuation gets its segment of its head's record. Answers ``{"status":
-    "planned", "work": ...}`` (:func:`backfill_controller.server.record.work`) or ``{"status":
-    "overlap", "message": ...}``; 403, 404, 409 or 422 for a refused run, saying why.
+    (:func:`backfill_controller.server.front_door.start_first_runs`); a continuation gets its
+    segment of its head's record. Answers ``{"status": "planned", "work": ...}``
+    (:func:`backfill_controller.server.record.work`) or ``{"status": "overlap", "message": ...}``;
+    403, 404, 409 or 422 for a refused run, saying why.
     """
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
