@@ -12,6 +12,8 @@ In the api-server:
 * :func:`create_target_run` creates a target run as the Execution API's ``trigger_dag_run``
   (``airflow/api_fastapi/execution_api/routes/dag_runs.py``) does for a ``TriggerDagRunOperator``
   of a run triggered by the requester: the front door starts a backfill's first runs with it.
+* :func:`mark_unstarted_upstream_failed` marks one task of some runs ``upstream_failed`` where it
+  has not started (the ``TaskInstance`` model), so a cancelled controller run stays failed.
 * :func:`fail_runs` marks runs failed as that route's PATCH does
   (``airflow.api.common.mark_tasks.set_dag_run_state_to_failed``), inside the listener's request.
 
@@ -103,6 +105,27 @@ def fail_runs(session: Session, dag_id: str, run_ids: list[str]) -> None:
         dag = bag.get_dag_for_run(run, session=session)
         if dag is not None:
             set_dag_run_state_to_failed(dag=dag, run_id=run.run_id, commit=True, session=session)
+
+
+def mark_unstarted_upstream_failed(session: Session, dag_id: str, task_id: str, run_ids: list[str]) -> None:
+    """Mark task ``task_id`` of these runs of ``dag_id`` ``upstream_failed`` where it has not
+    started (no state, scheduled, queued, waiting for a retry or a reschedule, or skipped)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import TaskInstanceState as TI
+    from sqlalchemy import update
+
+    unstarted = [TI.SCHEDULED, TI.QUEUED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE, TI.SKIPPED]
+    session.execute(
+        update(TaskInstance)
+        .where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.run_id.in_(run_ids),
+            TaskInstance.state.is_(None) | TaskInstance.state.in_(unstarted),
+        )
+        .values(state=TI.UPSTREAM_FAILED)
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(frozen=True)

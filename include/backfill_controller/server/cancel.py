@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
 
-from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, continuation_run_id
+from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK, Task, continuation_run_id
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.rights import Right
 from backfill_controller.server import access, ledger, record
@@ -115,10 +115,14 @@ def cancel(session: Session, controller_run_id: str, user: Any) -> int:
     if _had_finished(session, entry):
         log.info("backfill %s had finished: marking it failed cancels nothing", head)
         return 0
-    from backfill_controller.airflow_internals import fail_runs
+    from backfill_controller.airflow_internals import fail_runs, mark_unstarted_upstream_failed
 
     others = [r for r in _open_runs(session, head) if r != controller_run_id]
     fail_runs(session, CONTROLLER_DAG_ID, others)
+    # Failing a run skips its unstarted tasks; a scheduler that read the run as still running
+    # before the change (Airflow on SQLite takes no row lock) would then find every leaf done
+    # without a failure and mark it successful. Its unstarted report, failed, keeps it failed.
+    mark_unstarted_upstream_failed(session, CONTROLLER_DAG_ID, Task.REPORT, [controller_run_id, *others])
     name = access.user_name(user)
     if access.missing_rights(user, entry.target_dag_id, [Right.CLEAR_RUNS]):
         log.warning(
