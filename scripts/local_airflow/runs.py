@@ -123,6 +123,18 @@ class RunsMixin:
         )
         raise_for(resp, f"{'pause' if paused else 'unpause'} {dag_id}")
 
+    def mark_failed(self, dag_id: str, run_id: str) -> None:
+        """Mark run ``run_id`` of ``dag_id`` failed as the admin (the UI's "Mark as failed");
+        retried while SQLite is locked, as :meth:`set_paused` is."""
+        resp = self.api(
+            "PATCH",
+            f"/api/v2/dags/{quote_id(dag_id)}/dagRuns/{quote_id(run_id)}",
+            json={"state": "failed"},
+            retry_on=TRANSIENT_OR_DATABASE_ERROR,
+            attempts=5,
+        )
+        raise_for(resp, f"mark {dag_id} {run_id} failed")
+
     def dag_runs(self, dag_id: str, first_day: str, last_day: str, **params: Any) -> list[dict[str, Any]]:
         """Every run of ``dag_id`` with a logical date on ``first_day`` .. ``last_day`` (YYYY-MM-DD,
         inclusive, UTC), all pages of 100; ``params`` add REST filters."""
