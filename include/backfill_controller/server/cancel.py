@@ -119,10 +119,13 @@ def cancel(session: Session, controller_run_id: str, user: Any) -> int:
 
     others = [r for r in _open_runs(session, head) if r != controller_run_id]
     fail_runs(session, CONTROLLER_DAG_ID, others)
-    # Failing a run skips its unstarted tasks; a scheduler that read the run as still running
-    # before the change (Airflow on SQLite takes no row lock) would then find every leaf done
-    # without a failure and mark it successful. Its unstarted report, failed, keeps it failed.
-    mark_unstarted_upstream_failed(session, CONTROLLER_DAG_ID, Task.REPORT, [controller_run_id, *others])
+    if session.get_bind().dialect.name == "sqlite":
+        # Failing a run skips its unstarted tasks; a scheduler that read the run as still running
+        # before the change (Airflow on SQLite takes no row lock) would then find every leaf done
+        # without a failure and mark it successful. Its unstarted report, failed, keeps it failed.
+        # Not on PostgreSQL: the scheduler's row lock on the run rules the race out there, and
+        # locking the report's row here, before the run's, could deadlock with the scheduler.
+        mark_unstarted_upstream_failed(session, CONTROLLER_DAG_ID, Task.REPORT, [controller_run_id, *others])
     name = access.user_name(user)
     if access.missing_rights(user, entry.target_dag_id, [Right.CLEAR_RUNS]):
         log.warning(
