@@ -37,7 +37,9 @@ the dates `airflow backfill create` would make) or an explicit list of `dates`.
    sliding window; when the target's own `max_active_runs` is at most the request's, a reserve of
    queued runs waits behind the running ones); once `max_failed_dates` dates have failed no new
    chunk starts.
-3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished.
+3. **wait** (a deferrable sensor) waits in the triggerer until every run has finished, where
+   further **segment**s of a large request start after them; otherwise **report** waits itself,
+   so the result is written the moment the last run ends.
 4. **report** returns the result as XCom `return_value` (per-date summary) and fails unless every
    date acted on ended `success`.
 
@@ -62,11 +64,12 @@ def controller_dag() -> DAG:
     """The ``backfill_controller`` DAG: plan, trigger (mapped per chunk), wait, segments, report."""
     from backfill_controller.worker.operators import (
         BackfillPlanOperator,
+        BackfillReportOperator,
         BackfillSegmentOperator,
         BackfillTriggerOperator,
         BackfillWaitSensor,
     )
-    from backfill_controller.worker.tasks import list_segments, report_backfill
+    from backfill_controller.worker.tasks import list_segments
 
     limits = Limits.from_config()
     with DAG(
@@ -115,9 +118,9 @@ def controller_dag() -> DAG:
             map_index_template="segment {{ task.segment_index }}",
         ).expand_kwargs(segments.output)
 
-        report = PythonOperator(
-            task_id=Task.REPORT, python_callable=report_backfill, trigger_rule="all_done", retries=0
-        )
+        # In the last segment the report waits for the last runs itself, to write the result the
+        # moment they end (see BackfillReportOperator); a worker lost meanwhile retries it.
+        report = BackfillReportOperator(task_id=Task.REPORT, trigger_rule="all_done", retries=1)
 
         plan >> [trigger, segments]
         trigger >> wait >> segment >> report

@@ -295,7 +295,7 @@ def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, ph
     assert out.state == "failed"
     assert unfinished and set(unfinished) <= {"2024-01-01", "2024-01-02"}, unfinished
     log = airflow.api(
-        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.WAIT}/logs/1"
+        "GET", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.REPORT}/logs/1"
     ).text
     assert "timed out" in log and "paused" in log
     assert all(day in log for day in unfinished)

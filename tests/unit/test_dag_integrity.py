@@ -69,7 +69,7 @@ def test_large_backfills_continue_one_segment_at_a_time(controller) -> None:
 def test_wait_and_report_run_whatever_happened_upstream(controller) -> None:
     assert controller.get_task(Task.WAIT).trigger_rule == "all_done"
     assert controller.get_task(Task.REPORT).trigger_rule == "all_done"
-    assert controller.get_task(Task.REPORT).retries == 0
+    assert controller.get_task(Task.REPORT).retries == 1  # a worker lost while it watches the last runs
 
 
 def test_the_trigger_form_declares_every_request_key(controller) -> None:

@@ -43,6 +43,7 @@ from backfill_controller.worker.operators import (
     PREVIOUS_CHUNK_LOOK,
     TARGET_FROM_RECORD,
     BackfillPlanOperator,
+    BackfillReportOperator,
     BackfillSegmentOperator,
     BackfillTriggerOperator,
     BackfillWaitSensor,
@@ -714,7 +715,7 @@ def test_the_wait_sensor_waits_for_the_started_and_adopted_runs_still_open_only(
         ).to_dict()
     ]
     runs = {"r1": "success", "r2": "running", OTHER_RUN: "queued"}
-    work = work_document(new_dates(5), feeding=Feeding(5, False, 4, 5), deadline=time.time() + 60)
+    work = work_document(new_dates(5), feeding=Feeding(5, False, 4, 5), deadline=time.time() + 60, segments=2)
     ctx = context(work=work, records=records)
     with (
         mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "failed"})),
@@ -728,6 +729,16 @@ def test_the_wait_sensor_waits_for_the_started_and_adopted_runs_still_open_only(
     assert trigger.run_ids == ["r2", OTHER_RUN]
 
 
+def test_the_wait_sensor_of_a_run_that_starts_no_further_segment_leaves_the_waiting_to_the_report():
+    for ctx in (
+        context(work=work_document(new_dates(2))),
+        context(work=work_document(new_dates(2), segment=1, segments=2)),
+    ):
+        with mock.patch(f"{RTI}.get_dr_count") as count:
+            assert BackfillWaitSensor(task_id=Task.WAIT).execute(ctx) is None
+        count.assert_not_called()
+
+
 def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
     assert BackfillWaitSensor(task_id=Task.WAIT).execute(context(work={})) is None
     assert BackfillWaitSensor(task_id=Task.WAIT).execute(context(work=work_document(dry_run=True))) is None
@@ -738,6 +749,133 @@ def test_the_wait_sensor_with_nothing_planned_or_nothing_open_ends_at_once():
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
     ):
         assert BackfillWaitSensor(task_id=Task.WAIT).execute(ctx) is None
+
+
+# ------------------------------------------------------------------------ the report's wait
+
+
+def report_context(runs_done_seconds_ago: float, **work: Any) -> dict:
+    """The report task's context: a run of 4 new dates that began ``runs_done_seconds_ago``."""
+    ctx = context(work=work_document(new_dates(4), deadline=time.time() + 60, **work))
+    ctx["dag_run"].start_date = datetime.now(UTC) - timedelta(seconds=runs_done_seconds_ago)
+    return ctx
+
+
+def test_the_report_far_from_the_end_waits_deferred_and_hands_over_at_the_pace_so_far():
+    """2 of 4 runs finished in an hour: the 2 left are expected to take another, so it defers."""
+    runs = {"r1": "success", "r2": "success", "r3": "running", "r4": "queued"}
+    ctx = report_context(3600)
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        BackfillReportOperator(task_id=Task.REPORT).execute(ctx)
+    trigger = deferred.value.trigger
+    assert deferred.value.method_name == "resume"
+    assert trigger.run_ids == ["r3", "r4"] and trigger.end_task is False
+    assert trigger.hand_over["finished_before"] == 2
+    assert trigger.hand_over["started_at"] == pytest.approx(time.time() - 3600, abs=5)
+
+
+def test_the_report_near_the_end_watches_the_last_runs_from_its_worker_and_reports_at_once():
+    """2 of 4 runs finished in 4 s: it watches the 2 left itself and reports when they end."""
+    runs = {"r1": "success", "r2": "success", "r3": "running", "r4": "queued"}
+    looks = itertools.count()
+
+    def r3_and_r4_end_on_the_third_look(**kwargs):
+        if next(looks) >= 3:
+            runs.update(r3="success", r4="success")
+        return open_runs(runs)(**kwargs)
+
+    ctx = report_context(4)
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value=chunk_states_answer({0: "success"})),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=r3_and_r4_end_on_the_third_look),
+        mock.patch(f"{RTI}.get_dagrun_state", side_effect=run_state(runs)),
+        mock.patch("time.sleep") as sleep,
+        mock.patch(
+            "backfill_controller.worker.tasks.report_backfill", return_value={"success": True}
+        ) as report,
+    ):
+        assert BackfillReportOperator(task_id=Task.REPORT).execute(ctx) == {"success": True}
+    assert sleep.call_count >= 1 and report.call_count == 1
+
+
+def test_the_report_handed_over_watches_the_candidates_it_was_given():
+    runs = {"r3": "success", "r4": "success"}
+    ctx = report_context(4)
+    with (
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)) as count,
+        mock.patch("backfill_controller.worker.tasks.report_backfill", return_value={"success": True}),
+    ):
+        event = {"timed_out": False, "hand_over": True, "candidates": ["r3", "r4"]}
+        assert BackfillReportOperator(task_id=Task.REPORT).resume(ctx, event) == {"success": True}
+    assert count.call_args.kwargs["run_ids"] == ["r3", "r4"]
+
+
+def test_the_report_past_the_deadline_names_the_dates_still_open_and_reports(capsys):
+    ctx = report_context(4)
+    with (
+        mock.patch(f"{RTI}.get_dag", return_value=mock.Mock(is_paused=True)),
+        mock.patch("backfill_controller.worker.tasks.report_backfill", return_value={"success": False}),
+    ):
+        event = {"timed_out": True, "pending": [new_dates(4)[2]["run_id"]]}
+        assert BackfillReportOperator(task_id=Task.REPORT).resume(ctx, event) == {"success": False}
+    logged = capsys.readouterr().out
+    assert "timed out" in logged and "2024-01-03" in logged and "paused" in logged
+
+
+LAST_SEGMENT = f"{HEAD}__segment_1"
+
+
+def report_states(*states: str | None) -> Callable[..., dict]:
+    """A ``get_task_states`` answering the last continuation's report in ``states``, one a look."""
+    answers = iter(states)
+
+    def answer(dag_id: str, task_ids: list[str], run_ids: list[str], **_) -> dict:
+        assert task_ids == [Task.REPORT] and run_ids == [LAST_SEGMENT]
+        state = next(answers)
+        return {LAST_SEGMENT: {} if state is None else {Task.REPORT: state}}
+
+    return answer
+
+
+def test_a_head_report_whose_last_segment_never_started_reports_at_once():
+    ctx = report_context(4, segments=2)
+    with (
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({})),
+        mock.patch(f"{RTI}.get_task_states") as states,
+        mock.patch("backfill_controller.worker.tasks.report_backfill", return_value={"success": True}),
+    ):
+        assert BackfillReportOperator(task_id=Task.REPORT).execute(ctx) == {"success": True}
+    states.assert_not_called()
+
+
+def test_a_head_report_waits_deferred_for_its_last_segments_report_to_start():
+    ctx = report_context(4, segments=2)
+    with (
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({LAST_SEGMENT: "running"})),
+        mock.patch(f"{RTI}.get_task_states", side_effect=report_states("deferred")),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        BackfillReportOperator(task_id=Task.REPORT).execute(ctx)
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "SegmentEndTrigger" and trigger.run_id == LAST_SEGMENT
+    assert trigger.hand_over is True
+
+
+def test_a_head_report_watches_its_last_segments_report_running_to_its_end_from_the_worker():
+    ctx = report_context(4, segments=2)
+    with (
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({LAST_SEGMENT: "running"})),
+        mock.patch(f"{RTI}.get_task_states", side_effect=report_states("running", "running", "success")),
+        mock.patch("time.sleep") as sleep,
+        mock.patch("backfill_controller.worker.tasks.report_backfill", return_value={"success": True}),
+    ):
+        assert BackfillReportOperator(task_id=Task.REPORT).execute(ctx) == {"success": True}
+    assert sleep.call_count == 2
 
 
 # ----------------------------------------------------------------------------------- segments
@@ -786,7 +924,14 @@ def test_a_segment_starts_its_continuation_named_and_confed_by_the_record_and_th
         "max_failed_dates": 5,
         "continues": {"head_run_id": HEAD, "segment": 2, "failed_before": 1},
     }
-    assert request.reset_dag_run is False and request.wait_for_completion is True
+    # The last segment: the head's report waits for it, to report the moment it ends.
+    assert request.reset_dag_run is False and request.wait_for_completion is False
+
+
+def test_a_segment_but_the_last_waits_for_its_continuation():
+    ctx = context(work=work_document(new_dates(2), segments=3), map_index=0)
+    request = started_segment(ctx, segment(), {"r1": "success", "r2": "success"})
+    assert request.dag_run_id == f"{HEAD}__segment_1" and request.wait_for_completion is True
 
 
 def test_a_segment_over_the_failure_budget_is_cancelled():

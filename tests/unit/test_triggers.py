@@ -23,6 +23,7 @@ from backfill_controller.domain.state import ChunkRecord, Event, EventKind, Segm
 from backfill_controller.worker.progress import (
     BATCH,
     BackfillProgressTrigger,
+    SegmentEndTrigger,
     WindowTrigger,
     chunk_states,
     run_states,
@@ -155,8 +156,35 @@ def test_progress_trigger_asks_about_its_runs_in_batches():
     assert all(sorted(c.kwargs["states"]) == sorted(OPEN_RUN) for c in count.call_args_list)
 
 
+def test_progress_trigger_hands_over_once_the_open_runs_are_expected_to_end_soon():
+    """8 runs finished in the 4 s since the backfill began, 2 left: about 1 s to go."""
+    runs = {"r1": "running", "r2": "queued"}
+    trigger = progress_trigger(hand_over={"started_at": time.time() - 4, "finished_before": 8})
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs(runs)):
+        assert first_event(trigger) == TriggerEvent(
+            {"timed_out": False, "hand_over": True, "candidates": ["r1", "r2"]}
+        )
+
+
+def test_progress_trigger_without_a_pace_waits_for_the_end():
+    """No run has finished yet (or they take hours): it does not hand over, it fires at the end."""
+    states = {"r1": "running", "r2": "running"}
+    trigger = progress_trigger(hand_over={"started_at": time.time() - 3600, "finished_before": 0})
+
+    def one_finishes_a_look(**kwargs):
+        count = open_runs(states)(**kwargs)
+        running = [r for r, s in states.items() if s == "running"]
+        states.update(dict.fromkeys(running[:1], "success"))
+        return count
+
+    with mock.patch(f"{RTI}.get_dr_count", side_effect=one_finishes_a_look):
+        assert first_event(trigger) == TriggerEvent({"timed_out": False})
+
+
 def test_progress_trigger_serializes_to_itself():
-    trigger = progress_trigger(deadline=12.5, end_task=True)
+    trigger = progress_trigger(
+        deadline=12.5, end_task=True, hand_over={"started_at": 1.0, "finished_before": 3}
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "backfill_controller.worker.progress.BackfillProgressTrigger"
     assert kwargs == {
@@ -165,8 +193,33 @@ def test_progress_trigger_serializes_to_itself():
         "poll_interval": 0.01,
         "deadline": 12.5,
         "end_task": True,
+        "hand_over": {"started_at": 1.0, "finished_before": 3},
     }
     assert rebuilt(trigger).serialize() == (classpath, kwargs)
+
+
+# -------------------------------------------------------------------------- SegmentEndTrigger
+
+
+@pytest.mark.parametrize(
+    ("hand_over", "states", "event"),
+    [
+        (True, [None, "deferred", "running"], {"timed_out": False, "hand_over": True}),
+        (False, [None, "running", "failed"], {"timed_out": False, "hand_over": False}),
+        (True, [None, "upstream_failed"], {"timed_out": False, "hand_over": False}),
+    ],
+)
+def test_segment_end_trigger_fires_when_the_segments_report_runs_or_has_ended(hand_over, states, event):
+    answers = iter(states)
+
+    def report(**kwargs):
+        state = next(answers)
+        return {"s1": {} if state is None else {"report": state}}
+
+    trigger = SegmentEndTrigger(controller_dag_id="backfill_controller", run_id="s1", hand_over=hand_over)
+    with mock.patch(f"{RTI}.get_task_states", side_effect=report):
+        assert first_event(trigger) == TriggerEvent(event)
+    assert rebuilt(trigger).serialize() == trigger.serialize()
 
 
 # ------------------------------------------------------------ what the tasks read of a backfill

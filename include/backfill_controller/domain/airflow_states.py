@@ -39,3 +39,5 @@ class TaskState(StrEnum):
 #: A task instance that will not run again (unless someone clears it).
 TASK_FINISHED = frozenset(TaskState)
 TASK_FAILED = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.REMOVED})
+#: ``TaskInstanceState.RUNNING``: on a worker now (not finished).
+TASK_RUNNING = "running"

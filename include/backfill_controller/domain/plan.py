@@ -373,6 +373,39 @@ class Execution:
         return self.deadline is not None and now > self.deadline
 
 
+#: Seconds before the expected end of its runs from which the ``report`` task watches them from
+#: its worker (one executor slot) instead of deferred: the last run's end is then seen within a
+#: look and the result written at once, without a hand-over through the triggerer and a new task
+#: process. A report that has watched twice this long and still sees runs open defers again.
+HOLD_SECONDS = 20.0
+
+
+def seconds_left(open_runs: int, finished: int, elapsed: float) -> float | None:
+    """How long ``open_runs`` more runs take at the pace of ``finished`` runs in ``elapsed``
+    seconds; None before any has finished.
+
+    >>> seconds_left(16, 44, 15.0)
+    5.45...
+    >>> seconds_left(16, 0, 15.0) is None
+    True
+    """
+    if finished <= 0 or elapsed <= 0:
+        return None
+    return open_runs * elapsed / finished
+
+
+def near_end(open_runs: int, finished: int, elapsed: float, within: float = HOLD_SECONDS) -> bool:
+    """Whether runs open now are expected to end within ``within`` seconds at the pace so far.
+
+    >>> near_end(16, 44, 15.0), near_end(16, 4, 3600.0), near_end(0, 0, 0.0)
+    (True, False, True)
+    """
+    if open_runs <= 0:
+        return True
+    left = seconds_left(open_runs, finished, elapsed)
+    return left is not None and left <= within
+
+
 def chunk_size_of(execution: Any) -> int:
     """The chunk size stored in an ``execution`` XCom (1 when absent or unreadable)."""
     try:

@@ -132,7 +132,7 @@ MAX_DATES_PER_REQUEST = Setting(
 )
 MAX_ACTIVE_RUNS = Setting("max_active_runs", int, 64, "highest max_active_runs a request may ask for")
 POLL_INTERVAL = Setting(
-    "poll_interval", float, 5.0, "seconds between progress checks of the wait sensor's trigger"
+    "poll_interval", float, 5.0, "seconds between progress checks of the wait and report triggers"
 )
 API_CONN_ID = Setting(
     "api_conn_id", str, "airflow_api", "Airflow connection with the REST API's URL and credentials"

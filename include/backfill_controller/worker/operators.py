@@ -41,8 +41,15 @@ from airflow.sdk.exceptions import (
 from airflow.utils.state import DagRunState
 
 from backfill_controller.contract import CONTINUES_KEY, MESSAGE_CHARS
-from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED
-from backfill_controller.domain.plan import Execution, Feeding, min_deferral_seconds, room
+from backfill_controller.domain.airflow_states import FINISHED_RUN, OPEN_RUN, TASK_FINISHED, TASK_RUNNING
+from backfill_controller.domain.plan import (
+    HOLD_SECONDS,
+    Execution,
+    Feeding,
+    min_deferral_seconds,
+    near_end,
+    room,
+)
 from backfill_controller.domain.report import audit_note
 from backfill_controller.domain.request import parse_datetime
 from backfill_controller.domain.rights import may_clear
@@ -53,6 +60,7 @@ from backfill_controller.domain.state import (
     DateOutcome,
     Event,
     EventKind,
+    acted_on,
     adopted_run_ids,
     failed_dates,
     open_run_ids,
@@ -60,14 +68,18 @@ from backfill_controller.domain.state import (
 )
 from backfill_controller.worker.progress import (
     BackfillProgressTrigger,
+    SegmentEndTrigger,
     Window,
     WindowTrigger,
     chunk_states,
+    report_state,
     segment_facts,
     why_stuck,
 )
-from backfill_controller.worker.work import api, kept_chunks, refuse, work_if_planned, work_of
+from backfill_controller.worker.work import Work, api, kept_chunks, refuse, work_if_planned, work_of
 
+#: Seconds between looks at the last runs while the ``report`` task watches them from its worker.
+TAIL_LOOK = 0.2
 #: Seconds between looks at the window while a chunk waits for room in its worker: one cheap
 #: call, so short.
 FEED_INTERVAL = 0.5
@@ -603,6 +615,9 @@ class BackfillWaitSensor(BaseSensorOperator):
         execution = stored_execution(context)
         if execution is None:
             return None  # nothing planned (refused request, dry run): nothing to wait for
+        if not starts_segments(work_of(context)):
+            self.log.info("no further segment starts after these dates: the report waits for them")
+            return None
         waiting = open_run_ids(dates_so_far(context, execution))
         if not waiting:
             return None
@@ -633,6 +648,119 @@ class BackfillWaitSensor(BaseSensorOperator):
             raise AirflowFailException(
                 _timeout_message(context, execution, event.get("pending") or [], "timeout_minutes passed")
             )
+
+
+def starts_segments(work: Work) -> bool:
+    """Whether this controller run starts further segments once its own dates are done (a head
+    run of more than one segment): its ``wait`` then waits for its runs; in any other run its
+    ``report`` does, to report the moment the last run ends."""
+    return work.segment == 0 and work.segments > 1
+
+
+class BackfillReportOperator(BaseOperator):
+    """Report the controller run's result (:func:`backfill_controller.worker.tasks.report_backfill`)
+    the moment its last target run ends.
+
+    In a run that starts no further segment (:func:`starts_segments`) this task, not ``wait``,
+    waits for the runs still open: deferred in the triggerer
+    (:class:`backfill_controller.worker.progress.BackfillProgressTrigger`) while they are far from
+    their end, then from its worker, one look every :data:`TAIL_LOOK` seconds, for about the last
+    :data:`backfill_controller.domain.plan.HOLD_SECONDS` of them (the pace so far says when). The
+    result is then written within a look of the last run's end, with no hand-over through the
+    triggerer and no new task process. A watch that lasts twice that long defers again. Past the
+    backfill's ``timeout_minutes`` it stops waiting and reports the dates still open as unfinished.
+    """
+
+    ui_color = "#eefbf1"
+
+    def execute(self, context: Any) -> Any:
+        self._await_runs(context, candidates=None, handed_over=False)
+        return self._report(context)
+
+    def resume(self, context: Any, event: dict[str, Any]) -> Any:
+        """Back from the triggerer: the runs have ended, the deadline passed, or the end is near."""
+        if event.get("timed_out"):
+            self._timed_out(context, event.get("pending") or [])
+        elif event.get("hand_over"):
+            self._await_runs(context, candidates=list(event.get("candidates") or []), handed_over=True)
+        return self._report(context)
+
+    def _report(self, context: Any) -> Any:
+        from backfill_controller.worker.tasks import report_backfill
+
+        return report_backfill(**context)
+
+    def _await_runs(self, context: Any, candidates: list[str] | None, handed_over: bool) -> None:
+        execution = stored_execution(context)
+        if execution is None:
+            return  # nothing planned (refused, dry run)
+        if starts_segments(work_of(context)):
+            self._await_last_segment(context, handed_over)
+            return
+        ti, dag_run = context["ti"], context["dag_run"]
+        execution = with_pauses(execution, api().paused(ti.run_id)["paused_seconds"])
+        finished = 0
+        if candidates is None:
+            dates = dates_so_far(context, execution)
+            candidates = open_run_ids(dates)
+            finished = sum(1 for d in acted_on(dates) if d.run_state in FINISHED_RUN)
+        window = Window(execution.target_dag_id, candidates)
+        started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
+        watched_since = time.time()
+        while window.count():
+            now = time.time()
+            if execution.past_deadline(now):
+                self._timed_out(context, window.candidates)
+                return
+            elapsed = now - started.timestamp()
+            expected = handed_over or near_end(len(window.candidates), finished, elapsed)
+            if not expected or now - watched_since > 2 * HOLD_SECONDS:
+                # Handed over once already and still open: wait for the end deferred.
+                since = started.timestamp()
+                pace = None if handed_over else {"started_at": since, "finished_before": finished}
+                self.defer(
+                    trigger=BackfillProgressTrigger(
+                        target_dag_id=execution.target_dag_id,
+                        run_ids=window.candidates,
+                        poll_interval=poll_interval(),
+                        deadline=execution.deadline,
+                        hand_over=pace,
+                    ),
+                    method_name="resume",
+                )
+            handed_over = True
+            time.sleep(TAIL_LOOK)
+
+    def _await_last_segment(self, context: Any, handed_over: bool) -> None:
+        """A head run's report: ``wait`` waited for the head's own runs and each ``segment`` for its
+        continuation run but the last, which this waits for: deferred
+        (:class:`backfill_controller.worker.progress.SegmentEndTrigger`) until that run's own
+        report runs, its last runs near their end, then from the worker until the report has ended."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        ti, work = context["ti"], work_of(context)
+        run_id = work.continuation_run_id(work.segments - 1)
+        if RTI.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) == 0:
+            return  # never started (the failure budget ran out first)
+        watched_since = time.time()
+        while (state := report_state(ti.dag_id, run_id)) not in TASK_FINISHED:
+            if (state != TASK_RUNNING and not handed_over) or time.time() - watched_since > 2 * HOLD_SECONDS:
+                self.defer(
+                    trigger=SegmentEndTrigger(
+                        controller_dag_id=ti.dag_id,
+                        run_id=run_id,
+                        poll_interval=poll_interval(),
+                        hand_over=not handed_over,
+                    ),
+                    method_name="resume",
+                )
+            handed_over = True
+            time.sleep(TAIL_LOOK)
+
+    def _timed_out(self, context: Any, pending: Sequence[str]) -> None:
+        execution = stored_execution(context)
+        if execution is not None:
+            self.log.error("%s", _timeout_message(context, execution, pending, "timeout_minutes passed"))
 
 
 class BackfillSegmentOperator(TriggerDagRunOperator):
@@ -692,8 +820,16 @@ class BackfillSegmentOperator(TriggerDagRunOperator):
         conf[CONTINUES_KEY] = {**conf[CONTINUES_KEY], "failed_before": failed}
         self.conf, self.reset_dag_run = conf, False
         run_id = str(self.trigger_run_id)
+        last = self.segment_index == work.segments - 1
+        if last:  # the head's report waits for the last segment, to report the moment it ends
+            self.wait_for_completion = False
         if RTI.get_dr_count(dag_id=ti.dag_id, run_ids=[run_id]) == 0:
-            super().execute(context)  # raises DagRunTriggerException, then waits deferred
+            super().execute(context)  # raises DagRunTriggerException (then waits deferred, but the last)
+        if last:
+            self.log.info(
+                "segment %d already started as %s: the report waits for it", self.segment_index, run_id
+            )
+            return
         self.log.info("segment %d already started as %s: waiting for it", self.segment_index, run_id)
         self.defer(
             trigger=DagStateTrigger(

@@ -23,8 +23,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from backfill_controller.contract import Task
-from backfill_controller.domain.airflow_states import OPEN_RUN, RunState
-from backfill_controller.domain.plan import Execution
+from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED, TASK_RUNNING, RunState
+from backfill_controller.domain.plan import Execution, near_end
 from backfill_controller.domain.state import ChunkRecord, SegmentFacts, adopted_run_ids
 
 #: Run ids per ``GetDRCount`` call (a GET: the ids travel in the query string).
@@ -150,6 +150,12 @@ class BackfillProgressTrigger(BaseTrigger):
     process to resume it); otherwise it resumes the task with ``{"timed_out": false}``. Past
     ``deadline`` (epoch seconds) it resumes the task with ``"timed_out": true`` and the runs that
     may still be open, so nothing waits forever on a run that never finishes.
+
+    With ``hand_over`` (``started_at``: epoch seconds the pace is counted from; ``finished_before``:
+    runs finished by then, beside the watched ones) it resumes the task earlier, with
+    ``"hand_over": true`` and the runs still open, once those are expected to end within
+    :data:`backfill_controller.domain.plan.HOLD_SECONDS` at the pace so far
+    (:func:`backfill_controller.domain.plan.near_end`): the task watches the last of them itself.
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class BackfillProgressTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         deadline: float | None = None,
         end_task: bool = False,
+        hand_over: dict[str, float] | None = None,
     ):
         super().__init__()
         self.target_dag_id = target_dag_id
@@ -166,6 +173,7 @@ class BackfillProgressTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.end_task = end_task
+        self.hand_over = hand_over
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -176,8 +184,15 @@ class BackfillProgressTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "end_task": self.end_task,
+                "hand_over": self.hand_over,
             },
         )
+
+    def _near_end(self, still: int, total: int) -> bool:
+        if not self.hand_over:
+            return False
+        finished = int(self.hand_over.get("finished_before", 0)) + total - still
+        return near_end(still, finished, time.time() - float(self.hand_over["started_at"]))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
@@ -193,11 +208,60 @@ class BackfillProgressTrigger(BaseTrigger):
             if self.deadline is not None and time.time() > self.deadline:
                 yield TriggerEvent({"timed_out": True, "pending": sorted(window.candidates)})
                 return
+            if self._near_end(still, total):
+                self.log.info("%d runs of %s left, expected to end soon: handing over", still, total)
+                yield TriggerEvent({"timed_out": False, "hand_over": True, "candidates": window.candidates})
+                return
             self.log.info("%d of %d runs of %s still open", still, total, self.target_dag_id)
             # The last few runs cost one cheap call a look: look twice a second, end without delay.
             await asyncio.sleep(
                 self.poll_interval if len(window.candidates) > BATCH else min(TAIL_POLL, self.poll_interval)
             )
+
+
+def report_state(controller_dag_id: str, run_id: str) -> str | None:
+    """The state of controller run ``run_id``'s ``report`` task instance (None: not started)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+    states = RTI.get_task_states(dag_id=controller_dag_id, task_ids=[Task.REPORT], run_ids=[run_id])
+    state = states.get(run_id, {}).get(Task.REPORT)
+    return None if state is None else str(getattr(state, "value", state))
+
+
+class SegmentEndTrigger(BaseTrigger):
+    """Fires once the ``report`` task of controller run ``run_id`` (a continuation) has ended, or,
+    with ``hand_over``, once it runs on a worker: the runs it waits for are near their end, and
+    the head's report watches the rest from its own worker. The event: ``{"hand_over": bool}``."""
+
+    def __init__(
+        self, controller_dag_id: str, run_id: str, poll_interval: float = 5.0, hand_over: bool = False
+    ):
+        super().__init__()
+        self.controller_dag_id = controller_dag_id
+        self.run_id = run_id
+        self.poll_interval = poll_interval
+        self.hand_over = hand_over
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "controller_dag_id": self.controller_dag_id,
+                "run_id": self.run_id,
+                "poll_interval": self.poll_interval,
+                "hand_over": self.hand_over,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from asgiref.sync import sync_to_async
+
+        while True:
+            state = await sync_to_async(report_state)(self.controller_dag_id, self.run_id)
+            if state in TASK_FINISHED or (self.hand_over and state == TASK_RUNNING):
+                yield TriggerEvent({"timed_out": False, "hand_over": state not in TASK_FINISHED})
+                return
+            await asyncio.sleep(min(TAIL_POLL, self.poll_interval))
 
 
 class WindowTrigger(BaseTrigger):
