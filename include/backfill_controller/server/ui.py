@@ -82,6 +82,7 @@ from backfill_controller.domain.state import (
     acted_on,
     adopted_run_ids,
     count,
+    left_alone,
     phase,
     possible_phases,
     records_by_chunk,
@@ -235,6 +236,17 @@ def _part(
     )
 
 
+def _runs_to_read(part: SegmentFacts) -> Iterator[str]:
+    """The target runs whose state a part's dates show: those it acts on, once its controller run
+    has planned, and those the plan left alone. A date of a segment not begun yet is pending
+    whatever its run is, so a running backfill of 100,000 dates reads the runs of the segments
+    begun, not every date's."""
+    acting = set(part.run_ids)
+    for plan in part.plans:
+        if plan["run_id"] in acting or left_alone(plan["action"]):
+            yield str(plan["run_id"])
+
+
 def _dates(
     session: Session,
     target: str,
@@ -248,7 +260,7 @@ def _dates(
     (:mod:`backfill_controller.server.ledger`'s outcome). A dry run's dates read no target run."""
     rows: dict[str, Any] = {}
     if run_states is None and not all(part.dry_run for part in parts):
-        wanted = [p["run_id"] for part in parts for p in part.plans]
+        wanted = [r for part in parts for r in _runs_to_read(part)]
         wanted += [r for part in parts for r in adopted_run_ids(part.records)]
         rows = _runs(session, target, wanted, times=times)
         run_states = {run_id: _state(row.state) for run_id, row in rows.items()}
