@@ -194,6 +194,7 @@ def test_progress_trigger_serializes_to_itself():
         "deadline": 12.5,
         "end_task": True,
         "hand_over": {"started_at": 1.0, "finished_before": 3},
+        "not_before": 0.0,
     }
     assert rebuilt(trigger).serialize() == (classpath, kwargs)
 

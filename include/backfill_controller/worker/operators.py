@@ -725,6 +725,7 @@ class BackfillReportOperator(BaseOperator):
                         poll_interval=poll_interval(),
                         deadline=execution.deadline,
                         hand_over=pace,
+                        not_before=time.time() + _min_deferral(),
                     ),
                     method_name="resume",
                 )
@@ -751,6 +752,7 @@ class BackfillReportOperator(BaseOperator):
                         run_id=run_id,
                         poll_interval=poll_interval(),
                         hand_over=not handed_over,
+                        not_before=time.time() + _min_deferral(),
                     ),
                     method_name="resume",
                 )

@@ -156,6 +156,8 @@ class BackfillProgressTrigger(BaseTrigger):
     ``"hand_over": true`` and the runs still open, once those are expected to end within
     :data:`backfill_controller.domain.plan.HOLD_SECONDS` at the pace so far
     (:func:`backfill_controller.domain.plan.near_end`): the task watches the last of them itself.
+    A task it resumes is resumed no sooner than ``not_before`` (epoch seconds; see
+    :func:`backfill_controller.domain.plan.min_deferral_seconds`).
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class BackfillProgressTrigger(BaseTrigger):
         deadline: float | None = None,
         end_task: bool = False,
         hand_over: dict[str, float] | None = None,
+        not_before: float = 0.0,
     ):
         super().__init__()
         self.target_dag_id = target_dag_id
@@ -174,6 +177,7 @@ class BackfillProgressTrigger(BaseTrigger):
         self.deadline = deadline
         self.end_task = end_task
         self.hand_over = hand_over
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -185,6 +189,7 @@ class BackfillProgressTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "end_task": self.end_task,
                 "hand_over": self.hand_over,
+                "not_before": self.not_before,
             },
         )
 
@@ -199,6 +204,7 @@ class BackfillProgressTrigger(BaseTrigger):
 
         window = Window(self.target_dag_id, self.run_ids)
         total = len(self.run_ids)
+        await asyncio.sleep(max(0.0, self.not_before - time.time()))
         while True:
             still = await sync_to_async(window.count)()
             if not still:
@@ -234,13 +240,19 @@ class SegmentEndTrigger(BaseTrigger):
     the head's report watches the rest from its own worker. The event: ``{"hand_over": bool}``."""
 
     def __init__(
-        self, controller_dag_id: str, run_id: str, poll_interval: float = 5.0, hand_over: bool = False
+        self,
+        controller_dag_id: str,
+        run_id: str,
+        poll_interval: float = 5.0,
+        hand_over: bool = False,
+        not_before: float = 0.0,
     ):
         super().__init__()
         self.controller_dag_id = controller_dag_id
         self.run_id = run_id
         self.poll_interval = poll_interval
         self.hand_over = hand_over
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -250,12 +262,14 @@ class SegmentEndTrigger(BaseTrigger):
                 "run_id": self.run_id,
                 "poll_interval": self.poll_interval,
                 "hand_over": self.hand_over,
+                "not_before": self.not_before,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
+        await asyncio.sleep(max(0.0, self.not_before - time.time()))
         while True:
             state = await sync_to_async(report_state)(self.controller_dag_id, self.run_id)
             if state in TASK_FINISHED or (self.hand_over and state == TASK_RUNNING):
