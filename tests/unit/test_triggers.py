@@ -218,9 +218,22 @@ def test_segment_end_trigger_fires_when_the_segments_report_runs_or_has_ended(ha
         return {"s1": {} if state is None else {"report": state}}
 
     trigger = SegmentEndTrigger(controller_dag_id="backfill_controller", run_id="s1", hand_over=hand_over)
-    with mock.patch(f"{RTI}.get_task_states", side_effect=report):
+    with (
+        mock.patch(f"{RTI}.get_task_states", side_effect=report),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({"s1": "running"})),
+    ):
         assert first_event(trigger) == TriggerEvent(event)
     assert rebuilt(trigger).serialize() == trigger.serialize()
+
+
+def test_segment_end_trigger_fires_for_a_run_gone_without_its_report():
+    """A continuation run ended by a user, or deleted, before its report ran: nothing waits forever."""
+    trigger = SegmentEndTrigger(controller_dag_id="backfill_controller", run_id="s1", hand_over=True)
+    with (
+        mock.patch(f"{RTI}.get_task_states", return_value={}),
+        mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({})),
+    ):
+        assert first_event(trigger) == TriggerEvent({"timed_out": False, "hand_over": False})
 
 
 # ------------------------------------------------------------ what the tasks read of a backfill

@@ -23,7 +23,13 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from backfill_controller.contract import Task
-from backfill_controller.domain.airflow_states import OPEN_RUN, TASK_FINISHED, TASK_RUNNING, RunState
+from backfill_controller.domain.airflow_states import (
+    OPEN_RUN,
+    TASK_FINISHED,
+    TASK_RUNNING,
+    RunState,
+    TaskState,
+)
 from backfill_controller.domain.plan import Execution, near_end
 from backfill_controller.domain.state import ChunkRecord, SegmentFacts, adopted_run_ids
 
@@ -226,12 +232,19 @@ class BackfillProgressTrigger(BaseTrigger):
 
 
 def report_state(controller_dag_id: str, run_id: str) -> str | None:
-    """The state of controller run ``run_id``'s ``report`` task instance (None: not started)."""
+    """The state of controller run ``run_id``'s ``report`` task instance (None: not started);
+    ``removed`` when the run is no longer open without its report having run (ended by a user, or
+    deleted), so nothing waits forever for a report that will never run."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
 
     states = RTI.get_task_states(dag_id=controller_dag_id, task_ids=[Task.REPORT], run_ids=[run_id])
-    state = states.get(run_id, {}).get(Task.REPORT)
-    return None if state is None else str(getattr(state, "value", state))
+    found = states.get(run_id, {}).get(Task.REPORT)
+    state = None if found is None else str(getattr(found, "value", found))
+    if state in TASK_FINISHED or state == TASK_RUNNING:
+        return state
+    if not RTI.get_dr_count(dag_id=controller_dag_id, run_ids=[run_id], states=sorted(OPEN_RUN)):
+        return TaskState.REMOVED.value
+    return state
 
 
 class SegmentEndTrigger(BaseTrigger):
