@@ -23,6 +23,9 @@ In a task (for speed: one supervisor round trip instead of a REST call with cred
   that ``TriggerDagRunOperator.execute`` raises (``TriggerDagRun`` over ``SUPERVISOR_COMMS``),
   but returns Airflow's answer instead of failing the task, so one refused date does not fail
   its whole chunk.
+* :func:`keep_trigger_link` keeps the "Triggered DAG" extra link of a trigger task, the XCom
+  ``TriggerDagRunOperator.execute`` pushes for every run it triggers (the operator is called
+  without its task instance, and the chunk keeps the link once, for the last run it started).
 * :func:`run_end_date` reads one run's state and end date (``_fetch_dag_run``), to tell a run
   cleared by an earlier try from one still as planned.
 * :func:`mapped_states` reads ``get_task_states``' answer for a mapped task, whose keys are
@@ -163,6 +166,16 @@ def send_trigger(request: Any) -> TriggerRefused | None:
     if isinstance(answer, ErrorResponse):  # the client's answer to a 409
         return TriggerRefused(409, f"a run of {request.trigger_dag_id} exists already ({answer.error.value})")
     return None
+
+
+def keep_trigger_link(ti: Any, dag_id: str, run_id: str) -> None:
+    """Point the trigger task's "Triggered DAG" link at ``run_id``, as the operator's own
+    ``_trigger_dag_af_3`` does (``TriggerDagRunLink.xcom_key``, ``build_airflow_dagrun_url``)."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunLink
+    from airflow.utils.helpers import build_airflow_dagrun_url
+
+    url = build_airflow_dagrun_url(dag_id=dag_id, run_id=run_id)
+    ti.xcom_push(key=TriggerDagRunLink().xcom_key, value=url)
 
 
 def refusal(error: Any) -> TriggerRefused:

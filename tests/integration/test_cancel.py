@@ -39,7 +39,7 @@ def settled(airflow, first: str, last: str, timeout: float = 180) -> dict[str, d
 
 
 def test_a_cancel_fails_the_queued_runs(airflow, figures):
-    first, last = "2024-06-01", "2024-06-10"
+    first, last = "2024-06-01", "2024-06-14"  # more than the window (10): the feeder defers
     run_id = airflow.trigger(
         CONTROLLER_DAG_ID, {"dag_id": CAPPED, "start_date": first, "end_date": last, "max_active_runs": 2}
     )
@@ -50,7 +50,7 @@ def test_a_cancel_fails_the_queued_runs(airflow, figures):
     ok = bool(never_started) and all(r["state"] == "failed" for r in never_started)
     figures.fault(f"backfill cancelled with queued runs on {airflow.backend} (PATCH {seconds:.2f} s)", ok)
     assert never_started and all(r["state"] == "failed" for r in never_started)
-    assert len(runs) < 10
+    assert len(runs) < 14
 
 
 def test_a_cancel_stops_every_segment(airflow, figures):

@@ -118,7 +118,7 @@ def test_a_cancelled_backfill_starts_nothing_new_and_leaves_nothing_queued(airfl
 
 
 def test_cancelling_a_backfill_whose_runs_wait_queued_fails_the_queued_ones(airflow, figures):
-    """bf_capped holds its runs back itself (max_active_runs 2): the controller keeps up to 4 more
+    """bf_capped holds its runs back itself (max_active_runs 2): the controller keeps up to 8 more
     queued behind them and waits deferred. Cancelled then, the queued ones are marked failed (as
     cancelling a native backfill does), the running ones finish, and nothing new starts."""
     capped, first, last = "bf_capped", "2024-05-01", "2024-05-12"

@@ -162,9 +162,9 @@ def phase1(airflow) -> dict[str, Outcome]:
         "reserve": {
             "dag_id": "bf_capped",
             "start_date": "2024-01-01",
-            "end_date": "2024-01-16",
+            "end_date": "2024-01-20",
             "max_active_runs": 2,
-            "segment_size": 12,  # the continuation run feeds the same way
+            "segment_size": 17,  # the continuation run feeds the same way
         },
         # One date per segment: the continuation takes its date from the head's plan.
         "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"], "segment_size": 1},
@@ -375,16 +375,16 @@ def most_running(runs: list[dict[str, Any]]) -> int:
 
 
 def test_a_target_that_holds_its_runs_back_gets_queued_runs_ahead_from_a_deferred_feeder(airflow, phase1):
-    """bf_capped runs at most 2 runs at once itself: the window (6) also holds up to 4 queued runs,
+    """bf_capped runs at most 2 runs at once itself: the window (10) also holds up to 8 queued runs,
     so a run starts as soon as one ends, while the feeding task waits deferred (no executor slot)
-    and wakes once at most 4 are open. Chunks default to the window: the head run's 12 dates are
-    2 chunks; its continuation run has the other 4."""
+    and wakes once at most 4 are open, to start 6 more. Chunks default to the window: the head
+    run's 17 dates are 2 chunks (10 and 7: the second waits once); its continuation has 3."""
     out = phase1["reserve"]
     assert out.state == "success"
-    runs = list(day_runs(airflow, "bf_capped", "2024-01-01", "2024-01-16").values())
-    assert len(runs) == 16 and all(r["state"] == "success" for r in runs)
+    runs = list(day_runs(airflow, "bf_capped", "2024-01-01", "2024-01-20").values())
+    assert len(runs) == 20 and all(r["state"] == "success" for r in runs)
     assert most_running(runs) == 2
-    assert 2 < most_at_once(runs) <= 6
+    assert 2 < most_at_once(runs) <= 10
     started = [r["start_date"] for r in sorted(runs, key=lambda r: r["logical_date"])]
     assert started == sorted(started)
     first, second = (

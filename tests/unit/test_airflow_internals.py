@@ -292,3 +292,21 @@ def test_the_task_sdk_reads_what_the_controllers_tasks_ask_for():
     assert {"dag_id", "task_ids", "logical_dates", "run_ids"} <= parameters(RTI.get_task_states)
     assert {"dag_id", "run_ids", "states"} <= parameters(RTI.get_dr_count)
     assert {"dag_id", "run_id"} <= parameters(RTI.get_dagrun_state)
+
+
+def test_the_operator_keeps_its_link_per_run_only_through_the_task_instance_in_its_context():
+    """``keep_trigger_link`` pushes the XCom the operator pushes; without ``ti`` it pushes none."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from backfill_controller.airflow_internals import keep_trigger_link
+
+    operator = TriggerDagRunOperator(task_id="t", trigger_dag_id="sales", trigger_run_id="r1")
+    ti = mock.Mock()
+    with pytest.raises(DagRunTriggerException):
+        TriggerDagRunOperator.execute.__wrapped__(operator, {"ti": ti})
+    (pushed,) = ti.xcom_push.call_args_list
+    with pytest.raises(DagRunTriggerException):
+        TriggerDagRunOperator.execute.__wrapped__(operator, {})
+    ours = mock.Mock()
+    keep_trigger_link(ours, "sales", "r1")
+    assert ours.xcom_push.call_args_list == [pushed]

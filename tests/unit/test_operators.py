@@ -993,3 +993,14 @@ def test_the_plan_task_returns_the_chunks_when_planning_succeeds():
     operator = BackfillPlanOperator(task_id=Task.PLAN)
     with mock.patch("backfill_controller.worker.tasks.plan_backfill", return_value=[{"chunk_index": 0}]):
         assert operator.execute(context({"dag_id": "sales"})) == [{"chunk_index": 0}]
+
+
+def test_a_chunk_keeps_its_triggered_dag_link_once_for_its_last_run_not_once_a_date():
+    operator, ctx = feeder(n=3)
+    with mock.patch(COMMS, create=True) as comms:
+        comms.send.return_value = OKResponse(ok=True)
+        operator._feed(ctx, feeding_execution(deferred=False, window=4, total=3), 0, FakeWindow([0]))
+    assert comms.send.call_count == 3
+    links = [c.kwargs for c in ctx["ti"].xcom_push.call_args_list]
+    assert links == [{"key": "_link_TriggerDagRunLink", "value": links[0]["value"]}]
+    assert links[0]["value"].endswith("/dags/sales/runs/r2")

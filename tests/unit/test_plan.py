@@ -288,12 +288,12 @@ def test_when_only_the_window_holds_runs_back_the_feeder_waits_in_its_worker(
 @pytest.mark.parametrize(
     ("requested", "targets_own", "window", "resume_at"),
     [
-        (16, 16, 48, 32),  # 16 running, up to 32 queued behind them; refill once 16 have started
-        (32, 16, 48, 32),
-        (64, 16, 64, 48),  # the request's window holds more queued runs already
-        (16, 4, 16, 12),
-        (1, 1, 3, 2),
-        (2, 2, 6, 4),
+        (16, 16, 80, 32),  # 16 running, up to 64 queued behind them; refill once 48 have started
+        (32, 16, 80, 32),
+        (100, 16, 100, 52),  # the request's window holds more queued runs already
+        (16, 4, 20, 8),
+        (1, 1, 5, 2),
+        (2, 2, 10, 4),
     ],
 )
 def test_when_the_target_holds_runs_back_the_window_keeps_queued_runs_and_the_feeder_defers(
@@ -301,7 +301,8 @@ def test_when_the_target_holds_runs_back_the_window_keeps_queued_runs_and_the_fe
 ) -> None:
     feed = feeding(requested, targets_own)
     assert (feed.window, feed.deferred, feed.resume_at) == (window, True, resume_at)
-    assert feed.window - targets_own >= targets_own  # a reserve of queued runs behind the running ones
+    assert feed.resume_at - targets_own >= targets_own  # queued runs left while the feeder wakes
+    assert feed.window - feed.resume_at == 3 * targets_own  # a wake-up starts 3M runs
     assert feed.chunk_size == feed.window  # one task start per window, not per max_active_runs
 
 

@@ -267,6 +267,11 @@ def min_deferral_seconds(min_heartbeat_interval: float) -> float:
     return max(0.0, min_heartbeat_interval) + DEFERRAL_MARGIN_SECONDS
 
 
+#: Runs a deferred feeding task starts per wake-up, in multiples of the target's own
+#: ``max_active_runs`` (:func:`feeding`).
+RESERVE_BURST = 3
+
+
 @dataclass(frozen=True)
 class Feeding:
     """How the ``trigger`` tasks keep a backfill's window full.
@@ -275,13 +280,16 @@ class Feeding:
     feeding task waits for room deferred in the triggerer (holding no executor slot; every
     wake-up costs a task start) or in its worker (one executor slot held, reacts within half a
     second). ``resume_at``: a deferred feeding task wakes once at most this many runs are open.
-    ``chunk_size``: dates per ``trigger`` task instance.
+    ``chunk_size``: dates per ``trigger`` task instance. ``running``: the target's own
+    ``max_active_runs`` when ``deferred`` (0 in records kept before it was: then the window
+    less ``resume_at``, as it was chosen then).
     """
 
     window: int
     deferred: bool
     resume_at: int
     chunk_size: int
+    running: int = 0
 
     @property
     def running_at_most(self) -> int:
@@ -290,8 +298,12 @@ class Feeding:
 
         >>> feeding(16, 4).running_at_most, feeding(10, 16).running_at_most
         (4, 10)
+        >>> Feeding(window=48, deferred=True, resume_at=32, chunk_size=48).running_at_most
+        16
         """
-        return self.window - self.resume_at if self.deferred else self.window
+        if not self.deferred:
+            return self.window
+        return self.running or self.window - self.resume_at
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -308,32 +320,34 @@ def feeding(
 
     When the target's own limit ``M`` is at most the request's, Airflow's scheduler itself keeps
     the backfill to ``M`` running runs and holds the others queued, in logical-date order. The
-    window then also holds a reserve of up to ``2M`` queued runs behind the running ones
-    (``max(request, 3M)`` open), so runs keep starting while the feeding task waits deferred and
-    its executor slot serves the target. It wakes once ``M`` of the reserve have started (and
-    :func:`min_deferral_seconds` at the least) and refills it in one burst, so the reserve left
-    covers the few seconds a wake-up takes, and a wake-up (a task start) buys ``M`` dates. A
-    chunk then holds a whole window unless ``chunk_size`` says otherwise (or a failure budget is
-    set: the budget is counted chunk by chunk).
+    window then also holds a reserve of up to ``4M`` queued runs behind the running ones
+    (``max(request, 5M)`` open), so runs keep starting while the feeding task waits deferred and
+    its executor slot serves the target. It wakes once ``3M`` of the reserve have started (and
+    :func:`min_deferral_seconds` at the least) and refills it in one burst: the ``M`` queued runs
+    left cover the few seconds a wake-up takes, and a wake-up (a task start, its calls to the
+    api-server, a scheduler's hand-over) buys ``3M`` dates. A chunk then holds a whole window
+    unless ``chunk_size`` says otherwise (or a failure budget is set: the budget is counted chunk
+    by chunk).
 
     Otherwise only the window keeps the backfill to the request's ``max_active_runs``, and nothing
     holds runs back: the feeding task waits in its worker and starts a run within half a second of
     room (one executor slot held while it feeds). Chunks hold ``max_active_runs`` dates by default.
 
     >>> feeding(16, 16)
-    Feeding(window=48, deferred=True, resume_at=32, chunk_size=48)
+    Feeding(window=80, deferred=True, resume_at=32, chunk_size=80, running=16)
     >>> feeding(10, 16)
-    Feeding(window=10, deferred=False, resume_at=9, chunk_size=10)
+    Feeding(window=10, deferred=False, resume_at=9, chunk_size=10, running=0)
     >>> feeding(16, 4, chunk_size=2)
-    Feeding(window=16, deferred=True, resume_at=12, chunk_size=2)
+    Feeding(window=20, deferred=True, resume_at=8, chunk_size=2, running=4)
     """
     cap = target_max_active_runs
     if cap is None or cap < 1 or cap > max_active_runs:
         window = max_active_runs
         return Feeding(window, deferred=False, resume_at=window - 1, chunk_size=chunk_size or window)
-    window = max(max_active_runs, 3 * cap)
+    window = max(max_active_runs, (2 + RESERVE_BURST) * cap)
     default_chunk = max_active_runs if failure_budget else window
-    return Feeding(window, deferred=True, resume_at=window - cap, chunk_size=chunk_size or default_chunk)
+    resume_at = window - RESERVE_BURST * cap
+    return Feeding(window, True, resume_at, chunk_size or default_chunk, running=cap)
 
 
 @dataclass(frozen=True)

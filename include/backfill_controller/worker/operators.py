@@ -28,7 +28,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
@@ -96,6 +96,8 @@ PAUSE_LOOK = 5.0
 #: Seconds one look at whether the backfill is paused holds while a chunk starts its dates: a
 #: burst of dates asks once, and a pause stops the chunk within about this long.
 PAUSED_HOLDS = 1.0
+#: The context keys ``TriggerDagRunOperator.execute`` finds the task instance by.
+TASK_INSTANCE_KEYS = frozenset({"ti", "task_instance"})
 #: What ``trigger_dag_id`` holds until a chunk has read its target from the record: it must be
 #: given to ``TriggerDagRunOperator``, and is never a DAG's id.
 TARGET_FROM_RECORD = "(the target of the backfill's record)"
@@ -246,6 +248,8 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.may_clear = False
         self.events: dict[str, Event] = {}
         self._paused_seen: tuple[float, bool] | None = None  # (when, paused): :meth:`_paused_now`
+        self.last_started: str | None = None  # the run the task's "Triggered DAG" link shows
+        self._linked: str | None = None
 
     def execute(self, context: Any) -> None:
         execution = self._execution(context)
@@ -378,6 +382,7 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
                 if carrier is not None:
                     window.add(carrier)
                     open_runs += 1
+                    self.last_started = carrier
             index = len(self.dates)
         except AirflowFailException as failure:
             self._record(context, index, stopped=str(failure).split(":")[0])
@@ -433,6 +438,11 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         events = {r: replace(e, message=e.message[:MESSAGE_CHARS]) for r, e in self.events.items()}
         record = ChunkRecord(self.chunk_index, acted, events, stopped[:MESSAGE_CHARS] if stopped else None)
         self._rest().keep_chunk(context["ti"].run_id, record.to_dict())
+        if self.last_started is not None and self.last_started != self._linked:
+            from backfill_controller.airflow_internals import keep_trigger_link
+
+            keep_trigger_link(context["ti"], str(self.trigger_dag_id), self.last_started)
+            self._linked = self.last_started
 
     def _defer_for_room(
         self, context: Any, execution: Execution, window: Window, feed: Feeding, open_runs: int, position: int
@@ -509,7 +519,10 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
             if self.clear_task_ids is not None:
                 return self._clear_tasks(run_id)
         try:
-            super().execute(context)  # validates and raises DagRunTriggerException, as ever
+            # Validates and raises DagRunTriggerException, as ever. Without the task instance it
+            # keeps no "Triggered DAG" link per date (an XCom write each): _record keeps one.
+            without_ti = {k: v for k, v in context.items() if k not in TASK_INSTANCE_KEYS}
+            super().execute(cast("Any", without_ti))
         except DagRunTriggerException as request:
             return self._send(request)
         return run_id
