@@ -249,7 +249,6 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         self.events: dict[str, Event] = {}
         self._paused_seen: tuple[float, bool] | None = None  # (when, paused): :meth:`_paused_now`
         self.last_started: str | None = None  # the run the task's "Triggered DAG" link shows
-        self._linked: str | None = None
 
     def execute(self, context: Any) -> None:
         execution = self._execution(context)
@@ -438,11 +437,10 @@ class BackfillTriggerOperator(TriggerDagRunOperator):
         events = {r: replace(e, message=e.message[:MESSAGE_CHARS]) for r, e in self.events.items()}
         record = ChunkRecord(self.chunk_index, acted, events, stopped[:MESSAGE_CHARS] if stopped else None)
         self._rest().keep_chunk(context["ti"].run_id, record.to_dict())
-        if self.last_started is not None and self.last_started != self._linked:
+        if self.last_started is not None:  # once per task process: it then ends, defers or fails
             from backfill_controller.airflow_internals import keep_trigger_link
 
             keep_trigger_link(context["ti"], str(self.trigger_dag_id), self.last_started)
-            self._linked = self.last_started
 
     def _defer_for_room(
         self, context: Any, execution: Execution, window: Window, feed: Feeding, open_runs: int, position: int
