@@ -15,7 +15,13 @@ In the api-server:
 * :func:`mark_unstarted_upstream_failed` marks one task of some runs ``upstream_failed`` where it
   has not started (the ``TaskInstance`` model), so a cancelled controller run stays failed.
 * :func:`fail_runs` marks runs failed as that route's PATCH does
-  (``airflow.api.common.mark_tasks.set_dag_run_state_to_failed``), inside the listener's request.
+  (``airflow.api.common.mark_tasks.set_dag_run_state_to_failed``), inside the listener's request,
+  each run's row locked before its task instances are written.
+* :func:`lock_runs_when_read` makes the DAG runs an ORM query reads locked (``FOR UPDATE``) while
+  :data:`LOCK_RUNS_READ` is set: that route's PATCH reads its run first, so on PostgreSQL it then
+  locks the run before it writes the run's task instances, the order the scheduler takes them in
+  (it locks the runs it examines, then their task instances). In the route's own order (task
+  instances, then the run) a scheduler examining the run at that moment deadlocks with it.
 
 In a task (for speed: one supervisor round trip instead of a REST call with credentials):
 
@@ -39,10 +45,15 @@ reading the metadata database through Airflow's models and ``SessionDep``.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+#: Set for the requests whose DAG runs are locked when read (:func:`lock_runs_when_read`).
+LOCK_RUNS_READ: ContextVar[bool] = ContextVar("backfill_controller_lock_runs_read", default=False)
 
 
 def create_run(
@@ -104,10 +115,31 @@ def fail_runs(session: Session, dag_id: str, run_ids: list[str]) -> None:
     from sqlalchemy import select
 
     bag = DBDagBag()
-    for run in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(run_ids))):
+    runs = select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(run_ids)).order_by(DagRun.id)
+    for run in session.scalars(runs.with_for_update(of=DagRun)):
         dag = bag.get_dag_for_run(run, session=session)
         if dag is not None:
             set_dag_run_state_to_failed(dag=dag, run_id=run.run_id, commit=True, session=session)
+
+
+def lock_runs_when_read() -> None:
+    """From now on, in this process, ORM queries that read whole DAG runs lock them (``FOR UPDATE OF
+    dag_run``; nothing on SQLite, which locks the whole database) while :data:`LOCK_RUNS_READ` is set."""
+    if not event.contains(Session, "do_orm_execute", _lock_runs_read):
+        event.listen(Session, "do_orm_execute", _lock_runs_read)
+
+
+def _lock_runs_read(state: ORMExecuteState) -> None:
+    if not LOCK_RUNS_READ.get() or not state.is_select or state.is_column_load or state.is_relationship_load:
+        return
+    from airflow.models.dagrun import DagRun
+
+    statement = state.statement
+    if not isinstance(statement, Select):
+        return
+    described = statement.column_descriptions
+    if len(described) == 1 and described[0].get("type") is DagRun:
+        state.statement = statement.with_for_update(of=DagRun)
 
 
 def mark_unstarted_upstream_failed(session: Session, dag_id: str, task_id: str, run_ids: list[str]) -> None:

@@ -8,7 +8,10 @@ no date starts afterwards in any segment, and nothing is left queued.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+from sqlalchemy import create_engine, text
 from test_controller import continuation_of, day_runs, wait_for_a_deferred_trigger
 
 from backfill_controller.contract import CONTROLLER_DAG_ID, SEGMENT_MARK
@@ -79,3 +82,25 @@ def test_a_cancel_stops_every_segment(airflow, figures):
     )
     assert segments == [segment]  # the next segment never started
     assert len(runs) <= 6  # nothing beyond the running segment's dates
+
+
+@pytest.mark.backend("postgres")
+def test_a_cancel_waits_for_a_scheduler_holding_the_run_and_never_deadlocks_with_it(airflow):
+    """The scheduler locks the runs it examines, then writes their task instances. A cancel takes
+    the run's lock before it writes any task instance of it, so it waits for the scheduler instead
+    of holding task instances the scheduler then waits for (PostgreSQL would abort one of the two)."""
+    run_id = airflow.trigger(CONTROLLER_DAG_ID, {"dag_id": CAPPED, "dates": ["2024-07-01"]})
+    engine = create_engine(airflow.sql_alchemy_conn)
+    where = "dag_id = :dag_id AND run_id = :run_id"
+    keys = {"dag_id": CONTROLLER_DAG_ID, "run_id": run_id}
+    with engine.connect() as scheduler, ThreadPoolExecutor(1) as pool:
+        scheduler.execute(text(f"SELECT id FROM dag_run WHERE {where} FOR UPDATE"), keys)
+        path = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{run_id}"
+        patch = pool.submit(airflow.api, "PATCH", path, json={"state": "failed"})
+        time.sleep(3)  # the PATCH has read the run by now, and waits for it
+        scheduler.execute(text(f"SELECT id FROM task_instance WHERE {where} FOR UPDATE"), keys)
+        scheduler.commit()
+        answer = patch.result(timeout=60)
+    engine.dispose()
+    assert answer.status_code == 200, answer.text
+    assert airflow.run_state(CONTROLLER_DAG_ID, run_id) == "failed"

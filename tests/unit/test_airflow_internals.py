@@ -17,7 +17,9 @@ from airflow.sdk.exceptions import AirflowRuntimeError, DagRunTriggerException, 
 from airflow.sdk.execution_time.comms import ErrorResponse, OKResponse, TriggerDagRun
 
 from backfill_controller.airflow_internals import (
+    LOCK_RUNS_READ,
     TriggerRefused,
+    lock_runs_when_read,
     mapped_states,
     refusal,
     run_end_date,
@@ -57,6 +59,60 @@ def test_marking_a_run_failed_takes_the_serialized_dag_a_run_id_and_a_session():
     from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
 
     assert {"dag", "run_id", "commit", "session"} <= parameters(set_dag_run_state_to_failed)
+
+
+def test_the_patch_route_reads_its_run_before_it_writes_the_runs_task_instances():
+    """lock_runs_when_read locks the run at the route's first read of it, before the task instances
+    the route writes first and the run it writes last."""
+    from airflow.api.common import mark_tasks
+    from airflow.api_fastapi.core_api.routes.public import dag_run
+
+    route = inspect.getsource(dag_run.patch_dag_run)
+    assert route.index("select(DagRun)") < route.index("patch_dag_run_state(")
+    terminal = inspect.getsource(mark_tasks._set_dag_run_terminal_state)
+    assert terminal.index("ti.set_state(") < terminal.index("_set_dag_run_state(")
+
+
+class _Read(Exception):
+    pass
+
+
+def statement_run(statement: Any, lock: bool) -> str:
+    """The SQL (PostgreSQL's) a session runs for ``statement``, with LOCK_RUNS_READ set to ``lock``."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.orm import Session
+
+    seen = []
+
+    def catch(state: Any) -> None:
+        seen.append(state.statement)
+        raise _Read
+
+    lock_runs_when_read()
+    lock_runs_when_read()  # registered once
+    event.listen(Session, "do_orm_execute", catch)
+    reset = LOCK_RUNS_READ.set(lock)
+    try:
+        with Session(create_engine("sqlite://")) as session, pytest.raises(_Read):
+            session.execute(statement)
+    finally:
+        LOCK_RUNS_READ.reset(reset)
+        event.remove(Session, "do_orm_execute", catch)
+    return str(seen[0].compile(dialect=postgresql.dialect()))
+
+
+def test_while_set_a_read_of_whole_runs_locks_them_and_nothing_else():
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import joinedload
+
+    runs = select(DagRun).filter_by(dag_id="d", run_id="r").options(joinedload(DagRun.dag_model))
+    assert statement_run(runs, lock=True).endswith("FOR UPDATE OF dag_run")
+    assert "FOR UPDATE" not in statement_run(runs, lock=False)
+    for other in (select(DagRun.run_id), select(func.count()).select_from(DagRun), select(TaskInstance)):
+        assert "FOR UPDATE" not in statement_run(other, lock=True)
 
 
 @pytest.mark.parametrize("method", ["get_dag_for_run", "get_latest_version_of_dag"])

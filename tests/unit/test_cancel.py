@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backfill_controller.airflow_internals import LOCK_RUNS_READ
 from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.server import cancel
 from tests.unit.backfill_records import (
@@ -252,35 +253,47 @@ def scope(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
 
 
 RUN_PATH = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{HEAD}"
+RUNS_PATH = f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns"
 
 
 @pytest.mark.parametrize(
-    "method, path, headers, caller",
+    "method, path, headers, caller, locks",
     [
-        ("PATCH", RUN_PATH, {"authorization": "Bearer ann-token"}, "ann"),
-        ("PATCH", RUN_PATH, {"cookie": "_token=ann-token"}, "ann"),
-        ("PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns", {"authorization": "Bearer ann-token"}, "ann"),
-        ("PATCH", RUN_PATH, {"authorization": "Bearer forged"}, None),
-        ("PATCH", RUN_PATH, {}, None),
-        ("GET", RUN_PATH, {"authorization": "Bearer ann-token"}, None),
-        ("PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}", {"authorization": "Bearer ann-token"}, None),
+        ("PATCH", RUN_PATH, {"authorization": "Bearer ann-token"}, "ann", True),
+        ("PATCH", RUN_PATH, {"cookie": "_token=ann-token"}, "ann", True),
+        ("PATCH", RUNS_PATH, {"authorization": "Bearer ann-token"}, "ann", True),
+        ("PATCH", "/api/v2/dags/other/dagRuns/r1", {"authorization": "Bearer ann-token"}, "ann", False),
+        ("PATCH", RUN_PATH, {"authorization": "Bearer forged"}, None, True),
+        ("PATCH", RUN_PATH, {}, None, True),
+        ("GET", RUN_PATH, {"authorization": "Bearer ann-token"}, None, False),
+        ("PATCH", f"/api/v2/dags/{CONTROLLER_DAG_ID}", {"authorization": "Bearer ann-token"}, None, False),
     ],
-    ids=["bearer token", "ui cookie", "bulk patch", "bad token", "no token", "a read", "a dag's patch"],
+    ids=[
+        "bearer token",
+        "ui cookie",
+        "bulk patch",
+        "another dag's run",
+        "bad token",
+        "no token",
+        "a read",
+        "a dag's patch",
+    ],
 )
 def test_the_acting_user_is_the_caller_of_a_patch_of_dag_runs_during_it_only(
-    manager, method, path, headers, caller
+    manager, method, path, headers, caller, locks
 ):
+    """... and a PATCH of the controller's runs locks each run it reads (before its task instances)."""
     manager.tokens["ann-token"] = ANN
     seen = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(cancel.ACTING_USER.get())
+        seen.append((cancel.ACTING_USER.get(), LOCK_RUNS_READ.get()))
 
     async def serve() -> Any:
         await cancel.ActingUserMiddleware(app)(scope(method, path, headers), None, None)
-        return cancel.ACTING_USER.get()
+        return cancel.ACTING_USER.get(), LOCK_RUNS_READ.get()
 
     after = asyncio.run(serve())
 
-    assert [u.get_name() if u else None for u in seen] == [caller]
-    assert after is None
+    assert [(u.get_name() if u else None, lock) for u, lock in seen] == [(caller, locks)]
+    assert after == (None, False)

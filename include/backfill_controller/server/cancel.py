@@ -5,8 +5,11 @@ the UI's "Mark as failed", or ``PATCH /api/v2/dags/backfill_controller/dagRuns/{
 ``{"state": "failed"}``. Airflow then fires the listener hook ``on_dag_run_failed`` inside that
 request, in the api-server; the plugin registers this module as a listener, and
 :class:`ActingUserMiddleware` as a root middleware that keeps the request's authenticated user for
-it. Then, in the request's own database transaction (a second one would wait for SQLite's lock
-while the request holds it):
+it and, for the controller's runs, has the request lock each run it reads before it writes the
+run's task instances (:func:`backfill_controller.airflow_internals.lock_runs_when_read`: the
+scheduler's order, so a cancel and the scheduler never deadlock on PostgreSQL). Then, in the
+request's own database transaction (a second one would wait for SQLite's lock while the request
+holds it):
 
 * the backfill's other controller runs still open (head and continuation segments) are marked
   failed too, so no segment starts anything afterwards;
@@ -45,7 +48,7 @@ _BATCH = 500
 #: The authenticated user of the request being served, for requests that can mark a run failed.
 ACTING_USER: ContextVar[Any] = ContextVar("backfill_controller_acting_user", default=None)
 #: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` and the bulk ``PATCH .../dagRuns``.
-_STATE_CHANGE = re.compile(r"^/api/v2/dags/[^/]+/dagRuns(/[^/]+)?/?$")
+_STATE_CHANGE = re.compile(r"^/api/v2/dags/([^/]+)/dagRuns(/[^/]+)?/?$")
 
 
 class ActingUserMiddleware:
@@ -53,21 +56,25 @@ class ActingUserMiddleware:
     (bearer token, else the UI's cookie, as Airflow's ``get_user`` does) into :data:`ACTING_USER`."""
 
     def __init__(self, app: Any):
+        from backfill_controller.airflow_internals import lock_runs_when_read
+
         self.app = app
+        lock_runs_when_read()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope.get("type") != "http"
-            or scope.get("method") != "PATCH"
-            or not _STATE_CHANGE.match(scope.get("path", ""))
-        ):
+        from backfill_controller.airflow_internals import LOCK_RUNS_READ
+
+        change = _STATE_CHANGE.match(scope.get("path", "")) if scope.get("type") == "http" else None
+        if change is None or scope.get("method") != "PATCH":
             await self.app(scope, receive, send)
             return
-        reset = ACTING_USER.set(await _caller(scope))
+        user = ACTING_USER.set(await _caller(scope))
+        lock = LOCK_RUNS_READ.set(change.group(1) == CONTROLLER_DAG_ID)
         try:
             await self.app(scope, receive, send)
         finally:
-            ACTING_USER.reset(reset)
+            LOCK_RUNS_READ.reset(lock)
+            ACTING_USER.reset(user)
 
 
 async def _caller(scope: Any) -> Any:
