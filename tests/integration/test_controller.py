@@ -162,9 +162,9 @@ def phase1(airflow) -> dict[str, Outcome]:
         "reserve": {
             "dag_id": "bf_capped",
             "start_date": "2024-01-01",
-            "end_date": "2024-01-20",
+            "end_date": "2024-01-23",
             "max_active_runs": 2,
-            "segment_size": 17,  # the continuation run feeds the same way
+            "segment_size": 20,  # the continuation run feeds the same way
         },
         # One date per segment: the continuation takes its date from the head's plan.
         "explicit": {"dag_id": "bf_daily", "dates": ["2024-02-07", "2024-02-03"], "segment_size": 1},
@@ -378,11 +378,12 @@ def test_a_target_that_holds_its_runs_back_gets_queued_runs_ahead_from_a_deferre
     """bf_capped runs at most 2 runs at once itself: the window (10) also holds up to 8 queued runs,
     so a run starts as soon as one ends, while the feeding task waits deferred (no executor slot)
     and wakes once at most 4 are open, to start 6 more. Chunks default to the window: the head
-    run's 17 dates are 2 chunks (10 and 7: the second waits once); its continuation has 3."""
+    run's 20 dates are 2 chunks of 10. The first ends from the triggerer once at most 4 are open;
+    the second then finds room for fewer than its 10 and waits once. Its continuation has 3."""
     out = phase1["reserve"]
     assert out.state == "success"
-    runs = list(day_runs(airflow, "bf_capped", "2024-01-01", "2024-01-20").values())
-    assert len(runs) == 20 and all(r["state"] == "success" for r in runs)
+    runs = list(day_runs(airflow, "bf_capped", "2024-01-01", "2024-01-23").values())
+    assert len(runs) == 23 and all(r["state"] == "success" for r in runs)
     assert most_running(runs) == 2
     assert 2 < most_at_once(runs) <= 10
     started = [r["start_date"] for r in sorted(runs, key=lambda r: r["logical_date"])]

@@ -130,6 +130,28 @@ def test_dates_are_read_as_utc(text: str, expected: pendulum.DateTime) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "2024-01-01T00:00:00+00:00",
+        "2024-01-01T05:06+00:00",
+        "2024-01-01 05:06:07.5+00:00",
+        "2024-12-31T23:59:59.999999+00:00",
+        "2024-02-30T00:00:00+00:00",
+        "2024-01-01T24:00:00+00:00",
+    ],
+)
+def test_utc_datetimes_as_the_record_keeps_them_read_as_pendulum_reads_them(text: str) -> None:
+    def read(parse: Any) -> Any:
+        try:
+            found = parse(text)
+        except Exception:  # noqa: BLE001 - both refuse alike
+            return "refused"
+        return (found, type(found), found.timezone_name)
+
+    assert read(parse_datetime) == read(lambda t: pendulum.parse(t, tz="UTC", strict=True).in_timezone("UTC"))
+
+
+@pytest.mark.parametrize(
     ("given", "expected"),
     [
         ("missing", Reprocess.MISSING),

@@ -186,6 +186,11 @@ def acting(plans: Sequence[DatePlan]) -> list[DatePlan]:
     return [p for p in plans if p.action in ACTING]
 
 
+def acting_run_ids(stored: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The run ids of :func:`acting` of plans as :meth:`DatePlan.to_dict` keeps them, unparsed."""
+    return [str(p["run_id"]) for p in stored if p["action"] in ACTING]
+
+
 def chunk_count(size: int, chunk_size: int) -> int:
     """
     >>> chunk_count(7, 3), chunk_count(6, 3), chunk_count(0, 3)

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -132,6 +133,14 @@ def parse_datetime(text: str) -> DateTime:
     """
     if not isinstance(text, str) or not _DATE_RE.match(text.strip()):
         raise ValueError(f"not a date: {text!r}")
+    if text.endswith("+00:00"):  # as the record keeps every date: read without pendulum's parser
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            fields = (at.year, at.month, at.day, at.hour, at.minute, at.second, at.microsecond)
+            return DateTime(*fields, tzinfo=pendulum.UTC)
     parsed = pendulum.parse(text.strip(), tz="UTC", strict=True)
     if not isinstance(parsed, DateTime):
         raise ValueError(f"not a date: {text!r}")

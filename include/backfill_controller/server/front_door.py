@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
@@ -36,6 +37,8 @@ from backfill_controller.server import access, admission, ledger, record
 from backfill_controller.server.planner import Planned, parse, plan_request
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def refused(exc: Exception) -> HTTPException:
@@ -69,15 +72,32 @@ def plan(
     ``Retry-After`` when none came in time); a refusal raised as its HTTP answer (:func:`refused`).
     ``read_first`` (a dry run, which needs no more): a caller who may not read the target is
     refused before the request is parsed."""
+    return in_turn(conf, user, session, _as_planned, authorized=authorized, read_first=read_first)
+
+
+def in_turn(
+    conf: dict[str, Any],
+    user: Any,
+    session: Session,
+    then: Callable[[Planned], T],
+    *,
+    authorized: bool = False,
+    read_first: bool = False,
+) -> T:
+    """:func:`plan`, and ``then`` of what it planned in the same turn."""
     try:
         target = conf.get("dag_id") if isinstance(conf, dict) else None
         if read_first and isinstance(target, str):  # no right to read it: nothing is parsed
             access.require(user, target, [Right.READ_DAG, Right.READ_RUNS])
         request = parse(conf)
         with admission.turn(f"the backfill of {request.target_dag_id!r}"):
-            return plan_request(request, user=user, session=session, authorized=authorized)
+            return then(plan_request(request, user=user, session=session, authorized=authorized))
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
+
+
+def _as_planned(planned: Planned) -> Planned:
+    return planned
 
 
 def clash(session: Session, planned: Planned, controller_run_id: str | None) -> str | None:
@@ -228,9 +248,15 @@ def start_first_runs(session: Session, planned: Planned, dates: list[DatePlan], 
     return len(dates)
 
 
-def dry_run(conf: dict[str, Any], user: Any, session: Session) -> dict[str, Any]:
+def dry_run(conf: dict[str, Any], user: Any, session: Session) -> bytes:
     """What a backfill of ``conf`` would do to each date, for ``user``: the report a dry run of the
-    controller returns, with the tasks a task-subset backfill would clear. Changes nothing."""
-    planned = plan({**conf, "dry_run": True}, user, session, read_first=True)
-    report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
-    return {**report, "selected_tasks": list(planned.selected_tasks)}
+    controller returns, with the tasks a task-subset backfill would clear, as JSON. Changes nothing.
+
+    The answer is encoded in the request's planning turn too, so a burst's answers leave one by
+    one, first come first served, instead of all at the end of the burst."""
+
+    def answer(planned: Planned) -> bytes:
+        report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
+        return json.dumps({**report, "selected_tasks": list(planned.selected_tasks)}).encode()
+
+    return in_turn({**conf, "dry_run": True}, user, session, answer, read_first=True)

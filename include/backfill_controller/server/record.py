@@ -34,7 +34,7 @@ from backfill_controller.contract import (
     URL_PREFIX,
     continuation_run_id,
 )
-from backfill_controller.domain.plan import DatePlan, Execution, acting, chunk_count, feeding
+from backfill_controller.domain.plan import DatePlan, Execution, acting, acting_run_ids, chunk_count, feeding
 from backfill_controller.domain.request import BackfillRequest, parse_request
 from backfill_controller.domain.segments import split
 from backfill_controller.domain.settings import Limits, segment_size, timeout_minutes
@@ -214,7 +214,6 @@ def work(
     shown = mine.segment if segment is None else segment
     stored = ledger.segment_plans(session, entry.backfill_id, shown)
     other = ledger.bound(session, entry.backfill_id, shown) if not own else None
-    plans = [DatePlan.from_dict(p) for p in stored]
     return {
         "backfill_id": entry.backfill_id,
         "head_run_id": entry.controller_run_id,
@@ -224,7 +223,7 @@ def work(
         "requester": entry.requester,
         "request": entry.request,
         "plans": stored,
-        "run_ids": [] if request.dry_run else [p.run_id for p in acting(plans)],
+        "run_ids": [] if request.dry_run else acting_run_ids(stored),
         "execution": None if request.dry_run or not own else mine.execution,
         "continuation_run_ids": [
             continuation_run_id(entry.controller_run_id, k, entry.segment_token)

@@ -35,6 +35,7 @@ New backfill form offers, the page itself and its navigation icon. Operating a b
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -81,14 +82,14 @@ def create_backfill(
 
 
 @app.post("/api/backfills/dry_run", dependencies=[_JSON_ONLY])
-def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
+def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> Response:
     """What a backfill would do to each date, for the caller; creates and changes nothing.
 
     The answer is the report a dry run of the controller returns
     (:func:`backfill_controller.domain.report.build_report`): per date its logical date, data interval,
     action, why, and the task ids a task-subset backfill would clear.
     """
-    return front_door.dry_run(conf, user, session)
+    return Response(front_door.dry_run(conf, user, session), media_type="application/json")
 
 
 @app.post("/api/controller_runs/{run_id}/plan", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
@@ -109,11 +110,15 @@ def controller_run_work(
     caller: GetUserDep,
     session: SessionDep,
     segment: Annotated[int | None, Query(ge=0, description="another segment's dates (head run)")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """What a controller run does, from its backfill's record: the request, its segment's dates,
     the target runs it acts on and how it feeds them (the controller's own account only; 404 for
-    a run of no planned backfill, 409 for a run that is not the one its backfill was made with)."""
-    return controller_runs.run_work(run_id, caller, session, segment)
+    a run of no planned backfill, 409 for a run that is not the one its backfill was made with).
+
+    Every task process of the controller asks for it: the record's JSON goes out as it is, encoded
+    once (``json.dumps``), not walked value by value as FastAPI's encoder does."""
+    work = controller_runs.run_work(run_id, caller, session, segment)
+    return Response(json.dumps(work).encode(), media_type="application/json")
 
 
 @app.post("/api/controller_runs/{run_id}/chunks/{chunk}", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
