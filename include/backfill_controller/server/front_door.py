@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
@@ -33,12 +32,10 @@ from backfill_controller.domain.plan import DatePlan, acting, first_window
 from backfill_controller.domain.report import audit_note, build_report
 from backfill_controller.domain.request import FieldError, InvalidRequest, OnOverlap
 from backfill_controller.domain.rights import Right
-from backfill_controller.server import access, admission, ledger, record
+from backfill_controller.server import access, ledger, record
 from backfill_controller.server.planner import Planned, parse, plan_request
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def refused(exc: Exception) -> HTTPException:
@@ -67,37 +64,17 @@ def field_error(name: str, value: Any, problem: str, accepted: str = "a request 
 def plan(
     conf: dict[str, Any], user: Any, session: Session, *, authorized: bool = False, read_first: bool = False
 ) -> Planned:
-    """:func:`backfill_controller.server.planner.plan_request` of ``conf`` for ``user``, in one of
-    the process's planning turns (:mod:`backfill_controller.server.admission`: 503 with
-    ``Retry-After`` when none came in time); a refusal raised as its HTTP answer (:func:`refused`).
-    ``read_first`` (a dry run, which needs no more): a caller who may not read the target is
-    refused before the request is parsed."""
-    return in_turn(conf, user, session, _as_planned, authorized=authorized, read_first=read_first)
-
-
-def in_turn(
-    conf: dict[str, Any],
-    user: Any,
-    session: Session,
-    then: Callable[[Planned], T],
-    *,
-    authorized: bool = False,
-    read_first: bool = False,
-) -> T:
-    """:func:`plan`, and ``then`` of what it planned in the same turn."""
+    """:func:`backfill_controller.server.planner.plan_request` of ``conf`` for ``user`` (routes
+    that plan take a planning turn first: :func:`backfill_controller.server.admission.planning_turn`);
+    a refusal raised as its HTTP answer (:func:`refused`). ``read_first`` (a dry run, which needs
+    no more): a caller who may not read the target is refused before the request is parsed."""
     try:
         target = conf.get("dag_id") if isinstance(conf, dict) else None
         if read_first and isinstance(target, str):  # no right to read it: nothing is parsed
             access.require(user, target, [Right.READ_DAG, Right.READ_RUNS])
-        request = parse(conf)
-        with admission.turn(f"the backfill of {request.target_dag_id!r}"):
-            return then(plan_request(request, user=user, session=session, authorized=authorized))
+        return plan_request(parse(conf), user=user, session=session, authorized=authorized)
     except (access.Forbidden, InvalidRequest) as exc:
         raise refused(exc) from None
-
-
-def _as_planned(planned: Planned) -> Planned:
-    return planned
 
 
 def clash(session: Session, planned: Planned, controller_run_id: str | None) -> str | None:
@@ -250,13 +227,8 @@ def start_first_runs(session: Session, planned: Planned, dates: list[DatePlan], 
 
 def dry_run(conf: dict[str, Any], user: Any, session: Session) -> bytes:
     """What a backfill of ``conf`` would do to each date, for ``user``: the report a dry run of the
-    controller returns, with the tasks a task-subset backfill would clear, as JSON. Changes nothing.
-
-    The answer is encoded in the request's planning turn too, so a burst's answers leave one by
-    one, first come first served, instead of all at the end of the burst."""
-
-    def answer(planned: Planned) -> bytes:
-        report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
-        return json.dumps({**report, "selected_tasks": list(planned.selected_tasks)}).encode()
-
-    return in_turn({**conf, "dry_run": True}, user, session, answer, read_first=True)
+    controller returns, with the tasks a task-subset backfill would clear, as JSON (encoded once:
+    ``json.dumps``, not FastAPI's encoder, which walks every value). Changes nothing."""
+    planned = plan({**conf, "dry_run": True}, user, session, read_first=True)
+    report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
+    return json.dumps({**report, "selected_tasks": list(planned.selected_tasks)}).encode()

@@ -47,7 +47,7 @@ from fastapi.responses import HTMLResponse, Response
 from backfill_controller.contract import CONTROLLER_DAG_ID
 from backfill_controller.domain.controls import Control
 from backfill_controller.domain.state import Phase
-from backfill_controller.server import access, actions, controller_runs, front_door, ui
+from backfill_controller.server import access, actions, admission, controller_runs, front_door, ui
 
 app = FastAPI(title="Backfill Controller", description="Backfills any DAG with its own timetable.")
 
@@ -56,6 +56,8 @@ _READ_CONTROLLER_RUNS = Depends(
     requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN, param_dag_id=CONTROLLER_DAG_ID)
 )
 _JSON_ONLY = Depends(access.json_only)
+# First of a planning route's dependencies: its turn comes before anything else of it runs.
+_PLANNING_TURN = Depends(admission.planning_turn)
 Conf = Annotated[dict[str, Any], Body(description="The backfill_controller conf (see its Params).")]
 Readable = Annotated[set[str], Depends(ui.readable_dag_ids)]
 
@@ -63,7 +65,7 @@ Readable = Annotated[set[str], Depends(ui.readable_dag_ids)]
 # --- the front door and the controller's own calls --------------------------------------------
 
 
-@app.post("/api/backfills", status_code=201, dependencies=[_JSON_ONLY])
+@app.post("/api/backfills", status_code=201, dependencies=[_PLANNING_TURN, _JSON_ONLY])
 def create_backfill(
     conf: Conf,
     user: GetUserDep,
@@ -81,7 +83,7 @@ def create_backfill(
     return front_door.start_backfill(conf, user, session, request, run_id)
 
 
-@app.post("/api/backfills/dry_run", dependencies=[_JSON_ONLY])
+@app.post("/api/backfills/dry_run", dependencies=[_PLANNING_TURN, _JSON_ONLY])
 def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> Response:
     """What a backfill would do to each date, for the caller; creates and changes nothing.
 
@@ -92,7 +94,9 @@ def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> Response:
     return Response(front_door.dry_run(conf, user, session), media_type="application/json")
 
 
-@app.post("/api/controller_runs/{run_id}/plan", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
+@app.post(
+    "/api/controller_runs/{run_id}/plan", dependencies=[_PLANNING_TURN, _READ_CONTROLLER_RUNS, _JSON_ONLY]
+)
 def plan_controller_run(run_id: str, caller: GetUserDep, session: SessionDep) -> dict[str, Any]:
     """Plan a controller run for its recorded requester and answer its work (the ``plan`` task's
     call; the controller's own account only).
@@ -254,7 +258,9 @@ def cancel(run_id: str, user: GetUserDep, session: SessionDep) -> dict[str, Any]
 
 
 @controls.post(
-    "/api/backfills/{run_id}/rerun_failed", status_code=201, dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY]
+    "/api/backfills/{run_id}/rerun_failed",
+    status_code=201,
+    dependencies=[_PLANNING_TURN, _READ_CONTROLLER_RUNS, _JSON_ONLY],
 )
 def rerun_failed(run_id: str, user: GetUserDep, session: SessionDep, request: Request) -> dict[str, Any]:
     """Start a new backfill of exactly the dates that ended failed (same target, task selection and
