@@ -225,10 +225,9 @@ def start_first_runs(session: Session, planned: Planned, dates: list[DatePlan], 
     return len(dates)
 
 
-def dry_run(conf: dict[str, Any], user: Any, session: Session) -> bytes:
+def dry_run(conf: dict[str, Any], user: Any, session: Session) -> dict[str, Any]:
     """What a backfill of ``conf`` would do to each date, for ``user``: the report a dry run of the
-    controller returns, with the tasks a task-subset backfill would clear, as JSON (encoded once:
-    ``json.dumps``, not FastAPI's encoder, which walks every value). Changes nothing."""
+    controller returns, with the tasks a task-subset backfill would clear. Changes nothing."""
     planned = plan({**conf, "dry_run": True}, user, session, read_first=True)
     report = build_report(planned.request, planned.plans, triggered_by=access.user_name(user))
-    return json.dumps({**report, "selected_tasks": list(planned.selected_tasks)}).encode()
+    return {**report, "selected_tasks": list(planned.selected_tasks)}

@@ -59,6 +59,14 @@ _JSON_ONLY = Depends(access.json_only)
 # First of a planning route's dependencies: its turn comes before anything else of it runs.
 _PLANNING_TURN = Depends(admission.planning_turn)
 Conf = Annotated[dict[str, Any], Body(description="The backfill_controller conf (see its Params).")]
+
+
+def _json(answer: dict[str, Any]) -> Response:
+    """A large answer of JSON values (a dry run's dates, a run's work), encoded once with
+    ``json.dumps`` instead of FastAPI's encoder, which walks every value first (15 ms of 720 dates)."""
+    return Response(json.dumps(answer).encode(), media_type="application/json")
+
+
 Readable = Annotated[set[str], Depends(ui.readable_dag_ids)]
 
 
@@ -91,7 +99,7 @@ def dry_run(conf: Conf, user: GetUserDep, session: SessionDep) -> Response:
     (:func:`backfill_controller.domain.report.build_report`): per date its logical date, data interval,
     action, why, and the task ids a task-subset backfill would clear.
     """
-    return Response(front_door.dry_run(conf, user, session), media_type="application/json")
+    return _json(front_door.dry_run(conf, user, session))
 
 
 @app.post(
@@ -118,11 +126,8 @@ def controller_run_work(
     """What a controller run does, from its backfill's record: the request, its segment's dates,
     the target runs it acts on and how it feeds them (the controller's own account only; 404 for
     a run of no planned backfill, 409 for a run that is not the one its backfill was made with).
-
-    Every task process of the controller asks for it: the record's JSON goes out as it is, encoded
-    once (``json.dumps``), not walked value by value as FastAPI's encoder does."""
-    work = controller_runs.run_work(run_id, caller, session, segment)
-    return Response(json.dumps(work).encode(), media_type="application/json")
+    Every task process of the controller asks for it."""
+    return _json(controller_runs.run_work(run_id, caller, session, segment))
 
 
 @app.post("/api/controller_runs/{run_id}/chunks/{chunk}", dependencies=[_READ_CONTROLLER_RUNS, _JSON_ONLY])
