@@ -302,16 +302,16 @@ def test_a_run_that_never_finishes_times_out_naming_dates_and_reason(airflow, ph
 
 
 def test_a_date_that_never_gets_room_in_the_window_times_out_naming_it(airflow, phase1):
-    # The window holds one run; a run that cannot finish keeps it full, so at least the last
-    # date's chunk waits in its worker until timeout_minutes, then fails naming what is open;
-    # the date it never started is cancelled, saying why.
+    # The window holds one run; a run that cannot finish keeps it full, so the chunk (the whole
+    # run's three dates) waits in its worker until timeout_minutes, then fails naming what is
+    # open; the date it never started is cancelled, saying why.
     out = phase1["stuck"]
     assert "2024-01-03" in out.dates(state="cancelled")
     never = next(d for d in out.report["dates"] if d["logical_date"].startswith("2024-01-03"))
     assert never["why"].startswith("not started: timed out"), never
     log = airflow.api(
         "GET",
-        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/logs/1?map_index=2",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/logs/1?map_index=0",
     ).text
     assert "timed out (the window never had room for the next date)" in log and "paused" in log
 
@@ -377,9 +377,9 @@ def most_running(runs: list[dict[str, Any]]) -> int:
 def test_a_target_that_holds_its_runs_back_gets_queued_runs_ahead_from_a_deferred_feeder(airflow, phase1):
     """bf_capped runs at most 2 runs at once itself: the window (10) also holds up to 8 queued runs,
     so a run starts as soon as one ends, while the feeding task waits deferred (no executor slot)
-    and wakes once at most 4 are open, to start 6 more. Chunks default to the window: the head
-    run's 20 dates are 2 chunks of 10. The first ends from the triggerer once at most 4 are open;
-    the second then finds room for fewer than its 10 and waits once. Its continuation has 3."""
+    and wakes once at most 4 are open, to start 6 more. A chunk holds the whole segment: the head
+    run's 20 dates are one task instance, which fills the window, waits deferred and goes on.
+    Its continuation has 3."""
     out = phase1["reserve"]
     assert out.state == "success"
     runs = list(day_runs(airflow, "bf_capped", "2024-01-01", "2024-01-23").values())
@@ -388,15 +388,16 @@ def test_a_target_that_holds_its_runs_back_gets_queued_runs_ahead_from_a_deferre
     assert 2 < most_at_once(runs) <= 10
     started = [r["start_date"] for r in sorted(runs, key=lambda r: r["logical_date"])]
     assert started == sorted(started)
-    first, second = (
-        airflow.api(
-            "GET",
-            f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/logs/1?map_index={k}",
-        ).text
-        for k in range(2)
-    )
-    assert "the next chunk starts once at most 4 runs are open" in first  # ended from the triggerer
-    assert "waiting deferred until at most 4 are open" in second  # and woke up to go on
+    tis = airflow.api(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/listMapped",
+    ).json()["task_instances"]
+    assert [ti["map_index"] for ti in tis] == [0]
+    log = airflow.api(
+        "GET",
+        f"/api/v2/dags/{CONTROLLER_DAG_ID}/dagRuns/{out.run_id}/taskInstances/{Task.TRIGGER}/logs/1?map_index=0",
+    ).text
+    assert "waiting deferred until at most 4 are open" in log  # 20 dates, a window of 10
 
 
 def test_explicit_dates_run_only_those_dates(airflow, phase1):

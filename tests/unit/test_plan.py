@@ -8,6 +8,7 @@ import pytest
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.plan import (
     DEFERRAL_MARGIN_SECONDS,
+    WHOLE_SEGMENT,
     Action,
     DatePlan,
     ExistingRun,
@@ -26,6 +27,7 @@ from backfill_controller.domain.plan import (
 )
 from backfill_controller.domain.request import BackfillRequest, Reprocess
 from backfill_controller.domain.schedule import ScheduledDate
+from backfill_controller.domain.segments import MAX_MAP_LENGTH
 
 JAN_1 = pendulum.datetime(2024, 1, 1, tz="UTC")
 
@@ -282,7 +284,8 @@ def test_when_only_the_window_holds_runs_back_the_feeder_waits_in_its_worker(
     requested: int, targets_own: int | None
 ) -> None:
     feed = feeding(requested, targets_own)
-    assert feed == Feeding(window=requested, deferred=False, resume_at=requested - 1, chunk_size=requested)
+    expected = Feeding(window=requested, deferred=False, resume_at=requested - 1, chunk_size=WHOLE_SEGMENT)
+    assert feed == expected
 
 
 @pytest.mark.parametrize(
@@ -303,13 +306,23 @@ def test_when_the_target_holds_runs_back_the_window_keeps_queued_runs_and_the_fe
     assert (feed.window, feed.deferred, feed.resume_at) == (window, True, resume_at)
     assert feed.resume_at - targets_own >= targets_own  # queued runs left while the feeder wakes
     assert feed.window - feed.resume_at == 3 * targets_own  # a wake-up starts 3M runs
-    assert feed.chunk_size == feed.window  # one task start per window, not per max_active_runs
+    assert feed.chunk_size == WHOLE_SEGMENT
 
 
 def test_a_chunk_size_asked_for_is_kept_and_a_failure_budget_keeps_chunks_small() -> None:
     assert feeding(16, 16, chunk_size=4).chunk_size == 4
     assert feeding(16, 64, chunk_size=4).chunk_size == 4
     assert feeding(16, 16, failure_budget=True).chunk_size == 16
+    assert feeding(10, None, failure_budget=True).chunk_size == 10
+
+
+def test_by_default_a_segment_is_one_chunk_so_no_chunk_waits_its_turn() -> None:
+    # A chunk waiting its turn is a scheduled task instance the scheduler reads before the
+    # target's tasks (priority 1000) and refuses on every loop.
+    assert WHOLE_SEGMENT >= MAX_MAP_LENGTH
+    for requested, targets_own in [(16, 16), (10, 16), (4, None), (1, 1)]:
+        feed = feeding(requested, targets_own)
+        assert chunk_count(MAX_MAP_LENGTH, feed.chunk_size) == 1
 
 
 def test_feeding_round_trips_through_the_plan_xcom() -> None:

@@ -288,13 +288,15 @@ KEYS: tuple[Key, ...] = (
         "integer",
         "Chunk size",
         "Dates per trigger task instance (unit of progress in the grid, and of the failure budget: "
-        "a chunk starts only while the budget lasts). Default: max_active_runs (the whole window "
-        "when the target's own max_active_runs holds runs back and there is no failure budget).",
+        "a chunk starts only while the budget lasts). Default: the whole segment, one trigger task "
+        "instance per controller run; max_active_runs when max_failed_dates is set.",
         "How",
         minimum=1,
         maximum="max_active_runs",
         flag=Flag(
-            ("--chunk-size",), "dates triggered and waited for together (default: --max-active-runs)", "N"
+            ("--chunk-size",),
+            "dates per trigger task (default: the whole segment; --max-active-runs with a failure budget)",
+            "N",
         ),
     ),
     Key(

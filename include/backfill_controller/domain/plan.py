@@ -3,7 +3,8 @@
 A plan is decided once, from the scheduled dates and the target's existing runs, before anything
 changes; it is then carried out chunk by chunk.
 
-Chunking and the sliding window, worked through: 7 dates, ``chunk_size=3``, ``max_active_runs=4``.
+Chunking and the sliding window, worked through: 7 dates, ``chunk_size=3`` (asked for: by default a
+chunk holds the whole segment, :func:`feeding`), ``max_active_runs=4``.
 The chunks are ``[d0 d1 d2] [d3 d4 d5] [d6]``, one mapped ``trigger`` task instance each, run one
 after another. A chunk starts its dates in order, each as soon as fewer than four runs of this
 backfill are queued or running (:func:`room`): d0..d3 at once, d4 when the first of them has
@@ -27,6 +28,7 @@ from backfill_controller.contract import TARGET_RUN_PREFIX
 from backfill_controller.domain.airflow_states import OPEN_RUN
 from backfill_controller.domain.request import BackfillRequest, MissingRuns, Reprocess
 from backfill_controller.domain.schedule import ScheduledDate
+from backfill_controller.domain.segments import MAX_MAP_LENGTH
 from backfill_controller.domain.selection import TIKey, describe, to_clear
 
 
@@ -276,6 +278,10 @@ def min_deferral_seconds(min_heartbeat_interval: float) -> float:
 #: ``max_active_runs`` (:func:`feeding`).
 RESERVE_BURST = 3
 
+#: Dates per chunk by default: a segment's (at most Airflow's default ``max_map_length``), so a
+#: controller run has one ``trigger`` task instance unless a chunk size or failure budget is set.
+WHOLE_SEGMENT = MAX_MAP_LENGTH
+
 
 @dataclass(frozen=True)
 class Feeding:
@@ -330,29 +336,35 @@ def feeding(
     its executor slot serves the target. It wakes once ``3M`` of the reserve have started (and
     :func:`min_deferral_seconds` at the least) and refills it in one burst: the ``M`` queued runs
     left cover the few seconds a wake-up takes, and a wake-up (a task start, its calls to the
-    api-server, a scheduler's hand-over) buys ``3M`` dates. A chunk then holds a whole window
-    unless ``chunk_size`` says otherwise (or a failure budget is set: the budget is counted chunk
-    by chunk).
+    api-server, a scheduler's hand-over) buys ``3M`` dates.
 
     Otherwise only the window keeps the backfill to the request's ``max_active_runs``, and nothing
     holds runs back: the feeding task waits in its worker and starts a run within half a second of
-    room (one executor slot held while it feeds). Chunks hold ``max_active_runs`` dates by default.
+    room (one executor slot held while it feeds).
+
+    Either way one chunk holds a whole segment by default (:data:`WHOLE_SEGMENT`): the chunks of a
+    run go one at a time, and every chunk waiting its turn is a task instance the scheduler reads
+    first (priority 1000) and refuses (``max_active_tis_per_dagrun``) on every loop, so that the
+    target's tasks get fewer of the free executor slots. ``chunk_size`` asked for is kept; with a
+    failure budget chunks hold ``max_active_runs`` dates, as the budget is counted chunk by chunk.
 
     >>> feeding(16, 16)
-    Feeding(window=80, deferred=True, resume_at=32, chunk_size=80, running=16)
+    Feeding(window=80, deferred=True, resume_at=32, chunk_size=1024, running=16)
     >>> feeding(10, 16)
-    Feeding(window=10, deferred=False, resume_at=9, chunk_size=10, running=0)
+    Feeding(window=10, deferred=False, resume_at=9, chunk_size=1024, running=0)
     >>> feeding(16, 4, chunk_size=2)
     Feeding(window=20, deferred=True, resume_at=8, chunk_size=2, running=4)
+    >>> feeding(16, 4, failure_budget=True).chunk_size
+    16
     """
+    chunk = chunk_size or (max_active_runs if failure_budget else WHOLE_SEGMENT)
     cap = target_max_active_runs
     if cap is None or cap < 1 or cap > max_active_runs:
         window = max_active_runs
-        return Feeding(window, deferred=False, resume_at=window - 1, chunk_size=chunk_size or window)
+        return Feeding(window, deferred=False, resume_at=window - 1, chunk_size=chunk)
     window = max(max_active_runs, (2 + RESERVE_BURST) * cap)
-    default_chunk = max_active_runs if failure_budget else window
     resume_at = window - RESERVE_BURST * cap
-    return Feeding(window, True, resume_at, chunk_size or default_chunk, running=cap)
+    return Feeding(window, True, resume_at, chunk, running=cap)
 
 
 @dataclass(frozen=True)
