@@ -48,6 +48,7 @@ from backfill_controller.worker.operators import (
     BackfillTriggerOperator,
     BackfillWaitSensor,
 )
+from backfill_controller.worker.work import Work
 from tests.unit.work_documents import HEAD, Served, date_plan, plans, work_document
 
 COMMS = "airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS"
@@ -871,12 +872,35 @@ def test_a_head_report_watches_its_last_segments_report_running_to_its_end_from_
     ctx = report_context(4, segments=2)
     with (
         mock.patch(f"{RTI}.get_dr_count", side_effect=open_runs({LAST_SEGMENT: "running"})),
-        mock.patch(f"{RTI}.get_task_states", side_effect=report_states("running", "running", "success")),
+        mock.patch(
+            f"{RTI}.get_task_states", side_effect=report_states("running", "running", "success")
+        ) as looks,
         mock.patch("time.sleep") as sleep,
+        mock.patch(
+            "backfill_controller.worker.tasks.own_part", side_effect=lambda *_: built.append(looks.call_count)
+        ),
         mock.patch("backfill_controller.worker.tasks.report_backfill", return_value={"success": True}),
     ):
+        built: list[int] = []
         assert BackfillReportOperator(task_id=Task.REPORT).execute(ctx) == {"success": True}
     assert sleep.call_count == 2
+    assert built and built[0] == 1  # the head's own part, built while the last segment's report runs
+
+
+def test_a_runs_part_of_the_result_is_built_once_per_task_process():
+    from backfill_controller.worker import tasks
+
+    ctx = report_context(4, segments=2)
+    work = Work.from_dict(work_document(new_dates(4), segments=2))
+    with (
+        mock.patch.object(tasks, "segment_facts") as facts,
+        mock.patch.object(tasks, "segment_dates", return_value=[]),
+        mock.patch.object(tasks, "kept_chunks", return_value={}),
+        mock.patch.object(tasks, "build_report", side_effect=lambda *a, **k: {"part": True}) as build,
+    ):
+        first = tasks.own_part(ctx, work)
+        assert tasks.own_part(ctx, work) is first
+    assert build.call_count == 1 and facts.call_args.kwargs["finished"] is True
 
 
 # ----------------------------------------------------------------------------------- segments

@@ -747,8 +747,12 @@ class BackfillReportOperator(BaseOperator):
         """A head run's report: ``wait`` waited for the head's own runs and each ``segment`` for its
         continuation run but the last, which this waits for: deferred
         (:class:`backfill_controller.worker.progress.SegmentEndTrigger`) until that run's own
-        report runs, its last runs near their end, then from the worker until the report has ended."""
+        report runs, its last runs near their end, then from the worker until the report has ended.
+        The head's own part of the result is built meanwhile
+        (:func:`backfill_controller.worker.tasks.own_part`)."""
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance as RTI
+
+        from backfill_controller.worker.tasks import own_part
 
         ti, work = context["ti"], work_of(context)
         run_id = work.continuation_run_id(work.segments - 1)
@@ -768,6 +772,7 @@ class BackfillReportOperator(BaseOperator):
                     method_name="resume",
                 )
             handed_over = True
+            own_part(context, work)  # once: the head's runs have ended, the last segment's nearly
             time.sleep(TAIL_LOOK)
 
     def _timed_out(self, context: Any, pending: Sequence[str]) -> None:

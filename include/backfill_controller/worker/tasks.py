@@ -19,6 +19,7 @@ from backfill_controller.domain.state import SegmentFacts, segment_dates
 from backfill_controller.worker.notify import notify_end
 from backfill_controller.worker.progress import segment_facts
 from backfill_controller.worker.work import (
+    PARTS,
     Work,
     api,
     kept_chunks,
@@ -161,6 +162,37 @@ def _keep_report(run_id: str, report: dict[str, Any]) -> None:
         log.warning("the backfill's record does not hold this run's report: %s", exc)
 
 
+def own_part(context: Any, work: Work) -> dict[str, Any]:
+    """This controller run's part of the result, from its dates once they have all ended; built
+    once per task process. A head run's report builds it while its last segment's report runs
+    (the head's own runs ended before its continuations started), so that, once that report has
+    ended, only the merge is left (:class:`backfill_controller.worker.operators.BackfillReportOperator`)."""
+    ti, dag_run = context["ti"], context["dag_run"]
+    if dag_run.run_id in PARTS:
+        return PARTS[dag_run.run_id]
+    dates = None
+    if not work.request.dry_run and work.execution is not None:
+        facts = segment_facts(
+            ti,
+            ti.run_id,
+            work.execution,
+            work.plan_dicts(),
+            list(work.run_ids),
+            kept_chunks(ti.run_id),
+            finished=True,
+        )
+        dates = segment_dates(facts)
+    part = build_report(
+        work.request,
+        list(work.plans),
+        dates,
+        controller_run_id=dag_run.run_id,
+        triggered_by=getattr(dag_run, "triggering_user_name", None),
+    )
+    PARTS[dag_run.run_id] = part
+    return part
+
+
 def report_backfill(**context: Any) -> dict[str, Any]:
     """Return the result (XCom ``return_value``), log a table, fail unless every date succeeded.
 
@@ -198,21 +230,7 @@ def report_backfill(**context: Any) -> dict[str, Any]:
     else:
         continues = work.segment != 0
         request = work.request
-        dates = None
-        if not request.dry_run and work.execution is not None:
-            facts = segment_facts(
-                ti,
-                ti.run_id,
-                work.execution,
-                work.plan_dicts(),
-                list(work.run_ids),
-                kept_chunks(ti.run_id),
-                finished=True,
-            )
-            dates = segment_dates(facts)
-        report = build_report(
-            request, list(work.plans), dates, controller_run_id=dag_run.run_id, triggered_by=triggered_by
-        )
+        report = own_part(context, work)
         _keep_report(dag_run.run_id, report)
         if not continues:
             later, unknown = _later_segments(ti, work)

@@ -177,6 +177,9 @@ def mapped_kwargs(work: Work) -> list[dict[str, Any]]:
 
 #: The work fetched by this task process, by controller run id.
 _FETCHED: dict[str, Work] = {}
+#: This task process's part of the result, by controller run id (built once:
+#: :func:`backfill_controller.worker.tasks.own_part`).
+PARTS: dict[str, dict[str, Any]] = {}
 #: This task process's REST client, logged in once (:func:`api`).
 _CLIENT: list[Any] = []
 
@@ -200,9 +203,10 @@ def remember(run_id: str, data: Mapping[str, Any]) -> Work:
 
 
 def forget() -> None:
-    """Drop the work and the client this process holds (the next :func:`work_of` asks the
-    api-server again, logged in again)."""
+    """Drop the work, the part of the result and the client this process holds (the next
+    :func:`work_of` asks the api-server again, logged in again)."""
     _FETCHED.clear()
+    PARTS.clear()
     _CLIENT.clear()
 
 
