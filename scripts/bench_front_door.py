@@ -131,8 +131,8 @@ def burst(airflow: LocalAirflow, calls: int = 40, dates: int = 720, timeout: flo
         alone = [_one(url, body, headers, timeout) for _ in range(calls)]
         serial = time.monotonic() - began
         seconds = median([s for _, _, s in alone]) or 0.0
-        statuses = sorted({statuses[-1] for statuses, _, _ in alone})
-        result = Burst(side, calls, dates, seconds, serial, statuses)
+        finals = sorted({answers[-1] for answers, _, _ in alone})
+        result = Burst(side, calls, dates, seconds, serial, finals)
         _together(result, url, body, headers, timeout)
         found.append(result)
     return found

@@ -59,15 +59,13 @@ _JSON_ONLY = Depends(access.json_only)
 # First of a planning route's dependencies: its turn comes before anything else of it runs.
 _PLANNING_TURN = Depends(admission.planning_turn)
 Conf = Annotated[dict[str, Any], Body(description="The backfill_controller conf (see its Params).")]
+Readable = Annotated[set[str], Depends(ui.readable_dag_ids)]
 
 
 def _json(answer: dict[str, Any]) -> Response:
     """A large answer of JSON values (a dry run's dates, a run's work), encoded once with
     ``json.dumps`` instead of FastAPI's encoder, which walks every value first (15 ms of 720 dates)."""
     return Response(json.dumps(answer).encode(), media_type="application/json")
-
-
-Readable = Annotated[set[str], Depends(ui.readable_dag_ids)]
 
 
 # --- the front door and the controller's own calls --------------------------------------------
